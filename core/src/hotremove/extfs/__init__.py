@@ -1,0 +1,23 @@
+"""Real ext2/ext3/ext4 images through e2fsprogs: build them, map them, read them, check them.
+
+The simulator's claims about which blocks hold which file data are verified here against the
+real on-disk format, never against the simulator's own bookkeeping.
+"""
+
+from __future__ import annotations
+
+from hotremove.extfs.blockmap import block_maps
+from hotremove.extfs.fsck import FsckVerdict, fsck
+from hotremove.extfs.mkfs import make_image
+from hotremove.extfs.readback import read_files
+from hotremove.extfs.tools import e2fsprogs_binary, run_tool
+
+__all__ = [
+    "FsckVerdict",
+    "block_maps",
+    "e2fsprogs_binary",
+    "fsck",
+    "make_image",
+    "read_files",
+    "run_tool",
+]

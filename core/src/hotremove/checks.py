@@ -1,0 +1,119 @@
+"""Invariants: the seed's own per-page debug checks, and whole-run checks at the end.
+
+Per page (``PageCheck``, on in tests, optional in benchmarks): the new frame is poisoned with
+0xdeadbeef before the copy (the seed's ``remap_onepage``), then every byte must equal the old
+frame, PG_dirty/PG_mappedtodisk must have survived (unless the strategy wrote the page out),
+every buffer must point at the new page with its own state unchanged.
+At the end (``check_machine``): no page or buffer lock held, no spinlock held, references
+balanced for every cached page, no page of the removed range in use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hotremove.model.address_space import AnonVma
+from hotremove.model.buffer_head import BH_Lock, page_buffers
+from hotremove.model.machine import Machine
+from hotremove.model.page import (
+    PG_dirty,
+    PG_locked,
+    PG_mappedtodisk,
+    PG_private,
+    Page,
+)
+
+POISON = np.frombuffer(np.uint32(0xDEADBEEF).tobytes() * 1024, dtype=np.uint8)
+
+
+@dataclass(frozen=True)
+class CheckFailure:
+    pfn: int
+    check: str
+    message: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {"pfn": self.pfn, "check": self.check, "message": self.message}
+
+
+class PageCheck:
+    """Snapshot of ``src`` before a migration attempt, checked against ``dst`` after it."""
+
+    __slots__ = ("bh_states", "flags", "src")
+
+    def __init__(self, frames: np.ndarray, src: Page, dst: Page) -> None:
+        frames[dst.pfn] = POISON
+        self.src = src
+        self.flags = src.flags
+        self.bh_states = (
+            [(bh, bh.b_state) for bh in page_buffers(src)] if src.flags & PG_private else []
+        )
+
+    def verify(self, frames: np.ndarray, dst: Page, wrote_back: bool) -> list[CheckFailure]:
+        failures: list[CheckFailure] = []
+        pfn = self.src.pfn
+        if not np.array_equal(frames[dst.pfn], frames[pfn]):
+            bad = int(np.flatnonzero(frames[dst.pfn] != frames[pfn])[0])
+            failures.append(CheckFailure(pfn, "copy", f"byte {bad} differs after the copy"))
+        changed = (self.flags ^ dst.flags) & PG_mappedtodisk
+        lost_dirty = self.flags & PG_dirty and not dst.flags & PG_dirty and not wrote_back
+        if changed or lost_dirty:
+            failures.append(
+                CheckFailure(pfn, "flags", f"flags: {self.flags:#x} -> {dst.flags:#x}")
+            )
+        if dst.flags & PG_private:
+            for bh, state in self.bh_states:
+                if bh.b_page is not dst:
+                    failures.append(CheckFailure(pfn, "bh_page", f"{bh!r} not on new page"))
+                elif not wrote_back and (bh.b_state & ~BH_Lock) != (state & ~BH_Lock):
+                    failures.append(
+                        CheckFailure(pfn, "bh_state", f"{bh!r} state was {state:#x}")
+                    )
+        return failures
+
+
+def expected_refcount(page: Page) -> int:
+    """References a settled page must have: page cache + ->private + one per mapping."""
+    refs = page._mapcount
+    if page.mapping is not None and not isinstance(page.mapping, AnonVma):
+        refs += 1  # page cache
+    if page.flags & PG_private:
+        refs += 1
+    return refs
+
+
+def check_machine(machine: Machine, removed: list[int]) -> list[CheckFailure]:
+    """Whole-machine invariants after a run (locks, references, the removed range)."""
+    failures: list[CheckFailure] = []
+    if machine.task.held_spinlocks:
+        names = ", ".join(lock.name for lock in machine.task.held_spinlocks)
+        failures.append(CheckFailure(-1, "spinlock", f"still held: {names}"))
+    for mapping in machine.mappings:
+        for index, page in mapping.i_pages.items():
+            if page.mapping is not mapping or page.index != index:
+                failures.append(CheckFailure(page.pfn, "mapping", "page tree entry stale"))
+            if page.flags & PG_locked:
+                failures.append(CheckFailure(page.pfn, "page_lock", "page still locked"))
+            if page._refcount != expected_refcount(page):
+                failures.append(
+                    CheckFailure(
+                        page.pfn,
+                        "refcount",
+                        f"refcount {page._refcount}, expected {expected_refcount(page)}",
+                    )
+                )
+            for bh in page_buffers(page) if page.flags & PG_private else ():
+                if bh.b_state & BH_Lock:
+                    failures.append(CheckFailure(page.pfn, "bh_lock", f"{bh!r} still locked"))
+                if bh.b_page is not page:
+                    failures.append(CheckFailure(page.pfn, "bh_page", f"{bh!r} points away"))
+    memory = machine.memory
+    for block in removed:
+        b = memory.blocks[block]
+        if memory.block_state[block] == "offline":
+            in_use = [pfn for pfn in range(b.start_pfn, b.end_pfn) if not memory.is_free(pfn)]
+            for pfn in in_use[:10]:
+                failures.append(CheckFailure(pfn, "offline", "frame in use in offline block"))
+    return failures

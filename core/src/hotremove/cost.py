@@ -1,0 +1,70 @@
+"""Device presets and simulated time: what a strategy costs on a given machine.
+
+Simulated time = CPU work (page copies at the era's memcpy rate) + device time per request
+(seek + rotational latency + transfer). Figures and where they come from:
+
+* ``ide-2004``: a 7200 rpm ATA disk of the seed's time — about 8.5 ms average seek and
+  4.2 ms average rotational latency (half a turn at 7200 rpm), about 58 MB/s sustained, which
+  gives ≈ 12.7 ms per random 4 KiB write (vendor datasheets of 2003–2004 desktop drives, as
+  summarised in shared/kernel-reference.md "Costs worth knowing"). Memory copy on a Pentium 4
+  of the time: 1.3–2.3 GB/s → 1.6 GB/s here (≈ 2.6 µs per 4 KiB page).
+* ``sata-ssd``: a SATA III flash drive at queue depth 1 — ≈ 60 µs per random write and
+  ≈ 520 MB/s sequential (typical consumer datasheet figures; SATA 6 Gb/s caps near 550 MB/s).
+* ``nvme``: a PCIe 4.0 NVMe drive at queue depth 1 — ≈ 20 µs per random write, ≈ 3 GB/s.
+  The two modern presets copy pages at 7 GB/s, what this project's 2-core machine measures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hotremove.errors import ScenarioError
+
+
+@dataclass(frozen=True)
+class DevicePreset:
+    """The cost of one block-device request and of copying memory on one kind of machine."""
+
+    name: str
+    seek_s: float
+    rotational_s: float
+    bandwidth_bps: float
+    memcpy_bps: float
+
+    def request_seconds(self, nbytes: int) -> float:
+        """One random request of ``nbytes``: position the head, then transfer."""
+        return self.seek_s + self.rotational_s + nbytes / self.bandwidth_bps
+
+    def copy_seconds(self, nbytes: int) -> float:
+        return nbytes / self.memcpy_bps
+
+
+PRESETS: dict[str, DevicePreset] = {
+    p.name: p
+    for p in (
+        DevicePreset("ide-2004", 8.5e-3, 4.2e-3, 58e6, 1.6e9),
+        DevicePreset("sata-ssd", 60e-6, 0.0, 520e6, 7e9),
+        DevicePreset("nvme", 20e-6, 0.0, 3e9, 7e9),
+    )
+}
+
+
+def preset(name: str) -> DevicePreset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ScenarioError(
+            f"device.preset: unknown preset {name!r} (choose from {', '.join(PRESETS)})"
+        ) from None
+
+
+@dataclass
+class SimClock:
+    """Simulated seconds, split into CPU (copies) and I/O (device requests)."""
+
+    cpu_seconds: float = 0.0
+    io_seconds: float = 0.0
+
+    @property
+    def now(self) -> float:
+        return self.cpu_seconds + self.io_seconds

@@ -1,0 +1,284 @@
+"""The migration library: mm/migrate.c's steps, for the engine and for plugin strategies.
+
+A strategy (what a filesystem's ``a_ops->migrate_folio`` points at) composes these functions
+exactly as the kernel's callbacks do. Contract shared by every ``*_migrate_folio`` here:
+``src`` and ``dst`` are locked by the caller, ``src`` is unmapped and held by one isolation
+reference, ``dst`` holds one allocation reference; the return value is
+:class:`~hotremove.model.migrate_mode.Errno` (``OK`` or a negative error) and on error nothing
+observable has changed (buffers unlocked, ``src`` still in the page cache with its data).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from hotremove.cost import SimClock
+from hotremove.model.address_space import AddressSpace
+from hotremove.model.buffer_head import (
+    BH_Uptodate,
+    BufferHead,
+    buffer_ring,
+    lock_buffer,
+    set_bh_page,
+    trylock_buffer,
+    unlock_buffer,
+)
+from hotremove.model.machine import VmStat
+from hotremove.model.migrate_mode import Errno, MigrateMode
+from hotremove.model.page import (
+    PG_active,
+    PG_anon,
+    PG_checked,
+    PG_dirty,
+    PG_mappedtodisk,
+    PG_private,
+    PG_readahead,
+    PG_referenced,
+    PG_swapbacked,
+    PG_swapcache,
+    PG_unevictable,
+    PG_uptodate,
+    PG_workingset,
+    Page,
+    attach_page_private,
+    detach_page_private,
+)
+
+#: Flags ``folio_migrate_flags`` carries from the old page to the new one (current mm/migrate.c).
+#: PG_active and PG_unevictable are *moved* (cleared on src); PG_dirty is moved by
+#: ``folio_migrate_mapping`` for page-cache pages. PG_mlocked is not copied here: as in the
+#: kernel it is re-established when the migration PTEs are replaced (VM_LOCKED vma).
+MIGRATED_FLAGS = (
+    PG_referenced
+    | PG_uptodate
+    | PG_workingset
+    | PG_checked
+    | PG_mappedtodisk
+    | PG_dirty
+    | PG_readahead
+)
+
+
+@dataclass
+class MigrateControl:
+    """What one migration run shares with every strategy call (the kernel reaches these
+    through globals: the direct map for copies, the clock, vmstat)."""
+
+    frames: np.ndarray
+    clock: SimClock
+    vmstat: VmStat
+    copy_seconds: float  # simulated CPU time of one 4 KiB copy
+    #: Set by strategies that had to write a page before it could move (for the report).
+    wrote_back: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+@runtime_checkable
+class MigrateStrategy(Protocol):
+    """What a plugin returns for an address_space: its ``a_ops->migrate_folio``.
+
+    ``name`` is the kernel function it models (``buffer_migrate_folio``...); ``rebinds`` says
+    it moves buffer_heads to the new page without I/O (the conformance kit holds it to that).
+    """
+
+    name: str
+    rebinds: bool
+
+    def migrate_folio(
+        self,
+        mc: MigrateControl,
+        mapping: AddressSpace | None,
+        dst: Page,
+        src: Page,
+        mode: MigrateMode,
+    ) -> Errno:
+        """Move ``src`` to ``dst``: return ``Errno.OK`` or a negative error (see module doc)."""
+        ...
+
+
+def folio_expected_refs(mapping: AddressSpace | None, src: Page) -> int:
+    """References an unmapped, isolated page has when nobody else uses it: the isolation
+    reference, plus the page cache's, plus one for ->private (buffer_heads)."""
+    if mapping is None:
+        return 1
+    return 2 + (1 if src.flags & PG_private else 0)
+
+
+def folio_migrate_mapping(
+    mapping: AddressSpace | None, dst: Page, src: Page, extra_count: int = 0
+) -> Errno:
+    """Replace ``src`` by ``dst`` in the page cache, with references frozen: a page someone
+    else holds (an extra reference) cannot move now → ``-EAGAIN``. PG_dirty moves here, raw,
+    without touching the buffers' own dirty bits."""
+    expected = folio_expected_refs(mapping, src) + extra_count
+    if src._refcount != expected:
+        return Errno.EAGAIN
+    dst.index = src.index
+    dst.mapping = src.mapping
+    if mapping is None:  # anonymous: no page cache, the anon_vma and PTEs follow later
+        dst.flags |= src.flags & (PG_anon | PG_swapbacked)
+        return Errno.OK
+    dst._refcount += 1  # the page cache's reference
+    if src.flags & PG_swapbacked:
+        dst.flags |= PG_swapbacked
+    if src.flags & PG_dirty:
+        src.flags &= ~PG_dirty
+        dst.flags |= PG_dirty
+    mapping.i_pages[src.index] = dst
+    src._refcount -= 1  # folio_ref_unfreeze(src, expected - 1)
+    return Errno.OK
+
+
+def folio_copy(mc: MigrateControl, dst: Page, src: Page) -> None:
+    """Copy the 4096 bytes of the frame (CPU time on the simulated clock)."""
+    mc.frames[dst.pfn] = mc.frames[src.pfn]
+    mc.clock.cpu_seconds += mc.copy_seconds
+
+
+def folio_migrate_flags(dst: Page, src: Page) -> None:
+    """Carry the page state over, as mm/migrate.c's ``folio_migrate_flags``."""
+    dst.flags |= src.flags & MIGRATED_FLAGS
+    if src.flags & PG_active:
+        src.flags &= ~PG_active
+        dst.flags |= PG_active
+    elif src.flags & PG_unevictable:
+        src.flags &= ~PG_unevictable
+        dst.flags |= PG_unevictable
+    src.flags &= ~(PG_swapcache | PG_private)
+    src.private = None
+
+
+def __migrate_folio(
+    mc: MigrateControl, mapping: AddressSpace | None, dst: Page, src: Page, move_private: bool
+) -> Errno:
+    rc = folio_migrate_mapping(mapping, dst, src)
+    if rc:
+        return rc
+    if move_private:
+        attach_page_private(dst, detach_page_private(src))  # type: ignore[arg-type]
+    folio_copy(mc, dst, src)
+    folio_migrate_flags(dst, src)
+    return Errno.OK
+
+
+def migrate_folio(
+    mc: MigrateControl, mapping: AddressSpace | None, dst: Page, src: Page, mode: MigrateMode
+) -> Errno:
+    """For pages without private data: anon, swap cache, nobh page cache."""
+    return __migrate_folio(mc, mapping, dst, src, move_private=False)
+
+
+def filemap_migrate_folio(
+    mc: MigrateControl, mapping: AddressSpace | None, dst: Page, src: Page, mode: MigrateMode
+) -> Errno:
+    """For page-cache pages whose ->private is fs data that does not point back at the page."""
+    return __migrate_folio(mc, mapping, dst, src, move_private=bool(src.flags & PG_private))
+
+
+def buffer_migrate_lock_buffers(head: BufferHead, mode: MigrateMode) -> bool:
+    """Lock every buffer of the page *before* anything moves, never under a spinlock:
+    ASYNC only trylocks; SYNC_LIGHT waits only for an uptodate buffer (a !uptodate locked
+    buffer means a read in flight); SYNC sleeps. On failure no buffer stays locked."""
+    locked: list[BufferHead] = []
+    for bh in buffer_ring(head):
+        if not trylock_buffer(bh):
+            if mode is MigrateMode.ASYNC or (
+                mode is MigrateMode.SYNC_LIGHT and not bh.b_state & BH_Uptodate
+            ):
+                for other in locked:
+                    unlock_buffer(other)
+                return False
+            lock_buffer(bh)
+        locked.append(bh)
+    return True
+
+
+def buffers_busy(head: BufferHead) -> bool:
+    """``_norefs``: someone else (the bh LRU, a lookup, jbd2's journal_head) holds a buffer."""
+    return any(bh.b_count for bh in buffer_ring(head))
+
+
+def __buffer_migrate_folio(
+    mc: MigrateControl,
+    mapping: AddressSpace,
+    dst: Page,
+    src: Page,
+    mode: MigrateMode,
+    check_refs: bool,
+) -> Errno:
+    """mm/migrate.c's ``__buffer_migrate_folio``: keep the buffers, lock them, move the page
+    in the page cache, move ->private, repoint each ``bh->b_page``, copy, unlock. No I/O.
+
+    ``check_refs`` is the ``_norefs`` variant: a buffer with any user (``b_count``) makes the
+    page busy (``-EAGAIN``), checked under ``private_lock`` as the kernel does.
+    """
+    head = src.private if src.flags & PG_private else None
+    if head is None:
+        return migrate_folio(mc, mapping, dst, src, mode)
+    if src._refcount != folio_expected_refs(mapping, src):
+        return Errno.EAGAIN
+    if not buffer_migrate_lock_buffers(head, mode):
+        return Errno.EAGAIN
+    ring = buffer_ring(head)
+    try:
+        if check_refs:
+            with mapping.private_lock:
+                if buffers_busy(head):
+                    return Errno.EAGAIN
+        rc = folio_migrate_mapping(mapping, dst, src)
+        if rc:
+            return rc
+        attach_page_private(dst, detach_page_private(src))  # type: ignore[arg-type]
+        for bh in ring:
+            set_bh_page(bh, dst, bh.b_offset)
+        folio_copy(mc, dst, src)
+        folio_migrate_flags(dst, src)
+        mc.vmstat.nr_rebound += 1
+        return Errno.OK
+    finally:
+        for bh in ring:
+            unlock_buffer(bh)
+
+
+def buffer_migrate_folio(
+    mc: MigrateControl, mapping: AddressSpace, dst: Page, src: Page, mode: MigrateMode
+) -> Errno:
+    """``.migrate_folio`` of ext2/ext4 (and historic ext3 ordered/writeback)."""
+    return __buffer_migrate_folio(mc, mapping, dst, src, mode, check_refs=False)
+
+
+def buffer_migrate_folio_norefs(
+    mc: MigrateControl, mapping: AddressSpace, dst: Page, src: Page, mode: MigrateMode
+) -> Errno:
+    """``.migrate_folio`` of block devices and ext4 data=journal: busy buffers stay put."""
+    return __buffer_migrate_folio(mc, mapping, dst, src, mode, check_refs=True)
+
+
+@dataclass(frozen=True)
+class FunctionStrategy:
+    """A strategy that is one of the functions above, named as the kernel names it."""
+
+    name: str
+    rebinds: bool
+    func: object
+
+    def migrate_folio(
+        self,
+        mc: MigrateControl,
+        mapping: AddressSpace | None,
+        dst: Page,
+        src: Page,
+        mode: MigrateMode,
+    ) -> Errno:
+        return self.func(mc, mapping, dst, src, mode)  # type: ignore[operator]
+
+
+MIGRATE_FOLIO = FunctionStrategy("migrate_folio", False, migrate_folio)
+FILEMAP_MIGRATE_FOLIO = FunctionStrategy("filemap_migrate_folio", False, filemap_migrate_folio)
+BUFFER_MIGRATE_FOLIO = FunctionStrategy("buffer_migrate_folio", True, buffer_migrate_folio)
+BUFFER_MIGRATE_FOLIO_NOREFS = FunctionStrategy(
+    "buffer_migrate_folio_norefs", True, buffer_migrate_folio_norefs
+)

@@ -1,0 +1,199 @@
+"""Build the plugin manager: entry points loaded one at a time, every failure reported.
+
+A plugin that fails to import, implements a hook that does not exist, or registers an a_ops
+another plugin already claimed is recorded in the load report (shown by ``hotremove
+plugins``) and left out; the others keep working. Environment switches:
+
+* ``HOTREMOVE_DISABLE_PLUGIN_AUTOLOAD=1`` — load no entry points (tests add plugins by hand);
+* ``HOTREMOVE_PLUGINS=ext2,generic_writeback`` — load only these entry points;
+* ``HOTREMOVE_TRACE_HOOKS=1`` — log every hook call through structlog (debug level).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+import pluggy
+import structlog
+
+from hotremove import hookspecs
+from hotremove.hooks import Hooks
+
+ENTRY_POINT_GROUP = "hotremove"
+log = structlog.get_logger("hotremove.plugins")
+
+
+@dataclass
+class PluginInfo:
+    """One line of the load report."""
+
+    name: str
+    dist: str | None = None
+    version: str | None = None
+    hooks: list[str] = field(default_factory=list)
+    fs_types: list[str] = field(default_factory=list)
+    aops: list[str] = field(default_factory=list)
+    policies: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "dist": self.dist,
+            "version": self.version,
+            "hooks": self.hooks,
+            "fs_types": self.fs_types,
+            "aops": self.aops,
+            "policies": self.policies,
+            "error": self.error,
+        }
+
+
+@dataclass
+class PluginSet:
+    """A ready plugin manager, its facade and what loading found."""
+
+    pm: pluggy.PluginManager
+    hooks: Hooks
+    report: list[PluginInfo]
+    aops_owner: dict[str, str]  # a_ops name → plugin name
+    policies: dict[str, str]  # strategy variant → plugin name
+
+    @property
+    def errors(self) -> list[PluginInfo]:
+        return [p for p in self.report if p.error]
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _allow_list() -> set[str] | None:
+    raw = os.environ.get("HOTREMOVE_PLUGINS")
+    if raw is None:
+        return None
+    return {name.strip() for name in raw.split(",") if name.strip()}
+
+
+def _hook_names(pm: pluggy.PluginManager, plugin: object) -> list[str]:
+    callers = pm.get_hookcallers(plugin) or []
+    return sorted(caller.name for caller in callers)
+
+
+def _register(pm: pluggy.PluginManager, info: PluginInfo, plugin: object) -> bool:
+    """Register one plugin and validate it; on any problem unregister it and record why."""
+    try:
+        pm.register(plugin, name=info.name)
+    except Exception as exc:  # a plugin's bug must not take the CLI down
+        info.error = f"{type(exc).__name__}: {exc}"
+        return False
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        pm.unregister(plugin)
+        info.error = f"PluginValidationError: {exc}"
+        return False
+    info.hooks = _hook_names(pm, plugin)
+    return True
+
+
+def _load_entry_point(ep: EntryPoint) -> tuple[PluginInfo, object | None]:
+    dist = ep.dist
+    info = PluginInfo(
+        name=ep.name,
+        dist=dist.metadata["Name"] if dist else None,
+        version=dist.version if dist else None,
+    )
+    try:
+        return info, ep.load()
+    except Exception as exc:
+        info.error = f"{type(exc).__name__}: {exc}"
+        log.warning("plugin_load_failed", plugin=ep.name, error=info.error)
+        return info, None
+
+
+def _collect_filesystems(pm: pluggy.PluginManager, report: list[PluginInfo]) -> tuple[
+    dict[str, str], dict[str, str]
+]:
+    """Call the register hook plugin by plugin, validating and attributing each claim."""
+    by_name = {info.name: info for info in report}
+    aops_owner: dict[str, str] = {}
+    policies: dict[str, str] = {}
+    for impl in reversed(pm.hook.hotremove_register_filesystems.get_hookimpls()):
+        info = by_name.setdefault(impl.plugin_name, PluginInfo(name=impl.plugin_name))
+
+        def register(
+            fs_type: str,
+            aops: Iterable[str] = (),
+            description: str = "",
+            policies_: Iterable[str] = (),
+            *,
+            policies: Iterable[str] = (),
+            _info: PluginInfo = info,
+        ) -> None:
+            if not isinstance(fs_type, str) or not fs_type:
+                raise TypeError(f"fs_type must be a non-empty string, got {fs_type!r}")
+            names = list(aops)
+            if not all(isinstance(n, str) and n for n in names):
+                raise TypeError(f"aops must be strings, got {names!r}")
+            for name in names:
+                owner = aops_owner.get(name)
+                if owner is not None and owner != _info.name:
+                    raise ValueError(f"a_ops {name!r} is already claimed by plugin {owner!r}")
+            for name in names:
+                aops_owner[name] = _info.name
+            for policy in [*policies_, *policies]:
+                policies[str(policy)] = _info.name
+                _info.policies.append(str(policy))
+            _info.fs_types.append(fs_type)
+            _info.aops.extend(names)
+
+        try:
+            impl.function(register)
+        except Exception as exc:
+            info.error = f"hotremove_register_filesystems: {type(exc).__name__}: {exc}"
+            log.warning("plugin_register_failed", plugin=info.name, error=info.error)
+    return aops_owner, policies
+
+
+def load_plugins(
+    *,
+    autoload: bool | None = None,
+    allow: Sequence[str] | None = None,
+    extra: Sequence[tuple[str, object]] = (),
+) -> PluginSet:
+    """Create the plugin manager: entry points (sorted by name) unless autoload is off, plus
+    ``extra`` ``(name, plugin)`` pairs — how tests and the conformance kit add plugins."""
+    pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
+    pm.add_hookspecs(hookspecs)
+    if autoload is None:
+        autoload = not _env_flag("HOTREMOVE_DISABLE_PLUGIN_AUTOLOAD")
+    allowed = set(allow) if allow is not None else _allow_list()
+    report: list[PluginInfo] = []
+    if autoload:
+        eps = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+        for ep in eps:
+            if allowed is not None and ep.name not in allowed:
+                continue
+            info, plugin = _load_entry_point(ep)
+            report.append(info)
+            if plugin is not None:
+                _register(pm, info, plugin)
+    for name, plugin in extra:
+        info = PluginInfo(name=name)
+        report.append(info)
+        _register(pm, info, plugin)
+    aops_owner, policies = _collect_filesystems(pm, report)
+    trace = _env_flag("HOTREMOVE_TRACE_HOOKS")
+    if trace:
+        pm.add_hookcall_monitoring(
+            lambda name, impls, kwargs: log.debug(
+                "hook_call", hook=name, plugins=[i.plugin_name for i in impls]
+            ),
+            lambda outcome, name, impls, kwargs: None,
+        )
+    return PluginSet(pm, Hooks(pm, trace=trace), report, aops_owner, policies)

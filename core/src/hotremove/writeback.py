@@ -1,0 +1,98 @@
+"""Writing dirty page-cache data to the image: per page (the fallback's ``writeout``) and for
+a whole machine (``sync``).
+
+Every write goes through :class:`~hotremove.model.blockdev.BlockDevice`; adjacent disk blocks
+are merged into one request, as the block layer's plugging would merge the bios of one
+writeout. Writing is synchronous I/O and therefore a sleeping operation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from hotremove.model.address_space import AddressSpace
+from hotremove.model.blockdev import BlockDevice
+from hotremove.model.buffer_head import BH_Dirty, BH_JBDDirty, page_buffers
+from hotremove.model.locks import current
+from hotremove.model.page import PAGE_SIZE, PG_dirty, PG_private, Page
+
+Block = tuple[int, np.ndarray]  # (disk block number, its bytes)
+
+
+def submit_block_runs(bdev: BlockDevice, blocks: Iterable[Block]) -> int:
+    """Write ``blocks`` with one request per run of adjacent block numbers; return the number
+    of requests (``submit_bio_wait`` per merged bio)."""
+    ordered = sorted(blocks, key=lambda b: b[0])
+    if not ordered:
+        return 0
+    current().might_sleep("submit_bio_wait")
+    requests = 0
+    run_start, run = ordered[0][0], [ordered[0][1]]
+    for blocknr, data in ordered[1:]:
+        if blocknr == run_start + len(run):
+            run.append(data)
+            continue
+        bdev.submit_write(run_start, np.concatenate(run).tobytes())
+        requests += 1
+        run_start, run = blocknr, [data]
+    bdev.submit_write(run_start, np.concatenate(run).tobytes())
+    return requests + 1
+
+
+def dirty_blocks(frames: np.ndarray, mapping: AddressSpace, page: Page) -> list[Block]:
+    """The page's dirty blocks, cleaning their dirty bits (``test_clear_buffer_dirty``).
+
+    A page with buffers writes only its dirty buffers. A page without buffers (``nobh``)
+    writes every block that lies inside the file, found through the inode's block map.
+    """
+    frame = frames[page.pfn]
+    if page.flags & PG_private:
+        blocks = []
+        for bh in page_buffers(page):
+            if bh.b_state & BH_Dirty:
+                bh.b_state &= ~BH_Dirty
+                blocks.append((bh.b_blocknr, frame[bh.b_offset : bh.b_offset + bh.b_size]))
+        return blocks
+    if not page.flags & PG_dirty:
+        return []
+    inode = mapping.host
+    bs = inode.i_sb.s_blocksize
+    per_page = PAGE_SIZE // bs
+    first = page.index * per_page
+    last = min(first + per_page, len(inode.block_map))
+    return [
+        (inode.block_map[lblk], frame[(lblk - first) * bs : (lblk - first + 1) * bs])
+        for lblk in range(first, last)
+    ]
+
+
+def clear_page_dirty(mapping: AddressSpace, page: Page) -> None:
+    """``folio_clear_dirty_for_io`` once nothing on the page is left to write."""
+    if page.flags & PG_private and any(
+        bh.b_state & (BH_Dirty | BH_JBDDirty) for bh in page_buffers(page)
+    ):
+        return
+    page.flags &= ~PG_dirty
+    mapping.clear_dirty_tag(page.index)
+
+
+def writeout(frames: np.ndarray, mapping: AddressSpace, page: Page) -> int:
+    """Write one dirty page synchronously (the fallback's ``writeout()`` + wait); return the
+    number of I/O requests."""
+    requests = submit_block_runs(mapping.host.i_sb.s_bdev, dirty_blocks(frames, mapping, page))
+    clear_page_dirty(mapping, page)
+    return requests
+
+
+def sync_mapping(frames: np.ndarray, mapping: AddressSpace) -> int:
+    """Write every dirty page of one file, merging adjacent blocks across pages."""
+    blocks: list[Block] = []
+    pages = [mapping.i_pages[i] for i in sorted(mapping.dirty_tags) if i in mapping.i_pages]
+    for page in pages:
+        blocks.extend(dirty_blocks(frames, mapping, page))
+    requests = submit_block_runs(mapping.host.i_sb.s_bdev, blocks)
+    for page in pages:
+        clear_page_dirty(mapping, page)
+    return requests
