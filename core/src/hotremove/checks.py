@@ -18,11 +18,11 @@ from hotremove.model.address_space import AnonVma
 from hotremove.model.buffer_head import BH_Lock, page_buffers
 from hotremove.model.machine import Machine
 from hotremove.model.page import (
+    Page,
     PG_dirty,
     PG_locked,
     PG_mappedtodisk,
     PG_private,
-    Page,
 )
 
 POISON = np.frombuffer(np.uint32(0xDEADBEEF).tobytes() * 1024, dtype=np.uint8)
@@ -60,17 +60,13 @@ class PageCheck:
         changed = (self.flags ^ dst.flags) & PG_mappedtodisk
         lost_dirty = self.flags & PG_dirty and not dst.flags & PG_dirty and not wrote_back
         if changed or lost_dirty:
-            failures.append(
-                CheckFailure(pfn, "flags", f"flags: {self.flags:#x} -> {dst.flags:#x}")
-            )
+            failures.append(CheckFailure(pfn, "flags", f"flags: {self.flags:#x} -> {dst.flags:#x}"))
         if dst.flags & PG_private:
             for bh, state in self.bh_states:
                 if bh.b_page is not dst:
                     failures.append(CheckFailure(pfn, "bh_page", f"{bh!r} not on new page"))
                 elif not wrote_back and (bh.b_state & ~BH_Lock) != (state & ~BH_Lock):
-                    failures.append(
-                        CheckFailure(pfn, "bh_state", f"{bh!r} state was {state:#x}")
-                    )
+                    failures.append(CheckFailure(pfn, "bh_state", f"{bh!r} state was {state:#x}"))
         return failures
 
 

@@ -44,9 +44,7 @@ class Hooks:
         self.trace = trace
         self.wants_page_events = bool(pm.hook.hotremove_on_page_migrated.get_hookimpls())
 
-    def migrate_strategy(
-        self, mapping: AddressSpace, policy: str
-    ) -> tuple[MigrateStrategy, str]:
+    def migrate_strategy(self, mapping: AddressSpace, policy: str) -> tuple[MigrateStrategy, str]:
         """The strategy for ``mapping`` and the name of the plugin that gave it."""
         caller = self.pm.hook.hotremove_migrate_strategy
         for impl in _call_order(caller):
@@ -73,8 +71,8 @@ class Hooks:
             "(is hotremove-generic-writeback installed?)"
         )
 
-    def mount(self, sb: SuperBlock) -> None:
-        self.pm.hook.hotremove_mount(sb=sb)
+    def mount(self, machine: Machine, sb: SuperBlock) -> None:
+        self.pm.hook.hotremove_mount(machine=machine, sb=sb)
 
     def background_work(self, machine: Machine, reason: str) -> None:
         self.pm.hook.hotremove_background_work(machine=machine, reason=reason)

@@ -51,9 +51,10 @@ def hotremove_migrate_strategy(mapping: AddressSpace, policy: str) -> MigrateStr
 
 
 @hookspec
-def hotremove_mount(sb: SuperBlock) -> None:
+def hotremove_mount(machine: Machine, sb: SuperBlock) -> None:
     """A filesystem was mounted on the simulated machine (since 0.1).
 
+    ``machine`` gives access to the frames (``machine.memory.frames``) and the clock.
     Plugins may attach per-filesystem state: ``sb.s_fs_info[...]`` for private data, or
     ``sb.s_journal`` (an object with ``dirty_data(bh)`` and ``flush()``) to take the buffers
     that writes dirty in a data-journalled file. Called by the workload builder before any

@@ -29,6 +29,7 @@ from hotremove.model.buffer_head import (
 from hotremove.model.machine import VmStat
 from hotremove.model.migrate_mode import Errno, MigrateMode
 from hotremove.model.page import (
+    Page,
     PG_active,
     PG_anon,
     PG_checked,
@@ -42,7 +43,6 @@ from hotremove.model.page import (
     PG_unevictable,
     PG_uptodate,
     PG_workingset,
-    Page,
     attach_page_private,
     detach_page_private,
 )

@@ -116,13 +116,13 @@ def _load_entry_point(ep: EntryPoint) -> tuple[PluginInfo, object | None]:
         return info, None
 
 
-def _collect_filesystems(pm: pluggy.PluginManager, report: list[PluginInfo]) -> tuple[
-    dict[str, str], dict[str, str]
-]:
+def _collect_filesystems(
+    pm: pluggy.PluginManager, report: list[PluginInfo]
+) -> tuple[dict[str, str], dict[str, str]]:
     """Call the register hook plugin by plugin, validating and attributing each claim."""
     by_name = {info.name: info for info in report}
     aops_owner: dict[str, str] = {}
-    policies: dict[str, str] = {}
+    policy_owner: dict[str, str] = {}
     for impl in reversed(pm.hook.hotremove_register_filesystems.get_hookimpls()):
         info = by_name.setdefault(impl.plugin_name, PluginInfo(name=impl.plugin_name))
 
@@ -130,9 +130,8 @@ def _collect_filesystems(pm: pluggy.PluginManager, report: list[PluginInfo]) -> 
             fs_type: str,
             aops: Iterable[str] = (),
             description: str = "",
-            policies_: Iterable[str] = (),
-            *,
             policies: Iterable[str] = (),
+            *,
             _info: PluginInfo = info,
         ) -> None:
             if not isinstance(fs_type, str) or not fs_type:
@@ -146,8 +145,8 @@ def _collect_filesystems(pm: pluggy.PluginManager, report: list[PluginInfo]) -> 
                     raise ValueError(f"a_ops {name!r} is already claimed by plugin {owner!r}")
             for name in names:
                 aops_owner[name] = _info.name
-            for policy in [*policies_, *policies]:
-                policies[str(policy)] = _info.name
+            for policy in policies:
+                policy_owner[str(policy)] = _info.name
                 _info.policies.append(str(policy))
             _info.fs_types.append(fs_type)
             _info.aops.extend(names)
@@ -157,7 +156,7 @@ def _collect_filesystems(pm: pluggy.PluginManager, report: list[PluginInfo]) -> 
         except Exception as exc:
             info.error = f"hotremove_register_filesystems: {type(exc).__name__}: {exc}"
             log.warning("plugin_register_failed", plugin=info.name, error=info.error)
-    return aops_owner, policies
+    return aops_owner, policy_owner
 
 
 def load_plugins(

@@ -16,7 +16,7 @@ from hotremove.model.address_space import AddressSpace
 from hotremove.model.blockdev import BlockDevice
 from hotremove.model.buffer_head import BH_Dirty, BH_JBDDirty, page_buffers
 from hotremove.model.locks import current
-from hotremove.model.page import PAGE_SIZE, PG_dirty, PG_private, Page
+from hotremove.model.page import PAGE_SIZE, Page, PG_dirty, PG_private
 
 Block = tuple[int, np.ndarray]  # (disk block number, its bytes)
 

@@ -13,10 +13,10 @@ from typing import Any
 
 from hotremove.model.locks import current
 from hotremove.model.page import (
+    Page,
     PG_dirty,
     PG_mappedtodisk,
     PG_private,
-    Page,
     attach_page_private,
     detach_page_private,
 )
@@ -111,9 +111,12 @@ def page_buffers(page: Page) -> list[BufferHead]:
 
 def create_page_buffers(page: Page, blocksize: int, blocknrs: list[int], state: int) -> BufferHead:
     """Attach a ring of buffers for ``blocknrs`` to ``page`` (``create_empty_buffers`` and the
-    block mapping a read did), taking the PG_private reference."""
+    block mapping a read did), taking the PG_private reference. A negative block number is a
+    block past EOF: no disk block behind it, so not BH_Mapped."""
     bhs = [
-        BufferHead(page, i * blocksize, blocksize, blocknr, state)
+        BufferHead(
+            page, i * blocksize, blocksize, blocknr, state if blocknr >= 0 else state & ~BH_Mapped
+        )
         for i, blocknr in enumerate(blocknrs)
     ]
     for bh, nxt in zip(bhs, bhs[1:] + bhs[:1], strict=True):
@@ -208,9 +211,9 @@ def try_to_free_buffers(page: Page) -> bool:
 
 __all__ = [
     "BH",
+    "BH_JBD",
     "BH_Async_Write",
     "BH_Dirty",
-    "BH_JBD",
     "BH_JBDDirty",
     "BH_Lock",
     "BH_Mapped",
@@ -218,8 +221,8 @@ __all__ = [
     "BH_Uptodate",
     "BufferHead",
     "buffer_dirty",
-    "buffer_ring",
     "buffer_locked",
+    "buffer_ring",
     "buffer_uptodate",
     "create_page_buffers",
     "get_bh",
@@ -228,7 +231,7 @@ __all__ = [
     "page_buffers",
     "put_bh",
     "set_bh_page",
-    "trylock_buffer",
     "try_to_free_buffers",
+    "trylock_buffer",
     "unlock_buffer",
 ]

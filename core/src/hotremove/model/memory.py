@@ -49,9 +49,7 @@ class PhysicalMemory:
         self.block_state = [ONLINE] * len(self.blocks)
         self._free = bytearray(b"\x01") * self.nr_pages
         # LIFO stacks per block; entries may be stale (taken by alloc_page_at): checked on pop.
-        self._free_stack = [
-            list(range(b.end_pfn - 1, b.start_pfn - 1, -1)) for b in self.blocks
-        ]
+        self._free_stack = [list(range(b.end_pfn - 1, b.start_pfn - 1, -1)) for b in self.blocks]
         self._nr_free = [b.nr_pages for b in self.blocks]
 
     @property

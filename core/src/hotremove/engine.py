@@ -1,0 +1,408 @@
+"""Memory hot-remove: mm/memory_hotplug.c's ``offline_pages`` over mm/migrate.c's flow.
+
+Step names follow the kernel so a reader can find each one:
+
+``offline_pages`` → ``start_isolate_page_range`` (fails on unmovable pages) → repeat
+{``scan_movable_pages`` → ``do_migrate_range`` → ``migrate_pages``} → ``test_pages_isolated``
+→ ``__offline_isolated_pages``; on failure ``undo_isolate_page_range``.
+
+``migrate_pages`` runs passes over the isolated pages; each page goes through
+``migrate_folio_unmap`` (lock, wait for writeback, unmap) and ``migrate_folio_move``
+(``move_to_new_folio`` → the address_space's strategy, then remap and release). The strategy
+is asked for once per address_space through the ``hotremove_migrate_strategy`` hook and then
+called directly: a hook dispatch per page would dominate the cost.
+
+Passes: the first ``migrate_pages`` round uses the requested mode, later rounds ``SYNC`` (the
+escalation hot-remove needs; the kernel's own ``do_migrate_range`` always asks for SYNC, whose
+``migrate_pages_sync`` starts with ASYNC passes — the same order when ASYNC is requested).
+Within a round ``-EAGAIN`` is retried for up to ``NR_MAX_MIGRATE_PAGES_RETRY`` passes and any
+other error is final for that round; ``offline_pages`` rescans and tries again, like the
+kernel, but gives up after ``max_rounds`` (the kernel loops until a signal) with the reasons.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from hotremove.checks import CheckFailure, PageCheck, check_machine
+from hotremove.errors import HotremoveError
+from hotremove.hooks import Hooks
+from hotremove.migrate import MIGRATE_FOLIO, MigrateControl, MigrateStrategy
+from hotremove.model.address_space import AddressSpace, AnonVma
+from hotremove.model.locks import running
+from hotremove.model.machine import Machine
+from hotremove.model.memory import ISOLATED, OFFLINE, ONLINE
+from hotremove.model.migrate_mode import Errno, MigrateMode
+from hotremove.model.page import (
+    PG_UNMOVABLE,
+    Page,
+    PG_locked,
+    PG_lru,
+    PG_mlocked,
+    PG_writeback,
+    lock_page,
+    put_page,
+    trylock_page,
+    unlock_page,
+)
+
+log = structlog.get_logger("hotremove.engine")
+
+NR_MAX_MIGRATE_PAGES_RETRY = 10
+DEFAULT_MAX_ROUNDS = 3
+
+ANON = "anon"  # the report's a_ops label for anonymous memory
+
+
+@dataclass
+class AopsStats:
+    """One row of the per-a_ops table."""
+
+    plugin: str
+    strategy: str
+    pages: int = 0
+    migrated: int = 0
+    rebound: int = 0
+    written_back: int = 0
+    write_requests: int = 0
+    failed: int = 0
+
+
+@dataclass
+class OfflineResult:
+    """What ``offline_pages`` did; :mod:`hotremove.report` turns it into the user's report."""
+
+    blocks: list[int]
+    mode: MigrateMode
+    policy: str
+    pages_in_region: int = 0
+    isolated_free: int = 0
+    migrated: int = 0
+    rebound: int = 0
+    written_back: int = 0
+    passes: int = 0
+    rounds: int = 0
+    offlined: bool = False
+    failed: list[dict[str, object]] = field(default_factory=list)
+    retries: Counter[str] = field(default_factory=Counter)
+    per_aops: dict[str, AopsStats] = field(default_factory=dict)
+    check_failures: list[CheckFailure] = field(default_factory=list)
+    wall_seconds: float = 0.0
+
+
+class OfflineError(HotremoveError):
+    """The request itself is invalid (-EINVAL): nonexistent or already offline block."""
+
+
+ProgressFn = Callable[[int], None]
+
+
+class Offliner:
+    """One ``offline_pages`` call: state shared by its steps."""
+
+    def __init__(
+        self,
+        machine: Machine,
+        hooks: Hooks,
+        blocks: list[int],
+        mode: MigrateMode,
+        policy: str,
+        checks: bool,
+        max_rounds: int,
+        progress: ProgressFn | None,
+    ) -> None:
+        self.machine = machine
+        self.memory = machine.memory
+        self.hooks = hooks
+        self.blocks = sorted(set(blocks))
+        self.mode = mode
+        self.policy = policy
+        self.checks = checks
+        self.max_rounds = max_rounds
+        self.progress = progress
+        self.mc = MigrateControl(
+            frames=machine.memory.frames,
+            clock=machine.clock,
+            vmstat=machine.vmstat,
+            copy_seconds=machine.preset.copy_seconds(4096),
+        )
+        self.result = OfflineResult(self.blocks, mode, policy)
+        self._strategies: dict[int, tuple[MigrateStrategy, AopsStats]] = {}
+        self._anon = AopsStats(plugin="core", strategy=MIGRATE_FOLIO.name)
+
+    # -- strategy lookup: once per address_space ------------------------------------------
+    def strategy_for(self, page: Page) -> tuple[AddressSpace | None, MigrateStrategy, AopsStats]:
+        mapping = page.mapping
+        if mapping is None or isinstance(mapping, AnonVma):
+            return None, MIGRATE_FOLIO, self._anon
+        cached = self._strategies.get(id(mapping))
+        if cached is None:
+            strategy, plugin = self.hooks.migrate_strategy(mapping, self.policy)
+            name = mapping.a_ops.name
+            stats = self.result.per_aops.get(name)
+            if stats is None:
+                stats = self.result.per_aops[name] = AopsStats(plugin, strategy.name)
+            cached = self._strategies[id(mapping)] = (strategy, stats)
+        return mapping, cached[0], cached[1]
+
+    # -- isolation ------------------------------------------------------------------------
+    def pfn_ranges(self) -> list[range]:
+        return [
+            range(self.memory.blocks[b].start_pfn, self.memory.blocks[b].end_pfn)
+            for b in self.blocks
+        ]
+
+    def start_isolate_page_range(self) -> bool:
+        """Switch the blocks to MIGRATE_ISOLATE; fail (-EBUSY) if a page can never move."""
+        memory = self.memory
+        for b in self.blocks:
+            memory.set_block_state(b, ISOLATED)
+        unmovable = [
+            pfn
+            for pfns in self.pfn_ranges()
+            for pfn in pfns
+            if memory.pages[pfn]._refcount and memory.pages[pfn].flags & PG_UNMOVABLE
+        ]
+        for pfn in unmovable:
+            self.result.failed.append(
+                {"pfn": pfn, "reason": "unmovable", "errno": Errno.EBUSY.label}
+            )
+        if unmovable:
+            log.info("isolation_failed", unmovable=len(unmovable), first_pfn=unmovable[0])
+            self.undo_isolate_page_range()
+            return False
+        self.result.isolated_free = sum(
+            1 for pfns in self.pfn_ranges() for pfn in pfns if memory.is_free(pfn)
+        )
+        return True
+
+    def undo_isolate_page_range(self) -> None:
+        for b in self.blocks:
+            self.memory.set_block_state(b, ONLINE)
+
+    def scan_movable_pages(self) -> list[Page]:
+        pages = self.memory.pages
+        return [pages[pfn] for pfns in self.pfn_ranges() for pfn in pfns if pages[pfn]._refcount]
+
+    def test_pages_isolated(self) -> bool:
+        return all(self.memory.is_free(pfn) for pfns in self.pfn_ranges() for pfn in pfns)
+
+    def offline_isolated_pages(self) -> None:
+        """``__offline_isolated_pages``: the range leaves the allocator for good."""
+        for b in self.blocks:
+            self.memory.set_block_state(b, OFFLINE)
+
+    # -- one page -------------------------------------------------------------------------
+    def migrate_folio_unmap(self, src: Page, mode: MigrateMode) -> tuple[Errno, Page | None]:
+        """Lock src, deal with writeback, get a destination, unmap. On error nothing held."""
+        if not trylock_page(src):
+            if mode is MigrateMode.ASYNC:
+                return Errno.EAGAIN, None
+            lock_page(src)
+        if src.flags & PG_writeback:
+            if mode is not MigrateMode.SYNC:
+                unlock_page(src)
+                return Errno.EBUSY, None
+            self.machine.task.wait_for(src, "folio_wait_writeback")
+        dst = self.memory.alloc_page()
+        if dst is None:
+            unlock_page(src)
+            return Errno.ENOMEM, None
+        dst.flags |= PG_locked  # a fresh page: nobody else can hold its lock
+        try_to_migrate(src)
+        return Errno.OK, dst
+
+    def unmap_and_move(self, src: Page, mode: MigrateMode) -> Errno:
+        """Isolate one page, move it, release the old frame; or put everything back."""
+        mapping, strategy, stats = self.strategy_for(src)
+        # isolate_lru_page: the migration's own reference
+        src._refcount += 1
+        src.flags &= ~PG_lru
+        rc, dst = self.migrate_folio_unmap(src, mode)
+        if rc:
+            src.flags |= PG_lru
+            put_page(src)
+            return rc
+        assert dst is not None
+        check = PageCheck(self.mc.frames, src, dst) if self.checks else None
+        vm = self.mc.vmstat
+        rebound, written = vm.nr_rebound, vm.nr_written_back
+        requests = self.machine.io.write_requests
+        rc = strategy.migrate_folio(self.mc, mapping, dst, src, mode)
+        if rc:
+            remove_migration_ptes(src, src)
+            unlock_page(src)
+            src.flags |= PG_lru
+            put_page(src)
+            dst.flags &= ~PG_locked
+            put_page(dst)
+            self.memory.free_page(dst)
+            return rc
+        wrote_back = vm.nr_written_back != written
+        if check is not None:
+            self.result.check_failures.extend(check.verify(self.mc.frames, dst, wrote_back))
+        remove_migration_ptes(src, dst)
+        dst.flags = (dst.flags & ~PG_locked) | PG_lru
+        dst._refcount -= 1  # the allocation reference: the page cache / PTEs hold it now
+        unlock_page(src)
+        put_page(src)  # the isolation reference: the last one
+        if src._refcount:
+            raise AssertionError(f"{strategy.name} left references on the old page {src!r}")
+        self.memory.free_page(src)
+        stats.migrated += 1
+        stats.rebound += vm.nr_rebound - rebound
+        if wrote_back:
+            stats.written_back += 1
+            stats.write_requests += self.machine.io.write_requests - requests
+        vm.pgmigrate_success += 1
+        if self.hooks.wants_page_events:
+            self.hooks.on_page_migrated(mapping, src.pfn, dst.pfn, strategy.name)
+        return Errno.OK
+
+    # -- passes ---------------------------------------------------------------------------
+    def migrate_pages(self, pages: list[Page], mode: MigrateMode) -> dict[int, Errno]:
+        """Up to NR_MAX_MIGRATE_PAGES_RETRY passes; returns the pages that did not move."""
+        failed: dict[int, Errno] = {}
+        todo = pages
+        for _ in range(NR_MAX_MIGRATE_PAGES_RETRY):
+            if not todo:
+                break
+            self.result.passes += 1
+            retry: list[Page] = []
+            moved = 0
+            for i, page in enumerate(todo):
+                if not page._refcount:  # freed under us (truncated): nothing to move
+                    continue
+                rc = self.unmap_and_move(page, mode)
+                if rc is Errno.OK:
+                    moved += 1
+                    if self.progress is not None:
+                        self.progress(1)
+                elif rc is Errno.EAGAIN:
+                    retry.append(page)
+                    self.result.retries[rc.label] += 1
+                elif rc is Errno.ENOMEM:
+                    for rest in todo[i:]:
+                        failed[rest.pfn] = Errno.ENOMEM
+                    return failed
+                else:
+                    failed[page.pfn] = rc
+                    self.result.retries[rc.label] += 1
+            self.result.migrated += moved
+            log.info(
+                "pass_finished",
+                pass_no=self.result.passes,
+                mode=mode.value,
+                migrated=moved,
+                remaining=len(retry),
+            )
+            self.hooks.on_pass_finished(self.result.passes, mode, moved, len(retry))
+            self.hooks.background_work(self.machine, "pass")
+            todo = retry
+        for page in todo:
+            failed[page.pfn] = Errno.EAGAIN
+        return failed
+
+    def do_migrate_range(self, mode: MigrateMode) -> dict[int, Errno]:
+        return self.migrate_pages(self.scan_movable_pages(), mode)
+
+    def offline_pages(self) -> OfflineResult:
+        start = time.perf_counter()
+        result = self.result
+        memory = self.memory
+        result.pages_in_region = sum(len(r) for r in self.pfn_ranges())
+        for page in self.scan_movable_pages():
+            self.strategy_for(page)[2].pages += 1
+        if self.start_isolate_page_range():
+            failed: dict[int, Errno] = {}
+            for rnd in range(1, self.max_rounds + 1):
+                result.rounds = rnd
+                mode = self.mode if rnd == 1 else MigrateMode.SYNC
+                failed = self.do_migrate_range(mode)
+                if not failed or Errno.ENOMEM in failed.values():
+                    break
+            if not failed and self.test_pages_isolated():
+                self.offline_isolated_pages()
+                result.offlined = True
+            else:
+                self.undo_isolate_page_range()
+                for pfn, rc in sorted(failed.items()):
+                    reason = "busy" if rc is Errno.EAGAIN else rc.label
+                    result.failed.append({"pfn": pfn, "reason": reason, "errno": rc.label})
+                    page = memory.pages[pfn]
+                    _, _, stats = self.strategy_for(page)
+                    stats.failed += 1
+                    self.machine.vmstat.pgmigrate_fail += 1
+        result.rebound = sum(s.rebound for s in result.per_aops.values()) + self._anon.rebound
+        result.written_back = sum(s.written_back for s in result.per_aops.values())
+        if self._anon.pages:
+            result.per_aops[ANON] = self._anon
+        if self.checks:
+            result.check_failures.extend(check_machine(self.machine, self.blocks))
+        result.wall_seconds = time.perf_counter() - start
+        log.info(
+            "offline_finished",
+            offlined=result.offlined,
+            migrated=result.migrated,
+            failed=len(result.failed),
+            passes=result.passes,
+        )
+        return result
+
+
+def try_to_migrate(src: Page) -> None:
+    """Replace every PTE of ``src`` by a migration entry, dropping the mappings' references."""
+    vma = src.mapping
+    if src._mapcount and isinstance(vma, AnonVma):
+        vma.ptes[src.index] = ~src.pfn  # a migration entry remembers where the page was
+        src._refcount -= src._mapcount
+        src._mapcount = 0
+
+
+def remove_migration_ptes(src: Page, dst: Page) -> None:
+    """Turn migration entries back into PTEs, to ``dst`` on success or ``src`` on failure.
+    An mlocked page stays mlocked on its new frame (VM_LOCKED vma)."""
+    vma = src.mapping if isinstance(src.mapping, AnonVma) else dst.mapping
+    if not isinstance(vma, AnonVma):
+        return
+    index = src.index if dst is src else dst.index
+    if vma.ptes.get(index) == ~src.pfn:
+        vma.ptes[index] = dst.pfn
+        dst._mapcount += 1
+        dst._refcount += 1
+        if dst is not src and src.flags & PG_mlocked:
+            src.flags &= ~PG_mlocked
+            dst.flags |= PG_mlocked
+
+
+def offline(
+    machine: Machine,
+    hooks: Hooks,
+    blocks: list[int],
+    *,
+    mode: MigrateMode = MigrateMode.SYNC,
+    policy: str = "auto",
+    checks: bool = True,
+    max_rounds: int = DEFAULT_MAX_ROUNDS,
+    progress: ProgressFn | None = None,
+) -> OfflineResult:
+    """Offline memory ``blocks`` of ``machine``: move every in-use page out, or roll back."""
+    nr_blocks = len(machine.memory.blocks)
+    for b in blocks:
+        if not 0 <= b < nr_blocks:
+            raise OfflineError(
+                f"remove.blocks: block {b} does not exist (memory has blocks 0-{nr_blocks - 1})"
+            )
+        if machine.memory.block_state[b] != ONLINE:
+            raise OfflineError(f"remove.blocks: block {b} is {machine.memory.block_state[b]}")
+    offliner = Offliner(machine, hooks, blocks, mode, policy, checks, max_rounds, progress)
+    with running(machine.task):
+        return offliner.offline_pages()
+
+
+__all__ = ["ANON", "AopsStats", "OfflineError", "OfflineResult", "offline"]

@@ -1,0 +1,185 @@
+"""The run's report: one dataclass, its JSON form (DESIGN §7, a stable interface) and its
+rich rendering for people."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from hotremove.engine import OfflineResult
+from hotremove.model.locks import LockViolation
+from hotremove.verify import Verdict
+
+
+@dataclass
+class Report:
+    scenario: str
+    seed: int
+    device: str
+    offline: OfflineResult
+    writeback_ios: int
+    writeback_bytes: int
+    journal_ios: int
+    cpu_seconds: float
+    io_seconds: float
+    verify: Verdict | None
+    lock_violations: list[LockViolation] = field(default_factory=list)
+
+    @property
+    def simulated_seconds(self) -> float:
+        return self.cpu_seconds + self.io_seconds
+
+    @property
+    def ok(self) -> bool:
+        """Completed, verified, and every check held."""
+        return (
+            self.offline.offlined
+            and self.verify is not None
+            and self.verify.ok
+            and not self.offline.check_failures
+            and not self.lock_violations
+        )
+
+    @property
+    def exit_status(self) -> int:
+        return 0 if self.ok else 1
+
+    def as_dict(self) -> dict[str, Any]:
+        off = self.offline
+        return {
+            "scenario": self.scenario,
+            "seed": self.seed,
+            "device": self.device,
+            "mode": off.mode.value,
+            "policy": off.policy,
+            "blocks": off.blocks,
+            "pages_in_region": off.pages_in_region,
+            "isolated_free": off.isolated_free,
+            "migrated": off.migrated,
+            "rebound": off.rebound,
+            "written_back": off.written_back,
+            "writeback_ios": self.writeback_ios,
+            "writeback_bytes": self.writeback_bytes,
+            "journal_ios": self.journal_ios,
+            "failed": off.failed,
+            "offlined": off.offlined,
+            "passes": off.passes,
+            "rounds": off.rounds,
+            "retries": dict(off.retries),
+            "simulated_seconds": self.simulated_seconds,
+            "cpu_seconds": self.cpu_seconds,
+            "io_seconds": self.io_seconds,
+            "wall_seconds": off.wall_seconds,
+            "strategies": {name: s.plugin for name, s in off.per_aops.items()},
+            "per_aops": {
+                name: {
+                    "plugin": s.plugin,
+                    "strategy": s.strategy,
+                    "pages": s.pages,
+                    "migrated": s.migrated,
+                    "rebound": s.rebound,
+                    "written_back": s.written_back,
+                    "write_requests": s.write_requests,
+                    "failed": s.failed,
+                }
+                for name, s in off.per_aops.items()
+            },
+            "checks": [f.as_dict() for f in off.check_failures],
+            "lock_violations": [v.as_dict() for v in self.lock_violations],
+            "verify": self.verify.as_dict() if self.verify else None,
+            "ok": self.ok,
+        }
+
+
+def _seconds(value: float) -> str:
+    if value >= 1:
+        return f"{value:.2f} s"
+    if value >= 1e-3:
+        return f"{value * 1e3:.2f} ms"
+    return f"{value * 1e6:.1f} µs"
+
+
+def render(report: Report) -> Group:
+    """Tables and verdict lines for a terminal."""
+    off = report.offline
+    table = Table(
+        title=f"hotremove: offline blocks {off.blocks} ({off.mode.value}, "
+        f"strategy {off.policy}, {report.device})"
+    )
+    for column in (
+        "a_ops",
+        "plugin",
+        "strategy",
+        "pages",
+        "migrated",
+        "rebound",
+        "written back",
+        "write I/Os",
+        "failed",
+    ):
+        table.add_column(
+            column, justify="left" if column in ("a_ops", "plugin", "strategy") else "right"
+        )
+    for name, s in sorted(off.per_aops.items()):
+        table.add_row(
+            name,
+            s.plugin,
+            s.strategy,
+            str(s.pages),
+            str(s.migrated),
+            str(s.rebound),
+            str(s.written_back),
+            str(s.write_requests),
+            str(s.failed),
+        )
+    outcome = Text()
+    outcome.append(
+        "offlined" if off.offlined else "NOT offlined (rolled back)",
+        style="bold green" if off.offlined else "bold red",
+    )
+    outcome.append(
+        f": {off.pages_in_region} pages in region, {off.isolated_free} free isolated, "
+        f"{off.migrated} migrated, {len(off.failed)} failed, {off.passes} passes"
+    )
+    cost = Text(
+        f"simulated {_seconds(report.simulated_seconds)} (CPU {_seconds(report.cpu_seconds)}, "
+        f"I/O {_seconds(report.io_seconds)}; {report.writeback_ios} write requests, "
+        f"{report.journal_ios} journal requests) — wall {_seconds(off.wall_seconds)}"
+    )
+    lines: list[Any] = [table, outcome, cost]
+    for failure in off.failed[:10]:
+        lines.append(Text(f"  failed pfn {failure['pfn']:#x}: {failure['reason']}", style="red"))
+    if len(off.failed) > 10:
+        lines.append(Text(f"  … and {len(off.failed) - 10} more", style="red"))
+    for check in off.check_failures[:10]:
+        lines.append(
+            Text(f"  check {check.check} pfn {check.pfn:#x}: {check.message}", style="red")
+        )
+    for violation in report.lock_violations[:10]:
+        lines.append(Text(f"  {violation.message}", style="red"))
+    if report.verify is not None:
+        v = report.verify
+        fsck_ok = all(f["ok"] for f in v.fsck.values())
+        verdict = Text()
+        verdict.append(
+            "verified" if v.ok else "VERIFICATION FAILED",
+            style="bold green" if v.ok else "bold red",
+        )
+        verdict.append(
+            f": e2fsck {'clean' if fsck_ok else 'NOT clean'} on {len(v.fsck)} image(s), "
+            f"{v.files_checked} files byte-equal to the golden model"
+            if not v.mismatches
+            else f": {len(v.mismatches)} mismatches, first {v.mismatches[0]}"
+        )
+        if v.anon_checked:
+            verdict.append(f", {v.anon_checked} anon pages checked")
+        lines.append(verdict)
+    return Group(*lines)
+
+
+def print_report(report: Report, console: Console) -> None:
+    console.print(render(report))

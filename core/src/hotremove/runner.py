@@ -1,0 +1,87 @@
+"""One scenario, end to end: plugins → build → offline → verify → report."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+
+import structlog
+
+from hotremove.engine import ProgressFn, offline
+from hotremove.model.migrate_mode import MigrateMode
+from hotremove.plugins import PluginSet, load_plugins
+from hotremove.report import Report
+from hotremove.scenario import Scenario
+from hotremove.verify import verify
+from hotremove.workload import Built, build
+
+log = structlog.get_logger("hotremove.runner")
+
+
+def run_scenario(
+    scenario: Scenario,
+    *,
+    name: str = "scenario",
+    plugins: PluginSet | None = None,
+    workdir: Path | None = None,
+    progress: Callable[[int], ProgressFn | None] | None = None,
+    do_verify: bool = True,
+    inspect: Callable[[Built], None] | None = None,
+) -> Report:
+    """Run ``scenario``; images go to ``workdir`` (kept) or a temporary directory (removed).
+
+    ``progress(total)`` may return a callback advanced by one per migrated page.
+    ``inspect(built)`` sees the machine after the offline and before verification (tests).
+    """
+    plugins = plugins or load_plugins()
+    with ExitStack() as stack:
+        if workdir is None:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hotremove-")))
+        structlog.contextvars.bind_contextvars(scenario=name, seed=scenario.workload.seed)
+        built = build(scenario, plugins.hooks, workdir)
+        stack.callback(built.machine.close)
+        machine = built.machine
+        rm = scenario.remove
+        io_before = (
+            machine.io.write_requests,
+            machine.io.bytes_written,
+            machine.io.journal_requests,
+        )
+        cpu0, io0 = machine.clock.cpu_seconds, machine.clock.io_seconds
+        in_region = sum(
+            1
+            for b in rm.blocks
+            for pfn in range(machine.memory.blocks[b].start_pfn, machine.memory.blocks[b].end_pfn)
+            if not machine.memory.is_free(pfn)
+        )
+        result = offline(
+            machine,
+            plugins.hooks,
+            list(rm.blocks),
+            mode=MigrateMode(rm.mode),
+            policy=rm.strategy,
+            checks=rm.checks,
+            max_rounds=rm.max_rounds,
+            progress=progress(in_region) if progress else None,
+        )
+        report = Report(
+            scenario=name,
+            seed=scenario.workload.seed,
+            device=scenario.device.preset,
+            offline=result,
+            writeback_ios=machine.io.write_requests - io_before[0],
+            writeback_bytes=machine.io.bytes_written - io_before[1],
+            journal_ios=machine.io.journal_requests - io_before[2],
+            cpu_seconds=machine.clock.cpu_seconds - cpu0,
+            io_seconds=machine.clock.io_seconds - io0,
+            verify=None,
+            lock_violations=list(machine.task.violations),
+        )
+        if inspect is not None:
+            inspect(built)
+        if do_verify:
+            report.verify = verify(built, plugins.hooks)
+        structlog.contextvars.unbind_contextvars("scenario", "seed")
+        return report

@@ -1,0 +1,254 @@
+"""Scenario files (TOML, schema v1): what machine to build, what to remove, how.
+
+Validation is strict: an unknown key or an impossible value is a :class:`ScenarioError` whose
+one-line message names the key (``filesystem[1].block_size: must be one of 1024, 2048, 4096``).
+The work a scenario can demand is bounded (memory, image sizes, file counts) so hostile input
+cannot make a run hang or exhaust the machine.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from hotremove.cost import PRESETS
+from hotremove.errors import ScenarioError
+from hotremove.model.page import PAGE_SIZE
+
+MAX_MEMORY = 16 << 30  # simulated RAM: the frames are real bytes on this machine
+MAX_IMAGE = 8 << 30  # one filesystem image
+MAX_FILES = 200_000
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1 << 10,
+    "kib": 1 << 10,
+    "m": 1 << 20,
+    "mib": 1 << 20,
+    "g": 1 << 30,
+    "gib": 1 << 30,
+    "t": 1 << 40,
+    "tib": 1 << 40,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "tb": 1000**4,
+}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_size(value: Any) -> int:
+    """``"512MiB"`` / ``"1 GiB"`` / ``4096`` → bytes."""
+    if isinstance(value, bool):
+        raise ValueError('must be a size such as "64MiB" or a number of bytes')
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("must not be negative")
+        return value
+    if isinstance(value, str):
+        match = _SIZE_RE.match(value)
+        if match and match.group(2).lower() in _UNITS:
+            size = float(match.group(1)) * _UNITS[match.group(2).lower()]
+            if size != int(size):
+                raise ValueError(f"{value!r} is not a whole number of bytes")
+            return int(size)
+    raise ValueError(f'{value!r} is not a size (use e.g. "64MiB", "1GiB" or bytes)')
+
+
+Size = Annotated[int, BeforeValidator(parse_size)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MemoryConfig(_Strict):
+    size: Size = 512 << 20
+    block_size: Size = 128 << 20
+
+    @model_validator(mode="after")
+    def _shape(self) -> MemoryConfig:
+        if self.block_size <= 0 or self.block_size % PAGE_SIZE:
+            raise ValueError(f"block_size: must be a positive multiple of {PAGE_SIZE}")
+        if self.size <= 0 or self.size % self.block_size:
+            raise ValueError("size: must be a positive multiple of memory.block_size")
+        if self.size > MAX_MEMORY:
+            raise ValueError(f"size: at most {MAX_MEMORY >> 30}GiB can be simulated")
+        return self
+
+
+class FilesystemConfig(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    type: Literal["ext2", "ext3", "ext4"] = "ext2"
+    block_size: Literal[1024, 2048, 4096] = 1024
+    size: Size = 64 << 20
+    files: int = Field(default=64, ge=0, le=MAX_FILES)
+    file_size: Size = 64 << 10
+    options: list[str] = []
+
+    @model_validator(mode="after")
+    def _options(self) -> FilesystemConfig:
+        if not 1 << 20 <= self.size <= MAX_IMAGE:
+            raise ValueError(f"size: must be between 1MiB and {MAX_IMAGE >> 30}GiB")
+        modes = [o for o in self.options if o.startswith("data=")]
+        for option in self.options:
+            if option == "nobh":
+                if self.type != "ext2":
+                    raise ValueError("options: 'nobh' exists only for ext2")
+            elif option in ("data=ordered", "data=writeback", "data=journal"):
+                if self.type == "ext2":
+                    raise ValueError(f"options: {option!r} needs a journal (ext3 or ext4)")
+            else:
+                raise ValueError(
+                    f"options: unknown option {option!r} (known: nobh, data=ordered, "
+                    "data=writeback, data=journal)"
+                )
+        if len(modes) > 1:
+            raise ValueError("options: give at most one data= mode")
+        data_bytes = self.files * self.file_size
+        if data_bytes > self.size:
+            raise ValueError(
+                f"files: {self.files} files of {self.file_size} bytes do not fit in "
+                f"{self.size} bytes"
+            )
+        return self
+
+    @property
+    def data_mode(self) -> str | None:
+        for option in self.options:
+            if option.startswith("data="):
+                return option.removeprefix("data=")
+        return "ordered" if self.type in ("ext3", "ext4") else None
+
+
+class WorkloadConfig(_Strict):
+    seed: int = 1
+    cached: float = Field(default=1.0, ge=0.0, le=1.0)
+    dirty: float = Field(default=0.3, ge=0.0, le=1.0)
+    dirty_buffers: Literal["partial", "whole"] = "partial"
+    anon: Size = 0
+    unmovable: int = Field(default=0, ge=0)
+    placement: Literal["spread", "fill"] = "spread"
+
+
+class RemoveConfig(_Strict):
+    blocks: list[int] = [1]
+    mode: Literal["async", "sync_light", "sync"] = "sync"
+    strategy: str = Field(default="auto", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    checks: bool = True
+    max_rounds: int = Field(default=3, ge=1, le=100)
+
+
+class DeviceConfig(_Strict):
+    preset: str = "ide-2004"
+
+    @model_validator(mode="after")
+    def _known(self) -> DeviceConfig:
+        if self.preset not in PRESETS:
+            raise ValueError(
+                f"preset: unknown preset {self.preset!r} (choose from {', '.join(PRESETS)})"
+            )
+        return self
+
+
+class Scenario(_Strict):
+    memory: MemoryConfig = MemoryConfig()
+    filesystem: list[FilesystemConfig] = Field(default_factory=list, max_length=64)
+    workload: WorkloadConfig = WorkloadConfig()
+    remove: RemoveConfig = RemoveConfig()
+    device: DeviceConfig = DeviceConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Scenario:
+        names = [fs.name for fs in self.filesystem]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"filesystem: name {name!r} is used twice")
+        nr_blocks = self.memory.size // self.memory.block_size
+        if not self.remove.blocks:
+            raise ValueError("remove.blocks: name at least one memory block")
+        for b in self.remove.blocks:
+            if not 0 <= b < nr_blocks:
+                raise ValueError(
+                    f"remove.blocks: block {b} does not exist (memory has blocks 0-{nr_blocks - 1})"
+                )
+        if len(set(self.remove.blocks)) == nr_blocks:
+            raise ValueError("remove.blocks: cannot remove every memory block")
+        cached_bytes = sum(
+            -(-fs.file_size // PAGE_SIZE) * PAGE_SIZE * fs.files for fs in self.filesystem
+        )
+        need = int(cached_bytes * self.workload.cached) + self.workload.anon
+        need += self.workload.unmovable * PAGE_SIZE
+        if need > self.memory.size:
+            raise ValueError(
+                f"memory.size: the workload needs {need >> 20}MiB of page frames but memory "
+                f"is {self.memory.size >> 20}MiB"
+            )
+        return self
+
+    def with_overrides(self, **sections: dict[str, Any]) -> Scenario:
+        """A copy with some keys replaced (command-line flags win over the file)."""
+        data = self.model_dump()
+        for section, values in sections.items():
+            data[section].update({k: v for k, v in values.items() if v is not None})
+        return validate(data)
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not part.startswith(("function-", "literal", "int", "str")):
+            out += f".{part}" if out else part
+    return out
+
+
+def _message(exc: ValidationError) -> str:
+    err = exc.errors(include_url=False)[0]
+    where = _location(err["loc"])
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return f"{where}: unknown key"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if kind.startswith("literal") or kind == "enum":
+        msg = f"must be {msg.removeprefix('Input should be ')} (got {err['input']!r})"
+    # a model validator reports "key: problem" for keys inside its section
+    if ": " in msg and msg.split(": ", 1)[0].replace(".", "").replace("_", "").isalnum():
+        head, rest = msg.split(": ", 1)
+        if "." not in head and where:
+            return f"{where}.{head}: {rest}"
+        return f"{head}: {rest}"
+    return f"{where}: {msg}" if where else msg
+
+
+def validate(data: dict[str, Any]) -> Scenario:
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(_message(exc)) from None
+
+
+def load(path: Path | str) -> Scenario:
+    """Read and validate a scenario file; every problem is a one-line ScenarioError."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError(f"{path}: no such scenario file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"{path}: cannot read scenario: {exc}") from None
+    return loads(text, source=str(path))
+
+
+def loads(text: str, source: str = "<scenario>") -> Scenario:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{source}: invalid TOML: {exc}") from None
+    return validate(data)

@@ -1,0 +1,251 @@
+"""Scenario → populated machine, and the golden model of what the disk must hold.
+
+The builder makes the real images (mke2fs), reads each file's block map from them, caches file
+pages in frames with buffer_heads on the real block numbers, applies the workload's writes
+**only in the page cache** (dirty buffers, PG_dirty) and records, independently of the
+simulated kernel, what every file must contain once everything is written back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import structlog
+
+from hotremove.cost import preset as device_preset
+from hotremove.extfs import block_maps, make_image
+from hotremove.hooks import Hooks
+from hotremove.model.address_space import AddressSpace, AnonVma, Inode, SuperBlock
+from hotremove.model.aops import select_aops
+from hotremove.model.blockdev import BlockDevice
+from hotremove.model.buffer_head import (
+    BH_Mapped,
+    BH_Uptodate,
+    create_page_buffers,
+    mark_buffer_dirty,
+    page_buffers,
+)
+from hotremove.model.machine import Machine
+from hotremove.model.memory import PhysicalMemory
+from hotremove.model.page import (
+    PAGE_SIZE,
+    Page,
+    PG_anon,
+    PG_dirty,
+    PG_lru,
+    PG_reserved,
+    PG_swapbacked,
+    PG_uptodate,
+)
+from hotremove.scenario import FilesystemConfig, Scenario
+
+log = structlog.get_logger("hotremove.workload")
+
+
+@dataclass
+class Golden:
+    """What must be true after a sync, kept apart from the simulated kernel."""
+
+    files: dict[tuple[str, str], bytearray] = field(default_factory=dict)  # (fs, path) → bytes
+    anon: dict[tuple[str, int], bytes] = field(default_factory=dict)  # (vma, vpn) → digest
+
+
+@dataclass
+class Built:
+    scenario: Scenario
+    machine: Machine
+    golden: Golden
+    images: dict[str, Path]
+
+
+def digest(data: np.ndarray | bytes) -> bytes:
+    return hashlib.blake2b(bytes(data), digest_size=16).digest()
+
+
+class FrameAllocator:
+    """Where the workload's pages land: ``spread`` (random frames) or ``fill`` (lowest first)."""
+
+    def __init__(self, memory: PhysicalMemory, placement: str, rng: np.random.Generator) -> None:
+        self.memory = memory
+        order = (
+            rng.permutation(memory.nr_pages) if placement == "spread" else range(memory.nr_pages)
+        )
+        self._order: Iterator[int] = iter(int(pfn) for pfn in order)
+
+    def alloc(self) -> Page:
+        for pfn in self._order:
+            if self.memory.is_free(pfn):
+                return self.memory.alloc_page_at(pfn)
+        raise MemoryError("no free frame left for the workload")
+
+
+def file_contents(seed: int, fs_index: int, cfg: FilesystemConfig) -> dict[str, bytes]:
+    """Deterministic file bytes: equal scenario, equal files (so images can be cached)."""
+    rng = np.random.default_rng([seed, fs_index, 0xF11E])
+    return {f"f{i:05d}": rng.bytes(cfg.file_size) for i in range(cfg.files)}
+
+
+def build(scenario: Scenario, hooks: Hooks, workdir: Path) -> Built:
+    """Make the images and the machine the scenario describes (see module doc)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    wl = scenario.workload
+    rng = np.random.default_rng(wl.seed)
+    memory = PhysicalMemory(scenario.memory.size, scenario.memory.block_size)
+    machine = Machine(memory=memory, preset=device_preset(scenario.device.preset))
+    golden = Golden()
+    frames = FrameAllocator(memory, wl.placement, rng)
+    images: dict[str, Path] = {}
+    for fs_index, cfg in enumerate(scenario.filesystem):
+        files = file_contents(wl.seed, fs_index, cfg)
+        image = workdir / f"{cfg.name}.img"
+        make_image(
+            image,
+            cfg.type,
+            cfg.block_size,
+            cfg.size,
+            files,
+            data_mode=cfg.data_mode if cfg.type != "ext2" else None,
+        )
+        images[cfg.name] = image
+        maps = block_maps(image, list(files))
+        bdev = BlockDevice(image, cfg.block_size, machine.preset, machine.clock, machine.io)
+        sb = SuperBlock(
+            s_id=cfg.name,
+            s_type=cfg.type,
+            s_blocksize=cfg.block_size,
+            s_bdev=bdev,
+            data_mode=cfg.data_mode,
+            options=tuple(cfg.options),
+        )
+        machine.superblocks.append(sb)
+        hooks.mount(machine, sb)
+        a_ops = select_aops(cfg.type, cfg.options, cfg.data_mode)
+        for ino, (path, data) in enumerate(files.items(), start=12):
+            golden.files[(cfg.name, path)] = bytearray(data)
+            inode = Inode(ino, path, len(data), sb, maps[path])
+            mapping = AddressSpace(inode, a_ops)
+            machine.mappings.append(mapping)
+            _cache_file(machine, mapping, data, frames, rng, wl.cached)
+    for mapping in machine.mappings:
+        _dirty_file(machine, mapping, golden, rng, wl.dirty, wl.dirty_buffers)
+    _anon_pages(machine, golden, frames, rng, wl.anon // PAGE_SIZE)
+    for _ in range(wl.unmovable):
+        frames.alloc().flags |= PG_reserved  # memblock/kernel allocations: never move
+    log.info(
+        "machine_built",
+        pages=memory.nr_pages - memory.nr_free(),
+        mappings=len(machine.mappings),
+        blocks=len(memory.blocks),
+    )
+    return Built(scenario, machine, golden, images)
+
+
+def _cache_file(
+    machine: Machine,
+    mapping: AddressSpace,
+    data: bytes,
+    frames: FrameAllocator,
+    rng: np.random.Generator,
+    cached: float,
+) -> None:
+    """Read a share of the file's pages into the page cache, with mapped buffers."""
+    inode = mapping.host
+    bs = inode.i_sb.s_blocksize
+    per_page = PAGE_SIZE // bs
+    nr_pages = -(-len(data) // PAGE_SIZE)
+    src = np.frombuffer(data, dtype=np.uint8)
+    chosen = np.flatnonzero(rng.random(nr_pages) < cached) if cached < 1 else range(nr_pages)
+    for index in chosen:
+        index = int(index)
+        page = frames.alloc()  # its one reference is the page cache's
+        chunk = src[index * PAGE_SIZE : (index + 1) * PAGE_SIZE]
+        frame = machine.memory.frame(page.pfn)
+        frame[: len(chunk)] = chunk
+        frame[len(chunk) :] = 0
+        page.flags |= PG_uptodate | PG_lru
+        page.mapping = mapping
+        page.index = index
+        mapping.i_pages[index] = page
+        if mapping.a_ops.buffers:
+            first = index * per_page
+            blocknrs = [
+                inode.block_map[b] if b < len(inode.block_map) else -1
+                for b in range(first, first + per_page)
+            ]
+            create_page_buffers(page, bs, blocknrs, BH_Uptodate | BH_Mapped)
+
+
+def _dirty_file(
+    machine: Machine,
+    mapping: AddressSpace,
+    golden: Golden,
+    rng: np.random.Generator,
+    share: float,
+    how: str,
+) -> None:
+    """Write into a share of the cached pages, as write() would: page cache only."""
+    sb = mapping.host.i_sb
+    file_golden = golden.files[(sb.s_id, mapping.host.path)]
+    size = mapping.host.i_size
+    journal = sb.s_journal if mapping.a_ops.journalled_data else None
+    for index in sorted(mapping.i_pages):
+        if rng.random() >= share:
+            continue
+        page = mapping.i_pages[index]
+        frame = machine.memory.frame(page.pfn)
+        if not mapping.a_ops.buffers:
+            length = min(PAGE_SIZE, size - index * PAGE_SIZE)
+            _write(frame, 0, length, file_golden, index * PAGE_SIZE, rng)
+            page.flags |= PG_dirty
+            mapping.tag_dirty(index)
+            continue
+        bhs = [bh for bh in page_buffers(page) if bh.b_state & BH_Mapped]
+        if how == "partial" and len(bhs) > 1:
+            k = int(rng.integers(1, len(bhs) + 1))
+            picked = sorted(rng.choice(len(bhs), size=k, replace=False))
+            bhs = [bhs[i] for i in picked]
+        for bh in bhs:
+            pos = index * PAGE_SIZE + bh.b_offset
+            length = min(bh.b_size, size - pos)
+            _write(frame, bh.b_offset, length, file_golden, pos, rng)
+            if journal is not None:
+                journal.dirty_data(bh)
+            else:
+                mark_buffer_dirty(bh)
+
+
+def _write(
+    frame: np.ndarray,
+    offset: int,
+    length: int,
+    golden: bytearray,
+    pos: int,
+    rng: np.random.Generator,
+) -> None:
+    data = rng.bytes(length)
+    frame[offset : offset + length] = np.frombuffer(data, dtype=np.uint8)
+    golden[pos : pos + length] = data
+
+
+def _anon_pages(
+    machine: Machine, golden: Golden, frames: FrameAllocator, rng: np.random.Generator, n: int
+) -> None:
+    """A process's private memory: one PTE (and so one reference) per page, no buffers."""
+    if not n:
+        return
+    vma = AnonVma("anon")
+    machine.anon_vmas.append(vma)
+    for vpn in range(n):
+        page = frames.alloc()  # its one reference becomes the PTE's
+        frame = machine.memory.frame(page.pfn)
+        frame[:] = np.frombuffer(rng.bytes(PAGE_SIZE), dtype=np.uint8)
+        page.flags |= PG_anon | PG_swapbacked | PG_uptodate | PG_lru | PG_dirty
+        page.mapping = vma
+        page.index = vpn
+        page._mapcount = 1
+        vma.ptes[vpn] = page.pfn
+        golden.anon[(vma.name, vpn)] = digest(frame)
