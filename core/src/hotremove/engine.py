@@ -12,12 +12,13 @@ Step names follow the kernel so a reader can find each one:
 is asked for once per address_space through the ``hotremove_migrate_strategy`` hook and then
 called directly: a hook dispatch per page would dominate the cost.
 
-Passes: the first ``migrate_pages`` round uses the requested mode, later rounds ``SYNC`` (the
-escalation hot-remove needs; the kernel's own ``do_migrate_range`` always asks for SYNC, whose
-``migrate_pages_sync`` starts with ASYNC passes — the same order when ASYNC is requested).
-Within a round ``-EAGAIN`` is retried for up to ``NR_MAX_MIGRATE_PAGES_RETRY`` passes and any
-other error is final for that round; ``offline_pages`` rescans and tries again, like the
-kernel, but gives up after ``max_rounds`` (the kernel loops until a signal) with the reasons.
+Passes: in the first ``migrate_pages`` round the first pass uses the requested mode and every
+later pass ``SYNC`` (the escalation hot-remove needs). The kernel's ``do_migrate_range`` always
+asks for SYNC, and its ``migrate_pages_sync`` runs 3 ASYNC batch passes before 7 SYNC ones:
+the same escalation, with a different count. Within a round ``-EAGAIN`` is retried for up to
+``NR_MAX_MIGRATE_PAGES_RETRY`` passes and any other error is final for that round;
+``offline_pages`` rescans and tries again in SYNC, like the kernel, but gives up after
+``max_rounds`` (the kernel loops until a signal) and reports the last reason of each page.
 """
 
 from __future__ import annotations
@@ -266,12 +267,14 @@ class Offliner:
 
     # -- passes ---------------------------------------------------------------------------
     def migrate_pages(self, pages: list[Page], mode: MigrateMode) -> dict[int, Errno]:
-        """Up to NR_MAX_MIGRATE_PAGES_RETRY passes; returns the pages that did not move."""
+        """Up to NR_MAX_MIGRATE_PAGES_RETRY passes, the first in ``mode`` and the rest in
+        SYNC; returns the pages that did not move with their last error."""
         failed: dict[int, Errno] = {}
         todo = pages
-        for _ in range(NR_MAX_MIGRATE_PAGES_RETRY):
+        for pass_idx in range(NR_MAX_MIGRATE_PAGES_RETRY):
             if not todo:
                 break
+            mode = mode if pass_idx == 0 else MigrateMode.SYNC
             self.result.passes += 1
             retry: list[Page] = []
             moved = 0
@@ -302,7 +305,8 @@ class Offliner:
                 remaining=len(retry),
             )
             self.hooks.on_pass_finished(self.result.passes, mode, moved, len(retry))
-            self.hooks.background_work(self.machine, "pass")
+            if retry:  # the task sleeps before the next pass: background work runs
+                self.hooks.background_work(self.machine, "pass")
             todo = retry
         for page in todo:
             failed[page.pfn] = Errno.EAGAIN

@@ -191,7 +191,7 @@ def _dirty_file(
     sb = mapping.host.i_sb
     file_golden = golden.files[(sb.s_id, mapping.host.path)]
     size = mapping.host.i_size
-    journal = sb.s_journal if mapping.a_ops.journalled_data else None
+    journal = sb.s_journal  # a journalling plugin decides what a write does to a buffer
     for index in sorted(mapping.i_pages):
         if rng.random() >= share:
             continue

@@ -32,7 +32,8 @@ class Journal(Protocol):
     """What the core needs from a filesystem journal a plugin attaches to a super_block."""
 
     def dirty_data(self, bh: BufferHead) -> None:
-        """A write dirtied ``bh`` in a data-journalled file: the journal takes the buffer."""
+        """A write dirtied ``bh``: the journal files it as the data mode says (instead of a
+        plain ``mark_buffer_dirty``)."""
 
     def flush(self) -> None:
         """Commit and checkpoint everything (``jbd2_journal_flush``), as sync does."""

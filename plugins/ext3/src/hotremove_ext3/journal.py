@@ -9,6 +9,12 @@ transaction to the log (counted as one sequential journal request) and hands the
 the checkpoint list with a real ``BH_Dirty``; checkpoint writes them to their home blocks and
 drops the journal_head and its reference. Until then the ``_norefs`` migration rule refuses
 to move those buffers.
+
+In ``data=ordered`` (ext3's default) a dirtied data buffer stays an ordinary dirty buffer but
+is filed on the running transaction's data list with a journal_head (``t_sync_datalist``):
+commit writes it home *before* logging, then drops the head. Rebinding such a buffer is fine
+(``buffer_migrate_folio`` ignores ``b_count``); the journal then writes it from its new page.
+``data=writeback`` buffers never meet the journal.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from hotremove.model.buffer_head import (
     BH_JBDDirty,
     BufferHead,
     get_bh,
+    mark_buffer_dirty,
     put_bh,
 )
 from hotremove.model.page import PG_dirty
@@ -46,17 +53,22 @@ class Jbd2Journal:
     frames: np.ndarray
     tid: int = 1
     running: list[BufferHead] = field(default_factory=list)
+    ordered: list[BufferHead] = field(default_factory=list)
     checkpoint_list: list[BufferHead] = field(default_factory=list)
     commits: int = 0
     checkpoints: int = 0
 
     def dirty_data(self, bh: BufferHead) -> None:
-        """A write to a data-journalled file dirtied ``bh``: file it in the running
-        transaction (``jbd2_journal_add_journal_head`` takes a reference)."""
+        """A write dirtied ``bh``: file it as the filesystem's data mode says."""
+        mode = self.sb.data_mode
+        if mode != "journal":
+            mark_buffer_dirty(bh)
+            if mode == "ordered" and not bh.b_state & BH_JBD:
+                self._add_journal_head(bh)
+                self.ordered.append(bh)
+            return
         if not bh.b_state & BH_JBD:
-            bh.b_state |= BH_JBD
-            bh.b_private = JournalHead(bh, self.tid)
-            get_bh(bh)
+            self._add_journal_head(bh)
         if not bh.b_state & BH_JBDDirty:
             bh.b_state |= BH_JBDDirty
             if bh not in self.running:
@@ -66,16 +78,42 @@ class Jbd2Journal:
             page.flags |= PG_dirty
             page.mapping.tag_dirty(page.index)
 
+    def _add_journal_head(self, bh: BufferHead) -> None:
+        """``jbd2_journal_add_journal_head``: BH_JBD, ``b_private`` and a buffer reference."""
+        bh.b_state |= BH_JBD
+        bh.b_private = JournalHead(bh, self.tid)
+        get_bh(bh)
+
+    def _write_home(self, bhs: list[BufferHead]) -> None:
+        """Write the dirty ones of ``bhs`` to their home blocks — from whatever page each
+        buffer points at *now* — then drop the journal heads."""
+        blocks = []
+        for bh in bhs:
+            if bh.b_state & BH_Dirty:
+                bh.b_state &= ~BH_Dirty
+                start = bh.b_offset
+                blocks.append((bh.b_blocknr, self.frames[bh.b_page.pfn][start : start + bh.b_size]))
+        submit_block_runs(self.sb.s_bdev, blocks)
+        for bh in bhs:
+            bh.b_state &= ~BH_JBD
+            bh.b_private = None
+            put_bh(bh)
+            clear_page_dirty(bh.b_page.mapping, bh.b_page)
+
     def commit(self) -> None:
-        """``jbd2_journal_commit_transaction``: log the transaction, then the buffers may go
-        home (``BH_JBDDirty`` → ``BH_Dirty`` on the checkpoint list)."""
-        if not self.running:
+        """``jbd2_journal_commit_transaction``: ordered data goes home first, then the
+        transaction is logged and its buffers may go home (``BH_JBDDirty`` → ``BH_Dirty`` on
+        the checkpoint list)."""
+        if not (self.ordered or self.running):
             return
-        self.sb.s_bdev.account_journal_write(len(self.running) + COMMIT_OVERHEAD_BLOCKS)
-        for bh in self.running:
-            bh.b_state = (bh.b_state & ~BH_JBDDirty) | BH_Dirty
-            self.checkpoint_list.append(bh)
-        self.running = []
+        self._write_home(self.ordered)
+        self.ordered = []
+        if self.running:
+            self.sb.s_bdev.account_journal_write(len(self.running) + COMMIT_OVERHEAD_BLOCKS)
+            for bh in self.running:
+                bh.b_state = (bh.b_state & ~BH_JBDDirty) | BH_Dirty
+                self.checkpoint_list.append(bh)
+            self.running = []
         self.commits += 1
         self.tid += 1
 
@@ -83,18 +121,7 @@ class Jbd2Journal:
         """``jbd2_log_do_checkpoint``: write committed buffers home, release their heads."""
         if not self.checkpoint_list:
             return
-        blocks = []
-        for bh in self.checkpoint_list:
-            if bh.b_state & BH_Dirty:
-                bh.b_state &= ~BH_Dirty
-                start = bh.b_offset
-                blocks.append((bh.b_blocknr, self.frames[bh.b_page.pfn][start : start + bh.b_size]))
-        submit_block_runs(self.sb.s_bdev, blocks)
-        for bh in self.checkpoint_list:
-            bh.b_state &= ~BH_JBD
-            bh.b_private = None
-            put_bh(bh)
-            clear_page_dirty(bh.b_page.mapping, bh.b_page)
+        self._write_home(self.checkpoint_list)
         self.checkpoint_list = []
         self.checkpoints += 1
 
