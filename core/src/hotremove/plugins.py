@@ -119,11 +119,12 @@ def _load_entry_point(ep: EntryPoint) -> tuple[PluginInfo, object | None]:
 def _collect_filesystems(
     pm: pluggy.PluginManager, report: list[PluginInfo]
 ) -> tuple[dict[str, str], dict[str, str]]:
-    """Call the register hook plugin by plugin, validating and attributing each claim."""
+    """Call the register hook plugin by plugin, validating and attributing each claim. Claims
+    are first come, first served in load order (entry points sorted by name)."""
     by_name = {info.name: info for info in report}
     aops_owner: dict[str, str] = {}
     policy_owner: dict[str, str] = {}
-    for impl in reversed(pm.hook.hotremove_register_filesystems.get_hookimpls()):
+    for impl in pm.hook.hotremove_register_filesystems.get_hookimpls():
         info = by_name.setdefault(impl.plugin_name, PluginInfo(name=impl.plugin_name))
 
         def register(

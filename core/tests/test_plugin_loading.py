@@ -1,0 +1,109 @@
+"""Plugin loading through real entry points: failures are reported, the rest keeps working."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from hotremove import hookimpl
+from hotremove.hooks import PluginError
+from hotremove.plugins import load_plugins
+from hotremove.testing import small_scenario
+
+
+def install_fake_distribution(root: Path, dist: str, entry: str, module: str, code: str) -> None:
+    """A real installed distribution (dist-info with entry_points.txt) on sys.path."""
+    info = root / f"{dist.replace('-', '_')}-0.3.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.3\n")
+    (info / "entry_points.txt").write_text(f"[hotremove]\n{entry} = {module}\n")
+    (root / f"{module}.py").write_text(textwrap.dedent(code))
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch):
+    root = tmp_path / "site"
+    root.mkdir()
+    monkeypatch.syspath_prepend(str(root))
+    yield root
+    for name in [m for m in sys.modules if m.startswith("hr_test_")]:
+        del sys.modules[name]
+
+
+def by_name(plugins):
+    return {p.name: p for p in plugins.report}
+
+
+def test_plugin_that_fails_to_import_is_reported_and_others_work(
+    site, hotremove_build, hotremove_verify
+):
+    install_fake_distribution(site, "hotremove-broken", "broken", "hr_test_broken",
+                              "raise ImportError('needs libfoo')\n")
+    plugins = load_plugins()
+    report = by_name(plugins)
+    assert report["broken"].error == "ImportError: needs libfoo"
+    assert report["broken"].dist == "hotremove-broken" and report["broken"].version == "0.3"
+    assert [p.name for p in plugins.errors] == ["broken"]
+    assert {"ext2", "ext3", "generic_writeback"} <= {n for n, p in report.items() if not p.error}
+
+    from hotremove.engine import offline
+
+    built = hotremove_build(small_scenario({"type": "ext2"}), plugins=plugins)
+    assert offline(built.machine, plugins.hooks, [1]).offlined
+    assert hotremove_verify(built, plugins).ok
+
+
+def test_misspelt_hook_is_a_validation_error_not_silence(site):
+    install_fake_distribution(site, "hotremove-typo", "typo", "hr_test_typo", """
+        from hotremove import hookimpl
+
+        @hookimpl
+        def hotremove_migrate_stratgy(mapping, policy):
+            return None
+    """)
+    report = by_name(load_plugins())
+    assert "hotremove_migrate_stratgy" in report["typo"].error
+    assert report["typo"].error.startswith("PluginValidationError")
+    assert report["ext2"].error is None
+
+
+def test_claiming_an_aops_twice_is_reported_by_name(site):
+    install_fake_distribution(site, "hotremove-thief", "zz_thief", "hr_test_thief", """
+        from hotremove import hookimpl
+
+        @hookimpl
+        def hotremove_register_filesystems(register):
+            register("ext2", aops=["ext2_aops"])
+    """)
+    plugins = load_plugins()
+    assert "already claimed by plugin 'ext2'" in by_name(plugins)["zz_thief"].error
+    assert plugins.aops_owner["ext2_aops"] == "ext2"
+
+
+def test_wrong_return_type_names_the_plugin(hotremove_build):
+    class Wrong:
+        @hookimpl(tryfirst=True)
+        def hotremove_migrate_strategy(self, mapping, policy):
+            return "buffer_migrate_folio"
+
+    plugins = load_plugins(extra=[("wrong", Wrong())])
+    built = hotremove_build(small_scenario({"type": "ext2"}), plugins=plugins)
+    mapping = built.machine.mappings[0]
+    with pytest.raises(PluginError, match="plugin 'wrong' returned str"):
+        plugins.hooks.migrate_strategy(mapping, "auto")
+
+
+def test_environment_switches(monkeypatch):
+    monkeypatch.setenv("HOTREMOVE_DISABLE_PLUGIN_AUTOLOAD", "1")
+    assert load_plugins().report == []
+    monkeypatch.delenv("HOTREMOVE_DISABLE_PLUGIN_AUTOLOAD")
+    monkeypatch.setenv("HOTREMOVE_PLUGINS", "ext2,generic_writeback")
+    assert [p.name for p in load_plugins().report] == ["ext2", "generic_writeback"]
+
+
+def test_entry_points_load_in_sorted_order():
+    names = [p.name for p in load_plugins().report]
+    assert names == sorted(names)

@@ -1,0 +1,62 @@
+"""Scenario files: every bad value is one line that names the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from hotremove.errors import ScenarioError
+from hotremove.scenario import load, loads, parse_size
+
+FS = '[[filesystem]]\nname = "a"\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("[memory]\nsizee = 1", "memory.sizee: unknown key"),
+        ("[memory]\nsize = \"lots\"", "memory.size"),
+        ("[memory]\nsize = \"100MiB\"\nblock_size = \"64MiB\"", "memory.size"),
+        (FS + "block_size = 512", "filesystem[0].block_size"),
+        (FS + "type = \"xfs\"", "filesystem[0].type"),
+        (FS + "options = [\"nobh\"]\ntype = \"ext3\"", "filesystem[0].options"),
+        (FS + "options = [\"data=journal\"]", "filesystem[0].options"),
+        (FS + "files = 100000\nfile_size = \"1MiB\"", "filesystem[0].files"),
+        (FS + "size = \"100GiB\"", "filesystem[0].size"),
+        ("[workload]\ndirty = 2", "workload.dirty"),
+        ("[workload]\nplacement = \"random\"", "workload.placement"),
+        ("[remove]\nblocks = [9]", "remove.blocks"),
+        ("[remove]\nblocks = [0, 1, 2, 3]", "remove.blocks"),
+        ("[remove]\nmode = \"fast\"", "remove.mode"),
+        ("[device]\npreset = \"floppy\"", "device.preset"),
+        (FS + "\n" + FS, "filesystem"),
+    ],
+)
+def test_bad_value_names_the_key(text, key):
+    with pytest.raises(ScenarioError) as info:
+        loads(text)
+    message = str(info.value)
+    assert message.startswith(key), message
+    assert "\n" not in message
+
+
+def test_malformed_toml_and_missing_file(tmp_path):
+    with pytest.raises(ScenarioError, match="invalid TOML"):
+        loads("[memory\nsize=1")
+    with pytest.raises(ScenarioError, match="no such scenario file"):
+        load(tmp_path / "nope.toml")
+
+
+def test_defaults_and_sizes():
+    scenario = loads(FS)
+    assert scenario.memory.size == 512 << 20 and scenario.filesystem[0].type == "ext2"
+    assert parse_size("1GiB") == 1 << 30 and parse_size("64KiB") == 65536
+    assert parse_size(4096) == 4096
+    assert scenario.filesystem[0].data_mode is None
+    assert loads(FS + 'type = "ext3"').filesystem[0].data_mode == "ordered"
+
+
+def test_overrides_revalidate():
+    scenario = loads(FS)
+    assert scenario.with_overrides(remove={"mode": "async"}).remove.mode == "async"
+    with pytest.raises(ScenarioError, match="remove.mode"):
+        scenario.with_overrides(remove={"mode": "bogus"})
