@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from hotremove.errors import E2fsprogsMissing, ImageError
 from hotremove.extfs import (
     block_maps,

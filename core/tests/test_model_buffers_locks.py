@@ -17,8 +17,8 @@ from hotremove.model.buffer_head import (
     page_buffers,
     put_bh,
     set_bh_page,
-    trylock_buffer,
     try_to_free_buffers,
+    trylock_buffer,
     unlock_buffer,
 )
 from hotremove.model.locks import DeadlockError, SpinLock, Task, running

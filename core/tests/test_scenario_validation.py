@@ -58,5 +58,5 @@ def test_defaults_and_sizes():
 def test_overrides_revalidate():
     scenario = loads(FS)
     assert scenario.with_overrides(remove={"mode": "async"}).remove.mode == "async"
-    with pytest.raises(ScenarioError, match="remove.mode"):
+    with pytest.raises(ScenarioError, match=r"remove\.mode"):
         scenario.with_overrides(remove={"mode": "bogus"})

@@ -59,9 +59,8 @@ def test_one_corrupted_byte_is_reported_with_file_and_offset(hotremove_build, ho
     verdict = hotremove_verify(built)
 
     assert not verdict.ok
-    assert verdict.mismatches == [
-        {"fs": "fs0", "file": mapping.host.path, "offset": page.index * PAGE_SIZE + bh.b_offset + 17}
-    ]
+    offset = page.index * PAGE_SIZE + bh.b_offset + 17
+    assert verdict.mismatches == [{"fs": "fs0", "file": mapping.host.path, "offset": offset}]
     assert all(f["ok"] for f in verdict.fsck.values()), "the filesystem itself is still sound"
 
 

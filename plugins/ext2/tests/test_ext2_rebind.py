@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from hotremove import hookimpl
 from hotremove.migrate import BUFFER_MIGRATE_FOLIO, MIGRATE_FOLIO
 from hotremove.model.buffer_head import BH_Dirty, page_buffers

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
 from hotremove.model.address_space import SuperBlock
 from hotremove.model.buffer_head import (
     BH_JBD,

@@ -20,7 +20,6 @@ from hotremove import hookimpl
 from hotremove.migrate import BUFFER_MIGRATE_FOLIO, BUFFER_MIGRATE_FOLIO_NOREFS, MigrateStrategy
 from hotremove.model.address_space import AddressSpace, SuperBlock
 from hotremove.model.machine import Machine
-
 from hotremove_ext3.journal import Jbd2Journal
 
 STRATEGIES: dict[str, MigrateStrategy] = {
