@@ -31,10 +31,11 @@ from dataclasses import dataclass, field
 import structlog
 
 from hotremove.checks import CheckFailure, PageCheck, check_machine
+from hotremove.classify import classify
 from hotremove.errors import HotremoveError
 from hotremove.hooks import Hooks
 from hotremove.migrate import MIGRATE_FOLIO, MigrateControl, MigrateStrategy
-from hotremove.model.address_space import AddressSpace, AnonVma
+from hotremove.model.address_space import AddressSpace, AnonVma, SwapCache
 from hotremove.model.locks import running
 from hotremove.model.machine import Machine
 from hotremove.model.memory import ISOLATED, OFFLINE, ONLINE
@@ -45,7 +46,10 @@ from hotremove.model.page import (
     PG_locked,
     PG_lru,
     PG_mlocked,
+    PG_swapcache,
+    PG_tail,
     PG_writeback,
+    folio_nr_pages,
     lock_page,
     put_page,
     trylock_page,
@@ -58,6 +62,7 @@ NR_MAX_MIGRATE_PAGES_RETRY = 10
 DEFAULT_MAX_ROUNDS = 3
 
 ANON = "anon"  # the report's a_ops label for anonymous memory
+SWAP = "swap_aops"  # anonymous pages in the swap cache
 
 
 @dataclass
@@ -94,6 +99,10 @@ class OfflineResult:
     per_aops: dict[str, AopsStats] = field(default_factory=dict)
     check_failures: list[CheckFailure] = field(default_factory=list)
     wall_seconds: float = 0.0
+    #: page class → {"pages", "migrated", "failed"} (see :mod:`hotremove.classify`)
+    classes: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: why the offline did not complete ("" when it did), as offline_pages would log it
+    reason: str = ""
 
 
 class OfflineError(HotremoveError):
@@ -135,11 +144,19 @@ class Offliner:
         self.result = OfflineResult(self.blocks, mode, policy)
         self._strategies: dict[int, tuple[MigrateStrategy, AopsStats]] = {}
         self._anon = AopsStats(plugin="core", strategy=MIGRATE_FOLIO.name)
+        self._swap = AopsStats(plugin="core", strategy=MIGRATE_FOLIO.name)
+        self._moved: set[int] = set()
 
     # -- strategy lookup: once per address_space ------------------------------------------
-    def strategy_for(self, page: Page) -> tuple[AddressSpace | None, MigrateStrategy, AopsStats]:
+    def strategy_for(
+        self, page: Page
+    ) -> tuple[AddressSpace | SwapCache | None, MigrateStrategy, AopsStats]:
+        """The address_space ``migrate_folio`` sees and the strategy for it. Anonymous pages
+        are the core's (``migrate_folio``; a swap-cache page through ``swap_aops``)."""
         mapping = page.mapping
         if mapping is None or isinstance(mapping, AnonVma):
+            if page.flags & PG_swapcache:
+                return self.machine.swap_cache, MIGRATE_FOLIO, self._swap
             return None, MIGRATE_FOLIO, self._anon
         cached = self._strategies.get(id(mapping))
         if cached is None:
@@ -210,7 +227,7 @@ class Offliner:
                 unlock_page(src)
                 return Errno.EBUSY, None
             self.machine.task.wait_for(src, "folio_wait_writeback")
-        dst = self.memory.alloc_page()
+        dst = self.memory.alloc_contig(src.order) if src.order else self.memory.alloc_page()
         if dst is None:
             unlock_page(src)
             return Errno.ENOMEM, None
@@ -255,6 +272,7 @@ class Offliner:
         if src._refcount:
             raise AssertionError(f"{strategy.name} left references on the old page {src!r}")
         self.memory.free_page(src)
+        self._moved.add(src.pfn)
         stats.migrated += 1
         stats.rebound += vm.nr_rebound - rebound
         if wrote_back:
@@ -306,46 +324,61 @@ class Offliner:
             )
             self.hooks.on_pass_finished(self.result.passes, mode, moved, len(retry))
             if retry:  # the task sleeps before the next pass: background work runs
-                self.hooks.background_work(self.machine, "pass")
+                self.background_work()
             todo = retry
         for page in todo:
             failed[page.pfn] = Errno.EAGAIN
         return failed
 
+    def background_work(self) -> None:
+        """What runs while the migrating task sleeps: the machine's own holders (pins being
+        dropped) and the plugins' daemons (jbd2 commit)."""
+        self.machine.run_daemons()
+        self.hooks.background_work(self.machine, "pass")
+
     def do_migrate_range(self, mode: MigrateMode) -> dict[int, Errno]:
         return self.migrate_pages(self.scan_movable_pages(), mode)
+
+    def classify_region(self) -> dict[int, str]:
+        """Every head page or free frame of the range, by class (before anything moves)."""
+        pages = self.memory.pages
+        return {
+            pfn: classify(self.machine, pages[pfn])
+            for pfns in self.pfn_ranges()
+            for pfn in pfns
+            if not pages[pfn].flags & PG_tail
+        }
 
     def offline_pages(self) -> OfflineResult:
         start = time.perf_counter()
         result = self.result
-        memory = self.memory
         result.pages_in_region = sum(len(r) for r in self.pfn_ranges())
+        classes = self.classify_region()
         for page in self.scan_movable_pages():
             self.strategy_for(page)[2].pages += 1
+        failed: dict[int, Errno] = {}
         if self.start_isolate_page_range():
-            failed: dict[int, Errno] = {}
             for rnd in range(1, self.max_rounds + 1):
                 result.rounds = rnd
                 mode = self.mode if rnd == 1 else MigrateMode.SYNC
                 failed = self.do_migrate_range(mode)
                 if not failed or Errno.ENOMEM in failed.values():
                     break
+                self.background_work()  # offline_pages rescans after a cond_resched()
             if not failed and self.test_pages_isolated():
                 self.offline_isolated_pages()
                 result.offlined = True
             else:
                 self.undo_isolate_page_range()
-                for pfn, rc in sorted(failed.items()):
-                    reason = "busy" if rc is Errno.EAGAIN else rc.label
-                    result.failed.append({"pfn": pfn, "reason": reason, "errno": rc.label})
-                    page = memory.pages[pfn]
-                    _, _, stats = self.strategy_for(page)
-                    stats.failed += 1
-                    self.machine.vmstat.pgmigrate_fail += 1
-        result.rebound = sum(s.rebound for s in result.per_aops.values()) + self._anon.rebound
+                self.record_failures(failed)
+        else:
+            result.reason = "failure to isolate range: unmovable pages"
+        self.count_classes(classes)
+        result.rebound = sum(s.rebound for s in result.per_aops.values())
         result.written_back = sum(s.written_back for s in result.per_aops.values())
-        if self._anon.pages:
-            result.per_aops[ANON] = self._anon
+        for label, stats in ((ANON, self._anon), (SWAP, self._swap)):
+            if stats.pages:
+                result.per_aops[label] = stats
         if self.checks:
             result.check_failures.extend(check_machine(self.machine, self.blocks))
         result.wall_seconds = time.perf_counter() - start
@@ -355,15 +388,43 @@ class Offliner:
             migrated=result.migrated,
             failed=len(result.failed),
             passes=result.passes,
+            reason=result.reason or None,
         )
         return result
 
+    def record_failures(self, failed: dict[int, Errno]) -> None:
+        """Pages that never moved, with the kernel error name of their last attempt."""
+        result = self.result
+        for pfn, rc in sorted(failed.items()):
+            reason = "busy" if rc is Errno.EAGAIN else rc.label
+            result.failed.append({"pfn": pfn, "reason": reason, "errno": rc.label})
+            self.strategy_for(self.memory.pages[pfn])[2].failed += 1
+            self.machine.vmstat.pgmigrate_fail += 1
+        reasons = Counter(f["reason"] for f in result.failed)
+        summary = ", ".join(f"{n} {reason}" for reason, n in sorted(reasons.items()))
+        if Errno.ENOMEM in failed.values():
+            result.reason = f"no memory to migrate to (-ENOMEM): {summary}"
+        else:
+            result.reason = f"gave up after {result.rounds} rounds of migrate_pages: {summary}"
+
+    def count_classes(self, classes: dict[int, str]) -> None:
+        failed = {f["pfn"] for f in self.result.failed}
+        table = {name: {"pages": 0, "migrated": 0, "failed": 0} for name in set(classes.values())}
+        for pfn, name in classes.items():
+            row = table[name]
+            row["pages"] += 1
+            row["migrated"] += pfn in self._moved
+            row["failed"] += pfn in failed
+        self.result.classes = dict(sorted(table.items()))
+
 
 def try_to_migrate(src: Page) -> None:
-    """Replace every PTE of ``src`` by a migration entry, dropping the mappings' references."""
+    """Replace the PTEs of ``src`` (every subpage of a huge page) by migration entries,
+    dropping the mappings' references."""
     vma = src.mapping
     if src._mapcount and isinstance(vma, AnonVma):
-        vma.ptes[src.index] = ~src.pfn  # a migration entry remembers where the page was
+        for i in range(folio_nr_pages(src)):
+            vma.ptes[src.index + i] = ~(src.pfn + i)  # a migration entry: where it was
         src._refcount -= src._mapcount
         src._mapcount = 0
 
@@ -375,13 +436,15 @@ def remove_migration_ptes(src: Page, dst: Page) -> None:
     if not isinstance(vma, AnonVma):
         return
     index = src.index if dst is src else dst.index
-    if vma.ptes.get(index) == ~src.pfn:
-        vma.ptes[index] = dst.pfn
-        dst._mapcount += 1
-        dst._refcount += 1
-        if dst is not src and src.flags & PG_mlocked:
-            src.flags &= ~PG_mlocked
-            dst.flags |= PG_mlocked
+    if vma.ptes.get(index) != ~src.pfn:
+        return
+    for i in range(folio_nr_pages(src)):
+        vma.ptes[index + i] = dst.pfn + i
+    dst._mapcount += 1
+    dst._refcount += 1
+    if dst is not src and src.flags & PG_mlocked:
+        src.flags &= ~PG_mlocked
+        dst.flags |= PG_mlocked
 
 
 def offline(
@@ -409,4 +472,4 @@ def offline(
         return offliner.offline_pages()
 
 
-__all__ = ["ANON", "AopsStats", "OfflineError", "OfflineResult", "offline"]
+__all__ = ["ANON", "SWAP", "AopsStats", "OfflineError", "OfflineResult", "offline"]

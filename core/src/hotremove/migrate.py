@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from hotremove.cost import SimClock
-from hotremove.model.address_space import AddressSpace
+from hotremove.model.address_space import AddressSpace, SwapCache
 from hotremove.model.buffer_head import (
     BH_Uptodate,
     BufferHead,
@@ -99,16 +99,16 @@ class MigrateStrategy(Protocol):
         ...
 
 
-def folio_expected_refs(mapping: AddressSpace | None, src: Page) -> int:
+def folio_expected_refs(mapping: AddressSpace | SwapCache | None, src: Page) -> int:
     """References an unmapped, isolated page has when nobody else uses it: the isolation
-    reference, plus the page cache's, plus one for ->private (buffer_heads)."""
+    reference, plus the page (or swap) cache's, plus one for ->private (buffer_heads)."""
     if mapping is None:
         return 1
     return 2 + (1 if src.flags & PG_private else 0)
 
 
 def folio_migrate_mapping(
-    mapping: AddressSpace | None, dst: Page, src: Page, extra_count: int = 0
+    mapping: AddressSpace | SwapCache | None, dst: Page, src: Page, extra_count: int = 0
 ) -> Errno:
     """Replace ``src`` by ``dst`` in the page cache, with references frozen: a page someone
     else holds (an extra reference) cannot move now → ``-EAGAIN``. PG_dirty moves here, raw,
@@ -118,22 +118,29 @@ def folio_migrate_mapping(
         return Errno.EAGAIN
     dst.index = src.index
     dst.mapping = src.mapping
-    if mapping is None:  # anonymous: no page cache, the anon_vma and PTEs follow later
-        dst.flags |= src.flags & (PG_anon | PG_swapbacked)
+    dst.flags |= src.flags & (PG_anon | PG_swapbacked)
+    if mapping is None:  # anonymous, no swap slot: the anon_vma and PTEs follow later
         return Errno.OK
-    dst._refcount += 1  # the page cache's reference
-    if src.flags & PG_swapbacked:
-        dst.flags |= PG_swapbacked
+    dst._refcount += 1  # the page cache's (or swap cache's) reference
+    key = src.index
+    if src.flags & PG_swapcache:  # the swap cache is indexed by swap entry (->private)
+        key = dst.private = src.private
+        dst.flags |= PG_swapcache
     if src.flags & PG_dirty:
         src.flags &= ~PG_dirty
         dst.flags |= PG_dirty
-    mapping.i_pages[src.index] = dst
+    mapping.i_pages[key] = dst
     src._refcount -= 1  # folio_ref_unfreeze(src, expected - 1)
     return Errno.OK
 
 
 def folio_copy(mc: MigrateControl, dst: Page, src: Page) -> None:
-    """Copy the 4096 bytes of the frame (CPU time on the simulated clock)."""
+    """Copy the folio's frames (CPU time on the simulated clock)."""
+    if src.order:
+        nr = 1 << src.order
+        mc.frames[dst.pfn : dst.pfn + nr] = mc.frames[src.pfn : src.pfn + nr]
+        mc.clock.cpu_seconds += mc.copy_seconds * nr
+        return
     mc.frames[dst.pfn] = mc.frames[src.pfn]
     mc.clock.cpu_seconds += mc.copy_seconds
 

@@ -67,6 +67,7 @@ class Report:
             "journal_ios": self.journal_ios,
             "failed": off.failed,
             "offlined": off.offlined,
+            "reason": off.reason,
             "passes": off.passes,
             "rounds": off.rounds,
             "retries": dict(off.retries),
@@ -88,6 +89,7 @@ class Report:
                 }
                 for name, s in off.per_aops.items()
             },
+            "classes": off.classes,
             "checks": [f.as_dict() for f in off.check_failures],
             "lock_violations": [v.as_dict() for v in self.lock_violations],
             "verify": self.verify.as_dict() if self.verify else None,
@@ -110,31 +112,20 @@ def render(report: Report) -> Group:
         title=f"hotremove: offline blocks {off.blocks} ({off.mode.value}, "
         f"strategy {off.policy}, {report.device})"
     )
-    for column in (
-        "a_ops",
-        "plugin",
-        "strategy",
-        "pages",
-        "migrated",
-        "rebound",
-        "written back",
-        "write I/Os",
-        "failed",
-    ):
-        table.add_column(
-            column, justify="left" if column in ("a_ops", "plugin", "strategy") else "right"
-        )
+    table.add_column("a_ops", no_wrap=True)
+    table.add_column("strategy (plugin)", no_wrap=True)
+    for column in ("pages", "migrated", "rebound", "written\nback", "write\nI/Os", "failed"):
+        table.add_column(column, justify="right", no_wrap=True)
     for name, s in sorted(off.per_aops.items()):
         table.add_row(
             name,
-            s.plugin,
-            s.strategy,
+            Text.assemble(s.strategy, "\n", (f"({s.plugin})", "dim")),
             str(s.pages),
             str(s.migrated),
             str(s.rebound),
             str(s.written_back),
             str(s.write_requests),
-            str(s.failed),
+            Text(str(s.failed), style="red" if s.failed else ""),
         )
     outcome = Text()
     outcome.append(

@@ -131,8 +131,25 @@ class WorkloadConfig(_Strict):
     cached: float = Field(default=1.0, ge=0.0, le=1.0)
     dirty: float = Field(default=0.3, ge=0.0, le=1.0)
     dirty_buffers: Literal["partial", "whole"] = "partial"
+    #: share of dirty page-cache pages whose writeback is in flight (PG_writeback, BH_Lock)
+    writeback: float = Field(default=0.0, ge=0.0, le=1.0)
+    #: share of cached pages with buffers where another task holds one buffer's lock
+    locked: float = Field(default=0.0, ge=0.0, le=1.0)
+    #: page-cache pages someone holds an extra reference on (get_page, a pinned read) ...
+    pinned: int = Field(default=0, ge=0, le=100_000)
+    #: ... and the number of migration passes after which they let go (0: never)
+    pin_release: int = Field(default=2, ge=0, le=1000)
     anon: Size = 0
-    unmovable: int = Field(default=0, ge=0)
+    #: share of anonymous pages that also sit in the swap cache
+    swapcache: float = Field(default=0.0, ge=0.0, le=1.0)
+    #: share of anonymous pages that are mlocked (PG_mlocked, PG_unevictable)
+    mlocked: float = Field(default=0.0, ge=0.0, le=1.0)
+    #: anonymous 2 MiB transparent huge pages (folios of 512 frames)
+    thp: int = Field(default=0, ge=0, le=4096)
+    #: reserved / slab / page-table pages (in turn) that can never move ...
+    unmovable: int = Field(default=0, ge=0, le=1_000_000)
+    #: ... placed only in these memory blocks (empty: anywhere, by placement)
+    unmovable_blocks: list[int] = []
     placement: Literal["spread", "fill"] = "spread"
 
 
@@ -182,8 +199,15 @@ class Scenario(_Strict):
         cached_bytes = sum(
             -(-fs.file_size // PAGE_SIZE) * PAGE_SIZE * fs.files for fs in self.filesystem
         )
-        need = int(cached_bytes * self.workload.cached) + self.workload.anon
-        need += self.workload.unmovable * PAGE_SIZE
+        wl = self.workload
+        need = int(cached_bytes * wl.cached) + wl.anon + (wl.thp << 21)
+        need += wl.unmovable * PAGE_SIZE
+        for b in wl.unmovable_blocks:
+            if not 0 <= b < nr_blocks:
+                raise ValueError(
+                    f"workload.unmovable_blocks: block {b} does not exist (memory has blocks "
+                    f"0-{nr_blocks - 1})"
+                )
         if need > self.memory.size:
             raise ValueError(
                 f"memory.size: the workload needs {need >> 20}MiB of page frames but memory "

@@ -13,7 +13,7 @@ from hotremove.hooks import Hooks
 from hotremove.model.locks import running
 from hotremove.model.machine import Machine
 from hotremove.workload import Built, digest
-from hotremove.writeback import sync_mapping
+from hotremove.writeback import sync_mapping, wait_for_all
 
 
 @dataclass
@@ -37,6 +37,7 @@ class Verdict:
 def sync(machine: Machine, hooks: Hooks) -> int:
     """``sync(2)``: journals flush, then every dirty buffer is written; returns requests."""
     with running(machine.task):
+        wait_for_all(machine)
         hooks.background_work(machine, "sync")
         for sb in machine.superblocks:
             if sb.s_journal is not None:

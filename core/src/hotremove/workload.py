@@ -23,8 +23,10 @@ from hotremove.model.address_space import AddressSpace, AnonVma, Inode, SuperBlo
 from hotremove.model.aops import select_aops
 from hotremove.model.blockdev import BlockDevice
 from hotremove.model.buffer_head import (
+    BH_Lock,
     BH_Mapped,
     BH_Uptodate,
+    BufferHead,
     create_page_buffers,
     mark_buffer_dirty,
     page_buffers,
@@ -32,16 +34,25 @@ from hotremove.model.buffer_head import (
 from hotremove.model.machine import Machine
 from hotremove.model.memory import PhysicalMemory
 from hotremove.model.page import (
+    HPAGE_PMD_ORDER,
     PAGE_SIZE,
     Page,
     PG_anon,
     PG_dirty,
     PG_lru,
+    PG_mlocked,
+    PG_pgtable,
+    PG_private,
     PG_reserved,
+    PG_slab,
     PG_swapbacked,
+    PG_swapcache,
+    PG_unevictable,
     PG_uptodate,
+    folio_nr_pages,
 )
-from hotremove.scenario import FilesystemConfig, Scenario
+from hotremove.scenario import FilesystemConfig, Scenario, WorkloadConfig
+from hotremove.writeback import start_writeback
 
 log = structlog.get_logger("hotremove.workload")
 
@@ -132,9 +143,9 @@ def build(scenario: Scenario, hooks: Hooks, workdir: Path) -> Built:
             _cache_file(machine, mapping, data, frames, rng, wl.cached)
     for mapping in machine.mappings:
         _dirty_file(machine, mapping, golden, rng, wl.dirty, wl.dirty_buffers)
-    _anon_pages(machine, golden, frames, rng, wl.anon // PAGE_SIZE)
-    for _ in range(wl.unmovable):
-        frames.alloc().flags |= PG_reserved  # memblock/kernel allocations: never move
+    _page_classes(machine, rng, wl)
+    _anon_pages(machine, golden, frames, rng, wl)
+    _unmovable_pages(machine, frames, wl.unmovable, wl.unmovable_blocks)
     log.info(
         "machine_built",
         pages=memory.nr_pages - memory.nr_free(),
@@ -232,20 +243,144 @@ def _write(
 
 
 def _anon_pages(
-    machine: Machine, golden: Golden, frames: FrameAllocator, rng: np.random.Generator, n: int
+    machine: Machine, golden: Golden, frames: FrameAllocator, rng: np.random.Generator,
+    wl: WorkloadConfig,
 ) -> None:
-    """A process's private memory: one PTE (and so one reference) per page, no buffers."""
-    if not n:
+    """A process's private memory: one PTE (and so one reference) per page, no buffers;
+    some pages also in the swap cache or mlocked, some in 2 MiB huge pages."""
+    n = wl.anon // PAGE_SIZE
+    if not n and not wl.thp:
         return
     vma = AnonVma("anon")
     machine.anon_vmas.append(vma)
+    memory = machine.memory
     for vpn in range(n):
         page = frames.alloc()  # its one reference becomes the PTE's
-        frame = machine.memory.frame(page.pfn)
-        frame[:] = np.frombuffer(rng.bytes(PAGE_SIZE), dtype=np.uint8)
-        page.flags |= PG_anon | PG_swapbacked | PG_uptodate | PG_lru | PG_dirty
-        page.mapping = vma
-        page.index = vpn
-        page._mapcount = 1
-        vma.ptes[vpn] = page.pfn
-        golden.anon[(vma.name, vpn)] = digest(frame)
+        _map_anon(machine, vma, page, vpn, rng)
+        golden.anon[(vma.name, vpn)] = digest(memory.frame(page.pfn))
+        if rng.random() < wl.swapcache:
+            add_to_swap_cache(machine, page)
+        if rng.random() < wl.mlocked:
+            page.flags |= PG_mlocked | PG_unevictable
+    for i in range(wl.thp):
+        head = _alloc_thp(memory, rng, wl.placement)
+        base = (1 << 20) + i * HPAGE_NR  # huge pages live in their own aligned range
+        _map_anon(machine, vma, head, base, rng)
+        for sub in range(HPAGE_NR):
+            vma.ptes[base + sub] = head.pfn + sub
+            golden.anon[(vma.name, base + sub)] = digest(memory.frame(head.pfn + sub))
+
+
+HPAGE_NR = 1 << HPAGE_PMD_ORDER
+
+
+def _map_anon(
+    machine: Machine, vma: AnonVma, page: Page, vpn: int, rng: np.random.Generator
+) -> None:
+    nr = folio_nr_pages(page)
+    frames = machine.memory.frames[page.pfn : page.pfn + nr]
+    frames[:] = np.frombuffer(rng.bytes(PAGE_SIZE * nr), dtype=np.uint8).reshape(nr, PAGE_SIZE)
+    page.flags |= PG_anon | PG_swapbacked | PG_uptodate | PG_lru | PG_dirty
+    page.mapping = vma
+    page.index = vpn
+    page._mapcount = 1  # one PTE, or one PMD for a huge page
+    vma.ptes[vpn] = page.pfn
+
+
+def _alloc_thp(memory: PhysicalMemory, rng: np.random.Generator, placement: str) -> Page:
+    nr = HPAGE_NR
+    starts = [s for s in range(0, memory.nr_pages - nr + 1, nr)
+              if all(memory.is_free(p) for p in (s, s + nr // 2, s + nr - 1))]
+    if placement == "spread":
+        rng.shuffle(starts)
+    for start in starts:
+        try:
+            return memory.alloc_compound_at(start, HPAGE_PMD_ORDER)
+        except ValueError:
+            continue
+    raise MemoryError("no free 2 MiB range left for a huge page")
+
+
+def add_to_swap_cache(machine: Machine, page: Page) -> None:
+    """Give an anonymous page a swap slot: the swap cache holds a reference and the entry
+    lives in ->private (``folio->swap``)."""
+    entry = len(machine.swap_cache.i_pages) + 1
+    while entry in machine.swap_cache.i_pages:
+        entry += 1
+    page.flags |= PG_swapcache
+    page.private = entry
+    page._refcount += 1
+    machine.swap_cache.i_pages[entry] = page
+
+
+def lock_buffer_elsewhere(machine: Machine, bh: BufferHead, hold_seconds: float = 1e-3) -> None:
+    """Another task holds ``bh``'s lock (a metadata lookup, a reader): whoever sleeps on it
+    waits ``hold_seconds`` until that task unlocks."""
+    bh.b_state |= BH_Lock
+
+    def release() -> None:
+        bh.b_state &= ~BH_Lock
+        machine.clock.cpu_seconds += hold_seconds
+
+    machine.waiters[id(bh)] = release
+
+
+def pin_page(machine: Machine, page: Page, release_after: int = 0) -> None:
+    """Someone holds an extra reference (``get_page``): migration's expected-refcount check
+    fails until they let go, after ``release_after`` migration passes (0: never)."""
+    page._refcount += 1
+    machine.pins[id(page)] = machine.pins.get(id(page), 0) + 1
+    if not release_after:
+        return
+    remaining = [release_after]
+
+    def holder(m: Machine) -> None:
+        remaining[0] -= 1
+        if remaining[0] == 0:
+            page._refcount -= 1
+            m.pins[id(page)] -= 1
+            if not m.pins[id(page)]:
+                del m.pins[id(page)]
+            m.daemons.remove(holder)
+
+    machine.daemons.append(holder)
+
+
+UNMOVABLE_KINDS = (PG_reserved, PG_slab, PG_pgtable)
+
+
+def _unmovable_pages(
+    machine: Machine, frames: FrameAllocator, n: int, blocks: list[int]
+) -> None:
+    """Kernel allocations (memblock reserved, slab, page tables) that can never move."""
+    memory = machine.memory
+    candidates = (
+        iter(pfn for b in blocks for pfn in range(memory.blocks[b].start_pfn,
+                                                  memory.blocks[b].end_pfn))
+        if blocks
+        else None
+    )
+    for i in range(n):
+        if candidates is None:
+            page = frames.alloc()
+        else:
+            pfn = next((p for p in candidates if memory.is_free(p)), None)
+            if pfn is None:
+                raise MemoryError("workload.unmovable_blocks: no free frame left there")
+            page = memory.alloc_page_at(pfn)
+        page.flags |= UNMOVABLE_KINDS[i % len(UNMOVABLE_KINDS)]
+
+
+def _page_classes(machine: Machine, rng: np.random.Generator, wl: WorkloadConfig) -> None:
+    """Writeback in flight, buffers locked by another task, extra references."""
+    for mapping in machine.mappings:
+        for index in sorted(mapping.i_pages):
+            page = mapping.i_pages[index]
+            if page.flags & PG_dirty and rng.random() < wl.writeback:
+                start_writeback(machine, mapping, page)
+            elif page.flags & PG_private and rng.random() < wl.locked:
+                lock_buffer_elsewhere(machine, page_buffers(page)[0])
+    cached = [p for m in machine.mappings for p in m.i_pages.values()]
+    if wl.pinned and cached:
+        for i in rng.choice(len(cached), size=min(wl.pinned, len(cached)), replace=False):
+            pin_page(machine, cached[int(i)], wl.pin_release)

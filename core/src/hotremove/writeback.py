@@ -14,7 +14,13 @@ import numpy as np
 
 from hotremove.model.address_space import AddressSpace
 from hotremove.model.blockdev import BlockDevice
-from hotremove.model.buffer_head import BH_Dirty, BH_JBDDirty, page_buffers
+from hotremove.model.buffer_head import (
+    BH_Async_Write,
+    BH_Dirty,
+    BH_JBDDirty,
+    BH_Lock,
+    page_buffers,
+)
 from hotremove.model.locks import current
 from hotremove.model.page import PAGE_SIZE, Page, PG_dirty, PG_private
 
@@ -96,3 +102,44 @@ def sync_mapping(frames: np.ndarray, mapping: AddressSpace) -> int:
     for page in pages:
         clear_page_dirty(mapping, page)
     return requests
+
+
+def start_writeback(machine: Machine, mapping: AddressSpace, page: Page) -> None:
+    """A flusher started writing this dirty page (``__block_write_full_folio``): its dirty
+    buffers are cleaned and locked for async write, the page goes clean and PG_writeback, and
+    the request is issued now. Whoever waits for it (``folio_wait_writeback``,
+    ``lock_buffer``) sleeps until it completes: the full request time is charged to the
+    waiter, as if the I/O had just started."""
+    bdev = mapping.host.i_sb.s_bdev
+    bhs = (
+        [bh for bh in page_buffers(page) if bh.b_state & BH_Dirty]
+        if page.flags & PG_private
+        else []
+    )
+    io_before = machine.clock.io_seconds
+    submit_block_runs(bdev, dirty_blocks(machine.memory.frames, mapping, page))
+    seconds = machine.clock.io_seconds - io_before
+    for bh in bhs:
+        bh.b_state |= BH_Lock | BH_Async_Write
+    page.flags = (page.flags & ~PG_dirty) | PG_writeback
+    mapping.clear_dirty_tag(page.index)
+    keys = [id(page), *(id(bh) for bh in bhs)]
+
+    def end_page_writeback() -> None:
+        machine.clock.io_seconds += seconds
+        for bh in bhs:
+            bh.b_state &= ~(BH_Lock | BH_Async_Write)  # end_buffer_async_write
+        page.flags &= ~PG_writeback
+        for key in keys:
+            machine.waiters.pop(key, None)
+
+    for key in keys:
+        machine.waiters[key] = end_page_writeback
+
+
+def wait_for_all(machine: Machine) -> None:
+    """Let every holder finish: in-flight I/O completes, other tasks drop their buffer locks
+    (what sync waits for before it writes)."""
+    while machine.waiters:
+        key = next(iter(machine.waiters))
+        machine.waiters.pop(key)()

@@ -100,3 +100,21 @@ class AnonVma:
 
     def __repr__(self) -> str:
         return f"<AnonVma {self.name} {len(self.ptes)} ptes>"
+
+
+SWAP_AOPS = AddressSpaceOps("swap_aops", "swap", buffers=False)
+
+
+class SwapCache:
+    """``swapper_space``: anonymous pages that also have a swap slot, indexed by swap entry
+    (kept in ``page.private``, as the kernel aliases ``folio->swap`` with ``->private``).
+    Holds one reference per page, like the page cache."""
+
+    __slots__ = ("a_ops", "i_pages")
+
+    def __init__(self) -> None:
+        self.a_ops = SWAP_AOPS
+        self.i_pages: dict[int, Page] = {}
+
+    def __repr__(self) -> str:
+        return f"<SwapCache {len(self.i_pages)} pages>"

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hotremove.cost import DevicePreset, SimClock
-from hotremove.model.address_space import AddressSpace, AnonVma, SuperBlock
+from hotremove.model.address_space import AddressSpace, AnonVma, SuperBlock, SwapCache
 from hotremove.model.blockdev import IOStats
 from hotremove.model.locks import Task
 from hotremove.model.memory import PhysicalMemory
@@ -33,6 +34,30 @@ class Machine:
     superblocks: list[SuperBlock] = field(default_factory=list)
     mappings: list[AddressSpace] = field(default_factory=list)
     anon_vmas: list[AnonVma] = field(default_factory=list)
+    swap_cache: SwapCache = field(default_factory=SwapCache)
+    #: Who releases what a sleeping task waits for: id(object) → release function. In-flight
+    #: writeback registers its page and buffers; a buffer locked by another task registers
+    #: its unlock. ``task.waiter`` is :meth:`wake`.
+    waiters: dict[int, Callable[[], None]] = field(default_factory=dict)
+    #: Background work between passes (pin holders finishing, ...): called with the machine.
+    daemons: list[Callable[[Machine], None]] = field(default_factory=list)
+    #: Extra references held by someone else (a pinned read, get_page elsewhere): id → count.
+    pins: dict[int, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.task.waiter = self.wake
+
+    def wake(self, obj: object) -> bool:
+        """The task sleeps on ``obj``: its holder runs to completion and releases it."""
+        release = self.waiters.pop(id(obj), None)
+        if release is None:
+            return False
+        release()
+        return True
+
+    def run_daemons(self) -> None:
+        for daemon in list(self.daemons):
+            daemon(self)
 
     def close(self) -> None:
         """Release the image files (the images themselves stay where the builder put them)."""

@@ -82,6 +82,43 @@ class PhysicalMemory:
                     return self._take(pfn)
         return None
 
+    def alloc_contig(self, order: int) -> Page | None:
+        """A naturally aligned run of ``1 << order`` free frames in online blocks, returned as
+        a compound folio (head with PG_head and ``order``, tails with PG_tail)."""
+        nr = 1 << order
+        usable = self.nr_pages // nr * nr
+        free = np.frombuffer(self._free, dtype=np.uint8)[:usable].reshape(-1, nr)
+        candidates = np.flatnonzero(free.all(axis=1))
+        for chunk in candidates:
+            start = int(chunk) * nr
+            if self.block_state[self.block_of(start)] == ONLINE and self.block_of(
+                start + nr - 1
+            ) == self.block_of(start):
+                return self._take_compound(start, order)
+        return None
+
+    def alloc_compound_at(self, pfn: int, order: int) -> Page:
+        """The workload's placement of a huge page at an aligned, free, online range."""
+        nr = 1 << order
+        if pfn % nr or not all(self._free[pfn : pfn + nr]):
+            raise ValueError(f"frames {pfn:#x}+{nr} are not an aligned free range")
+        if self.block_state[self.block_of(pfn)] != ONLINE:
+            raise ValueError(f"frame {pfn:#x} is not online")
+        return self._take_compound(pfn, order)
+
+    def _take_compound(self, start: int, order: int) -> Page:
+        from hotremove.model.page import PG_head, PG_tail
+
+        head = self._take(start)
+        head.order = order
+        head.flags |= PG_head
+        for pfn in range(start + 1, start + (1 << order)):
+            self._take(pfn)
+            tail = self.pages[pfn]
+            tail._refcount = 0  # tails carry no references: the head holds the folio's
+            tail.flags = PG_tail
+        return head
+
     def alloc_page_at(self, pfn: int) -> Page:
         """Allocate a specific free frame (the workload's placement decides where pages live)."""
         if not self._free[pfn] or self.block_state[self.block_of(pfn)] != ONLINE:
@@ -96,9 +133,15 @@ class PhysicalMemory:
         return page
 
     def free_page(self, page: Page) -> None:
-        """Return a frame whose last reference is gone to its block's free list."""
+        """Return a frame (or a whole compound folio) whose last reference is gone."""
         if page._refcount != 0:
             raise AssertionError(f"freeing a page that still has references: {page!r}")
+        for tail in range(page.pfn + 1, page.pfn + (1 << page.order)):
+            self._free_frame(self.pages[tail])
+        page.order = 0
+        self._free_frame(page)
+
+    def _free_frame(self, page: Page) -> None:
         pfn = page.pfn
         if self._free[pfn]:
             raise AssertionError(f"double free of frame {pfn:#x}")

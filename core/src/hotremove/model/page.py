@@ -47,6 +47,7 @@ class PG(enum.IntFlag):
     swapcache = 1 << 22
     slab = 1 << 23
     pgtable = 1 << 24
+    tail = 1 << 25  # a tail page of a compound folio (the kernel keeps compound_head)
 
 
 PG_locked = int(PG.locked)
@@ -72,6 +73,10 @@ PG_anon = int(PG.anon)
 PG_swapcache = int(PG.swapcache)
 PG_slab = int(PG.slab)
 PG_pgtable = int(PG.pgtable)
+PG_tail = int(PG.tail)
+
+#: A 2 MiB transparent huge page: a folio of 512 frames (HPAGE_PMD_ORDER on x86_64).
+HPAGE_PMD_ORDER = 9
 
 #: Pages the kernel can never migrate (has_unmovable_pages(): reserved, slab, page tables).
 PG_UNMOVABLE = PG_reserved | PG_slab | PG_pgtable
@@ -85,7 +90,16 @@ class Page:
     the page for migration holds one.
     """
 
-    __slots__ = ("_mapcount", "_refcount", "flags", "index", "mapping", "pfn", "private")
+    __slots__ = (
+        "_mapcount",
+        "_refcount",
+        "flags",
+        "index",
+        "mapping",
+        "order",
+        "pfn",
+        "private",
+    )
 
     def __init__(self, pfn: int) -> None:
         self.pfn = pfn
@@ -94,10 +108,15 @@ class Page:
         self._mapcount = 0  # number of page-table mappings (the kernel stores this minus one)
         self.mapping: Any = None  # AddressSpace for page cache, AnonVma for anonymous pages
         self.index = 0
-        self.private: BufferHead | None = None
+        self.private: BufferHead | Any = None  # buffer ring; the swap entry in the swap cache
+        self.order = 0  # folio order, kept on the head page (PG_head)
 
     def __repr__(self) -> str:
         return f"<Page pfn={self.pfn:#x} flags={PG(self.flags)!r} ref={self._refcount}>"
+
+
+def folio_nr_pages(page: Page) -> int:
+    return 1 << page.order
 
 
 def page_count(page: Page) -> int:
