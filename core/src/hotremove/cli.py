@@ -181,34 +181,39 @@ def _seconds(value: float) -> str:
     return f"{value * 1e6:.1f} µs"
 
 
-def describe(scn: Scenario) -> str:
-    """One-line summary of a scenario (``scenario check`` and the demo's header)."""
-    mem = scn.memory
+def facts(scn: Scenario) -> list[tuple[str, str]]:
+    """What a scenario builds and removes, as (topic, text) lines; one line per filesystem."""
+    mem, wl, rm = scn.memory, scn.workload, scn.remove
     nr_blocks = mem.size // mem.block_size
-    parts = [f"{_size(mem.size)} memory in {nr_blocks} blocks of {_size(mem.block_size)}"]
-    if scn.filesystem:
-        kinds = []
-        for fs in scn.filesystem:
-            kind = f"{fs.name} {fs.type}/{_size(fs.block_size)}"
-            if fs.type != "ext2" or fs.options:
-                mode = fs.data_mode
-                extra = [o for o in fs.options if not o.startswith("data=")]
-                kind += "".join(f" {o}" for o in ([f"data={mode}"] if mode else []) + extra)
-            kinds.append(kind)
-        files = sum(fs.files for fs in scn.filesystem)
-        parts.append(f"{len(scn.filesystem)} filesystem(s) ({', '.join(kinds)}), {files} files")
-    else:
-        parts.append("no filesystems")
-    wl = scn.workload
+    out = [("memory", f"{_size(mem.size)} in {nr_blocks} blocks of {_size(mem.block_size)}")]
+    for i, fs in enumerate(scn.filesystem):
+        options = [f"data={fs.data_mode}"] if fs.data_mode else []
+        options += [o for o in fs.options if not o.startswith("data=")]
+        text = f"{fs.name}: {fs.type}, {_size(fs.block_size)} blocks, "
+        text += f"{fs.files} files of {_size(fs.file_size)}"
+        text += f" ({', '.join(options)})" if options else ""
+        out.append(("filesystems" if i == 0 else "", text))
+    if not scn.filesystem:
+        out.append(("filesystems", "none"))
     if wl.anon:
-        parts.append(f"{_size(wl.anon)} anon")
-    rm = scn.remove
+        out.append(("anon", _size(wl.anon)))
     blocks = ", ".join(str(b) for b in rm.blocks)
-    parts.append(
-        f"remove block(s) {blocks} (mode {rm.mode}, strategy {rm.strategy}); "
-        f"device {scn.device.preset}, seed {wl.seed}"
+    out.append(("remove", f"block(s) {blocks}, mode {rm.mode}, strategy {rm.strategy}"))
+    out.append(("device", f"{scn.device.preset}, seed {wl.seed}"))
+    return out
+
+
+def describe(scn: Scenario) -> str:
+    """One-line summary of a scenario (``scenario check``)."""
+    mem, rm = scn.memory, scn.remove
+    types = ", ".join(fs.type for fs in scn.filesystem) or "none"
+    files = sum(fs.files for fs in scn.filesystem)
+    return (
+        f"{_size(mem.size)} memory in blocks of {_size(mem.block_size)}; "
+        f"{len(scn.filesystem)} filesystem(s) ({types}), {files} files; "
+        f"remove block(s) {', '.join(str(b) for b in rm.blocks)} "
+        f"(mode {rm.mode}, strategy {rm.strategy}, device {scn.device.preset})"
     )
-    return "; ".join(parts)
 
 
 # --------------------------------------------------------------------------- progress
@@ -379,7 +384,8 @@ def execute(
 def _failure_line(report: Report) -> str:
     off = report.offline
     if not off.offlined:
-        return f"offline failed: {len(off.failed)} page(s) could not be moved (rolled back)"
+        why = getattr(off, "reason", "") or f"{len(off.failed)} page(s) could not be moved"
+        return f"offline failed (rolled back): {why}"
     if report.verify is not None and not report.verify.ok:
         v = report.verify
         bad = [name for name, f in v.fsck.items() if not f["ok"]]
@@ -392,27 +398,6 @@ def _failure_line(report: Report) -> str:
     if report.lock_violations:
         return f"{len(report.lock_violations)} lock violation(s)"
     return "run failed"
-
-
-def _show_run(run: Run, settings: Settings, header: str | None = None) -> None:
-    report = run.report
-    if settings.quiet:
-        if not report.ok:
-            click.echo(f"{PROG}: {_failure_line(report)}", err=True)
-        return
-    out = _stdout()
-    if header:
-        out.print(Text(header, style="bold"))
-        out.print()
-    print_report(report, out)
-    out.print(
-        Text(
-            f"whole run {_seconds(run.wall_seconds)} wall (mke2fs, page cache, offline, "
-            f"sync + e2fsck + read-back); the offline alone {_seconds(report.offline.wall_seconds)}"
-            f" wall for {_seconds(report.simulated_seconds)} simulated",
-            style="dim",
-        )
-    )
 
 
 def _apply_overrides(
@@ -469,22 +454,36 @@ def _run_and_show(
     keep_images: Path | None,
     header: str | None = None,
 ) -> int:
+    """``run`` and ``demo``: one run, its report as JSON or tables, its exit status."""
     settings = _begin(ctx)
     plugins = _plugins(settings)
     _check_strategy(scn, plugins)
     workdir = _keep_dir(keep_images)
+    human = not json_out and not settings.quiet
+    out = _stdout()
+    if human and header:
+        out.print(Text(header, style="bold"))
+        for topic, text in facts(scn):
+            out.print(f"  {topic:<12} {text}")
+        out.print()
     run = execute(
         scn, name=name, plugins=plugins, settings=settings, json_out=json_out, workdir=workdir
     )
+    report = run.report
     if json_out:
-        _emit_json(run.report.as_dict())
-        if settings.quiet is False and not run.report.ok:
-            click.echo(f"{PROG}: {_failure_line(run.report)}", err=True)
-    else:
-        _show_run(run, settings, header)
-        if workdir is not None and not settings.quiet:
-            _stdout().print(Text(f"images kept in {workdir}", style="dim"))
-    return run.report.exit_status
+        _emit_json(report.as_dict())
+    if human:
+        print_report(report, out)
+        out.print(
+            Text(
+                f"whole run: {_seconds(run.wall_seconds)} wall, including mke2fs, filling the "
+                "page cache and verification" + (f"; images kept in {workdir}" if workdir else ""),
+                style="dim",
+            )
+        )
+    elif not report.ok:
+        click.echo(f"{PROG}: {_failure_line(report)}", err=True)
+    return report.exit_status
 
 
 # --------------------------------------------------------------------------- commands
@@ -535,7 +534,7 @@ def demo(
     See the scenario with `hotremove scenario --demo`.
     """
     scn = _apply_overrides(demo_scenario(), strategy=strategy, mode=mode, seed=seed, device=device)
-    header = f"hotremove demo: {describe(scn)}"
+    header = "hotremove demo: offline two memory blocks full of page cache from real images"
     return _run_and_show(
         ctx, scn, "demo", json_out=json_out, keep_images=keep_images, header=header
     )
@@ -666,7 +665,6 @@ def _print_comparison(
             _seconds(wd["wall_seconds"]),
             _ratio_text(ratios["wall_seconds"]),
         ),
-        ("wall time (whole run)", _seconds(a.wall_seconds), _seconds(w.wall_seconds), ""),
         (
             "offlined",
             "yes" if ad["offlined"] else "NO",
@@ -723,7 +721,7 @@ def plugins(ctx: click.Context, json_out: bool) -> int:
         return 0
     out = _stdout()
     table = Table(title=f"hotremove plugins (entry-point group {PROG!r})")
-    for column in ("plugin", "distribution", "version", "filesystems", "a_ops", "hooks"):
+    for column in ("plugin", "distribution", "filesystems", "a_ops", "hooks (hotremove_*)"):
         table.add_column(column, overflow="fold")
     for info in infos:
         fs = ", ".join(info["fs_types"]) or "—"
@@ -731,8 +729,7 @@ def plugins(ctx: click.Context, json_out: bool) -> int:
             fs += f"\npolicies: {', '.join(info['policies'])}"
         table.add_row(
             Text(info["name"], style="red" if info["error"] else "bold"),
-            info["dist"] or "—",
-            info["version"] or "—",
+            f"{info['dist'] or '—'}\n{info['version'] or ''}",
             fs,
             "\n".join(info["aops"]) or "—",
             "\n".join(h.removeprefix("hotremove_") for h in info["hooks"]) or "—",

@@ -57,6 +57,15 @@ def _add_logger_name(logger: WrappedLogger, method: str, event_dict: EventDict) 
     return event_dict
 
 
+_FIRST = ("timestamp", "level", "logger", "event")
+
+
+def _event_first(logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
+    """JSON lines read best with the fixed keys first, then the event's own."""
+    head = {key: event_dict.pop(key) for key in _FIRST if key in event_dict}
+    return {**head, **event_dict}
+
+
 def resolve_format(fmt: str, stream: TextIO | None = None) -> Literal["console", "json"]:
     """``auto`` → ``console`` when the log stream is a terminal, else ``json``."""
     if fmt == "console" or fmt == "json":
@@ -88,6 +97,7 @@ def configure(
     if resolved == "json":
         renderer: list[Processor] = [
             structlog.processors.dict_tracebacks,
+            _event_first,
             structlog.processors.JSONRenderer(sort_keys=False),
         ]
     else:
