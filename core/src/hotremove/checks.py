@@ -110,9 +110,11 @@ def check_machine(machine: Machine, removed: list[int]) -> list[CheckFailure]:
     memory = machine.memory
     for vma in machine.anon_vmas:
         for vpn, pfn in vma.ptes.items():
-            head = memory.pages[pfn - pfn % (1 << HPAGE_PMD_ORDER)] if (
-                memory.pages[pfn].flags & PG_tail
-            ) else memory.pages[pfn]
+            head = (
+                memory.pages[pfn - pfn % (1 << HPAGE_PMD_ORDER)]
+                if (memory.pages[pfn].flags & PG_tail)
+                else memory.pages[pfn]
+            )
             if pfn < 0 or memory.is_free(pfn) or head.mapping is not vma:
                 failures.append(CheckFailure(pfn, "pte", f"pte {vpn} maps a wrong frame"))
             elif head.pfn == pfn:

@@ -243,7 +243,10 @@ def _write(
 
 
 def _anon_pages(
-    machine: Machine, golden: Golden, frames: FrameAllocator, rng: np.random.Generator,
+    machine: Machine,
+    golden: Golden,
+    frames: FrameAllocator,
+    rng: np.random.Generator,
     wl: WorkloadConfig,
 ) -> None:
     """A process's private memory: one PTE (and so one reference) per page, no buffers;
@@ -256,27 +259,30 @@ def _anon_pages(
     memory = machine.memory
     for vpn in range(n):
         page = frames.alloc()  # its one reference becomes the PTE's
-        _map_anon(machine, vma, page, vpn, rng)
-        golden.anon[(vma.name, vpn)] = digest(memory.frame(page.pfn))
+        add_anon_folio(machine, golden, vma, page, vpn, rng)
         if rng.random() < wl.swapcache:
             add_to_swap_cache(machine, page)
         if rng.random() < wl.mlocked:
             page.flags |= PG_mlocked | PG_unevictable
     for i in range(wl.thp):
         head = _alloc_thp(memory, rng, wl.placement)
-        base = (1 << 20) + i * HPAGE_NR  # huge pages live in their own aligned range
-        _map_anon(machine, vma, head, base, rng)
-        for sub in range(HPAGE_NR):
-            vma.ptes[base + sub] = head.pfn + sub
-            golden.anon[(vma.name, base + sub)] = digest(memory.frame(head.pfn + sub))
+        add_anon_folio(machine, golden, vma, head, THP_VPN_BASE + i * HPAGE_NR, rng)
 
 
 HPAGE_NR = 1 << HPAGE_PMD_ORDER
+THP_VPN_BASE = 1 << 20  # huge pages live in their own aligned stretch of the address space
 
 
-def _map_anon(
-    machine: Machine, vma: AnonVma, page: Page, vpn: int, rng: np.random.Generator
+def add_anon_folio(
+    machine: Machine,
+    golden: Golden,
+    vma: AnonVma,
+    page: Page,
+    vpn: int,
+    rng: np.random.Generator,
 ) -> None:
+    """Fill an allocated folio with random bytes and map it at ``vpn`` (one PTE, or a PMD
+    for a huge page, holding one reference); record every subpage in the golden model."""
     nr = folio_nr_pages(page)
     frames = machine.memory.frames[page.pfn : page.pfn + nr]
     frames[:] = np.frombuffer(rng.bytes(PAGE_SIZE * nr), dtype=np.uint8).reshape(nr, PAGE_SIZE)
@@ -284,13 +290,18 @@ def _map_anon(
     page.mapping = vma
     page.index = vpn
     page._mapcount = 1  # one PTE, or one PMD for a huge page
-    vma.ptes[vpn] = page.pfn
+    for sub in range(nr):
+        vma.ptes[vpn + sub] = page.pfn + sub
+        golden.anon[(vma.name, vpn + sub)] = digest(frames[sub])
 
 
 def _alloc_thp(memory: PhysicalMemory, rng: np.random.Generator, placement: str) -> Page:
     nr = HPAGE_NR
-    starts = [s for s in range(0, memory.nr_pages - nr + 1, nr)
-              if all(memory.is_free(p) for p in (s, s + nr // 2, s + nr - 1))]
+    starts = [
+        s
+        for s in range(0, memory.nr_pages - nr + 1, nr)
+        if all(memory.is_free(p) for p in (s, s + nr // 2, s + nr - 1))
+    ]
     if placement == "spread":
         rng.shuffle(starts)
     for start in starts:
@@ -349,14 +360,15 @@ def pin_page(machine: Machine, page: Page, release_after: int = 0) -> None:
 UNMOVABLE_KINDS = (PG_reserved, PG_slab, PG_pgtable)
 
 
-def _unmovable_pages(
-    machine: Machine, frames: FrameAllocator, n: int, blocks: list[int]
-) -> None:
+def _unmovable_pages(machine: Machine, frames: FrameAllocator, n: int, blocks: list[int]) -> None:
     """Kernel allocations (memblock reserved, slab, page tables) that can never move."""
     memory = machine.memory
     candidates = (
-        iter(pfn for b in blocks for pfn in range(memory.blocks[b].start_pfn,
-                                                  memory.blocks[b].end_pfn))
+        iter(
+            pfn
+            for b in blocks
+            for pfn in range(memory.blocks[b].start_pfn, memory.blocks[b].end_pfn)
+        )
         if blocks
         else None
     )

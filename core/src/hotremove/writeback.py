@@ -22,7 +22,8 @@ from hotremove.model.buffer_head import (
     page_buffers,
 )
 from hotremove.model.locks import current
-from hotremove.model.page import PAGE_SIZE, Page, PG_dirty, PG_private
+from hotremove.model.machine import Machine
+from hotremove.model.page import PAGE_SIZE, Page, PG_dirty, PG_private, PG_writeback
 
 Block = tuple[int, np.ndarray]  # (disk block number, its bytes)
 
