@@ -692,8 +692,8 @@ def _print_comparison(
     out.print(per)
     out.print(
         Text(
-            "write I/Os count every request the run issued (journal commits included); "
-            "the per-a_ops table counts the pages' own writeback.",
+            "write I/Os: every request of the run, journal commits included; "
+            "per a_ops: each page's own writeback.",
             style="dim",
         )
     )

@@ -1,0 +1,422 @@
+"""The ``hotremove`` command from the outside: a subprocess per invocation, as scripts use it.
+
+Pins the DESIGN §7 contract: ``--json`` is one JSON object on stdout with logs on stderr, exit
+0 / 1 / 2, one-line errors for bad input, and the comparison, plugin listing and scenario
+commands other tools read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hotremove.cli import ratio
+from hotremove.scenario import Scenario
+
+#: A machine small enough that one run takes a few tenths of a second.
+SMALL = """\
+[memory]
+size = "64MiB"
+block_size = "16MiB"
+
+[[filesystem]]
+name = "home"
+type = "ext2"
+block_size = 1024
+size = "4MiB"
+files = 24
+file_size = "32KiB"
+
+[[filesystem]]
+name = "mail"
+type = "ext3"
+block_size = 2048
+size = "4MiB"
+files = 8
+file_size = "32KiB"
+options = ["data=journal"]
+
+[[filesystem]]
+name = "data4"
+type = "ext4"
+block_size = 4096
+size = "4MiB"
+files = 8
+file_size = "32KiB"
+
+[workload]
+seed = 3
+dirty = 0.5
+anon = "512KiB"
+
+[remove]
+blocks = [1]
+"""
+
+REPORT_KEYS = {
+    "pages_in_region",
+    "migrated",
+    "rebound",
+    "written_back",
+    "writeback_ios",
+    "isolated_free",
+    "failed",
+    "offlined",
+    "simulated_seconds",
+    "strategies",
+    "verify",
+}
+
+
+def hotremove(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m hotremove ARGS`` with a clean hotremove environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTREMOVE_")}
+    env.pop("COLUMNS", None)
+    return subprocess.run(
+        [sys.executable, "-m", "hotremove", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
+
+
+@pytest.fixture
+def small(tmp_path: Path) -> Path:
+    path = tmp_path / "small.toml"
+    path.write_text(SMALL)
+    return path
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> str:
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("hotremove: error: ")
+    for needle in needles:
+        assert needle in lines[0]
+    return lines[0]
+
+
+# --------------------------------------------------------------------------- run
+
+
+def test_run_json_is_one_object_on_stdout_and_logs_go_to_stderr(small: Path) -> None:
+    proc = hotremove("run", small, "--json", "--log-level", "info", "--log-format", "json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)  # the whole of stdout is one object
+    assert isinstance(report, dict)
+    assert report.keys() >= REPORT_KEYS
+    assert report["offlined"] is True
+    assert report["verify"]["ok"] is True
+    assert report["failed"] == []
+    assert report["strategies"]["ext2_aops"] == "ext2"
+    events = [json.loads(line) for line in proc.stderr.splitlines()]
+    passes = [e for e in events if e["event"] == "pass_finished"]
+    assert passes, proc.stderr
+    # run context bound by the runner reaches every line through merge_contextvars
+    assert all(e["scenario"] == "small" and e["seed"] == 3 for e in passes)
+    assert {"timestamp", "level", "logger"} <= passes[0].keys()
+
+
+def test_run_human_report_and_quiet(small: Path) -> None:
+    proc = hotremove("run", small)
+    assert proc.returncode == 0, proc.stderr
+    for needle in ("ext2_aops", "buffer_migrate_folio", "offlined", "verified", "e2fsck clean"):
+        assert needle in proc.stdout
+    assert proc.stderr == ""  # default log level is warning: nothing to say
+
+    quiet = hotremove("run", small, "--quiet")
+    assert quiet.returncode == 0
+    assert quiet.stdout == "" and quiet.stderr == ""
+
+
+def test_debug_logs_one_event_per_migrated_page(small: Path) -> None:
+    proc = hotremove("--log-level", "debug", "--log-format", "json", "run", small, "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    events = [json.loads(line)["event"] for line in proc.stderr.splitlines()]
+    assert events.count("page_migrated") == report["migrated"]
+
+
+def test_console_log_format_is_not_json(small: Path) -> None:
+    proc = hotremove("run", small, "--json", "--log-level", "info", "--log-format", "console")
+    assert proc.returncode == 0
+    json.loads(proc.stdout)
+    assert "pass_finished" in proc.stderr
+    assert not proc.stderr.lstrip().startswith("{")
+
+
+def test_flags_override_the_scenario_file(small: Path) -> None:
+    proc = hotremove(
+        "run", small, "--json", "--strategy", "writeback", "--seed", "7", "--mode", "sync_light"
+    )
+    assert proc.returncode in (0, 1), proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["seed"] == 7
+    assert report["policy"] == "writeback"
+    assert report["mode"] == "sync_light"
+    assert report["rebound"] == 0
+    assert report["strategies"]["ext2_aops"] == "generic_writeback"
+
+
+def test_keep_images_creates_the_directory_and_keeps_every_image(
+    small: Path, tmp_path: Path
+) -> None:
+    keep = tmp_path / "kept" / "images"
+    proc = hotremove("run", small, "--json", "--keep-images", keep)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in keep.iterdir()) == ["data4.img", "home.img", "mail.img"]
+
+
+def test_failed_offline_exits_1_with_a_json_report(tmp_path: Path) -> None:
+    path = tmp_path / "pinned.toml"
+    path.write_text(
+        SMALL.replace('anon = "512KiB"', 'anon = "512KiB"\nunmovable = 2\nunmovable_blocks = [1]')
+    )
+    proc = hotremove("run", path, "--json")
+    assert proc.returncode == 1
+    report = json.loads(proc.stdout)
+    assert report["offlined"] is False
+    assert report["failed"]
+    assert proc.stderr.startswith("hotremove: offline failed")
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+BAD_SCENARIOS = {
+    "malformed TOML": ("[memory\nsize = 1\n", ["invalid TOML"]),
+    "unknown key": (SMALL.replace("[memory]", "[memory]\ncolour = 1"), ["memory.colour"]),
+    "impossible size": (SMALL.replace('size = "64MiB"', 'size = "64 parsecs"'), ["memory.size"]),
+    "nonexistent block": (SMALL.replace("blocks = [1]", "blocks = [9]"), ["block 9"]),
+    "files too big": (SMALL.replace("files = 24", "files = 2400"), ["filesystem[0].files"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SCENARIOS))
+def test_bad_scenario_is_one_line_and_exit_2(case: str, tmp_path: Path) -> None:
+    text, needles = BAD_SCENARIOS[case]
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    assert_one_line_error(hotremove("run", path, "--json"), *needles)
+
+
+@pytest.mark.parametrize("command", [["compare", "FILE", "--json"], ["scenario", "check", "FILE"]])
+def test_every_command_reports_bad_scenarios_the_same_way(
+    command: list[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(BAD_SCENARIOS["unknown key"][0])
+    args = [path if arg == "FILE" else arg for arg in command]
+    assert_one_line_error(hotremove(*args), "memory.colour: unknown key")
+
+
+def test_missing_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    assert_one_line_error(hotremove("run", tmp_path / "nope.toml", "--json"), "nope.toml")
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--strategy", "teleport"], "remove.strategy"),
+        (["--mode", "fast"], "--mode"),
+        (["--seed", "many"], "--seed"),
+        (["--bogus"], "--bogus"),
+    ],
+)
+def test_bad_flag_is_one_line_and_exit_2(small: Path, args: list[str], needle: str) -> None:
+    assert_one_line_error(hotremove("run", small, *args), needle)
+
+
+def test_usage_errors_are_one_line() -> None:
+    assert_one_line_error(hotremove("run"), "SCENARIO.toml")
+    assert_one_line_error(hotremove("teleport"), "teleport")
+
+
+def test_keep_images_that_cannot_be_created_is_one_line(small: Path) -> None:
+    assert_one_line_error(hotremove("run", small, "--keep-images", small / "sub"), "--keep-images")
+
+
+# --------------------------------------------------------------------------- compare
+
+
+def test_compare_json_rebinding_against_writeback(small: Path) -> None:
+    proc = hotremove("compare", small, "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert set(out) == {"auto", "writeback", "ratios"}
+    auto, wb = out["auto"], out["writeback"]
+    assert auto["policy"] == "auto" and wb["policy"] == "writeback"
+    assert auto["seed"] == wb["seed"] == 3
+    assert auto["pages_in_region"] == wb["pages_in_region"]
+    assert wb["writeback_ios"] > 0
+    assert auto["per_aops"]["ext2_aops"]["write_requests"] == 0
+    assert wb["per_aops"]["ext2_aops"]["write_requests"] > 0
+    assert auto["verify"]["ok"] and wb["verify"]["ok"]
+    ratios = out["ratios"]
+    assert set(ratios) == {"writeback_ios", "simulated_seconds", "wall_seconds"}
+    if auto["writeback_ios"]:
+        assert ratios["writeback_ios"] == pytest.approx(wb["writeback_ios"] / auto["writeback_ios"])
+    else:
+        assert ratios["writeback_ios"] == "inf"
+    assert ratios["simulated_seconds"] > 1
+
+
+def test_compare_human_table(small: Path) -> None:
+    proc = hotremove("compare", small)
+    assert proc.returncode == 0, proc.stderr
+    for needle in ("auto", "writeback", "write I/Os", "simulated time", "ext2_aops"):
+        assert needle in proc.stdout
+
+
+def test_ratio_never_divides_by_zero() -> None:
+    assert ratio(6, 3) == 2.0
+    assert ratio(5, 0) == "inf"
+    assert ratio(0, 0) is None
+    assert ratio(0, 4) == 0.0
+
+
+# --------------------------------------------------------------------------- plugins
+
+
+def test_plugins_json_lists_the_builtin_plugins_with_their_dists() -> None:
+    proc = hotremove("plugins", "--json")
+    assert proc.returncode == 0, proc.stderr
+    plugins = {p["name"]: p for p in json.loads(proc.stdout)}
+    expected = {
+        "ext2": "hotremove-ext2",
+        "ext3": "hotremove-ext3",
+        "generic_writeback": "hotremove-generic-writeback",
+    }
+    for name, dist in expected.items():
+        info = plugins[name]
+        assert info["dist"] == dist
+        assert info["version"]
+        assert info["error"] is None
+        assert "hotremove_migrate_strategy" in info["hooks"]
+        assert {"name", "dist", "version", "hooks", "error"} <= info.keys()
+    assert "ext2_aops" in plugins["ext2"]["aops"]
+    assert "ext3_journalled_aops" in plugins["ext3"]["aops"]
+
+
+def test_plugins_table() -> None:
+    proc = hotremove("plugins")
+    assert proc.returncode == 0, proc.stderr
+    for needle in ("ext2", "hotremove-ext3", "generic_writeback", "ext2_aops", "migrate_strategy"):
+        assert needle in proc.stdout
+
+
+# --------------------------------------------------------------------------- scenario
+
+
+def _keys(model: type[Any], prefix: str = "") -> set[str]:
+    """Every key of the scenario schema, dotted (``workload.seed``)."""
+    keys = set()
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        inner = getattr(annotation, "__args__", (None,))[0]
+        sub = annotation if isinstance(annotation, type) else inner
+        if isinstance(sub, type) and hasattr(sub, "model_fields"):
+            keys |= _keys(sub, f"{prefix}{name}.")
+        else:
+            keys.add(f"{prefix}{name}")
+    return keys
+
+
+def test_example_scenario_passes_check_and_shows_every_key(tmp_path: Path) -> None:
+    proc = hotremove("scenario", "--example")
+    assert proc.returncode == 0, proc.stderr
+    path = tmp_path / "example.toml"
+    path.write_text(proc.stdout)
+    check = hotremove("scenario", "check", path)
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.startswith("ok: ")
+    lines = proc.stdout.splitlines()
+    for key in sorted(_keys(Scenario)):
+        section, _, name = key.rpartition(".")
+        header = f"[[{section}]]" if section == "filesystem" else f"[{section}]"
+        assert header in lines, f"example has no {header} section"
+        assert any(line.startswith(f"{name} = ") for line in lines), f"example lacks {key}"
+    comments = sum(line.startswith("#") for line in lines)
+    assert comments >= len(_keys(Scenario))
+
+
+def test_demo_scenario_is_printable_and_valid(tmp_path: Path) -> None:
+    proc = hotremove("scenario", "--demo")
+    assert proc.returncode == 0
+    path = tmp_path / "demo.toml"
+    path.write_text(proc.stdout)
+    assert hotremove("scenario", "check", path).returncode == 0
+
+
+def test_scenario_without_arguments_prints_help() -> None:
+    proc = hotremove("scenario")
+    assert proc.returncode == 0
+    assert "check" in proc.stdout and "--example" in proc.stdout
+
+
+# --------------------------------------------------------------------------- demo
+
+
+def test_demo_smoke() -> None:
+    proc = hotremove("demo")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for needle in (
+        "ext2_aops",
+        "ext3_ordered_aops",
+        "ext3_journalled_aops",
+        "ext4",
+        "anon",
+        "generic_writeback",
+        "offlined",
+        "verified",
+        "e2fsck clean",
+        "whole run",
+    ):
+        assert needle in proc.stdout
+    assert proc.stderr == ""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_interrupt_is_one_line_exit_130_and_no_partial_json(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTREMOVE_")}
+    env["HOTREMOVE_TRACE_HOOKS"] = "1"  # logs the first mount, while images are being built
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "hotremove", "demo", "--json"),
+            *("--log-level", "debug", "--log-format", "json"),
+            *("--keep-images", str(tmp_path / "images")),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line or "hotremove_mount" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    if proc.returncode == 0:  # the run won the race: nothing to check
+        pytest.skip("the demo finished before the interrupt arrived")
+    assert proc.returncode == 130, stderr
+    assert stdout == ""
+    assert "Traceback" not in stderr
+    assert stderr.splitlines()[-1] == "hotremove: interrupted"
+    leftovers = [p.name for p in (tmp_path / "images").iterdir() if not p.name.endswith(".img")]
+    assert leftovers == []
