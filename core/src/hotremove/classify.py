@@ -71,11 +71,17 @@ def classify(machine: Machine, page: Page) -> str:
         return "swapcache" if flags & PG_swapcache else "anon"
     if not flags & PG_private:
         return "file_nobh"
-    bhs = page_buffers(page)
-    if any(bh.b_state & BH_Lock for bh in bhs):
+    head = bh = page.private
+    state = 0
+    while True:  # one pass over the ring: the OR of every buffer's state bits
+        state |= bh.b_state
+        bh = bh.b_this_page
+        if bh is head:
+            break
+    if state & BH_Lock:
         return "locked_buffers"
-    if any(bh.b_state & BH_JBD for bh in bhs) and page.mapping.a_ops.journalled_data:
+    if state & BH_JBD and page.mapping.a_ops.journalled_data:
         return "journal_held"
-    if flags & PG_dirty or any(bh.b_state & BH_Dirty for bh in bhs):
+    if flags & PG_dirty or state & BH_Dirty:
         return "file_dirty"
     return "file_clean"

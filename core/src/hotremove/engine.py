@@ -59,6 +59,7 @@ from hotremove.model.page import (
 log = structlog.get_logger("hotremove.engine")
 
 NR_MAX_MIGRATE_PAGES_RETRY = 10
+NR_MAX_BATCHED_MIGRATION = 512  # HPAGE_PMD_NR
 DEFAULT_MAX_ROUNDS = 3
 
 ANON = "anon"  # the report's a_ops label for anonymous memory
@@ -237,7 +238,12 @@ class Offliner:
 
     def unmap_and_move(self, src: Page, mode: MigrateMode) -> Errno:
         """Isolate one page, move it, release the old frame; or put everything back."""
-        mapping, strategy, stats = self.strategy_for(src)
+        mapping = src.mapping
+        cached = self._strategies.get(id(mapping))
+        if cached is None or src.flags & PG_swapcache:
+            mapping, strategy, stats = self.strategy_for(src)
+        else:
+            strategy, stats = cached
         # isolate_lru_page: the migration's own reference
         src._refcount += 1
         src.flags &= ~PG_lru
@@ -247,11 +253,12 @@ class Offliner:
             put_page(src)
             return rc
         assert dst is not None
-        check = PageCheck(self.mc.frames, src, dst) if self.checks else None
-        vm = self.mc.vmstat
+        mc = self.mc
+        check = PageCheck(mc.frames, src, dst) if self.checks else None
+        vm = mc.vmstat
         rebound, written = vm.nr_rebound, vm.nr_written_back
         requests = self.machine.io.write_requests
-        rc = strategy.migrate_folio(self.mc, mapping, dst, src, mode)
+        rc = strategy.migrate_folio(mc, mapping, dst, src, mode)
         if rc:
             remove_migration_ptes(src, src)
             unlock_page(src)
@@ -263,12 +270,13 @@ class Offliner:
             return rc
         wrote_back = vm.nr_written_back != written
         if check is not None:
-            self.result.check_failures.extend(check.verify(self.mc.frames, dst, wrote_back))
-        remove_migration_ptes(src, dst)
+            self.result.check_failures.extend(check.verify(mc.frames, dst, wrote_back))
+        if src._mapcount or dst.mapping is not mapping:  # anonymous: PTEs follow the page
+            remove_migration_ptes(src, dst)
         dst.flags = (dst.flags & ~PG_locked) | PG_lru
         dst._refcount -= 1  # the allocation reference: the page cache / PTEs hold it now
         unlock_page(src)
-        put_page(src)  # the isolation reference: the last one
+        src._refcount -= 1  # put_page: the isolation reference was the last one
         if src._refcount:
             raise AssertionError(f"{strategy.name} left references on the old page {src!r}")
         self.memory.free_page(src)
@@ -280,13 +288,15 @@ class Offliner:
             stats.write_requests += self.machine.io.write_requests - requests
         vm.pgmigrate_success += 1
         if self.hooks.wants_page_events:
+            mc.flush_copies()
             self.hooks.on_page_migrated(mapping, src.pfn, dst.pfn, strategy.name)
         return Errno.OK
 
     # -- passes ---------------------------------------------------------------------------
     def migrate_pages(self, pages: list[Page], mode: MigrateMode) -> dict[int, Errno]:
         """Up to NR_MAX_MIGRATE_PAGES_RETRY passes, the first in ``mode`` and the rest in
-        SYNC; returns the pages that did not move with their last error."""
+        SYNC; returns the pages that did not move with their last error. Each pass goes
+        through the pages in batches of NR_MAX_BATCHED_MIGRATION (``migrate_pages_batch``)."""
         failed: dict[int, Errno] = {}
         todo = pages
         for pass_idx in range(NR_MAX_MIGRATE_PAGES_RETRY):
@@ -296,24 +306,16 @@ class Offliner:
             self.result.passes += 1
             retry: list[Page] = []
             moved = 0
-            for i, page in enumerate(todo):
-                if not page._refcount:  # freed under us (truncated): nothing to move
-                    continue
-                rc = self.unmap_and_move(page, mode)
-                if rc is Errno.OK:
-                    moved += 1
-                    if self.progress is not None:
-                        self.progress(1)
-                elif rc is Errno.EAGAIN:
-                    retry.append(page)
-                    self.result.retries[rc.label] += 1
-                elif rc is Errno.ENOMEM:
-                    for rest in todo[i:]:
-                        failed[rest.pfn] = Errno.ENOMEM
+            for start in range(0, len(todo), NR_MAX_BATCHED_MIGRATION):
+                batch = todo[start : start + NR_MAX_BATCHED_MIGRATION]
+                n, enomem = self.migrate_pages_batch(batch, mode, retry, failed)
+                moved += n
+                if enomem:  # stop: every page not moved yet fails with -ENOMEM
+                    for rest in [*retry, *todo[start:]]:
+                        if rest._refcount and rest.pfn not in failed:
+                            failed[rest.pfn] = Errno.ENOMEM
+                    self.result.migrated += moved
                     return failed
-                else:
-                    failed[page.pfn] = rc
-                    self.result.retries[rc.label] += 1
             self.result.migrated += moved
             log.info(
                 "pass_finished",
@@ -329,6 +331,42 @@ class Offliner:
         for page in todo:
             failed[page.pfn] = Errno.EAGAIN
         return failed
+
+    def migrate_pages_batch(
+        self,
+        batch: list[Page],
+        mode: MigrateMode,
+        retry: list[Page],
+        failed: dict[int, Errno],
+    ) -> tuple[int, bool]:
+        """Move one batch; -EAGAIN pages go to ``retry``, permanent errors to ``failed``.
+        Returns (pages moved, whether -ENOMEM stopped the batch). The batch's data copies
+        are done together at its end, as one vectorised memcpy."""
+        moved = 0
+        enomem = False
+        self.mc.defer_copies = not self.checks
+        unmap_and_move = self.unmap_and_move
+        progress = self.progress
+        counts = self.result.retries
+        for page in batch:
+            if not page._refcount:  # freed under us (truncated): nothing to move
+                continue
+            rc = unmap_and_move(page, mode)
+            if rc is Errno.OK:
+                moved += 1
+            elif rc is Errno.EAGAIN:
+                retry.append(page)
+                counts[rc.label] += 1
+            elif rc is Errno.ENOMEM:
+                enomem = True
+                break
+            else:
+                failed[page.pfn] = rc
+                counts[rc.label] += 1
+        self.mc.flush_copies()
+        if progress is not None and moved:
+            progress(moved)
+        return moved, enomem
 
     def background_work(self) -> None:
         """What runs while the migrating task sleeps: the machine's own holders (pins being
@@ -355,7 +393,7 @@ class Offliner:
         result.pages_in_region = sum(len(r) for r in self.pfn_ranges())
         classes = self.classify_region()
         for page in self.scan_movable_pages():
-            self.strategy_for(page)[2].pages += 1
+            self.strategy_for(page)[2].pages += 1  # also resolves each mapping's strategy once
         failed: dict[int, Errno] = {}
         if self.start_isolate_page_range():
             for rnd in range(1, self.max_rounds + 1):

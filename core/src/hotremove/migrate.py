@@ -10,6 +10,7 @@ observable has changed (buffers unlocked, ``src`` still in the page cache with i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -22,7 +23,6 @@ from hotremove.model.buffer_head import (
     BufferHead,
     buffer_ring,
     lock_buffer,
-    set_bh_page,
     trylock_buffer,
     unlock_buffer,
 )
@@ -71,9 +71,23 @@ class MigrateControl:
     clock: SimClock
     vmstat: VmStat
     copy_seconds: float  # simulated CPU time of one 4 KiB copy
-    #: Set by strategies that had to write a page before it could move (for the report).
-    wrote_back: bool = False
-    notes: list[str] = field(default_factory=list)
+    #: Batch the data copies of a migrate_pages batch (the engine flushes them with one
+    #: vectorised copy before anything reads the new frames); off when per-page checks run.
+    defer_copies: bool = False
+    pending: list[tuple[int, int, int]] = field(default_factory=list)  # (dst, src, nr)
+
+    def flush_copies(self) -> None:
+        """Do the deferred copies: one fancy-indexed memcpy for the whole batch."""
+        if not self.pending:
+            return
+        single = [(d, s) for d, s, nr in self.pending if nr == 1]
+        if single:
+            dsts, srcs = zip(*single, strict=True)
+            self.frames[list(dsts)] = self.frames[list(srcs)]
+        for d, s, nr in self.pending:
+            if nr > 1:
+                self.frames[d : d + nr] = self.frames[s : s + nr]
+        self.pending.clear()
 
 
 @runtime_checkable
@@ -135,14 +149,17 @@ def folio_migrate_mapping(
 
 
 def folio_copy(mc: MigrateControl, dst: Page, src: Page) -> None:
-    """Copy the folio's frames (CPU time on the simulated clock)."""
-    if src.order:
-        nr = 1 << src.order
+    """Copy the folio's frames (CPU time on the simulated clock). In a batch the copy is
+    queued and done by :meth:`MigrateControl.flush_copies` — the old frame stays untouched
+    until then, because it is isolated and only freed frames outside the range are reused."""
+    nr = 1 << src.order
+    mc.clock.cpu_seconds += mc.copy_seconds * nr
+    if mc.defer_copies:
+        mc.pending.append((dst.pfn, src.pfn, nr))
+    elif nr == 1:
+        mc.frames[dst.pfn] = mc.frames[src.pfn]
+    else:
         mc.frames[dst.pfn : dst.pfn + nr] = mc.frames[src.pfn : src.pfn + nr]
-        mc.clock.cpu_seconds += mc.copy_seconds * nr
-        return
-    mc.frames[dst.pfn] = mc.frames[src.pfn]
-    mc.clock.cpu_seconds += mc.copy_seconds
 
 
 def folio_migrate_flags(dst: Page, src: Page) -> None:
@@ -185,27 +202,25 @@ def filemap_migrate_folio(
     return __migrate_folio(mc, mapping, dst, src, move_private=bool(src.flags & PG_private))
 
 
-def buffer_migrate_lock_buffers(head: BufferHead, mode: MigrateMode) -> bool:
+def buffer_migrate_lock_buffers(ring: list[BufferHead], mode: MigrateMode) -> bool:
     """Lock every buffer of the page *before* anything moves, never under a spinlock:
     ASYNC only trylocks; SYNC_LIGHT waits only for an uptodate buffer (a !uptodate locked
     buffer means a read in flight); SYNC sleeps. On failure no buffer stays locked."""
-    locked: list[BufferHead] = []
-    for bh in buffer_ring(head):
+    for i, bh in enumerate(ring):
         if not trylock_buffer(bh):
             if mode is MigrateMode.ASYNC or (
                 mode is MigrateMode.SYNC_LIGHT and not bh.b_state & BH_Uptodate
             ):
-                for other in locked:
+                for other in ring[:i]:
                     unlock_buffer(other)
                 return False
             lock_buffer(bh)
-        locked.append(bh)
     return True
 
 
-def buffers_busy(head: BufferHead) -> bool:
+def buffers_busy(ring: list[BufferHead]) -> bool:
     """``_norefs``: someone else (the bh LRU, a lookup, jbd2's journal_head) holds a buffer."""
-    return any(bh.b_count for bh in buffer_ring(head))
+    return any(bh.b_count for bh in ring)
 
 
 def __buffer_migrate_folio(
@@ -227,20 +242,20 @@ def __buffer_migrate_folio(
         return migrate_folio(mc, mapping, dst, src, mode)
     if src._refcount != folio_expected_refs(mapping, src):
         return Errno.EAGAIN
-    if not buffer_migrate_lock_buffers(head, mode):
-        return Errno.EAGAIN
     ring = buffer_ring(head)
+    if not buffer_migrate_lock_buffers(ring, mode):
+        return Errno.EAGAIN
     try:
         if check_refs:
             with mapping.private_lock:
-                if buffers_busy(head):
+                if buffers_busy(ring):
                     return Errno.EAGAIN
         rc = folio_migrate_mapping(mapping, dst, src)
         if rc:
             return rc
         attach_page_private(dst, detach_page_private(src))  # type: ignore[arg-type]
         for bh in ring:
-            set_bh_page(bh, dst, bh.b_offset)
+            bh.b_page = dst  # folio_set_bh(bh, dst, bh_offset(bh)): same offset, new page
         folio_copy(mc, dst, src)
         folio_migrate_flags(dst, src)
         mc.vmstat.nr_rebound += 1
@@ -264,23 +279,19 @@ def buffer_migrate_folio_norefs(
     return __buffer_migrate_folio(mc, mapping, dst, src, mode, check_refs=True)
 
 
-@dataclass(frozen=True)
 class FunctionStrategy:
-    """A strategy that is one of the functions above, named as the kernel names it."""
+    """A strategy that is one of the functions above, named as the kernel names it. The
+    function itself is the ``migrate_folio`` method (no wrapper call per page)."""
 
-    name: str
-    rebinds: bool
-    func: object
+    __slots__ = ("migrate_folio", "name", "rebinds")
 
-    def migrate_folio(
-        self,
-        mc: MigrateControl,
-        mapping: AddressSpace | None,
-        dst: Page,
-        src: Page,
-        mode: MigrateMode,
-    ) -> Errno:
-        return self.func(mc, mapping, dst, src, mode)  # type: ignore[operator]
+    def __init__(self, name: str, rebinds: bool, func: Callable[..., Errno]) -> None:
+        self.name = name
+        self.rebinds = rebinds
+        self.migrate_folio = func
+
+    def __repr__(self) -> str:
+        return f"<FunctionStrategy {self.name}>"
 
 
 MIGRATE_FOLIO = FunctionStrategy("migrate_folio", False, migrate_folio)

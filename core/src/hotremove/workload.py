@@ -168,24 +168,27 @@ def _cache_file(
     bs = inode.i_sb.s_blocksize
     per_page = PAGE_SIZE // bs
     nr_pages = -(-len(data) // PAGE_SIZE)
-    src = np.frombuffer(data, dtype=np.uint8)
     chosen = np.flatnonzero(rng.random(nr_pages) < cached) if cached < 1 else range(nr_pages)
-    for index in chosen:
+    pages = [frames.alloc() for _ in chosen]  # each one reference: the page cache's
+    if not pages:
+        return
+    padded = np.zeros(nr_pages * PAGE_SIZE, dtype=np.uint8)
+    padded[: len(data)] = np.frombuffer(data, dtype=np.uint8)
+    pfns = [page.pfn for page in pages]
+    machine.memory.frames[pfns] = padded.reshape(nr_pages, PAGE_SIZE)[np.asarray(chosen)]
+    block_map = inode.block_map
+    nr_blocks = len(block_map)
+    buffers = mapping.a_ops.buffers
+    for index, page in zip(chosen, pages, strict=True):
         index = int(index)
-        page = frames.alloc()  # its one reference is the page cache's
-        chunk = src[index * PAGE_SIZE : (index + 1) * PAGE_SIZE]
-        frame = machine.memory.frame(page.pfn)
-        frame[: len(chunk)] = chunk
-        frame[len(chunk) :] = 0
         page.flags |= PG_uptodate | PG_lru
         page.mapping = mapping
         page.index = index
         mapping.i_pages[index] = page
-        if mapping.a_ops.buffers:
+        if buffers:
             first = index * per_page
             blocknrs = [
-                inode.block_map[b] if b < len(inode.block_map) else -1
-                for b in range(first, first + per_page)
+                block_map[b] if b < nr_blocks else -1 for b in range(first, first + per_page)
             ]
             create_page_buffers(page, bs, blocknrs, BH_Uptodate | BH_Mapped)
 
@@ -215,10 +218,9 @@ def _dirty_file(
             mapping.tag_dirty(index)
             continue
         bhs = [bh for bh in page_buffers(page) if bh.b_state & BH_Mapped]
-        if how == "partial" and len(bhs) > 1:
-            k = int(rng.integers(1, len(bhs) + 1))
-            picked = sorted(rng.choice(len(bhs), size=k, replace=False))
-            bhs = [bhs[i] for i in picked]
+        if how == "partial" and len(bhs) > 1:  # a uniformly random non-empty subset
+            mask = int(rng.integers(1, 1 << len(bhs)))
+            bhs = [bh for i, bh in enumerate(bhs) if mask >> i & 1]
         for bh in bhs:
             pos = index * PAGE_SIZE + bh.b_offset
             length = min(bh.b_size, size - pos)

@@ -8,6 +8,7 @@ out its frames) or ``offline``.
 
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +33,15 @@ class MemoryBlock:
         return self.end_pfn - self.start_pfn
 
 
+def _populated_frames(nr_pages: int) -> np.ndarray:
+    """Zeroed frames, faulted in up front (MAP_POPULATE) so the first copy into a frame
+    during the offline does not pay a host page fault — the simulated RAM is already there."""
+    size = nr_pages * PAGE_SIZE
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)
+    buf = mmap.mmap(-1, size, flags=flags)
+    return np.frombuffer(buf, dtype=np.uint8).reshape(nr_pages, PAGE_SIZE)
+
+
 class PhysicalMemory:
     """The machine's RAM: ``nr_pages`` frames, a ``Page`` per frame, free lists per block."""
 
@@ -40,7 +50,7 @@ class PhysicalMemory:
             raise ValueError(f"memory size {size} must be a positive multiple of {block_size}")
         self.nr_pages = size // PAGE_SIZE
         self.pages_per_block = block_size // PAGE_SIZE
-        self.frames = np.zeros((self.nr_pages, PAGE_SIZE), dtype=np.uint8)
+        self.frames = _populated_frames(self.nr_pages)
         self.pages = [Page(pfn) for pfn in range(self.nr_pages)]
         self.blocks = [
             MemoryBlock(i, start, start + self.pages_per_block)
@@ -51,6 +61,7 @@ class PhysicalMemory:
         # LIFO stacks per block; entries may be stale (taken by alloc_page_at): checked on pop.
         self._free_stack = [list(range(b.end_pfn - 1, b.start_pfn - 1, -1)) for b in self.blocks]
         self._nr_free = [b.nr_pages for b in self.blocks]
+        self._alloc_hint = 0  # the block alloc_page tries first
 
     @property
     def size(self) -> int:
@@ -72,14 +83,26 @@ class PhysicalMemory:
     def alloc_page(self) -> Page | None:
         """Allocate a frame from an online block (never an isolated or offline one), with one
         reference held by the caller. ``None`` is the simulator's -ENOMEM."""
+        hint = self._alloc_hint
+        if self.block_state[hint] == ONLINE and self._nr_free[hint]:
+            page = self._pop(hint)
+            if page is not None:
+                return page
         for block, state in enumerate(self.block_state):
-            if state != ONLINE or not self._nr_free[block]:
-                continue
-            stack = self._free_stack[block]
-            while stack:
-                pfn = stack.pop()
-                if self._free[pfn]:
-                    return self._take(pfn)
+            if state == ONLINE and self._nr_free[block]:
+                page = self._pop(block)
+                if page is not None:
+                    self._alloc_hint = block
+                    return page
+        return None
+
+    def _pop(self, block: int) -> Page | None:
+        stack = self._free_stack[block]
+        free = self._free
+        while stack:
+            pfn = stack.pop()
+            if free[pfn]:
+                return self._take(pfn)
         return None
 
     def alloc_contig(self, order: int) -> Page | None:
