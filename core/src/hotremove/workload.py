@@ -9,6 +9,9 @@ simulated kernel, what every file must contain once everything is written back.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,8 +103,53 @@ def file_contents(seed: int, fs_index: int, cfg: FilesystemConfig) -> dict[str, 
     return {f"f{i:05d}": rng.bytes(cfg.file_size) for i in range(cfg.files)}
 
 
-def build(scenario: Scenario, hooks: Hooks, workdir: Path) -> Built:
-    """Make the images and the machine the scenario describes (see module doc)."""
+def cached_image(
+    cache: Path | None,
+    image: Path,
+    cfg: FilesystemConfig,
+    seed: int,
+    fs_index: int,
+    files: dict[str, bytes],
+) -> None:
+    """``make_image``, or a copy of an identical image made before: the key covers every
+    input of the image (filesystem settings, seed, position, e2fsprogs' output format)."""
+    if cache is None:
+        make_image(
+            image,
+            cfg.type,
+            cfg.block_size,
+            cfg.size,
+            files,
+            data_mode=cfg.data_mode if cfg.type != "ext2" else None,
+        )
+        return
+    key = hashlib.sha256(
+        json.dumps([IMAGE_FORMAT, cfg.model_dump(), seed, fs_index], sort_keys=True).encode()
+    ).hexdigest()[:24]
+    cached = cache / f"{cfg.type}-{key}.img"
+    if not cached.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        make_image(
+            cached,
+            cfg.type,
+            cfg.block_size,
+            cfg.size,
+            files,
+            data_mode=cfg.data_mode if cfg.type != "ext2" else None,
+        )
+    tmp = image.with_name(f".{image.name}.tmp")
+    shutil.copyfile(cached, tmp)
+    os.replace(tmp, image)
+
+
+IMAGE_FORMAT = 1  # bump when make_image's output for equal inputs changes
+
+
+def build(
+    scenario: Scenario, hooks: Hooks, workdir: Path, *, image_cache: Path | None = None
+) -> Built:
+    """Make the images and the machine the scenario describes (see module doc).
+    ``image_cache``: reuse images made earlier with identical parameters (large runs)."""
     workdir.mkdir(parents=True, exist_ok=True)
     wl = scenario.workload
     rng = np.random.default_rng(wl.seed)
@@ -113,14 +161,7 @@ def build(scenario: Scenario, hooks: Hooks, workdir: Path) -> Built:
     for fs_index, cfg in enumerate(scenario.filesystem):
         files = file_contents(wl.seed, fs_index, cfg)
         image = workdir / f"{cfg.name}.img"
-        make_image(
-            image,
-            cfg.type,
-            cfg.block_size,
-            cfg.size,
-            files,
-            data_mode=cfg.data_mode if cfg.type != "ext2" else None,
-        )
+        cached_image(image_cache, image, cfg, wl.seed, fs_index, files)
         images[cfg.name] = image
         maps = block_maps(image, list(files))
         bdev = BlockDevice(image, cfg.block_size, machine.preset, machine.clock, machine.io)

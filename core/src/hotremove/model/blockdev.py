@@ -8,7 +8,8 @@ seconds are what ``hotremove compare`` shows.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hotremove.cost import DevicePreset, SimClock
@@ -24,6 +25,9 @@ class IOStats:
     bytes_written: int = 0
     journal_requests: int = 0
     journal_bytes: int = 0
+    #: request size → count, data and journal writes alike: lets a report re-cost the same
+    #: I/O on another device preset
+    write_sizes: Counter[int] = field(default_factory=Counter)
 
     def add(self, other: IOStats) -> None:
         for name in self.__dataclass_fields__:
@@ -70,6 +74,7 @@ class BlockDevice:
             stats.write_requests += 1
             stats.blocks_written += nbytes // self.block_size
             stats.bytes_written += nbytes
+            stats.write_sizes[nbytes] += 1
         self.clock.io_seconds += seconds
         return seconds
 
@@ -81,6 +86,7 @@ class BlockDevice:
         for stats in (self.stats, self._machine_stats):
             stats.journal_requests += 1
             stats.journal_bytes += nbytes
+            stats.write_sizes[nbytes] += 1
         self.clock.io_seconds += seconds
         return seconds
 

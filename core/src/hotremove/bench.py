@@ -1,0 +1,218 @@
+"""The performance benchmark: offline a region full of ext2 page-cache pages, fast and right.
+
+``hotremove bench`` builds a machine whose removal region is full of page-cache pages of an
+ext2 1 KiB-block filesystem (four buffers a page, a share of pages with dirty buffers),
+offlines the region with rebinding (``auto``) and with forced ``writeback``, verifies each run
+(a fast wrong answer does not count), and reports pages/s of the offline itself, build time,
+memory, and the simulated cost on every device preset.
+
+Memory: "metadata" is the size of the simulated kernel's own objects — every struct page,
+buffer_head, page-cache tree and allocator list — measured with ``sys.getsizeof`` (which
+counts each object's garbage-collector header). The process's peak RSS is reported too; it
+also holds the simulated RAM, the golden model's copy of the files and allocator slack.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from hotremove.cost import PRESETS
+from hotremove.engine import offline
+from hotremove.model.buffer_head import page_buffers
+from hotremove.model.machine import Machine
+from hotremove.model.migrate_mode import MigrateMode
+from hotremove.model.page import PG_private
+from hotremove.plugins import PluginSet, load_plugins
+from hotremove.scenario import Scenario, validate
+from hotremove.verify import verify
+from hotremove.workload import build
+
+FILE_SIZE = 4 << 20
+MAX_BLOCK = 128 << 20
+
+
+def default_cache() -> Path:
+    base = os.environ.get("HOTREMOVE_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "hotremove"
+    )
+    return Path(base) / "images"
+
+
+def bench_scenario(size: int, dirty: float, checks: bool, strategy: str) -> Scenario:
+    """Region = ``size`` bytes of memory blocks filled with page cache (placement ``fill``),
+    plus as much free memory again to migrate into."""
+    block = min(MAX_BLOCK, size)
+    files = max(1, size // FILE_SIZE)
+    file_size = min(FILE_SIZE, size)
+    return validate(
+        {
+            "memory": {"size": 2 * size + block, "block_size": block},
+            "filesystem": [
+                {
+                    "name": "bench",
+                    "type": "ext2",
+                    "block_size": 1024,
+                    "size": size + size // 8 + (32 << 20),
+                    "files": files,
+                    "file_size": file_size,
+                }
+            ],
+            "workload": {
+                "seed": 1,
+                "dirty": dirty,
+                "dirty_buffers": "partial",
+                "placement": "fill",
+            },
+            "remove": {
+                "blocks": list(range(size // block)),
+                "checks": checks,
+                "strategy": strategy,
+            },
+            "device": {"preset": "ide-2004"},
+        }
+    )
+
+
+def _peak_rss() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def metadata_bytes(machine: Machine) -> int:
+    """Bytes of the model's objects beyond the frames (see module doc)."""
+    memory = machine.memory
+    size = sys.getsizeof
+    total = size(memory.pages) + size(memory._free) + sum(size(s) for s in memory._free_stack)
+    for page in memory.pages:
+        total += size(page)
+    for mapping in machine.mappings:
+        total += size(mapping) + size(mapping.i_pages) + size(mapping.dirty_tags)
+        for page in mapping.i_pages.values():
+            total += sum(size(bh) for bh in page_buffers(page)) if page.flags & PG_private else 0
+    return total
+
+
+def recost(sizes: Counter[int], pages: int) -> dict[str, float]:
+    """The same work on every preset: copies at its memcpy rate, each request at its cost."""
+    return {
+        name: pages * p.copy_seconds(4096)
+        + sum(n * p.request_seconds(nbytes) for nbytes, n in sizes.items())
+        for name, p in PRESETS.items()
+    }
+
+
+def bench_once(
+    size: int, dirty: float, checks: bool, strategy: str, plugins: PluginSet, cache: Path | None
+) -> dict[str, Any]:
+    """Build, offline (timed alone), verify; return the figures."""
+    scenario = bench_scenario(size, dirty, checks, strategy)
+    with tempfile.TemporaryDirectory(prefix="hotremove-bench-") as tmp:
+        t0 = time.perf_counter()
+        built = build(scenario, plugins.hooks, Path(tmp), image_cache=cache)
+        build_seconds = time.perf_counter() - t0
+        machine = built.machine
+        frames_bytes = machine.memory.frames.nbytes
+        metadata = metadata_bytes(machine)
+        in_use = machine.memory.nr_pages - machine.memory.nr_free()
+        sizes_before = Counter(machine.io.write_sizes)
+        clock0 = machine.clock.cpu_seconds + machine.clock.io_seconds
+        gc.disable()  # the collector would scan a million objects mid-run: not the kernel's cost
+        try:
+            t0 = time.perf_counter()
+            result = offline(
+                machine,
+                plugins.hooks,
+                list(scenario.remove.blocks),
+                mode=MigrateMode.SYNC,
+                policy=strategy,
+                checks=checks,
+            )
+            offline_seconds = time.perf_counter() - t0
+        finally:
+            gc.enable()
+        simulated = machine.clock.cpu_seconds + machine.clock.io_seconds - clock0
+        sizes = machine.io.write_sizes - sizes_before
+        t0 = time.perf_counter()
+        verdict = verify(built, plugins.hooks)
+        verify_seconds = time.perf_counter() - t0
+        machine.close()
+    return {
+        "strategy": strategy,
+        "checks": "on" if checks else "off",
+        "pages": result.migrated,
+        "offlined": result.offlined,
+        "offline_seconds": offline_seconds,
+        "pages_per_second": result.migrated / offline_seconds if offline_seconds else None,
+        "build_seconds": build_seconds,
+        "build_over_offline": build_seconds / offline_seconds if offline_seconds else None,
+        "verify_seconds": verify_seconds,
+        "verified": verdict.ok and not result.check_failures,
+        "rebound": result.rebound,
+        "written_back": result.written_back,
+        "writeback_ios": sum(sizes.values()),
+        "simulated_seconds": simulated,
+        "simulated_seconds_by_preset": recost(sizes, result.migrated),
+        "simulated_ram_bytes": frames_bytes,
+        "pages_in_use": in_use,
+        "metadata_bytes_per_page": metadata / in_use if in_use else None,
+        "metadata_bytes_per_frame": metadata / machine.memory.nr_pages,
+        "peak_rss_bytes": _peak_rss(),
+    }
+
+
+def run_bench(
+    size: int,
+    dirty: float = 0.3,
+    checks: str = "off",
+    strategies: tuple[str, ...] = ("auto", "writeback"),
+    cache: Path | None = None,
+) -> dict[str, Any]:
+    """Every strategy at ``size`` (checks off, on, or both), with the writeback/auto ratios."""
+    plugins = load_plugins()
+    check_modes = {"off": [False], "on": [True], "both": [False, True]}[checks]
+    runs = [
+        bench_once(size, dirty, check, strategy, plugins, cache)
+        for check in check_modes
+        for strategy in strategies
+    ]
+    out: dict[str, Any] = {"size_bytes": size, "dirty": dirty, "runs": runs}
+    by = {(r["strategy"], r["checks"]): r for r in runs}
+    auto, wb = (
+        by.get(("auto", "off")) or by.get(("auto", "on")),
+        by.get(("writeback", "off")) or by.get(("writeback", "on")),
+    )
+    if auto and wb:
+        out["writeback_over_auto"] = {
+            name: wb["simulated_seconds_by_preset"][name]
+            / auto["simulated_seconds_by_preset"][name]
+            for name in PRESETS
+        }
+    on, off = by.get(("auto", "on")), by.get(("auto", "off"))
+    if on and off:
+        out["checks_slowdown"] = on["offline_seconds"] / off["offline_seconds"]
+    out["ok"] = all(r["verified"] and r["offlined"] for r in runs)
+    return out
+
+
+def run_scaling(sizes: list[int], dirty: float, cache: Path | None) -> dict[str, Any]:
+    """``auto`` with checks off at several sizes: does time per page stay flat?"""
+    plugins = load_plugins()
+    rows = [bench_once(size, dirty, False, "auto", plugins, cache) for size in sizes]
+    for row in rows:
+        row["microseconds_per_page"] = row["offline_seconds"] / row["pages"] * 1e6
+    per_page = [r["microseconds_per_page"] for r in rows]
+    return {
+        "scaling": rows,
+        "flat": max(per_page) <= 1.5 * min(per_page),
+        "ok": all(r["verified"] and r["offlined"] for r in rows),
+    }
