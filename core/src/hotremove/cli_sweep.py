@@ -1,0 +1,390 @@
+"""``hotremove sweep GRID.toml``: run a grid of scenarios on a process pool or a Dask cluster.
+
+The command is a plain click command (:data:`sweep_command`) that ``hotremove.cli`` registers
+in its group; it also runs on its own (:func:`main`). It follows the CLI's contract itself, so
+it behaves the same either way:
+
+* stdout: the summary table (or the ``--list`` table); stderr: logs, progress, errors;
+* exit status 0 = every run of the grid has a row and all of them are ok, 1 = some run failed,
+  errored or was lost, 2 = bad input (one line ``hotremove: error: ...``), 130 = interrupted
+  (the rows written so far stay; ``--resume`` continues).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from hotremove import log as hlog
+from hotremove import sweep as sw
+from hotremove.errors import HotremoveError
+
+PROG = "hotremove"
+#: Where ``hotremove.cli`` keeps the shared options typed before the command name.
+_GROUP_SETTINGS = "hotremove.settings"
+PIPE_WIDTH = 120
+
+
+def _stdout() -> Console:
+    console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = PIPE_WIDTH
+    return console
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "—"
+    if value >= 1:
+        return f"{value:,.2f} s"
+    if value >= 1e-3:
+        return f"{value * 1e3:.2f} ms"
+    return f"{value * 1e6:.1f} µs"
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,.0f}" if value == int(value) else f"{value:,.1f}"
+
+
+def _setting(ctx: click.Context, name: str, value: Any, default: Any) -> Any:
+    """This command's option, else the group's (typed before ``sweep``), else the default."""
+    if value is not None:
+        return value
+    stored = ctx.meta.get(_GROUP_SETTINGS, {})  # ctx.meta is shared along the context chain
+    return stored[name][0] if name in stored else default
+
+
+def _run_table(grid: sw.Grid, rows: dict[str, dict[str, Any]], output: Path) -> Table:
+    table = Table(title=f"hotremove sweep {grid.name}: {len(grid.runs)} runs ({grid.source})")
+    table.add_column("#", justify="right")
+    table.add_column("run id")
+    for key in grid.axis_keys:
+        table.add_column(key, justify="right", min_width=len(key))
+    table.add_column(f"row in {output.name}")
+    for run in grid.runs:
+        row = rows.get(run.run_id)
+        status = Text("—", style="dim") if row is None else _status_text(row["status"])
+        table.add_row(
+            str(run.index), run.run_id, *(sw._show(run.values[k]) for k in grid.axis_keys), status
+        )
+    return table
+
+
+def _status_text(status: str) -> Text:
+    return Text(status, style="green" if status == "ok" else "bold red")
+
+
+def _summary_table(result: sw.SweepResult) -> Table:
+    grid = result.grid
+    groups = sw.summarize(grid, result.rows)
+    shown = [k for k in grid.axis_keys if k not in grid.aggregated]
+    agg = f" (mean over {', '.join(grid.aggregated)})" if grid.aggregated else ""
+    table = Table(title=f"hotremove sweep {grid.name}{agg}")
+    for key in shown:
+        table.add_column(key, justify="right", min_width=len(key))
+    for column in ("runs", "ok", "migrated", "rebound", "written back", "write I/Os"):
+        table.add_column(column, justify="right")
+    table.add_column("simulated time", justify="right")
+    if grid.aggregated:
+        table.add_column("spread", justify="right")
+    for group in groups:
+        ok = group.count("ok")
+        cells = [
+            *(sw._show(group.values[k]) for k in shown),
+            f"{len(group.rows)}/{group.expected}",
+            Text(str(ok), style="green" if ok == group.expected else "bold red"),
+            _number(group.mean("migrated")),
+            _number(group.mean("rebound")),
+            _number(group.mean("written_back")),
+            _number(group.mean("writeback_ios")),
+            _seconds(group.mean("simulated_seconds")),
+        ]
+        if grid.aggregated:
+            cells.append(_spread(group.span("simulated_seconds"), group.mean("simulated_seconds")))
+        table.add_row(*cells)
+    return table
+
+
+def _spread(span: tuple[float, float] | None, mean: float | None) -> str:
+    """The largest distance from the mean to the min or max, as a percentage of the mean."""
+    if span is None or not mean:
+        return "—"
+    return f"±{max(mean - span[0], span[1] - mean) / mean:.1%}"
+
+
+def _footer(result: sw.SweepResult) -> list[Text]:
+    rows = result.rows.values()
+    counts = {s: sum(1 for r in rows if r["status"] == s) for s in sw.STATUSES}
+    total = len(result.grid.runs)
+    line = Text(
+        f"{len(result.rows)} of {total} runs have rows: {counts['ok']} ok, "
+        f"{counts['failed']} failed, {counts['error']} errors "
+        f"({result.new} new, {result.skipped} already in {result.output})"
+    )
+    lines = [line]
+    if result.new:
+        lines.append(Text(f"{result.wall_seconds:.1f} s wall on {result.executor}", style="dim"))
+    bad = [r for r in result.grid.runs if result.rows.get(r.run_id, {}).get("status", "ok") != "ok"]
+    for run in bad[:10]:
+        row = result.rows[run.run_id]
+        lines.append(
+            Text(f"  {row['status']} run {run.index} ({run.label()}): {row['reason']}", style="red")
+        )
+    if len(bad) > 10:
+        lines.append(Text(f"  … and {len(bad) - 10} more (see {result.output})", style="red"))
+    return lines
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[tally]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True, highlight=False),
+        disable=not enabled,
+        redirect_stdout=False,
+        redirect_stderr=False,
+    )
+
+
+def _do_sweep(
+    ctx: click.Context,
+    grid_file: Path,
+    output: Path | None,
+    executor: str,
+    scheduler: str | None,
+    workers: int | None,
+    resume: bool,
+    overwrite: bool,
+    list_runs: bool,
+    plot_file: Path | None,
+    log_level: str,
+    log_format: str,
+    quiet: bool,
+    progress: bool | None,
+) -> int:
+    hlog.configure(log_level, log_format)
+    if resume and overwrite:
+        raise click.UsageError("give either --resume or --overwrite")
+    if workers is not None and workers < 1:
+        raise HotremoveError("--workers: must be at least 1")
+    grid = sw.load_grid(grid_file)
+    output = output or Path(f"{grid.name}.csv")
+    if output.suffix.lower() in (".parquet", ".pq"):
+        raise HotremoveError(
+            f"--output {output}: results are CSV (Parquet would need pyarrow); name a .csv file"
+        )
+    from hotremove.plugins import load_plugins
+
+    sw.check_strategies(grid, load_plugins().policies)
+    out = _stdout()
+    if list_runs:
+        rows, _ = sw.existing_rows(grid, output)
+        if not quiet:
+            out.print(_run_table(grid, rows, output))
+            out.print(
+                f"{len(grid.runs)} runs over {len(grid.axes)} axes; "
+                f"{len(rows)} have rows in {output}"
+            )
+        return 0
+    show_progress = progress if progress is not None else (not quiet and sys.stderr.isatty())
+    with _progress(show_progress) as bar:
+        task = bar.add_task(f"sweep {grid.name}", total=len(grid.runs), tally="")
+        tally = {"ok": 0, "failed": 0, "error": 0}
+
+        def started(todo: int, done: int, description: str) -> None:
+            bar.update(task, completed=done, description=f"sweep {grid.name} ({description})")
+
+        def landed(run: sw.RunSpec, row: dict[str, Any]) -> None:
+            tally[row["status"]] += 1
+            text = f"{tally['ok']} ok" + "".join(
+                f", {n} {s}" for s, n in tally.items() if s != "ok" and n
+            )
+            bar.update(task, advance=1, tally=text)
+
+        try:
+            result = sw.sweep(
+                grid,
+                output,
+                executor=executor,
+                scheduler=scheduler,
+                workers=workers,
+                resume=resume,
+                overwrite=overwrite,
+                log_level=log_level,
+                on_start=started,
+                on_row=landed,
+            )
+        except KeyboardInterrupt:
+            bar.stop()
+            rows, _ = sw.existing_rows(grid, output)
+            click.echo(
+                f"{PROG}: interrupted: {len(rows)} of {len(grid.runs)} runs have rows in "
+                f"{output}; continue with --resume",
+                err=True,
+            )
+            return 130
+    if not quiet:
+        out.print(_summary_table(result))
+        for line in _footer(result):
+            out.print(line)
+    if result.stray:
+        click.echo(
+            f"{PROG}: {result.stray} row(s) in {output} are no run of this grid "
+            "(was the base or an axis changed?); kept, not summarised",
+            err=True,
+        )
+    if result.lost:
+        click.echo(
+            f"{PROG}: {len(result.lost)} run(s) lost with their worker "
+            f"(first: {result.lost[0].reason}); run again with --resume",
+            err=True,
+        )
+    if plot_file is not None:
+        lines = sw.plot(grid, result.rows, plot_file)
+        if not quiet:
+            out.print(Text(f"figure: {plot_file} ({lines} lines)", style="dim"))
+    return result.exit_status
+
+
+@click.command(
+    "sweep",
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.argument("grid_file", metavar="GRID.toml", type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Results CSV, one row per run (default: ./NAME.csv, NAME = the grid's name).",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "dask"]),
+    default="local",
+    show_default=True,
+    help="local: a process pool on this machine. dask: a Dask distributed cluster.",
+)
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    help="Dask scheduler address (tcp://host:8786); without it --executor dask starts a "
+    "LocalCluster.",
+)
+@click.option(
+    "-j",
+    "--workers",
+    type=int,
+    help="Worker processes (default: the machine's CPUs; not with --scheduler).",
+)
+@click.option("--resume", is_flag=True, help="Skip the runs that already have a row in the output.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+@click.option(
+    "--list", "list_runs", is_flag=True, help="Show the runs (and which have rows); run nothing."
+)
+@click.option(
+    "--plot",
+    "plot_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE.png",
+    help="Draw the grid's figure (default: simulated time, log scale, against the dirty share; "
+    "one line per strategy and device).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(hlog.LEVELS, case_sensitive=False),
+    envvar="HOTREMOVE_LOG_LEVEL",
+    help="Logs on stderr (default warning).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(hlog.FORMATS, case_sensitive=False),
+    envvar="HOTREMOVE_LOG_FORMAT",
+    help="console, json or auto (default).",
+)
+@click.option("-q", "--quiet", is_flag=True, default=None, help="No output except errors.")
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress bar over runs (default: on a terminal).",
+)
+@click.pass_context
+def sweep_command(
+    ctx: click.Context,
+    grid_file: Path,
+    output: Path | None,
+    executor: str,
+    scheduler: str | None,
+    workers: int | None,
+    resume: bool,
+    overwrite: bool,
+    list_runs: bool,
+    plot_file: Path | None,
+    log_level: str | None,
+    log_format: str | None,
+    quiet: bool | None,
+    progress: bool | None,
+) -> None:
+    """Run a grid of scenarios: every combination of the grid's axes, one row per run.
+
+    GRID.toml names a base scenario and the axes to vary (see docs/sweep.md). Rows are appended
+    to the output CSV as runs finish; an interrupted sweep continues with --resume. Each run is
+    verified as usual: a run that fails is a row with status "failed", never a missing one.
+
+    \b
+    Exit status: 0 every run ok, 1 some run failed or is missing, 2 bad input, 130 interrupted.
+    """
+    try:
+        status = _do_sweep(
+            ctx,
+            grid_file,
+            output,
+            executor,
+            scheduler,
+            workers,
+            resume,
+            overwrite,
+            list_runs,
+            plot_file,
+            str(_setting(ctx, "log_level", log_level, "warning")).lower(),
+            str(_setting(ctx, "log_format", log_format, "auto")).lower(),
+            bool(_setting(ctx, "quiet", quiet, False)),
+            _setting(ctx, "progress", progress, None),
+        )
+    except HotremoveError as exc:
+        click.echo(f"{PROG}: error: {' '.join(str(exc).split())}", err=True)
+        status = 2
+    except click.UsageError as exc:
+        click.echo(f"{PROG}: error: {exc.format_message()}", err=True)
+        status = 2
+    ctx.exit(status)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -c "from hotremove.cli_sweep import main; main()" GRID.toml ...``"""
+    sweep_command.main(args=argv, prog_name=f"{PROG} sweep")
+
+
+__all__ = ["main", "sweep_command"]
