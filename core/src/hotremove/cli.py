@@ -14,6 +14,7 @@ Options shared by every command (``--log-level``, ``--log-format``, ``--quiet``,
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -24,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import click
 import structlog
@@ -453,6 +454,7 @@ def _run_and_show(
     json_out: bool,
     keep_images: Path | None,
     header: str | None = None,
+    footer: str | None = None,
 ) -> int:
     """``run`` and ``demo``: one run, its report as JSON or tables, its exit status."""
     settings = _begin(ctx)
@@ -481,6 +483,8 @@ def _run_and_show(
                 style="dim",
             )
         )
+        if footer:
+            out.print(Text(footer, style="dim"))
     elif not report.ok:
         click.echo(f"{PROG}: {_failure_line(report)}", err=True)
     return report.exit_status
@@ -489,8 +493,25 @@ def _run_and_show(
 # --------------------------------------------------------------------------- commands
 
 
+class _Group(click.Group):
+    """The top-level group; commands that live in their own module load on first use."""
+
+    lazy: ClassVar[dict[str, tuple[str, str]]] = {"sweep": ("hotremove.cli_sweep", "sweep_command")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            module, attr = self.lazy[cmd_name]
+            command = getattr(importlib.import_module(module), attr)
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
 @click.group(
     name=PROG,
+    cls=_Group,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.version_option(__version__, "-V", "--version", prog_name=PROG)
@@ -536,7 +557,14 @@ def demo(
     scn = _apply_overrides(demo_scenario(), strategy=strategy, mode=mode, seed=seed, device=device)
     header = "hotremove demo: offline two memory blocks full of page cache from real images"
     return _run_and_show(
-        ctx, scn, "demo", json_out=json_out, keep_images=keep_images, header=header
+        ctx,
+        scn,
+        "demo",
+        json_out=json_out,
+        keep_images=keep_images,
+        header=header,
+        footer="rebinding vs forced writeback: "
+        "hotremove scenario --demo > demo.toml && hotremove compare demo.toml",
     )
 
 
