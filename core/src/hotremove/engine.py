@@ -33,9 +33,11 @@ import structlog
 from hotremove.checks import CheckFailure, PageCheck, check_machine
 from hotremove.classify import classify
 from hotremove.errors import HotremoveError
+from hotremove.faults import RaisingStrategy, eio_injector
 from hotremove.hooks import Hooks
 from hotremove.migrate import MIGRATE_FOLIO, MigrateControl, MigrateStrategy
 from hotremove.model.address_space import AddressSpace, AnonVma, SwapCache
+from hotremove.model.buffer_head import BH_Lock, buffer_ring, unlock_buffer
 from hotremove.model.locks import running
 from hotremove.model.machine import Machine
 from hotremove.model.memory import ISOLATED, OFFLINE, ONLINE
@@ -46,6 +48,7 @@ from hotremove.model.page import (
     PG_locked,
     PG_lru,
     PG_mlocked,
+    PG_private,
     PG_swapcache,
     PG_tail,
     PG_writeback,
@@ -55,6 +58,7 @@ from hotremove.model.page import (
     trylock_page,
     unlock_page,
 )
+from hotremove.scenario import FaultsConfig
 
 log = structlog.get_logger("hotremove.engine")
 
@@ -106,6 +110,14 @@ class OfflineResult:
     reason: str = ""
 
 
+class Interrupted(Exception):
+    """The run was asked to stop (a signal): back off at the next batch boundary."""
+
+
+#: Errors after which another round cannot help: stop and roll back.
+FATAL = {Errno.ENOMEM, Errno.EIO, Errno.EPLUGIN}
+
+
 class OfflineError(HotremoveError):
     """The request itself is invalid (-EINVAL): nonexistent or already offline block."""
 
@@ -126,8 +138,15 @@ class Offliner:
         checks: bool,
         max_rounds: int,
         progress: ProgressFn | None,
+        faults: FaultsConfig | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        fault_seed: int = 0,
     ) -> None:
         self.machine = machine
+        self.faults = faults or FaultsConfig()
+        self.fault_seed = fault_seed
+        self.should_stop = should_stop
+        self._alloc_budget = self.faults.enomem_after
         self.memory = machine.memory
         self.hooks = hooks
         self.blocks = sorted(set(blocks))
@@ -147,6 +166,7 @@ class Offliner:
         self._anon = AopsStats(plugin="core", strategy=MIGRATE_FOLIO.name)
         self._swap = AopsStats(plugin="core", strategy=MIGRATE_FOLIO.name)
         self._moved: set[int] = set()
+        self.plugin_errors: list[str] = []
 
     # -- strategy lookup: once per address_space ------------------------------------------
     def strategy_for(
@@ -162,6 +182,8 @@ class Offliner:
         cached = self._strategies.get(id(mapping))
         if cached is None:
             strategy, plugin = self.hooks.migrate_strategy(mapping, self.policy)
+            if plugin == self.faults.plugin_raises:
+                strategy = RaisingStrategy(strategy, plugin)
             name = mapping.a_ops.name
             stats = self.result.per_aops.get(name)
             if stats is None:
@@ -228,13 +250,34 @@ class Offliner:
                 unlock_page(src)
                 return Errno.EBUSY, None
             self.machine.task.wait_for(src, "folio_wait_writeback")
-        dst = self.memory.alloc_contig(src.order) if src.order else self.memory.alloc_page()
+        dst = self.alloc_migration_target(src)
         if dst is None:
             unlock_page(src)
             return Errno.ENOMEM, None
         dst.flags |= PG_locked  # a fresh page: nobody else can hold its lock
         try_to_migrate(src)
         return Errno.OK, dst
+
+    def alloc_migration_target(self, src: Page) -> Page | None:
+        """A frame (or aligned folio) outside the isolated range; None is -ENOMEM. The
+        ``enomem_after`` fault makes it fail after that many allocations."""
+        if self._alloc_budget is not None:
+            if self._alloc_budget == 0:
+                return None
+            self._alloc_budget -= 1
+        return self.memory.alloc_contig(src.order) if src.order else self.memory.alloc_page()
+
+    def strategy_raised(
+        self, src: Page, dst: Page, locked_before: set[int], exc: Exception, plugin: str
+    ) -> None:
+        """A strategy raised: release what it left locked on ``src`` (buffers it locked,
+        not ones another party holds), so the page is consistent where it was."""
+        if src.flags & PG_private:
+            for bh in buffer_ring(src.private):
+                if bh.b_state & BH_Lock and id(bh) not in locked_before:
+                    unlock_buffer(bh)
+        self.plugin_errors.append(f"plugin {plugin!r} raised {type(exc).__name__}: {exc}")
+        log.warning("strategy_raised", plugin=plugin, pfn=src.pfn, error=str(exc))
 
     def unmap_and_move(self, src: Page, mode: MigrateMode) -> Errno:
         """Isolate one page, move it, release the old frame; or put everything back."""
@@ -258,7 +301,16 @@ class Offliner:
         vm = mc.vmstat
         rebound, written = vm.nr_rebound, vm.nr_written_back
         requests = self.machine.io.write_requests
-        rc = strategy.migrate_folio(mc, mapping, dst, src, mode)
+        try:
+            rc = strategy.migrate_folio(mc, mapping, dst, src, mode)
+        except Exception as exc:  # a plugin's bug must not leave locks held or lose data
+            locked = {
+                id(bh)
+                for bh in (buffer_ring(src.private) if src.flags & PG_private else ())
+                if id(bh) in self.machine.waiters
+            }
+            self.strategy_raised(src, dst, locked, exc, stats.plugin)
+            rc = Errno.EPLUGIN
         if rc:
             remove_migration_ptes(src, src)
             unlock_page(src)
@@ -314,9 +366,7 @@ class Offliner:
                     for rest in [*retry, *todo[start:]]:
                         if rest._refcount and rest.pfn not in failed:
                             failed[rest.pfn] = Errno.ENOMEM
-                    self.result.migrated += moved
                     return failed
-            self.result.migrated += moved
             log.info(
                 "pass_finished",
                 pass_no=self.result.passes,
@@ -348,21 +398,27 @@ class Offliner:
         unmap_and_move = self.unmap_and_move
         progress = self.progress
         counts = self.result.retries
-        for page in batch:
-            if not page._refcount:  # freed under us (truncated): nothing to move
-                continue
-            rc = unmap_and_move(page, mode)
-            if rc is Errno.OK:
-                moved += 1
-            elif rc is Errno.EAGAIN:
-                retry.append(page)
-                counts[rc.label] += 1
-            elif rc is Errno.ENOMEM:
-                enomem = True
-                break
-            else:
-                failed[page.pfn] = rc
-                counts[rc.label] += 1
+        should_stop = self.should_stop
+        try:
+            for page in batch:
+                if should_stop is not None and should_stop():  # signal_pending(): page boundary
+                    raise Interrupted
+                if not page._refcount:  # freed under us (truncated): nothing to move
+                    continue
+                rc = unmap_and_move(page, mode)
+                if rc is Errno.OK:
+                    moved += 1
+                elif rc is Errno.EAGAIN:
+                    retry.append(page)
+                    counts[rc.label] += 1
+                elif rc is Errno.ENOMEM:
+                    enomem = True
+                    break
+                else:
+                    failed[page.pfn] = rc
+                    counts[rc.label] += 1
+        finally:
+            self.result.migrated += moved
         self.mc.flush_copies()
         if progress is not None and moved:
             progress(moved)
@@ -396,13 +452,24 @@ class Offliner:
             self.strategy_for(page)[2].pages += 1  # also resolves each mapping's strategy once
         failed: dict[int, Errno] = {}
         if self.start_isolate_page_range():
-            for rnd in range(1, self.max_rounds + 1):
-                result.rounds = rnd
-                mode = self.mode if rnd == 1 else MigrateMode.SYNC
-                failed = self.do_migrate_range(mode)
-                if not failed or Errno.ENOMEM in failed.values():
-                    break
-                self.background_work()  # offline_pages rescans after a cond_resched()
+            devices = [sb.s_bdev for sb in self.machine.superblocks]
+            inject = eio_injector(self.faults.writeback_eio, self.fault_seed)
+            for bdev in devices:
+                bdev.fault = inject
+            try:
+                for rnd in range(1, self.max_rounds + 1):
+                    result.rounds = rnd
+                    mode = self.mode if rnd == 1 else MigrateMode.SYNC
+                    failed = self.do_migrate_range(mode)
+                    if not failed or FATAL & set(failed.values()):
+                        break
+                    self.background_work()  # offline_pages rescans after a cond_resched()
+            except Interrupted:
+                self.mc.flush_copies()
+                failed = {p.pfn: Errno.EINTR for p in self.scan_movable_pages()}
+            finally:
+                for bdev in devices:
+                    bdev.fault = None
             if not failed and self.test_pages_isolated():
                 self.offline_isolated_pages()
                 result.offlined = True
@@ -435,13 +502,21 @@ class Offliner:
         result = self.result
         for pfn, rc in sorted(failed.items()):
             reason = "busy" if rc is Errno.EAGAIN else rc.label
+            if rc is Errno.EPLUGIN and self.plugin_errors:
+                reason = self.plugin_errors[-1]
             result.failed.append({"pfn": pfn, "reason": reason, "errno": rc.label})
             self.strategy_for(self.memory.pages[pfn])[2].failed += 1
             self.machine.vmstat.pgmigrate_fail += 1
         reasons = Counter(f["reason"] for f in result.failed)
         summary = ", ".join(f"{n} {reason}" for reason, n in sorted(reasons.items()))
-        if Errno.ENOMEM in failed.values():
+        if Errno.EINTR in failed.values():
+            result.reason = f"signal backoff (-EINTR): interrupted, rolled back: {summary}"
+        elif Errno.ENOMEM in failed.values():
             result.reason = f"no memory to migrate to (-ENOMEM): {summary}"
+        elif Errno.EIO in failed.values():
+            result.reason = f"I/O error while writing back (-EIO): {summary}"
+        elif Errno.EPLUGIN in failed.values():
+            result.reason = f"a migration strategy raised: {summary}"
         else:
             result.reason = f"gave up after {result.rounds} rounds of migrate_pages: {summary}"
 
@@ -495,8 +570,12 @@ def offline(
     checks: bool = True,
     max_rounds: int = DEFAULT_MAX_ROUNDS,
     progress: ProgressFn | None = None,
+    faults: FaultsConfig | None = None,
+    fault_seed: int = 0,
+    should_stop: Callable[[], bool] | None = None,
 ) -> OfflineResult:
-    """Offline memory ``blocks`` of ``machine``: move every in-use page out, or roll back."""
+    """Offline memory ``blocks`` of ``machine``: move every in-use page out, or roll back.
+    ``should_stop`` is polled at batch boundaries (a pending signal: -EINTR, rolled back)."""
     nr_blocks = len(machine.memory.blocks)
     for b in blocks:
         if not 0 <= b < nr_blocks:
@@ -505,7 +584,19 @@ def offline(
             )
         if machine.memory.block_state[b] != ONLINE:
             raise OfflineError(f"remove.blocks: block {b} is {machine.memory.block_state[b]}")
-    offliner = Offliner(machine, hooks, blocks, mode, policy, checks, max_rounds, progress)
+    offliner = Offliner(
+        machine,
+        hooks,
+        blocks,
+        mode,
+        policy,
+        checks,
+        max_rounds,
+        progress,
+        faults,
+        should_stop,
+        fault_seed,
+    )
     with running(machine.task):
         return offliner.offline_pages()
 

@@ -29,10 +29,13 @@ def run_scenario(
     progress: Callable[[int], ProgressFn | None] | None = None,
     do_verify: bool = True,
     inspect: Callable[[Built], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    image_cache: Path | None = None,
 ) -> Report:
     """Run ``scenario``; images go to ``workdir`` (kept) or a temporary directory (removed).
 
-    ``progress(total)`` may return a callback advanced by one per migrated page.
+    ``progress(total)`` may return a callback advanced by the number of migrated pages.
+    ``should_stop()`` is polled between batches: True backs the offline off (-EINTR).
     ``inspect(built)`` sees the machine after the offline and before verification (tests).
     """
     plugins = plugins or load_plugins()
@@ -40,7 +43,7 @@ def run_scenario(
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hotremove-")))
         structlog.contextvars.bind_contextvars(scenario=name, seed=scenario.workload.seed)
-        built = build(scenario, plugins.hooks, workdir)
+        built = build(scenario, plugins.hooks, workdir, image_cache=image_cache)
         stack.callback(built.machine.close)
         machine = built.machine
         rm = scenario.remove
@@ -65,6 +68,9 @@ def run_scenario(
             checks=rm.checks,
             max_rounds=rm.max_rounds,
             progress=progress(in_region) if progress else None,
+            faults=scenario.faults,
+            fault_seed=scenario.workload.seed,
+            should_stop=should_stop,
         )
         report = Report(
             scenario=name,

@@ -173,12 +173,21 @@ class DeviceConfig(_Strict):
         return self
 
 
+class FaultsConfig(_Strict):
+    """Injected faults (see hotremove.faults); all off by default."""
+
+    writeback_eio: float = Field(default=0.0, ge=0.0, le=1.0)
+    enomem_after: int | None = Field(default=None, ge=0)
+    plugin_raises: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+
+
 class Scenario(_Strict):
     memory: MemoryConfig = MemoryConfig()
     filesystem: list[FilesystemConfig] = Field(default_factory=list, max_length=64)
     workload: WorkloadConfig = WorkloadConfig()
     remove: RemoveConfig = RemoveConfig()
     device: DeviceConfig = DeviceConfig()
+    faults: FaultsConfig = FaultsConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
@@ -220,6 +229,8 @@ class Scenario(_Strict):
         data = self.model_dump()
         for section, values in sections.items():
             data[section].update({k: v for k, v in values.items() if v is not None})
+        if data["faults"] == FaultsConfig().model_dump():
+            del data["faults"]
         return validate(data)
 
 

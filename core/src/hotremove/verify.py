@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from hotremove.errors import ImageError
 from hotremove.extfs import fsck, read_files
 from hotremove.hooks import Hooks
 from hotremove.model.locks import running
@@ -58,7 +59,12 @@ def verify(built: Built, hooks: Hooks) -> Verdict:
         verdict.fsck[name] = {"ok": result.ok, "summary": result.summary}
         verdict.ok &= result.ok
         paths = [path for (fs, path) in built.golden.files if fs == name]
-        on_disk = read_files(image, paths)
+        try:
+            on_disk = read_files(image, paths)
+        except ImageError as exc:  # a damaged image is a failed verification, not a crash
+            verdict.ok = False
+            verdict.mismatches.append({"fs": name, "file": None, "offset": None, "error": str(exc)})
+            continue
         for path in paths:
             verdict.files_checked += 1
             want = built.golden.files[(name, path)]

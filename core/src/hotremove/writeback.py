@@ -87,8 +87,22 @@ def clear_page_dirty(mapping: AddressSpace, page: Page) -> None:
 
 def writeout(frames: np.ndarray, mapping: AddressSpace, page: Page) -> int:
     """Write one dirty page synchronously (the fallback's ``writeout()`` + wait); return the
-    number of I/O requests."""
-    requests = submit_block_runs(mapping.host.i_sb.s_bdev, dirty_blocks(frames, mapping, page))
+    number of I/O requests. On an I/O error the page and every buffer that was to be written
+    stay dirty (nothing is lost: a later write retries) and the error propagates."""
+    dirty = (
+        [bh for bh in page_buffers(page) if bh.b_state & BH_Dirty]
+        if page.flags & PG_private
+        else []
+    )
+    try:
+        requests = submit_block_runs(
+            mapping.host.i_sb.s_bdev, dirty_blocks(frames, mapping, page)
+        )
+    except OSError:
+        for bh in dirty:
+            bh.b_state |= BH_Dirty
+        mapping.tag_dirty(page.index)
+        raise
     clear_page_dirty(mapping, page)
     return requests
 

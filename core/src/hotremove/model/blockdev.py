@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +53,8 @@ class BlockDevice:
         self.stats = IOStats()
         self._machine_stats = machine_stats
         self._fd = os.open(self.path, os.O_RDWR)
+        #: Fault injection: when set and it returns True, the next data write fails (-EIO).
+        self.fault: Callable[[], bool] | None = None
 
     def __repr__(self) -> str:
         return f"<BlockDevice {self.path.name} bs={self.block_size}>"
@@ -66,6 +69,10 @@ class BlockDevice:
         nbytes = len(data)
         if nbytes % self.block_size:
             raise ValueError(f"partial block write of {nbytes} bytes")
+        if self.fault is not None and self.fault():
+            from hotremove.faults import BlockIOError
+
+            raise BlockIOError(f"{self.path.name} block {blocknr}")
         written = os.pwrite(self._fd, data, blocknr * self.block_size)
         if written != nbytes:
             raise OSError(f"short write to {self.path}")

@@ -21,13 +21,18 @@ class Errno(enum.IntEnum):
     """
 
     OK = 0  # MIGRATEPAGE_SUCCESS
+    EINTR = -4  # offline_pages: "signal backoff"
     EIO = -5
     EAGAIN = -11
     ENOMEM = -12
     EBUSY = -16
     EINVAL = -22
     EOPNOTSUPP = -95
+    #: not a kernel errno: the strategy raised a Python exception (a plugin bug)
+    EPLUGIN = -1000
 
     @property
     def label(self) -> str:
+        if self is Errno.EPLUGIN:
+            return "plugin-error"
         return "ok" if self is Errno.OK else f"-{self.name}"

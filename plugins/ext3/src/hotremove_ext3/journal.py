@@ -89,12 +89,19 @@ class Jbd2Journal:
         """Write the dirty ones of ``bhs`` to their home blocks — from whatever page each
         buffer points at *now* — then drop the journal heads."""
         blocks = []
+        written = []
         for bh in bhs:
             if bh.b_state & BH_Dirty:
                 bh.b_state &= ~BH_Dirty
+                written.append(bh)
                 start = bh.b_offset
                 blocks.append((bh.b_blocknr, self.frames[bh.b_page.pfn][start : start + bh.b_size]))
-        submit_block_runs(self.sb.s_bdev, blocks)
+        try:
+            submit_block_runs(self.sb.s_bdev, blocks)
+        except OSError:  # keep everything dirty and journal-held: the next commit retries
+            for bh in written:
+                bh.b_state |= BH_Dirty
+            raise
         for bh in bhs:
             bh.b_state &= ~BH_JBD
             bh.b_private = None
@@ -107,7 +114,10 @@ class Jbd2Journal:
         the checkpoint list)."""
         if not (self.ordered or self.running):
             return
-        self._write_home(self.ordered)
+        try:
+            self._write_home(self.ordered)
+        except OSError:
+            return  # ordered data could not go home: the transaction waits for a later commit
         self.ordered = []
         if self.running:
             self.sb.s_bdev.account_journal_write(len(self.running) + COMMIT_OVERHEAD_BLOCKS)
@@ -122,7 +132,10 @@ class Jbd2Journal:
         """``jbd2_log_do_checkpoint``: write committed buffers home, release their heads."""
         if not self.checkpoint_list:
             return
-        self._write_home(self.checkpoint_list)
+        try:
+            self._write_home(self.checkpoint_list)
+        except OSError:
+            return  # checkpoint I/O error: the buffers stay on the list for the next try
         self.checkpoint_list = []
         self.checkpoints += 1
 

@@ -46,7 +46,10 @@ class FallbackMigrateFolio:
         if src.flags & PG_dirty:
             if mode is not MigrateMode.SYNC:
                 return Errno.EBUSY
-            writeout(mc.frames, mapping, src)
+            try:
+                writeout(mc.frames, mapping, src)
+            except OSError:  # the page stays dirty with its buffers: nothing is lost
+                return Errno.EIO
             mc.vmstat.nr_written_back += 1
         if src.flags & PG_private:
             if not try_to_free_buffers(src):
