@@ -20,7 +20,7 @@
 from __future__ import annotations
 
 from hotremove.model.address_space import AnonVma
-from hotremove.model.buffer_head import BH_JBD, BH_Dirty, BH_Lock, page_buffers
+from hotremove.model.buffer_head import BH_JBD, BH_Dirty, BH_Lock
 from hotremove.model.machine import Machine
 from hotremove.model.page import (
     PG_UNMOVABLE,
