@@ -40,8 +40,9 @@ def by_name(plugins):
 def test_plugin_that_fails_to_import_is_reported_and_others_work(
     site, hotremove_build, hotremove_verify
 ):
-    install_fake_distribution(site, "hotremove-broken", "broken", "hr_test_broken",
-                              "raise ImportError('needs libfoo')\n")
+    install_fake_distribution(
+        site, "hotremove-broken", "broken", "hr_test_broken", "raise ImportError('needs libfoo')\n"
+    )
     plugins = load_plugins()
     report = by_name(plugins)
     assert report["broken"].error == "ImportError: needs libfoo"
@@ -57,13 +58,19 @@ def test_plugin_that_fails_to_import_is_reported_and_others_work(
 
 
 def test_misspelt_hook_is_a_validation_error_not_silence(site):
-    install_fake_distribution(site, "hotremove-typo", "typo", "hr_test_typo", """
+    install_fake_distribution(
+        site,
+        "hotremove-typo",
+        "typo",
+        "hr_test_typo",
+        """
         from hotremove import hookimpl
 
         @hookimpl
         def hotremove_migrate_stratgy(mapping, policy):
             return None
-    """)
+    """,
+    )
     report = by_name(load_plugins())
     assert "hotremove_migrate_stratgy" in report["typo"].error
     assert report["typo"].error.startswith("PluginValidationError")
@@ -71,29 +78,56 @@ def test_misspelt_hook_is_a_validation_error_not_silence(site):
 
 
 def test_claiming_an_aops_twice_is_reported_by_name(site):
-    install_fake_distribution(site, "hotremove-thief", "zz_thief", "hr_test_thief", """
+    install_fake_distribution(
+        site,
+        "hotremove-thief",
+        "zz_thief",
+        "hr_test_thief",
+        """
         from hotremove import hookimpl
 
         @hookimpl
         def hotremove_register_filesystems(register):
             register("ext2", aops=["ext2_aops"])
-    """)
+    """,
+    )
     plugins = load_plugins()
     assert "already claimed by plugin 'ext2'" in by_name(plugins)["zz_thief"].error
     assert plugins.aops_owner["ext2_aops"] == "ext2"
 
 
-def test_wrong_return_type_names_the_plugin(hotremove_build):
-    class Wrong:
+def test_wrong_return_type_is_caught_at_load_and_named(site, hotremove_build):
+    install_fake_distribution(
+        site,
+        "hotremove-wrong",
+        "wrong",
+        "hr_test_wrong",
+        """
+        from hotremove import hookimpl
+
+        @hookimpl(tryfirst=True)
+        def hotremove_migrate_strategy(mapping, policy):
+            return "buffer_migrate_folio"
+    """,
+    )
+    plugins = load_plugins()
+    error = by_name(plugins)["wrong"].error
+    assert error.startswith("hotremove_migrate_strategy returned str"), error
+    assert plugins.pm.get_plugin("wrong") is None, "left out, the others keep working"
+    built = hotremove_build(small_scenario({"type": "ext2"}), plugins=plugins)
+    assert plugins.hooks.migrate_strategy(built.machine.mappings[0], "auto")[1] == "ext2"
+
+
+def test_wrong_return_type_at_run_time_names_the_plugin(hotremove_build):
+    class Sneaky:  # answers None to the load-time probe, garbage later
         @hookimpl(tryfirst=True)
         def hotremove_migrate_strategy(self, mapping, policy):
-            return "buffer_migrate_folio"
+            return None if mapping.host.path == "probe" else 42
 
-    plugins = load_plugins(extra=[("wrong", Wrong())])
+    plugins = load_plugins(extra=[("sneaky", Sneaky())])
     built = hotremove_build(small_scenario({"type": "ext2"}), plugins=plugins)
-    mapping = built.machine.mappings[0]
-    with pytest.raises(PluginError, match="plugin 'wrong' returned str"):
-        plugins.hooks.migrate_strategy(mapping, "auto")
+    with pytest.raises(PluginError, match="plugin 'sneaky' returned int"):
+        plugins.hooks.migrate_strategy(built.machine.mappings[0], "auto")
 
 
 def test_environment_switches(monkeypatch):

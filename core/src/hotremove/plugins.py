@@ -160,6 +160,40 @@ def _collect_filesystems(
     return aops_owner, policy_owner
 
 
+def _probe_strategies(pm: pluggy.PluginManager, report: list[PluginInfo]) -> None:
+    """Ask every plugin's ``hotremove_migrate_strategy`` about each known a_ops table once,
+    at load time: a plugin that raises or answers with something that is not a strategy is
+    reported by name and left out, before any run depends on it."""
+    from hotremove.migrate import MigrateStrategy
+    from hotremove.model.address_space import AddressSpace, Inode, SuperBlock
+    from hotremove.model.aops import AOPS
+
+    by_name = {info.name: info for info in report}
+    for impl in list(pm.hook.hotremove_migrate_strategy.get_hookimpls()):
+        for a_ops in AOPS.values():
+            sb = SuperBlock("probe", a_ops.fs_type, 4096, s_bdev=None)  # type: ignore[arg-type]
+            mapping = AddressSpace(Inode(0, "probe", 0, sb, []), a_ops)
+            args = {"mapping": mapping, "policy": "auto"}
+            try:
+                result = impl.function(*[args[name] for name in impl.argnames])
+            except Exception as exc:
+                error = f"hotremove_migrate_strategy raised {type(exc).__name__}: {exc}"
+            else:
+                if result is None or isinstance(result, MigrateStrategy):
+                    continue
+                error = (
+                    f"hotremove_migrate_strategy returned {type(result).__name__} for "
+                    f"{a_ops.name} (expected a MigrateStrategy or None)"
+                )
+            info = by_name.setdefault(impl.plugin_name, PluginInfo(name=impl.plugin_name))
+            info.error = error
+            log.warning("plugin_rejected", plugin=impl.plugin_name, error=error)
+            plugin = pm.get_plugin(impl.plugin_name)
+            if plugin is not None:
+                pm.unregister(plugin)
+            break
+
+
 def load_plugins(
     *,
     autoload: bool | None = None,
@@ -188,6 +222,7 @@ def load_plugins(
         report.append(info)
         _register(pm, info, plugin)
     aops_owner, policies = _collect_filesystems(pm, report)
+    _probe_strategies(pm, report)
     trace = _env_flag("HOTREMOVE_TRACE_HOOKS")
     if trace:
         pm.add_hookcall_monitoring(
