@@ -1,0 +1,347 @@
+"""``hotremove snapshot`` and ``hotremove plan``: real machines, planned from their page flags.
+
+Two click commands, registered on the ``hotremove`` group by :mod:`hotremove.cli`:
+
+* ``snapshot [-o FILE]`` reads /proc/kpageflags, /proc/kpagecount, the memory blocks in
+  /sys/devices/system/memory and /proc/mounts into one ``.npz`` (read only, root only);
+* ``plan SNAPSHOT`` ranks every memory block, cheapest to offline first, with the reason for
+  every block that cannot go; ``--json`` prints one object, ``--plot FILE.png`` draws them.
+
+Errors are one line ``hotremove: error: ...`` on stderr and exit status 2, also when the
+commands run on their own (tests); logging goes to stderr and is configured here only if the
+group has not configured it already.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+import structlog
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from hotremove import log as hlog
+from hotremove.cost import PRESETS
+from hotremove.errors import HotremoveError
+from hotremove.plan import (
+    CLASSES,
+    Plan,
+    default_fs,
+    plot,
+    unit_name,
+)
+from hotremove.plan import plan as make_plan
+from hotremove.plugins import load_plugins
+from hotremove.snapshot import FS_OPTIONS, FsSpec, SnapshotError, load, take
+
+PROG = "hotremove"
+PIPE_WIDTH = 160
+
+
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """A user's mistake (or a missing permission) is one line on stderr and exit status 2."""
+    try:
+        yield
+    except HotremoveError as exc:
+        click.echo(f"{PROG}: error: {' '.join(str(exc).split())}", err=True)
+        raise click.exceptions.Exit(2) from None
+
+
+def _logging() -> None:
+    if not structlog.is_configured():
+        hlog.configure("warning", "auto")
+
+
+def _size(n: int) -> str:
+    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift:
+            value = n / (1 << shift)
+            return f"{value:g} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    return f"{n} B"
+
+
+def _seconds(value: float) -> str:
+    if value >= 1:
+        return f"{value:.2f} s"
+    if value >= 1e-3:
+        return f"{value * 1e3:.2f} ms"
+    if value > 0:
+        return f"{value * 1e6:.1f} µs"
+    return "0"
+
+
+def _console() -> Console:
+    console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = PIPE_WIDTH
+    return console
+
+
+# --------------------------------------------------------------------------- snapshot
+
+
+@click.command("snapshot")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Snapshot file to write (default: snapshot-<time>.npz in the current directory).",
+)
+@click.option("--json", "json_out", is_flag=True, help="Print a summary as one JSON object.")
+@click.option("--proc", default="/proc", hidden=True, type=click.Path(path_type=Path))
+@click.option("--sysfs", default="/sys", hidden=True, type=click.Path(path_type=Path))
+def snapshot_command(output: Path | None, json_out: bool, proc: Path, sysfs: Path) -> None:
+    """Snapshot this machine's page frames for `hotremove plan` (root only, read only).
+
+    Reads /proc/kpageflags and /proc/kpagecount (in bounded chunks), the memory blocks in
+    /sys/devices/system/memory and /proc/mounts into one compressed .npz file.
+    """
+    _logging()
+    with _one_line_errors():
+        start = time.perf_counter()
+        snap = take(proc, sysfs)
+        path = output or Path(f"snapshot-{time.strftime('%Y%m%d-%H%M%S')}.npz")
+        snap.save(path)
+        wall = time.perf_counter() - start
+    root = snap.root
+    summary = {
+        "file": str(path),
+        "bytes": path.stat().st_size,
+        "kernel": snap.kernel,
+        "taken": snap.taken,
+        "blocks": len(snap.blocks),
+        "block_size": snap.block_size,
+        "pages": snap.nr_pages,
+        "root": {"device": root.device, "fstype": root.fstype} if root else None,
+        "wall_seconds": round(wall, 3),
+    }
+    if json_out:
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+        return
+    fs = f", root {root.fstype} on {root.device}" if root else ""
+    click.echo(
+        f"wrote {path} ({_size(summary['bytes'])}): {len(snap.blocks)} memory blocks of "
+        f"{_size(snap.block_size)} ({_size(snap.nr_pages * 4096)}), kernel {snap.kernel}{fs}, "
+        f"in {wall:.2f} s"
+    )
+
+
+# --------------------------------------------------------------------------- plan
+
+
+@click.command("plan")
+@click.argument("snapshot_file", metavar="SNAPSHOT", type=click.Path(path_type=Path))
+@click.option(
+    "--fs",
+    "fs_type",
+    metavar="TYPE",
+    help="Filesystem that owns the page cache: ext2, ext3, ext4, ... "
+    "(default: the snapshot's root filesystem).",
+)
+@click.option(
+    "--fs-options",
+    metavar="OPTS",
+    help=f"Its mount options, comma separated ({', '.join(FS_OPTIONS)}); default: the root "
+    "filesystem's when --fs is its type.",
+)
+@click.option(
+    "--device",
+    type=click.Choice(sorted(PRESETS)),
+    default="nvme",
+    show_default=True,
+    help="Device preset for the simulated time.",
+)
+@click.option(
+    "--strategy",
+    "policy",
+    default="auto",
+    show_default=True,
+    metavar="auto|writeback|NAME",
+    help="Strategy policy the plugins are asked with.",
+)
+@click.option(
+    "--flagless",
+    type=click.Choice(["free", "unmovable"]),
+    default="free",
+    show_default=True,
+    help="Pages with no flags outside buddy blocks: free memory, or kernel allocations.",
+)
+@click.option("--json", "json_out", is_flag=True, help="Print the plan as one JSON object.")
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Draw one cell per memory block into this PNG.",
+)
+def plan_command(
+    snapshot_file: Path,
+    fs_type: str | None,
+    fs_options: str | None,
+    device: str,
+    policy: str,
+    flagless: str,
+    json_out: bool,
+    plot_path: Path | None,
+) -> None:
+    """Rank the memory blocks of SNAPSHOT, cheapest to offline first.
+
+    Every frame is classified from its page flags; the installed plugins' strategies for the
+    page cache's filesystem decide, page kind by page kind, whether pages move by rebinding
+    their buffer_heads, by writeback or by a plain copy, and what that costs. Blocks that
+    cannot go are listed last, with the reason.
+    """
+    _logging()
+    with _one_line_errors():
+        start = time.perf_counter()
+        snap = load(snapshot_file)
+        fs = _fs_spec(snap, fs_type, fs_options)
+        plugins = load_plugins()
+        p = make_plan(snap, plugins.hooks, fs=fs, device=device, policy=policy, flagless=flagless)
+        if plot_path is not None:
+            try:
+                plot(p, plot_path)
+            except OSError as exc:
+                raise SnapshotError(f"--plot: cannot write {plot_path}: {exc.strerror}") from None
+        wall = time.perf_counter() - start
+    if json_out:
+        out = p.as_dict()
+        out["wall_seconds"] = round(wall, 3)
+        if plot_path is not None:
+            out["plot"] = str(plot_path)
+        sys.stdout.write(json.dumps(out, indent=2, allow_nan=False) + "\n")
+        return
+    console = _console()
+    print_plan(p, console)
+    if plot_path is not None:
+        console.print(f"picture: {plot_path}")
+    console.print(Text(f"planned in {wall:.2f} s", style="dim"))
+
+
+def _fs_spec(snap: Any, fs_type: str | None, fs_options: str | None) -> FsSpec:
+    root = default_fs(snap)
+    if fs_type is None:
+        fs = root
+    elif fs_options is None and fs_type == root.type:
+        fs = FsSpec.from_mount(fs_type, root.options)
+    else:
+        fs = FsSpec.from_mount(fs_type)
+    if fs_options is not None:
+        options = tuple(o.strip() for o in fs_options.split(",") if o.strip())
+        unknown = [o for o in options if o not in FS_OPTIONS]
+        if unknown:
+            raise SnapshotError(
+                f"--fs-options: unknown option {unknown[0]!r} (known: {', '.join(FS_OPTIONS)})"
+            )
+        fs = FsSpec.from_mount(fs.type, options)
+    return fs
+
+
+def print_plan(p: Plan, console: Console) -> None:
+    """The header (what decides), the ranked table, and a footer on the heuristics."""
+    snap = p.snapshot
+    nok = sum(b.offlinable for b in p.blocks)
+    console.print(
+        Text(
+            f"{len(p.blocks)} memory blocks of {_size(snap.block_size)} "
+            f"({snap.source} snapshot, kernel {snap.kernel or '?'}, {snap.taken or '?'}): "
+            f"{nok} can be offlined",
+            style="bold",
+        )
+    )
+    console.print(
+        f"  page cache   {p.fs.label}: {p.a_ops} → {p.strategy} (plugin {p.plugin}, "
+        f"{'rebinds buffer_heads, no I/O' if p.rebinds else 'no rebinding'})"
+    )
+    console.print(f"  device       {p.device}    strategy policy {p.policy}")
+    costs = ", ".join(
+        f"{unit_name(c)}: "
+        + (
+            f"fails ({u.reason})"
+            if u.failed
+            else "rebind"
+            if u.rebound
+            else f"write {u.write_requests}+copy"
+            if u.written_back
+            else "copy"
+        )
+        for c, u in sorted(p.probes.items())
+    )
+    if costs:
+        console.print(f"  per page     {costs}")
+    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
+    for name, justify in (
+        ("#", "right"),
+        ("block", "right"),
+        ("zone", "left"),
+        ("free", "right"),
+        ("file", "right"),
+        ("dirty", "right"),
+        ("anon", "right"),
+        ("huge", "right"),
+        ("wb/mlock", "right"),
+        ("unmov.", "right"),
+        ("rebind", "right"),
+        ("copy", "right"),
+        ("write", "right"),
+        ("I/O", "right"),
+        ("time", "right"),
+        ("verdict", "left"),
+    ):
+        table.add_column(name, justify=justify, no_wrap=name != "verdict")  # type: ignore[arg-type]
+    for b in p.blocks:
+        c = b.classes
+        free = c.get("free", 0) + (c.get("flagless", 0) if p.flagless == "free" else 0)
+        file = c.get("file_clean", 0) + c.get("file_buffers", 0) + c.get("file_dirty", 0)
+        blocked = sum(b.blockers.values())
+        ok = b.offlinable
+        table.add_row(
+            str(b.rank),
+            str(b.index),
+            b.zone,
+            _n(free),
+            _n(file),
+            _n(c.get("file_dirty", 0)),
+            _n(c.get("anon", 0)),
+            _n(c.get("huge", 0)),
+            _n(c.get("writeback", 0) + c.get("mlocked", 0)),
+            _n(blocked),
+            _n(b.rebound) if ok else "",
+            _n(b.copied) if ok else "",
+            _n(b.written_back) if ok else "",
+            _n(b.write_requests + b.journal_requests) if ok else "",
+            _seconds(b.simulated_seconds) if ok else "",
+            Text("ok", style="green") if ok else Text("; ".join(b.reasons), style="red"),
+        )
+    console.print(table)
+    flagless = p.totals.get("flagless", 0)
+    if flagless:
+        memfree = snap.meminfo.get("MemFree")
+        free = p.totals.get("free", 0)
+        known = f"; MemFree says {memfree}" if memfree is not None else ""
+        console.print(
+            Text(
+                f"{flagless} pages carry no flags and no mapping; counted as "
+                f"{'free' if p.flagless == 'free' else 'unmovable'} (--flagless). "
+                f"buddy + flagless = {free + flagless} pages{known}.",
+                style="dim",
+            )
+        )
+    legend = ", ".join(f"{name}: {desc}" for name, desc, _ in CLASSES[:9])
+    console.print(Text(f"classes: {legend}", style="dim"))
+
+
+def _n(value: int) -> str:
+    return f"{value:,}" if value else "·"
+
+
+__all__ = ["plan_command", "print_plan", "snapshot_command"]

@@ -1,0 +1,845 @@
+"""Snapshots of a live machine's page frames, in one compact file.
+
+What is read (read only: nothing is ever written to /proc or /sys):
+
+* ``/proc/kpageflags``: one u64 of ``KPF_*`` bits per page frame (pfn), and
+  ``/proc/kpagecount``: one u64 per pfn, the **mapcount** (page-table mappings), not the
+  refcount (Documentation/admin-guide/mm/pagemap.rst). Both are root only, must be read at
+  8-byte aligned offsets in multiples of 8 bytes, and end near ``max_pfn``. They are read in
+  bounded chunks (:data:`CHUNK_ENTRIES`), only over the pfn ranges of memory blocks that exist.
+* ``/sys/devices/system/memory``: ``block_size_bytes`` (hex) and, per ``memoryN``, ``state``,
+  ``valid_zones``, ``removable`` and the node link.
+* ``/proc/mounts`` (filesystem type and options of mounted block devices; the root filesystem
+  is the default owner of the page cache in a plan) and ``MemTotal``/``MemFree`` of
+  ``/proc/meminfo`` (to judge how far flagless frames are really free).
+
+The two files are read one after the other, not atomically: a page can change between its
+flags and its count (a buddy page with a mapcount is such a race). Pfns past the end of
+``/proc/kpageflags`` are stored as ``KPF_NOPAGE``: a hole is recorded, never guessed.
+
+A snapshot also turns back into a simulated machine (:func:`synthesize`): every frame gets a
+page of the *kind* the plan derived from its flags (:class:`Layout`), page-cache pages are
+pages of files on a real image made with mke2fs, so the engine and the verification run on it
+exactly as on a scenario's machine. The plan's probes and ``run --snapshot`` share it.
+
+File format (``.npz``, no pickles): ``header`` (UTF-8 JSON, see :data:`FORMAT`), ``flags``
+(uint64, one row per memory block in header order, ``pages_per_block`` columns) and ``counts``
+(the smallest unsigned type that holds the largest mapcount).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import tempfile
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hotremove.cost import preset as device_preset
+from hotremove.errors import HotremoveError, ImageError, ScenarioError
+from hotremove.extfs import block_maps, make_image
+from hotremove.hooks import Hooks
+from hotremove.model.address_space import AddressSpace, AddressSpaceOps, AnonVma, Inode, SuperBlock
+from hotremove.model.aops import select_aops
+from hotremove.model.blockdev import BlockDevice
+from hotremove.model.buffer_head import (
+    BH_Mapped,
+    BH_Uptodate,
+    create_page_buffers,
+    mark_buffer_dirty,
+    page_buffers,
+)
+from hotremove.model.machine import Machine
+from hotremove.model.memory import PhysicalMemory
+from hotremove.model.page import (
+    PAGE_SIZE,
+    Page,
+    PG_active,
+    PG_dirty,
+    PG_lru,
+    PG_mappedtodisk,
+    PG_mlocked,
+    PG_pgtable,
+    PG_referenced,
+    PG_reserved,
+    PG_slab,
+    PG_unevictable,
+    PG_uptodate,
+    PG_writeback,
+)
+from hotremove.scenario import validate as validate_scenario
+from hotremove.workload import Built, Golden, add_anon_folio, add_to_swap_cache
+from hotremove.writeback import start_writeback
+
+FORMAT = "hotremove-snapshot/1"
+
+# -- include/uapi/linux/kernel-page-flags.h (stable, documented in pagemap.rst) ---------------
+KPF_LOCKED = 0
+KPF_ERROR = 1  # no longer set by current kernels (PG_error is gone)
+KPF_REFERENCED = 2
+KPF_UPTODATE = 3
+KPF_DIRTY = 4
+KPF_LRU = 5
+KPF_ACTIVE = 6
+KPF_SLAB = 7
+KPF_WRITEBACK = 8
+KPF_RECLAIM = 9
+KPF_BUDDY = 10  # first page of a free buddy block (current kernels: every free page)
+KPF_MMAP = 11
+KPF_ANON = 12
+KPF_SWAPCACHE = 13
+KPF_SWAPBACKED = 14
+KPF_COMPOUND_HEAD = 15
+KPF_COMPOUND_TAIL = 16
+KPF_HUGE = 17  # hugetlbfs page
+KPF_UNEVICTABLE = 18
+KPF_HWPOISON = 19
+KPF_NOPAGE = 20  # no struct page: a hole
+KPF_KSM = 21
+KPF_THP = 22  # large folio on the LRU (transparent huge page or large page-cache folio)
+KPF_OFFLINE = 23  # PageOffline: ballooned out / unplugged by virtio-mem (was KPF_BALLOON)
+KPF_ZERO_PAGE = 24
+KPF_IDLE = 25
+KPF_PGTABLE = 26
+# -- include/linux/kernel-page-flags.h ("kernel hacking" bits, exported unconditionally) -----
+KPF_RESERVED = 32
+KPF_MLOCKED = 33
+KPF_MAPPEDTODISK = 34  # PG_mappedtodisk, KPF_OWNER_2 since ≈2024
+KPF_OWNER_2 = KPF_MAPPEDTODISK
+KPF_PRIVATE = 35  # PG_private: buffer_heads (or other fs data) attached
+KPF_PRIVATE_2 = 36
+KPF_OWNER_PRIVATE = 37  # PG_owner_priv_1 (PG_checked, ...)
+KPF_ARCH = 38  # PG_arch_1
+KPF_UNCACHED = 39
+KPF_SOFTDIRTY = 40
+KPF_ARCH_2 = 41
+KPF_ARCH_3 = 42
+
+KPF_NAMES: dict[int, str] = {
+    value: name.removeprefix("KPF_").lower()
+    for name, value in globals().items()
+    if name.startswith("KPF_") and isinstance(value, int) and name != "KPF_OWNER_2"
+}
+
+
+def kpf(*bits: int) -> int:
+    """The mask of ``bits`` (``kpf(KPF_LRU, KPF_DIRTY)``)."""
+    mask = 0
+    for bit in bits:
+        mask |= 1 << bit
+    return mask
+
+
+def kpf_names(value: int) -> list[str]:
+    """``0x28`` → ``['uptodate', 'lru']`` (unknown bits as ``bitN``)."""
+    return [KPF_NAMES.get(b, f"bit{b}") for b in range(64) if value >> b & 1]
+
+
+#: Entries per read of /proc/kpageflags (512 KiB): one huge read fails with EINVAL.
+CHUNK_ENTRIES = 64 * 1024
+_MEMORY_DIR = re.compile(r"^memory(\d+)$")
+
+
+class SnapshotError(HotremoveError):
+    """A snapshot cannot be taken or read (the message says why, in one line)."""
+
+
+@dataclass(frozen=True)
+class BlockInfo:
+    """``/sys/devices/system/memory/memoryN`` as it was."""
+
+    index: int
+    state: str  # online | offline | going-offline
+    valid_zones: str  # e.g. "Normal", "DMA32", "Movable", "none" (mixed: cannot offline)
+    removable: bool | None = None
+    node: int | None = None
+
+
+@dataclass(frozen=True)
+class Mount:
+    device: str
+    mountpoint: str
+    fstype: str
+    options: tuple[str, ...] = ()
+
+
+@dataclass
+class Snapshot:
+    """Every memory block's frames: ``flags[row, i]`` is the KPF word of pfn
+    ``blocks[row].index * pages_per_block + i``."""
+
+    block_size: int
+    blocks: list[BlockInfo]
+    flags: np.ndarray  # (len(blocks), pages_per_block) uint64
+    counts: np.ndarray  # same shape, unsigned: mapcount
+    mounts: list[Mount] = field(default_factory=list)
+    kernel: str = ""
+    taken: str = ""  # ISO 8601 UTC
+    source: str = "live"  # live | trimmed | synthetic
+    meminfo: dict[str, int] = field(default_factory=dict)  # MemTotal / MemFree, in pages
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        shape = (len(self.blocks), self.pages_per_block)
+        if self.flags.shape != shape or self.counts.shape != shape:
+            raise SnapshotError(
+                f"snapshot arrays have shape {self.flags.shape}/{self.counts.shape}, "
+                f"expected {shape}"
+            )
+
+    @property
+    def pages_per_block(self) -> int:
+        return self.block_size // PAGE_SIZE
+
+    @property
+    def nr_pages(self) -> int:
+        return self.flags.size
+
+    def row(self, index: int) -> int:
+        """The row of memory block ``index`` (its ``memoryN`` number)."""
+        for row, block in enumerate(self.blocks):
+            if block.index == index:
+                return row
+        have = _ranges([b.index for b in self.blocks])
+        raise SnapshotError(f"memory block {index} is not in the snapshot (blocks: {have})")
+
+    @property
+    def root(self) -> Mount | None:
+        """The filesystem mounted on ``/`` (the last mount there wins, as in the kernel)."""
+        roots = [m for m in self.mounts if m.mountpoint == "/"]
+        return roots[-1] if roots else None
+
+    def trimmed(self, indices: list[int], note: str = "") -> Snapshot:
+        """A copy with only the memory blocks ``indices`` (fixtures, bug reports)."""
+        rows = [self.row(i) for i in indices]
+        return Snapshot(
+            block_size=self.block_size,
+            blocks=[self.blocks[r] for r in rows],
+            flags=self.flags[rows].copy(),
+            counts=self.counts[rows].copy(),
+            mounts=list(self.mounts),
+            kernel=self.kernel,
+            taken=self.taken,
+            source="trimmed",
+            meminfo=dict(self.meminfo),
+            note=note or self.note,
+        )
+
+    # -- file format --------------------------------------------------------------------------
+    def header(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "kernel": self.kernel,
+            "taken": self.taken,
+            "source": self.source,
+            "page_size": PAGE_SIZE,
+            "block_size": self.block_size,
+            "blocks": [asdict(b) for b in self.blocks],
+            "mounts": [asdict(m) for m in self.mounts],
+            "meminfo": self.meminfo,
+            "note": self.note,
+        }
+
+    def save(self, path: Path | str) -> Path:
+        """Write the snapshot (atomically: a temporary file renamed into place)."""
+        path = Path(path)
+        header = json.dumps(self.header(), separators=(",", ":")).encode()
+        counts = _narrow(self.counts)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
+        except OSError as exc:
+            raise SnapshotError(f"cannot write {path}: {exc.strerror}") from None
+        try:
+            with os.fdopen(fd, "wb") as out:
+                np.savez_compressed(
+                    out,
+                    header=np.frombuffer(header, dtype=np.uint8),
+                    flags=self.flags.astype("<u8", copy=False),
+                    counts=counts,
+                )
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise SnapshotError(f"cannot write {path}: {exc.strerror}") from None
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return path
+
+
+def load(path: Path | str) -> Snapshot:
+    """Read a snapshot file; anything wrong with it is a one-line :class:`SnapshotError`."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = {"header", "flags", "counts"} - set(data.files)
+            if missing:
+                raise SnapshotError(
+                    f"{path}: not a hotremove snapshot (no {', '.join(sorted(missing))})"
+                )
+            header = json.loads(data["header"].tobytes().decode())
+            flags = data["flags"].astype(np.uint64, copy=False)
+            counts = data["counts"]
+    except FileNotFoundError:
+        raise SnapshotError(f"{path}: no such snapshot file") from None
+    except IsADirectoryError:
+        raise SnapshotError(f"{path}: is a directory, not a snapshot file") from None
+    except PermissionError:
+        raise SnapshotError(f"{path}: permission denied") from None
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, UnicodeDecodeError) as exc:
+        raise SnapshotError(f"{path}: not a hotremove snapshot ({exc})") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise SnapshotError(f"{path}: unknown snapshot format (expected {FORMAT})")
+    if header.get("page_size") != PAGE_SIZE:
+        raise SnapshotError(f"{path}: page size {header.get('page_size')} is not {PAGE_SIZE}")
+    try:
+        return Snapshot(
+            block_size=int(header["block_size"]),
+            blocks=[BlockInfo(**b) for b in header["blocks"]],
+            flags=flags,
+            counts=counts,
+            mounts=[Mount(**{**m, "options": tuple(m["options"])}) for m in header["mounts"]],
+            kernel=str(header.get("kernel", "")),
+            taken=str(header.get("taken", "")),
+            source=str(header.get("source", "")),
+            meminfo={k: int(v) for k, v in header.get("meminfo", {}).items()},
+            note=str(header.get("note", "")),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SnapshotError(f"{path}: damaged snapshot header ({exc})") from None
+
+
+# -- reading a live machine -----------------------------------------------------------------------
+def take(proc: Path | str = "/proc", sysfs: Path | str = "/sys") -> Snapshot:
+    """Snapshot the running machine (root only). ``proc``/``sysfs`` are for tests."""
+    proc, sysfs = Path(proc), Path(sysfs)
+    memdir = sysfs / "devices" / "system" / "memory"
+    block_size = _block_size(memdir)
+    blocks = _blocks(memdir)
+    ppb = block_size // PAGE_SIZE
+    ranges = [(b.index * ppb, ppb) for b in blocks]
+    with ThreadPoolExecutor(max_workers=2) as pool:  # preadv releases the GIL: overlap both
+        flags_job = pool.submit(_read_u64_ranges, proc / "kpageflags", ranges, 1 << KPF_NOPAGE)
+        counts_job = pool.submit(_read_u64_ranges, proc / "kpagecount", ranges, 0)
+        flags, counts = flags_job.result(), counts_job.result()
+    return Snapshot(
+        block_size=block_size,
+        blocks=blocks,
+        flags=flags,
+        counts=_narrow(counts),
+        mounts=_mounts(proc / "mounts"),
+        kernel=platform.release(),
+        taken=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        source="live",
+        meminfo=_meminfo(proc / "meminfo"),
+    )
+
+
+def _narrow(counts: np.ndarray) -> np.ndarray:
+    """Mapcounts in the smallest unsigned type that holds them (at most uint32, clipped)."""
+    top = min(int(counts.max()) if counts.size else 0, 2**32 - 1)
+    dtype = np.min_scalar_type(top)
+    if counts.dtype == dtype:
+        return counts
+    return np.minimum(counts, top).astype(dtype)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").strip()
+    except PermissionError:
+        raise SnapshotError(f"cannot read {path}: permission denied (run as root)") from None
+    except OSError as exc:
+        raise SnapshotError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _block_size(memdir: Path) -> int:
+    text = _read_text(memdir / "block_size_bytes")
+    try:
+        size = int(text, 16)
+    except ValueError:
+        raise SnapshotError(f"{memdir}/block_size_bytes: not a hex number: {text!r}") from None
+    if size <= 0 or size % PAGE_SIZE:
+        raise SnapshotError(f"{memdir}/block_size_bytes: impossible block size {size}")
+    return size
+
+
+def _blocks(memdir: Path) -> list[BlockInfo]:
+    try:
+        names = [(int(m.group(1)), n) for n in os.listdir(memdir) if (m := _MEMORY_DIR.match(n))]
+    except OSError as exc:
+        raise SnapshotError(f"cannot list {memdir}: {exc.strerror or exc}") from None
+    if not names:
+        raise SnapshotError(f"{memdir}: no memory blocks (no memory hotplug support?)")
+    blocks = []
+    for index, name in sorted(names):
+        d = memdir / name
+        removable = _optional(d / "removable")
+        node = next((int(n[4:]) for n in os.listdir(d) if re.fullmatch(r"node\d+", n)), None)
+        blocks.append(
+            BlockInfo(
+                index=index,
+                state=_read_text(d / "state"),
+                valid_zones=_optional(d / "valid_zones") or "",
+                removable=None if removable is None else removable == "1",
+                node=node,
+            )
+        )
+    return blocks
+
+
+def _optional(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return None
+
+
+def _read_u64_ranges(path: Path, ranges: list[tuple[int, int]], fill: int) -> np.ndarray:
+    """Entries ``[start, start + n)`` of a /proc/kpage* file for each range, one row each,
+    read with aligned ``preadv`` calls of at most :data:`CHUNK_ENTRIES`. Entries past the end
+    of the file (a short or empty read) are ``fill``."""
+    width = max((n for _, n in ranges), default=0)
+    out = np.full((len(ranges), width), fill, dtype="<u8")
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except PermissionError:
+        raise SnapshotError(f"cannot read {path}: permission denied (run as root)") from None
+    except OSError as exc:
+        raise SnapshotError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        for row, (start, n) in enumerate(ranges):
+            view = memoryview(out[row]).cast("B")
+            done = 0
+            while done < n:
+                want = min(CHUNK_ENTRIES, n - done) * 8
+                try:
+                    got = os.preadv(fd, [view[done * 8 : done * 8 + want]], (start + done) * 8)
+                except OSError as exc:
+                    raise SnapshotError(
+                        f"cannot read {path} at pfn {start + done:#x}: {exc.strerror or exc}"
+                    ) from None
+                if got <= 0:
+                    break  # end of the file (max_pfn): the rest stays `fill`
+                if got % 8:
+                    raise SnapshotError(f"{path}: short read of {got} bytes (not whole entries)")
+                done += got // 8
+    finally:
+        os.close(fd)
+    return out
+
+
+def _mounts(path: Path) -> list[Mount]:
+    """Mounted block devices (``/dev/...``) with their type and options."""
+    mounts = []
+    for line in _read_text(path).splitlines():
+        parts = line.split()
+        if len(parts) < 4 or not parts[0].startswith("/dev/"):
+            continue
+        device, mountpoint, fstype, options = parts[:4]
+        mounts.append(
+            Mount(_unescape(device), _unescape(mountpoint), fstype, tuple(options.split(",")))
+        )
+    return mounts
+
+
+def _unescape(field_: str) -> str:
+    """/proc/mounts escapes space, tab, newline and backslash as octal."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field_)
+
+
+def _meminfo(path: Path) -> dict[str, int]:
+    """MemTotal and MemFree, in pages (missing file or keys: empty)."""
+    text = _optional(path) or ""
+    out = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key in ("MemTotal", "MemFree") and value.strip().endswith("kB"):
+            out[key] = int(value.split()[0]) * 1024 // PAGE_SIZE
+    return out
+
+
+def _ranges(values: list[int]) -> str:
+    """[0, 1, 2, 5, 7, 8] → '0-2, 5, 7-8'."""
+    out: list[str] = []
+    for v in sorted(values):
+        if out and "-" in out[-1] and int(out[-1].split("-")[1]) == v - 1:
+            out[-1] = f"{out[-1].split('-')[0]}-{v}"
+        elif out and "-" not in out[-1] and int(out[-1]) == v - 1:
+            out[-1] = f"{out[-1]}-{v}"
+        else:
+            out.append(str(v))
+    return ", ".join(out)
+
+
+# -- a machine from a snapshot ------------------------------------------------------------------
+#: What the simulator builds in a frame (the plan derives it from the KPF word).
+K_FREE, K_FILE, K_FILE_BH, K_FILE_DIRTY_BH, K_FILE_DIRTY, K_ANON, K_TAIL = range(7)
+K_RESERVED, K_SLAB, K_PGTABLE = range(7, 10)
+KIND_NAMES = (
+    "free",
+    "file",  # page cache, no buffer_heads, clean
+    "file_bh",  # page cache with buffer_heads, clean
+    "file_dirty_bh",  # page cache with buffer_heads, every buffer dirty
+    "file_dirty",  # page cache without buffer_heads, dirty
+    "anon",  # anonymous folio (order on the head)
+    "tail",  # tail page of the anonymous folio before it
+    "reserved",
+    "slab",
+    "pgtable",
+)
+FILE_KINDS = (K_FILE, K_FILE_BH, K_FILE_DIRTY_BH, K_FILE_DIRTY)
+UNMOVABLE_KINDS = {K_RESERVED: PG_reserved, K_SLAB: PG_slab, K_PGTABLE: PG_pgtable}
+#: Modifier bits of a kind.
+M_WRITEBACK, M_MLOCKED, M_SWAPCACHE = 1, 2, 4
+#: Bits of :attr:`Layout.extra`: page flags carried over from the snapshot as they were.
+X_REFERENCED, X_ACTIVE, X_MAPPEDTODISK = 1, 2, 4
+#: Pages per simulated file (4 MiB files).
+FILE_PAGES = 1024
+#: Mount options that change which a_ops a file gets; the others do not matter here.
+FS_OPTIONS = ("nobh", "nodelalloc", "data=ordered", "data=writeback", "data=journal")
+EXT_TYPES = ("ext2", "ext3", "ext4")
+
+
+@dataclass
+class Layout:
+    """Per-frame arrays (any shape, read in C order): kind, modifier bits, folio order (on
+    the head of an anonymous folio) and extra flags."""
+
+    kind: np.ndarray
+    mods: np.ndarray
+    order: np.ndarray
+    extra: np.ndarray
+
+    @classmethod
+    def free(cls, nr_pages: int) -> Layout:
+        zero = np.zeros(nr_pages, dtype=np.uint8)
+        return cls(zero, zero.copy(), zero.copy(), zero.copy())
+
+    @classmethod
+    def concat(cls, parts: list[Layout]) -> Layout:
+        return cls(
+            *(
+                np.concatenate([getattr(p, name).ravel() for p in parts])
+                for name in ("kind", "mods", "order", "extra")
+            )
+        )
+
+
+@dataclass(frozen=True)
+class FsSpec:
+    """The filesystem that owns the simulated page cache. Types other than ext2/3/4 get an
+    a_ops table of their own name (no plugin claims it: the fallback decides) over an ext2
+    image that only stores the bytes."""
+
+    type: str
+    options: tuple[str, ...] = ()
+    block_size: int = 4096
+
+    @classmethod
+    def from_mount(cls, fstype: str, options: tuple[str, ...] | list[str] = ()) -> FsSpec:
+        if not re.fullmatch(r"[a-z0-9_.]{1,32}", fstype or ""):
+            raise SnapshotError(f"--fs: not a filesystem type: {fstype!r}")
+        return cls(fstype, tuple(o for o in options if o in FS_OPTIONS))
+
+    @property
+    def data_mode(self) -> str | None:
+        if self.type not in ("ext3", "ext4"):
+            return None
+        mode = next((o[5:] for o in self.options if o.startswith("data=")), None)
+        return mode or "ordered"
+
+    @property
+    def image_type(self) -> str:
+        return self.type if self.type in EXT_TYPES else "ext2"
+
+    @property
+    def a_ops(self) -> AddressSpaceOps:
+        if self.type in EXT_TYPES:
+            return select_aops(self.type, self.options, self.data_mode)
+        return AddressSpaceOps(f"{self.type}_aops", self.type)
+
+    @property
+    def label(self) -> str:
+        extra = [f"data={self.data_mode}"] if self.data_mode else []
+        extra += [o for o in self.options if not o.startswith("data=")]
+        return f"{self.type} ({', '.join(extra)})" if extra else self.type
+
+
+def synthesize(
+    layout: Layout,
+    block_size: int,
+    fs: FsSpec,
+    hooks: Hooks,
+    workdir: Path,
+    *,
+    device: str,
+    remove: list[int],
+    seed: int = 1,
+    name: str = "snapshot",
+) -> Built:
+    """A machine whose frame ``i`` holds a page of ``layout``'s kind ``i``, with its files on
+    a real image in ``workdir`` and a golden model, ready for ``offline`` and ``verify``."""
+    kind, mods = layout.kind.ravel(), layout.mods.ravel()
+    order, extra = layout.order.ravel(), layout.extra.ravel()
+    memory = PhysicalMemory(kind.size * PAGE_SIZE, block_size)
+    machine = Machine(memory=memory, preset=device_preset(device))
+    golden = Golden()
+    rng = np.random.default_rng([seed, 0x5EED])
+    images: dict[str, Path] = {}
+    file_pfns = np.flatnonzero(np.isin(kind, FILE_KINDS))
+    files = -(-file_pfns.size // FILE_PAGES)
+    file_size = min(file_pfns.size, FILE_PAGES) * PAGE_SIZE
+    image_size = _image_size(files * file_size, fs)
+    if file_pfns.size:
+        workdir.mkdir(parents=True, exist_ok=True)
+        images[name] = _page_cache(
+            machine,
+            golden,
+            hooks,
+            workdir / f"{name}.img",
+            fs,
+            image_size,
+            file_pfns,
+            kind,
+            mods,
+            extra,
+            rng,
+            name,
+        )
+    anon = _anon(machine, golden, kind, mods, order, extra, rng)
+    unmovable = 0
+    for k, flag in UNMOVABLE_KINDS.items():
+        for pfn in np.flatnonzero(kind == k):
+            memory.alloc_page_at(int(pfn)).flags |= flag
+            unmovable += 1
+    dirty = int(np.isin(kind[file_pfns], (K_FILE_DIRTY_BH, K_FILE_DIRTY)).sum())
+    spec: dict[str, Any] = {
+        "memory": {"size": memory.size, "block_size": block_size},
+        "workload": {
+            "seed": seed,
+            "dirty": round(dirty / file_pfns.size, 4) if file_pfns.size else 0.0,
+            "dirty_buffers": "whole",
+            "anon": anon * PAGE_SIZE,
+            "unmovable": unmovable,
+        },
+        "remove": {"blocks": remove},
+        "device": {"preset": device},
+    }
+    if file_pfns.size:
+        options = [f"data={fs.data_mode}"] if fs.data_mode and fs.type != "ext2" else []
+        options += ["nobh"] if "nobh" in fs.options and fs.image_type == "ext2" else []
+        spec["filesystem"] = [
+            {
+                "name": name,
+                "type": fs.image_type,
+                "block_size": fs.block_size,
+                "size": image_size,
+                "files": files,
+                "file_size": file_size,
+                "options": options,
+            }
+        ]
+    try:
+        scenario = validate_scenario(spec)
+    except ScenarioError as exc:
+        raise SnapshotError(f"cannot describe the snapshot machine as a scenario: {exc}") from None
+    return Built(scenario, machine, golden, images)
+
+
+def _image_size(data_bytes: int, fs: FsSpec) -> int:
+    """Room for the files, the metadata (≈ 7 %) and a journal of mke2fs's default size."""
+    size = max(8 << 20, int(data_bytes * 1.07) + (4 << 20))
+    if fs.image_type != "ext2" or fs.data_mode:
+        blocks = size // fs.block_size
+        journal = 1024 if blocks < 32768 else 4096 if blocks < 262144 else 8192
+        journal = journal if blocks < 524288 else 16384
+        size += journal * fs.block_size
+    return -(-size // (1 << 20)) << 20
+
+
+def _page_cache(
+    machine: Machine,
+    golden: Golden,
+    hooks: Hooks,
+    image: Path,
+    fs: FsSpec,
+    image_size: int,
+    pfns: np.ndarray,
+    kind: np.ndarray,
+    mods: np.ndarray,
+    extra: np.ndarray,
+    rng: np.random.Generator,
+    name: str,
+) -> Path:
+    """Files holding exactly the page-cache pages at ``pfns`` (pfn order = file order), read
+    into those frames with buffers on their real blocks; dirty pages written in the cache only."""
+    memory = machine.memory
+    data = np.frombuffer(rng.bytes(pfns.size * PAGE_SIZE), dtype=np.uint8)
+    data = data.reshape(pfns.size, PAGE_SIZE)
+    chunks = [pfns[i : i + FILE_PAGES] for i in range(0, pfns.size, FILE_PAGES)]
+    paths = [f"f{i:05d}" for i in range(len(chunks))]
+    contents = {
+        path: data[i * FILE_PAGES : i * FILE_PAGES + chunk.size].tobytes()
+        for i, (path, chunk) in enumerate(zip(paths, chunks, strict=True))
+    }
+    for attempt in range(3):  # the metadata estimate was short: grow the image and retry
+        try:
+            make_image(
+                image,
+                fs.image_type,
+                fs.block_size,
+                image_size * (2**attempt) // 1,
+                contents,
+                data_mode=fs.data_mode,
+            )
+            break
+        except ImageError as exc:
+            if "do not fit" not in str(exc) or attempt == 2:
+                raise
+    maps = block_maps(image, paths)
+    bdev = BlockDevice(image, fs.block_size, machine.preset, machine.clock, machine.io)
+    sb = SuperBlock(
+        s_id=name,
+        s_type=fs.image_type,
+        s_blocksize=fs.block_size,
+        s_bdev=bdev,
+        data_mode=fs.data_mode,
+        options=fs.options,
+    )
+    machine.superblocks.append(sb)
+    hooks.mount(machine, sb)
+    a_ops = fs.a_ops
+    bs = fs.block_size
+    per_page = PAGE_SIZE // bs
+    memory.frames[pfns] = data
+    for ino, (path, chunk) in enumerate(zip(paths, chunks, strict=True), start=12):
+        golden.files[(name, path)] = bytearray(contents[path])
+        inode = Inode(ino, path, len(contents[path]), sb, maps[path])
+        mapping = AddressSpace(inode, a_ops)
+        machine.mappings.append(mapping)
+        for index, pfn in enumerate(chunk.tolist()):
+            page = memory.alloc_page_at(pfn)  # its one reference is the page cache's
+            k, m, x = int(kind[pfn]), int(mods[pfn]), int(extra[pfn])
+            page.flags |= PG_uptodate | PG_lru | _extra_flags(x, m)
+            page.mapping = mapping
+            page.index = index
+            mapping.i_pages[index] = page
+            if k in (K_FILE_BH, K_FILE_DIRTY_BH) and a_ops.buffers:
+                first = index * per_page
+                blocknrs = inode.block_map[first : first + per_page]
+                create_page_buffers(page, bs, blocknrs, BH_Uptodate | BH_Mapped)
+            if k in (K_FILE_DIRTY_BH, K_FILE_DIRTY):
+                _dirty_page(machine, golden, mapping, page, name, rng)
+            if m & M_WRITEBACK:
+                start_writeback(machine, mapping, page)
+            if m & M_MLOCKED:
+                page.flags |= PG_mlocked | PG_unevictable
+    return image
+
+
+def _extra_flags(extra: int, mods: int) -> int:
+    flags = PG_referenced if extra & X_REFERENCED else 0
+    if extra & X_ACTIVE and not mods & M_MLOCKED:  # an unevictable page is never active
+        flags |= PG_active
+    if extra & X_MAPPEDTODISK:
+        flags |= PG_mappedtodisk
+    return flags
+
+
+def _dirty_page(
+    machine: Machine,
+    golden: Golden,
+    mapping: AddressSpace,
+    page: Page,
+    name: str,
+    rng: np.random.Generator,
+) -> None:
+    """write() over the whole page: new bytes in the cache, every buffer dirty (through the
+    journal when the filesystem has one), the golden file updated."""
+    new = rng.bytes(PAGE_SIZE)
+    machine.memory.frames[page.pfn] = np.frombuffer(new, dtype=np.uint8)
+    pos = page.index * PAGE_SIZE
+    golden.files[(name, mapping.host.path)][pos : pos + PAGE_SIZE] = new
+    if page.private is None:
+        page.flags |= PG_dirty
+        mapping.tag_dirty(page.index)
+        return
+    journal = mapping.host.i_sb.s_journal
+    for bh in page_buffers(page):
+        if journal is not None:
+            journal.dirty_data(bh)
+        else:
+            mark_buffer_dirty(bh)
+
+
+def _anon(
+    machine: Machine,
+    golden: Golden,
+    kind: np.ndarray,
+    mods: np.ndarray,
+    order: np.ndarray,
+    extra: np.ndarray,
+    rng: np.random.Generator,
+) -> int:
+    """Anonymous folios of one process; returns the number of pages."""
+    heads = np.flatnonzero(kind == K_ANON)
+    if not heads.size:
+        return 0
+    memory = machine.memory
+    vma = AnonVma("anon")
+    machine.anon_vmas.append(vma)
+    vpn = pages = 0
+    for pfn in heads.tolist():
+        o, m = int(order[pfn]), int(mods[pfn])
+        nr = 1 << o
+        page = memory.alloc_compound_at(pfn, o) if o else memory.alloc_page_at(pfn)
+        vpn = -(-vpn // nr) * nr  # a huge page sits at an aligned address
+        add_anon_folio(machine, golden, vma, page, vpn, rng)
+        page.flags |= _extra_flags(int(extra[pfn]) & ~X_MAPPEDTODISK, m)
+        if m & M_SWAPCACHE:
+            add_to_swap_cache(machine, page)
+        if m & M_MLOCKED:
+            page.flags |= PG_mlocked | PG_unevictable
+        if m & M_WRITEBACK:
+            _swap_writeback(machine, page)
+        vpn += nr
+        pages += nr
+    return pages
+
+
+def _swap_writeback(machine: Machine, page: Page) -> None:
+    """A swap-out write is in flight: whoever waits for it sleeps one page write (the swap
+    device is not modelled, so the request is charged to the clock only)."""
+    page.flags |= PG_writeback
+    seconds = machine.preset.request_seconds(PAGE_SIZE)
+
+    def end_page_writeback() -> None:
+        machine.clock.io_seconds += seconds
+        page.flags &= ~PG_writeback
+
+    machine.waiters[id(page)] = end_page_writeback
+
+
+__all__ = [
+    "CHUNK_ENTRIES",
+    "FORMAT",
+    "BlockInfo",
+    "FsSpec",
+    "Layout",
+    "Mount",
+    "Snapshot",
+    "SnapshotError",
+    "kpf",
+    "kpf_names",
+    "load",
+    "synthesize",
+    "take",
+]
