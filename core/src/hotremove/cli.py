@@ -496,7 +496,10 @@ def _run_and_show(
 class _Group(click.Group):
     """The top-level group; commands that live in their own module load on first use."""
 
-    lazy: ClassVar[dict[str, tuple[str, str]]] = {"sweep": ("hotremove.cli_sweep", "sweep_command")}
+    lazy: ClassVar[dict[str, tuple[str, str]]] = {
+        "bench": ("hotremove.cli_bench", "bench_command"),
+        "sweep": ("hotremove.cli_sweep", "sweep_command"),
+    }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.lazy})
