@@ -249,6 +249,24 @@ def test_keep_images_that_cannot_be_created_is_one_line(small: Path) -> None:
     assert_one_line_error(hotremove("run", small, "--keep-images", small / "sub"), "--keep-images")
 
 
+def test_missing_e2fsprogs_is_one_line(small: Path, tmp_path: Path) -> None:
+    code = (
+        "import sys, hotremove.extfs.tools as tools; tools._SBIN_DIRS = (); "
+        "from hotremove.cli import run_cli; sys.exit(run_cli(sys.argv[1:]))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTREMOVE_")}
+    env["PATH"] = str(tmp_path)  # no mke2fs anywhere
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "run", str(small), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert_one_line_error(proc, "e2fsprogs", "apt-get install e2fsprogs")
+
+
 # --------------------------------------------------------------------------- compare
 
 

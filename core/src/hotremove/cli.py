@@ -48,7 +48,8 @@ from hotremove import scenario as scenario_mod
 from hotremove.cost import PRESETS
 from hotremove.errors import HotremoveError
 from hotremove.plugins import PluginSet, load_plugins
-from hotremove.report import Report, print_report
+from hotremove.report import Report, _seconds, print_report
+from hotremove.runner import run_scenario
 from hotremove.scenario import Scenario
 
 log = structlog.get_logger("hotremove.cli")
@@ -172,14 +173,6 @@ def _size(n: int) -> str:
             value = n / (1 << shift)
             return f"{value:g}{unit}" if value == int(value) else f"{value:.1f}{unit}"
     return f"{n}B"
-
-
-def _seconds(value: float) -> str:
-    if value >= 1:
-        return f"{value:.2f} s"
-    if value >= 1e-3:
-        return f"{value * 1e3:.2f} ms"
-    return f"{value * 1e6:.1f} µs"
 
 
 def facts(scn: Scenario) -> list[tuple[str, str]]:
@@ -352,8 +345,6 @@ def execute(
     label: str | None = None,
 ) -> Run:
     """Build, offline and verify one scenario, with a progress display when wanted."""
-    from hotremove.runner import run_scenario  # numpy & co.: only when something runs
-
     err = _stderr()
     show = settings.progress
     if show is None:
