@@ -203,6 +203,8 @@ def plan_command(
     _logging()
     with _one_line_errors():
         start = time.perf_counter()
+        if plot_path is not None and not (plot_path.parent or Path(".")).is_dir():
+            raise SnapshotError(f"--plot: cannot write {plot_path}: no such directory")
         snap = load(snapshot_file)
         fs = _fs_spec(snap, fs_type, fs_options)
         plugins = load_plugins()

@@ -33,8 +33,9 @@ Heuristics, stated (kpageflags cannot say more):
   In-use pages with no such identity (kernel compound pages, mapped non-LRU pages) block.
 * **Huge pages** move as one folio and need a free, aligned range of their size elsewhere;
   the plan counts free aligned ranges in the other online blocks (ignoring competition
-  between them). Anonymous folios are simulated as folios; large page-cache folios (which
-  the simulator's page cache does not model) as base pages of their class.
+  between them). Anonymous PMD-sized folios (2 MiB THP, hugetlb) are simulated as folios;
+  smaller anonymous folios (mTHP) and large page-cache folios, which the simulator does not
+  model, as base pages of their class (still shown as ``huge``).
 * **Not visible:** extra references (pins), which buffers of a page are dirty, mlock of file
   mappings, swap devices. Mapped file pages are simulated unmapped.
 """
@@ -53,7 +54,7 @@ from hotremove.engine import offline
 from hotremove.hooks import Hooks
 from hotremove.model.address_space import AddressSpace, Inode, SuperBlock
 from hotremove.model.migrate_mode import MigrateMode
-from hotremove.model.page import PAGE_SIZE
+from hotremove.model.page import HPAGE_PMD_ORDER, PAGE_SIZE
 from hotremove.plugins import PluginSet, load_plugins
 from hotremove.report import Report
 from hotremove.snapshot import (
@@ -111,6 +112,8 @@ from hotremove.workload import Built
 
 #: Largest buddy block (MAX_PAGE_ORDER 10 on x86_64): 4 MiB.
 MAX_ORDER_NR_PAGES = 1 << 10
+#: Pages of the one folio size the simulator builds as a folio (2 MiB).
+HPAGE_NR = 1 << HPAGE_PMD_ORDER
 
 # -- classes (what people read) ---------------------------------------------------------------
 FREE, FLAGLESS, FILE_CLEAN, FILE_BUFFERS, FILE_DIRTY, ANON, HUGE, WRITEBACK, MLOCKED = range(9)
@@ -278,7 +281,7 @@ def _buddy_tails(snap: Snapshot, cls: np.ndarray, blank: np.ndarray) -> None:
 def _folios(
     bit: _Bits, cls: np.ndarray, kind: np.ndarray, mods: np.ndarray, order: np.ndarray
 ) -> None:
-    """Compound pages: tails take their head's class; a naturally aligned anonymous folio
+    """Compound pages: tails take their head's class; an aligned anonymous PMD-sized folio
     becomes one simulated folio (head: its order, tails: K_TAIL)."""
     ppb = cls.shape[1]
     head = np.flatnonzero(bit(KPF_COMPOUND_HEAD))
@@ -298,14 +301,7 @@ def _folios(
     flat_cls[tail_pos] = flat_cls[tails_of]
     flat_kind[tail_pos] = flat_kind[tails_of]
     flat_mods[tail_pos] = flat_mods[tails_of]
-    pow2 = (length & (length - 1)) == 0
-    folio = (
-        (flat_kind[head] == K_ANON)
-        & (length > 1)
-        & pow2
-        & ((head % ppb) % length == 0)
-        & (length <= MAX_ORDER_NR_PAGES)
-    )
+    folio = (flat_kind[head] == K_ANON) & (length == HPAGE_NR) & ((head % ppb) % HPAGE_NR == 0)
     flat_order[head[folio]] = np.log2(length[folio]).astype(np.uint8)
     in_folio = np.repeat(folio, length - 1)
     flat_kind[tail_pos[in_folio]] = K_TAIL
@@ -454,7 +450,7 @@ class BlockPlan:
         if self.zone == "none":
             return "zones"
         if self.blockers:
-            return max(self.blockers.items(), key=lambda kv: kv[1])[0]
+            return _by_count(self.blockers)[0][0]
         return "enomem" if any("ENOMEM" in r for r in self.reasons) else "failures"
 
     def predicted(self) -> dict[str, Any]:
@@ -604,14 +600,9 @@ def plan(
                 if class_counts[r, c]
             },
         )
-        if bp.state != "online":
-            bp.reasons.append(f"block is {bp.state}")
-        elif bp.zone == "none":
-            bp.reasons.append("mixed zones (valid_zones none): -EINVAL")
+        _block_reasons(bp)
         if bp.blockers:
-            bp.failed = sum(bp.blockers.values())
-            what = ", ".join(f"{n} {name}" for name, n in _by_count(bp.blockers))
-            bp.reasons.append(f"unmovable: {what} (-EBUSY)")
+            bp.failed = sum(bp.blockers.values())  # the engine reports each one
         else:
             _predict(bp, probes)
             _check_room(bp, r, free, free_per_row, free_ranges, ppb)
@@ -634,6 +625,22 @@ def plan(
         probes,
         totals,
     )
+
+
+def _block_reasons(bp: BlockPlan) -> None:
+    """What stops the block before any page moves (mm/memory_hotplug.c's offline_pages)."""
+    if bp.state != "online":
+        bp.reasons.append(f"block is {bp.state}")
+        return
+    if bp.zone == "none":
+        bp.reasons.append("mixed zones (valid_zones none): -EINVAL")
+    unmovable = dict(bp.blockers)
+    holes = unmovable.pop("hole", 0)
+    if holes:
+        bp.reasons.append(f"memory holes: {holes} pages without memmap (-EINVAL)")
+    if unmovable:
+        what = ", ".join(f"{n} {name}" for name, n in _by_count(unmovable))
+        bp.reasons.append(f"unmovable: {what} (-EBUSY)")
 
 
 def _by_count(d: dict[str, int]) -> list[tuple[str, int]]:
@@ -702,16 +709,16 @@ def _rank_key(bp: BlockPlan) -> tuple[Any, ...]:
 BLOCKED_COLOURS = {
     "reserved": "#3b3b3b",
     "slab": "#8c510a",
-    "pgtable": "#d8b365",
+    "pgtable": "#bf812d",
     "unmovable": "#762a83",
-    "flagless": "#9e9e9e",
-    "hwpoison": "#d73027",
+    "flagless": "#878787",
+    "hwpoison": "#e7298a",
     "offline": "#c2a5cf",
     "hole": "#000000",
-    "zones": "#5e4fa2",
+    "zones": "#35978f",
     "state": "#ffffff",
-    "enomem": "#f46d43",
-    "failures": "#b2182b",
+    "enomem": "#4575b4",
+    "failures": "#67001f",
 }
 _BLOCKED_LABELS = {
     "reserved": "blocked: reserved pages",
@@ -727,14 +734,17 @@ _BLOCKED_LABELS = {
     "enomem": "blocked: no room elsewhere (-ENOMEM)",
     "failures": "blocked: pages fail to migrate",
 }
+_SHORT = {"unmovable": "kernel", "hwpoison": "poison", "offline": "balloon", "state": "offline"}
 FREE_COLOUR = "#1a9850"
 ABSENT_COLOUR = "#f0f0f0"
+BLOCKED_HATCH = "////"
 
 
 def plot(p: Plan, path: Path | str, *, columns: int = 16) -> Path:
     """One cell per memory block (by ``memoryN`` number, holes left pale): offlinable blocks
-    coloured by predicted simulated time, blocked ones by their main blocker; a legend."""
+    coloured by predicted simulated time, blocked ones (hatched) by their main blocker."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.cm import ScalarMappable
     from matplotlib.colors import LogNorm
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch, Rectangle
@@ -742,36 +752,46 @@ def plot(p: Plan, path: Path | str, *, columns: int = 16) -> Path:
     path = Path(path)
     by_index = {b.index: b for b in p.blocks}
     last = max(by_index) if by_index else 0
+    columns = max(1, min(columns, -(-(last + 1) // 2)))
     rows = last // columns + 1
     costs = [b.simulated_seconds for b in p.blocks if b.offlinable and b.moved_pages]
     lo = min(costs) if costs else 1e-6
     hi = max(costs) if costs else 1e-3
     norm = LogNorm(vmin=lo, vmax=hi if hi > lo else lo * 10)
+    cmap = _cost_cmap()
+    categories = {b.category for b in p.blocks} | ({"absent"} if len(by_index) <= last else set())
     cell = 0.62  # inches
-    fig = Figure(figsize=(columns * cell + 5.2, rows * cell + 1.1), dpi=110, layout="constrained")
+    legend_rows = 1 + len(categories & set(BLOCKED_COLOURS)) + ("absent" in categories)
+    height = max(rows * cell + 1.6, legend_rows * 0.22 + 1.4)
+    fig = Figure(figsize=(columns * cell + 4.2, height), dpi=110, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    cmap = _cost_cmap()
-    used: set[str] = set()
     for index in range(last + 1):
         x, y = index % columns, index // columns
         b = by_index.get(index)
+        hatch = None
         if b is None:
             colour, text, ink = ABSENT_COLOUR, "", "#999999"
-            used.add("absent")
         else:
             cat = b.category
-            used.add(cat if cat not in ("cost",) else "cost")
             if cat == "cost":
                 colour = cmap(norm(max(b.simulated_seconds, lo)))
                 text = _short_seconds(b.simulated_seconds)
             elif cat == "free":
                 colour, text = FREE_COLOUR, "free"
             else:
-                colour, text = BLOCKED_COLOURS[cat], cat[:6]
+                colour, text, hatch = BLOCKED_COLOURS[cat], _SHORT.get(cat, cat), BLOCKED_HATCH
             ink = _ink(colour)
         ax.add_patch(
-            Rectangle((x, -y), 0.94, 0.9, facecolor=colour, edgecolor="#777777", linewidth=0.5)
+            Rectangle(
+                (x, -y),
+                0.94,
+                0.9,
+                facecolor=colour,
+                edgecolor="#777777",
+                linewidth=0.5,
+                hatch=hatch,
+            )
         )
         ax.text(
             x + 0.47,
@@ -791,35 +811,58 @@ def plot(p: Plan, path: Path | str, *, columns: int = 16) -> Path:
     ax.axis("off")
     handles = [Patch(facecolor=FREE_COLOUR, label="offlinable, nothing to move")]
     handles += [
-        Patch(facecolor=BLOCKED_COLOURS[k], edgecolor="#777777", label=_BLOCKED_LABELS[k])
+        Patch(
+            facecolor=BLOCKED_COLOURS[k],
+            edgecolor="#777777",
+            hatch=BLOCKED_HATCH,
+            label=_BLOCKED_LABELS[k],
+        )
         for k in BLOCKED_COLOURS
-        if k in used
+        if k in categories
     ]
-    if "absent" in used:
+    if "absent" in categories:
         handles.append(Patch(facecolor=ABSENT_COLOUR, edgecolor="#777777", label="no block"))
     ax.legend(
-        handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False
+        handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False
     )
     if costs:
-        from matplotlib.cm import ScalarMappable
-
         bar = fig.colorbar(
-            ScalarMappable(norm=norm, cmap=cmap), ax=ax, shrink=0.6, pad=0.01, location="left"
+            ScalarMappable(norm=norm, cmap=cmap),
+            ax=ax,
+            location="bottom",
+            shrink=0.5,
+            aspect=40,
+            pad=0.02,
         )
-        bar.set_label(f"predicted time to offline (simulated s, {p.device})", fontsize=8)
-        bar.ax.tick_params(labelsize=7)
+        bar.set_label(f"offlinable: predicted time to offline (simulated, {p.device})", fontsize=8)
+        bar.ax.tick_params(which="both", labelsize=7)
+        bar.ax.xaxis.set_major_formatter(_seconds_formatter())
+        bar.ax.xaxis.set_minor_formatter(_seconds_formatter(minor=True))
     snap = p.snapshot
     nok = sum(b.offlinable for b in p.blocks)
-    ax.set_title(
+    fig.suptitle(
         f"{nok} of {len(p.blocks)} memory blocks ({snap.block_size >> 20} MiB) can be offlined"
         f"  ·  page cache {p.fs.label}: {p.strategy} ({p.plugin})\n"
         f"{snap.source} snapshot, kernel {snap.kernel or '?'}, {snap.taken or '?'}"
         f"  ·  flagless pages counted {p.flagless}",
         fontsize=9,
-        loc="left",
+        x=0.01,
+        ha="left",
     )
     fig.savefig(path)
     return path
+
+
+def _seconds_formatter(minor: bool = False) -> Any:
+    """Tick labels in µs/ms/s; minor ticks labelled only at 2× and 5× (log axis)."""
+    from matplotlib.ticker import FuncFormatter
+
+    def label(value: float, _pos: int | None) -> str:
+        if minor and f"{value:.0e}"[0] not in "25":
+            return ""
+        return _short_seconds(value)
+
+    return FuncFormatter(label)
 
 
 def _cost_cmap() -> Any:
