@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from hotremove import sweep as sw
 from hotremove.cli_sweep import sweep_command
+from hotremove.scenario import validate
 from hotremove.verify import Verdict
 
 BASE = """
@@ -71,7 +72,7 @@ def test_grid_is_the_product_of_its_axes_in_file_order(tmp_path):
         "remove.strategy": "writeback",
         "workload.seed": 1,
     }
-    last = grid.runs[-1].scenario
+    last = validate(grid.runs[-1].scenario).model_dump()
     assert last["workload"]["dirty"] == 1.0
     assert last["remove"]["strategy"] == "writeback"
     assert last["workload"]["seed"] == 3
@@ -94,6 +95,11 @@ def test_run_ids_depend_on_the_scenario_not_on_how_the_grid_spells_it(tmp_path):
     assert [r.run_id for r in quoted.runs] == [r.run_id for r in nested.runs]
     changed = sw.load_grid(write_grid(tmp_path, base=BASE.replace("32KiB", "16KiB"), name="c"))
     assert not {r.run_id for r in changed.runs} & {r.run_id for r in quoted.runs}
+    # a default spelt out is the same scenario (and a key the schema gains with a default
+    # changes no id: ids hash the non-default values)
+    spelt = BASE.replace('type = "ext2"', 'type = "ext2"\noptions = []') + "mode = 'sync'\n"
+    same = sw.load_grid(write_grid(tmp_path, base=spelt, name="d"))
+    assert [r.run_id for r in same.runs] == [r.run_id for r in quoted.runs]
 
 
 def test_filesystem_axis_with_star_sets_every_filesystem(tmp_path):
@@ -102,7 +108,7 @@ def test_filesystem_axis_with_star_sets_every_filesystem(tmp_path):
     grid = sw.load_grid(
         write_grid(tmp_path, '[axes]\n"filesystem[*].block_size" = [1024, 4096]\n', base)
     )
-    assert [[fs["block_size"] for fs in r.scenario["filesystem"]] for r in grid.runs] == [
+    assert [[fs.block_size for fs in validate(r.scenario).filesystem] for r in grid.runs] == [
         [1024, 1024],
         [4096, 4096],
     ]
@@ -247,7 +253,7 @@ def test_a_run_that_fails_verification_is_a_failed_row(tmp_path, dask_scheduler,
 def test_existing_results_need_resume_or_overwrite(tmp_path):
     grid_file = write_grid(tmp_path)
     output = tmp_path / "out.csv"
-    output.write_text("run_id\n")
+    output.write_text("run_id,other\nabc,1\n")
     result = invoke(grid_file, "-o", output)
     assert result.exit_code == 2
     assert "--resume continues it, --overwrite replaces it" in result.stderr
@@ -345,3 +351,16 @@ def test_plot_draws_one_line_per_strategy_and_marks_failed_runs(tmp_path):
     figure = tmp_path / "fig.png"
     assert sw.plot(grid, rows, figure) == 4
     assert figure.stat().st_size > 10_000
+
+
+def test_two_sweeps_cannot_write_one_results_file(tmp_path):
+    grid = sw.load_grid(write_grid(tmp_path))
+    output = tmp_path / "out.csv"
+    first = sw.ResultsFile(output, sw.header(grid))
+    assert first.open(resume=False, overwrite=False) == []
+    try:
+        result = invoke(tmp_path / "grid.toml", "-o", output, "--resume")
+        assert result.exit_code == 2
+        assert "another sweep is writing this file" in result.stderr
+    finally:
+        first.close()

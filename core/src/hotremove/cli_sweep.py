@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.measure import Measurement
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -46,6 +47,14 @@ def _stdout() -> Console:
     if not console.is_terminal and "COLUMNS" not in os.environ:
         console.width = PIPE_WIDTH
     return console
+
+
+def _print_table(out: Console, table: Table) -> None:
+    """A table on a terminal fits the terminal; into a pipe or a file it is never cropped."""
+    if not out.is_terminal and "COLUMNS" not in os.environ:
+        natural = Measurement.get(out, out.options.update_width(10_000), table).maximum
+        out.width = max(PIPE_WIDTH, natural)
+    out.print(table)
 
 
 def _seconds(value: float | None) -> str:
@@ -100,7 +109,7 @@ def _summary_table(result: sw.SweepResult) -> Table:
     table = Table(title=f"hotremove sweep {grid.name}{agg}")
     for key in shown:
         table.add_column(key, justify="right", min_width=len(key))
-    for column in ("runs", "ok", "migrated", "rebound", "written back", "write I/Os"):
+    for column in ("ok", "migrated", "rebound", "written back", "write I/Os"):
         table.add_column(column, justify="right")
     table.add_column("simulated time", justify="right")
     if grid.aggregated:
@@ -109,8 +118,7 @@ def _summary_table(result: sw.SweepResult) -> Table:
         ok = group.count("ok")
         cells = [
             *(sw._show(group.values[k]) for k in shown),
-            f"{len(group.rows)}/{group.expected}",
-            Text(str(ok), style="green" if ok == group.expected else "bold red"),
+            Text(f"{ok}/{group.expected}", style="green" if ok == group.expected else "bold red"),
             _number(group.mean("migrated")),
             _number(group.mean("rebound")),
             _number(group.mean("written_back")),
@@ -203,7 +211,7 @@ def _do_sweep(
     if list_runs:
         rows, _ = sw.existing_rows(grid, output)
         if not quiet:
-            out.print(_run_table(grid, rows, output))
+            _print_table(out, _run_table(grid, rows, output))
             out.print(
                 f"{len(grid.runs)} runs over {len(grid.axes)} axes; "
                 f"{len(rows)} have rows in {output}"
@@ -247,7 +255,7 @@ def _do_sweep(
             )
             return 130
     if not quiet:
-        out.print(_summary_table(result))
+        _print_table(out, _summary_table(result))
         for line in _footer(result):
             out.print(line)
     if result.stray:

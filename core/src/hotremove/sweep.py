@@ -16,9 +16,10 @@ A **grid file** (TOML) names a base scenario and the axes to vary::
     x = "workload.dirty"
 
 Every combination is validated up front (an impossible one is a one-line error naming the
-axis), and gets a **run id**: a hash of its complete, validated scenario. Equal scenarios have
-equal ids whatever executor runs them, and a changed base gives new ids, so ``--resume`` never
-mistakes a stale row for a finished run.
+axis), and gets a **run id**: a hash of its validated scenario's non-default values. Equal
+scenarios have equal ids whatever executor runs them; a changed base gives new ids, so
+``--resume`` never mistakes a stale row for a finished run; a key the schema gains later (with a
+default) changes no id, so results survive upgrades.
 
 **Runs** are pure functions ``run_one(run_id, scenario dict) → row`` executed on any pool with
 ``submit``/``as_completed``: :class:`LocalPool` (``concurrent.futures.ProcessPoolExecutor``)
@@ -62,7 +63,7 @@ from typing import Any, Protocol
 import structlog
 
 from hotremove.errors import HotremoveError, ScenarioError
-from hotremove.scenario import FilesystemConfig, validate
+from hotremove.scenario import FilesystemConfig, Scenario, validate
 
 log = structlog.get_logger("hotremove.sweep")
 
@@ -96,7 +97,7 @@ class RunSpec:
     index: int
     run_id: str
     values: dict[str, Any]  # axis key → value, as the grid wrote it
-    scenario: dict[str, Any]  # the complete validated scenario, JSON-able
+    scenario: dict[str, Any]  # the validated scenario's non-default values (see minimal())
 
     def label(self) -> str:
         return ", ".join(f"{k}={_show(v)}" for k, v in self.values.items())
@@ -105,8 +106,9 @@ class RunSpec:
 @dataclass(frozen=True)
 class PlotSpec:
     """``[plot]``: ``x`` (an axis), ``y`` (a numeric result column), ``lines`` (axes: one line
-    per combination; the remaining axes are averaged), ``title``, ``logy``, and ``labels``
-    (axis value → legend text)."""
+    per combination; the remaining axes are averaged), ``title``, ``logy``, ``labels``
+    (axis value → legend text) and ``ratio`` (two values of the first ``lines`` axis: the
+    figure marks how many times the first's y is the second's at the last x)."""
 
     x: str
     y: str = "simulated_seconds"
@@ -114,6 +116,7 @@ class PlotSpec:
     title: str | None = None
     logy: bool = True
     labels: dict[str, str] = field(default_factory=dict)
+    ratio: tuple[Any, Any] | None = None
 
 
 @dataclass
@@ -142,7 +145,7 @@ def _show(value: Any) -> str:
 
 _KEY_RE = re.compile(r"^(?P<section>[a-z_]+)(?:\[(?P<index>\d+|\*)\])?\.(?P<field>[a-z_]+)$")
 _GRID_KEYS = ("name", "base", "axes", "plot")
-_PLOT_KEYS = ("x", "y", "lines", "title", "logy", "labels")
+_PLOT_KEYS = ("x", "y", "lines", "title", "logy", "labels", "ratio")
 
 
 def load_grid(path: Path | str) -> Grid:
@@ -311,8 +314,23 @@ def _assign(data: dict[str, Any], key: str, value: Any) -> None:
         fs[name] = value
 
 
+def minimal(scn: Scenario) -> dict[str, Any]:
+    """The scenario as its non-default values (JSON-able): what a run sends to its worker and
+    what its id hashes. A key the schema gains later, with a default, changes neither."""
+
+    def prune(value: Any) -> Any:
+        if isinstance(value, dict):
+            pruned = {k: prune(v) for k, v in value.items()}
+            return {k: v for k, v in pruned.items() if v != {}}
+        if isinstance(value, list):
+            return [prune(v) for v in value]
+        return value
+
+    return prune(scn.model_dump(mode="json", exclude_defaults=True))
+
+
 def scenario_id(scenario: dict[str, Any]) -> str:
-    """The run id: a hash of the complete validated scenario (JSON, sorted keys)."""
+    """The run id: a hash of the validated scenario's non-default values (sorted JSON)."""
     text = json.dumps(scenario, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -331,7 +349,7 @@ def _expand(
             scn = validate(data)
         except ScenarioError as exc:
             raise fail(_blame(str(exc), values, index)) from None
-        dumped = scn.model_dump(mode="json")
+        dumped = minimal(scn)
         run = RunSpec(index, scenario_id(dumped), values, dumped)
         if run.run_id in by_id:
             raise fail(
@@ -387,14 +405,30 @@ def _plot_spec(raw: Any, axes: list[Axis], fail: Callable[[str], GridError]) -> 
     labels = raw.get("labels", {})
     if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
         raise fail("plot.labels: must be a table of axis value = legend text")
-    return PlotSpec(x=x, y=y, lines=tuple(lines), title=title, logy=logy, labels=dict(labels))
+    ratio = raw.get("ratio")
+    if ratio is not None:
+        first = next((a for a in axes if lines and a.key == lines[0]), None)
+        if (
+            first is None
+            or not isinstance(ratio, list)
+            or len(ratio) != 2
+            or not all(v in first.values for v in ratio)
+        ):
+            raise fail("plot.ratio: must be two values of the first plot.lines axis")
+        ratio = tuple(ratio)
+    return PlotSpec(
+        x=x, y=y, lines=tuple(lines), title=title, logy=logy, labels=dict(labels), ratio=ratio
+    )
+
+
+_DEFAULT_STRATEGY = Scenario().remove.strategy
 
 
 def check_strategies(grid: Grid, policies: Iterable[str]) -> None:
     """Every ``remove.strategy`` of the grid must be known to the installed plugins."""
     known = {"auto", "writeback", *policies}
     for run in grid.runs:
-        strategy = run.scenario["remove"]["strategy"]
+        strategy = run.scenario.get("remove", {}).get("strategy", _DEFAULT_STRATEGY)
         if strategy not in known:
             where = (
                 "axes.remove.strategy"
@@ -651,35 +685,39 @@ class ResultsFile:
         return head, [dict(zip(head, r, strict=False)) for r in body if len(r) == len(head)]
 
     def open(self, *, resume: bool, overwrite: bool) -> list[dict[str, str]]:
-        """Open for appending; returns the rows already there (``resume``)."""
-        head, rows = self.read(self.path)
-        if head is not None and not (resume or overwrite):
-            raise HotremoveError(
-                f"{self.path}: results file exists (--resume continues it, --overwrite replaces it)"
-            )
-        if head is not None and resume and head != self.columns:
-            raise HotremoveError(
-                f"{self.path}: its columns are not this grid's (another grid, or axes changed); "
-                "write to a new file"
-            )
+        """Lock and open for appending; returns the rows already there (``resume``)."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         except OSError as exc:
             raise HotremoveError(f"{self.path}: cannot write results: {exc.strerror}") from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise HotremoveError(f"{self.path}: another sweep is writing this file") from None
+            head, rows = self.read(self.path)
+            # a file without rows (a sweep whose cluster never came up) has nothing to keep
+            if rows and not (resume or overwrite):
+                raise HotremoveError(
+                    f"{self.path}: results file exists "
+                    "(--resume continues it, --overwrite replaces it)"
+                )
+            if rows and not overwrite and head != self.columns:
+                raise HotremoveError(
+                    f"{self.path}: its columns are not this grid's (another grid, or axes "
+                    "changed); write to a new file"
+                )
+        except BaseException:
             os.close(fd)
-            raise HotremoveError(f"{self.path}: another sweep is writing this file") from None
+            raise
         self._fd = fd
-        if overwrite or head is None:
+        if overwrite or not rows:
             os.ftruncate(fd, 0)
             self._write(self.columns)
             return []
-        size = os.fstat(fd).st_size
         whole = self.path.read_bytes().rfind(b"\n") + 1
-        if whole < size:  # a line torn by a kill: cut it so the next row starts clean
+        if whole < os.fstat(fd).st_size:  # a line torn by a kill: cut it, the next row starts clean
             os.ftruncate(fd, whole)
         return rows
 
@@ -1039,8 +1077,9 @@ def describe_base(grid: Grid) -> str:
     """The fixed conditions of a grid, for a figure's subtitle."""
     base = copy.deepcopy(grid.base)
     mem = base["memory"]
+    removed = len(base["remove"]["blocks"])
     parts = [
-        f"{mem['size'] >> 20} MiB memory, {len(base['remove']['blocks'])} block(s) of "
+        f"{mem['size'] >> 20} MiB memory, {removed} memory block{'s' if removed > 1 else ''} of "
         f"{mem['block_size'] >> 20} MiB removed"
     ]
     for i, fs in enumerate(base["filesystem"]):
@@ -1084,7 +1123,7 @@ def plot(
         isinstance(v, int | float) and not isinstance(v, bool) for v in axis_values[spec.x]
     )
     failed_shown = False
-    drawn = 0
+    drawn: dict[tuple[Any, ...], tuple[list[Any], list[float], str]] = {}
     for key, cells in lines.items():
         pos = [axis_values[k].index(v) for k, v in zip(spec.lines, key, strict=True)]
         color = colors[pos[0] % len(colors)] if pos else colors[0]
@@ -1124,9 +1163,11 @@ def plot(
         ax.plot(xs, means, linestyle=style, marker=marker, color=color, label=label, linewidth=2)
         if any(lo != hi for lo, hi in zip(lows, highs, strict=True)):
             ax.fill_between(xs, lows, highs, color=color, alpha=0.15, linewidth=0)
-        drawn += 1
+        drawn[key] = (xs, means, color)
     if spec.logy:
         ax.set_yscale("log")
+    if spec.ratio is not None:
+        _mark_ratios(ax, spec, drawn)
     if not x_numeric:
         ax.set_xticks(range(len(axis_values[spec.x])), [_show(v) for v in axis_values[spec.x]])
     ax.set_xlabel(_label(spec.x))
@@ -1136,7 +1177,7 @@ def plot(
     ax.legend(title=" · ".join(_label(k) for k in spec.lines) or None, fontsize=9, title_fontsize=9)
     default = f"{_label(spec.y).removesuffix(' (s)')} against the {_label(spec.x)}"
     heading = title or spec.title or default[0].upper() + default[1:]
-    fig.suptitle(heading, fontsize=12, fontweight="bold")
+    fig.suptitle("\n".join(_wrap(heading, 80)), fontsize=12, fontweight="bold")
     notes = [describe_base(grid)]
     if grid.aggregated:
         counts = {k: len(axis_values[k]) for k in grid.aggregated}
@@ -1145,6 +1186,9 @@ def plot(
             + ", ".join(f"{n} {_label(k)}s" for k, n in counts.items())
             + " (band: min–max)"
         )
+    if spec.ratio is not None:
+        top, bottom = (spec.labels.get(str(v), _show(v)) for v in spec.ratio)
+        notes.append(f"arrows: {top} ÷ {bottom} at the last {_label(spec.x)}")
     ok = sum(1 for r in rows.values() if r["status"] == "ok")
     notes.append(
         f"{len(rows)} of {len(grid.runs)} runs, {ok} verified ok · hotremove sweep {grid.name}"
@@ -1155,7 +1199,44 @@ def plot(
         fig.savefig(path, dpi=150)
     except (OSError, ValueError) as exc:
         raise HotremoveError(f"--plot: cannot write {path}: {exc}") from None
-    return drawn
+    return len(drawn)
+
+
+def _mark_ratios(
+    ax: Any, spec: PlotSpec, drawn: dict[tuple[Any, ...], tuple[list[Any], list[float], str]]
+) -> None:
+    """At the last x of each pair of lines (``ratio`` = [a, b] of the first lines axis, the
+    other line axes equal), an arrow from b up to a labelled with a/b."""
+    assert spec.ratio is not None
+    top, bottom = spec.ratio
+    lo, hi = ax.get_xlim()
+    pairs = [(k, (bottom, *k[1:])) for k in drawn if k[0] == top and (bottom, *k[1:]) in drawn]
+    for i, (k_top, k_bottom) in enumerate(pairs):
+        (xs_t, ys_t, color), (xs_b, ys_b, _) = drawn[k_top], drawn[k_bottom]
+        if not xs_t or not xs_b or xs_t[-1] != xs_b[-1] or not ys_b[-1]:
+            continue
+        x = xs_t[-1] - (i + 1) * 0.035 * (hi - lo)
+        y_top, y_bottom = ys_t[-1], ys_b[-1]
+        ax.annotate(
+            "",
+            xy=(x, y_top),
+            xytext=(x, y_bottom),
+            arrowprops={"arrowstyle": "<->", "color": color, "lw": 1.2, "shrinkA": 0, "shrinkB": 0},
+        )
+        middle = math.sqrt(y_top * y_bottom) if spec.logy else (y_top + y_bottom) / 2
+        factor = y_top / y_bottom
+        text = f"×{factor:,.0f}" if factor >= 10 else f"×{factor:.2g}"
+        ax.text(
+            x - 0.008 * (hi - lo),
+            middle,
+            text,
+            ha="right",
+            va="center",
+            fontsize=9,
+            fontweight="bold",
+            color=color,
+            bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.85},
+        )
 
 
 def _wrap(text: str, width: int) -> list[str]:
