@@ -25,6 +25,7 @@ from hotremove.plan import (
     Plan,
     classify,
     plan,
+    resolve_fs,
     run_snapshot,
     unit_name,
 )
@@ -280,7 +281,7 @@ def test_no_room_elsewhere_is_enomem(plugins) -> None:
 # --------------------------------------------------------------------------- plan == run
 
 
-def _assert_prediction_is_measured(b: BlockPlan, report) -> None:
+def _assert_prediction_is_measured(b: BlockPlan, report, exact_io: bool = True) -> None:
     off = report.offline
     measured = {
         "offlined": off.offlined,
@@ -288,26 +289,39 @@ def _assert_prediction_is_measured(b: BlockPlan, report) -> None:
         "rebound": off.rebound,
         "written_back": off.written_back,
         "failed": len(off.failed),
-        "write_requests": report.writeback_ios,
     }
-    predicted = {k: b.predicted()[k] for k in measured}
-    assert predicted == measured
-    assert report.simulated_seconds == pytest.approx(b.simulated_seconds, rel=1e-9, abs=1e-12)
+    assert {k: b.predicted()[k] for k in measured} == measured
     assert report.verify is not None and report.verify.ok, report.verify
     assert not off.check_failures and not report.lock_violations
+    if exact_io:
+        assert report.writeback_ios == b.write_requests
+        assert report.journal_ios == b.journal_requests
+        assert report.simulated_seconds == pytest.approx(b.simulated_seconds, rel=1e-9, abs=1e-12)
+    else:  # jbd2 commits and checkpoints many pages at once: the plan's I/O is a bound
+        assert report.writeback_ios <= b.write_requests
+        assert report.journal_ios <= b.journal_requests
+        assert report.simulated_seconds <= b.simulated_seconds * (1 + 1e-9)
 
 
 @pytest.mark.parametrize(
-    ("block", "fs"),
-    [(1, "ext2"), (1, "ext3"), (1, "ext4"), (2, "ext2"), (3, "ext2"), (9, "ext4")],
+    ("block", "fs", "options"),
+    [
+        (1, "ext2", None),
+        (1, "ext3", None),
+        (1, "ext4", None),
+        (1, "ext3", "data=journal"),
+        (2, "ext2", None),
+        (3, "ext2", None),
+        (9, "ext4", None),
+    ],
 )
 def test_plan_prediction_is_what_run_snapshot_measures(
-    synthetic: Snapshot, plugins, block: int, fs: str
+    synthetic: Snapshot, plugins, block: int, fs: str, options: str | None
 ) -> None:
-    spec = FsSpec(fs)
+    spec = resolve_fs(synthetic, fs, options)
     b = plan(synthetic, plugins.hooks, fs=spec).block(block)
     report = run_snapshot(synthetic, [block], plugins=plugins, fs=spec)
-    _assert_prediction_is_measured(b, report)
+    _assert_prediction_is_measured(b, report, exact_io=options is None)
 
 
 def test_plan_prediction_holds_on_a_real_block(plugins) -> None:
@@ -347,6 +361,7 @@ def test_plan_command_prints_a_ranked_table_json_and_a_picture(tmp_path: Path) -
         ([__file__], "not a hotremove snapshot"),
         ([str(SYNTHETIC), "--fs-options", "bogus"], "--fs-options: unknown option 'bogus'"),
         ([str(SYNTHETIC), "--plot", "/nonexistent/dir/p.png"], "--plot: cannot write"),
+        ([str(SYNTHETIC), "--strategy", "nope"], "--strategy: unknown strategy 'nope'"),
     ],
 )
 def test_plan_command_errors_are_one_line_and_exit_2(args: list[str], message: str) -> None:

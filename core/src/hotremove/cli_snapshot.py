@@ -21,7 +21,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import click
 import structlog
@@ -32,16 +31,10 @@ from rich.text import Text
 from hotremove import log as hlog
 from hotremove.cost import PRESETS
 from hotremove.errors import HotremoveError
-from hotremove.plan import (
-    CLASSES,
-    Plan,
-    default_fs,
-    plot,
-    unit_name,
-)
+from hotremove.plan import CLASSES, Plan, plot, resolve_fs, unit_name
 from hotremove.plan import plan as make_plan
 from hotremove.plugins import load_plugins
-from hotremove.snapshot import FS_OPTIONS, FsSpec, SnapshotError, load, take
+from hotremove.snapshot import FS_OPTIONS, SnapshotError, load, take
 
 PROG = "hotremove"
 PIPE_WIDTH = 160
@@ -206,8 +199,11 @@ def plan_command(
         if plot_path is not None and not (plot_path.parent or Path(".")).is_dir():
             raise SnapshotError(f"--plot: cannot write {plot_path}: no such directory")
         snap = load(snapshot_file)
-        fs = _fs_spec(snap, fs_type, fs_options)
+        fs = resolve_fs(snap, fs_type, fs_options)
         plugins = load_plugins()
+        if policy != "auto" and policy not in plugins.policies:
+            known = ", ".join(["auto", *sorted(plugins.policies)])
+            raise SnapshotError(f"--strategy: unknown strategy {policy!r} (installed: {known})")
         p = make_plan(snap, plugins.hooks, fs=fs, device=device, policy=policy, flagless=flagless)
         if plot_path is not None:
             try:
@@ -227,25 +223,6 @@ def plan_command(
     if plot_path is not None:
         console.print(f"picture: {plot_path}")
     console.print(Text(f"planned in {wall:.2f} s", style="dim"))
-
-
-def _fs_spec(snap: Any, fs_type: str | None, fs_options: str | None) -> FsSpec:
-    root = default_fs(snap)
-    if fs_type is None:
-        fs = root
-    elif fs_options is None and fs_type == root.type:
-        fs = FsSpec.from_mount(fs_type, root.options)
-    else:
-        fs = FsSpec.from_mount(fs_type)
-    if fs_options is not None:
-        options = tuple(o.strip() for o in fs_options.split(",") if o.strip())
-        unknown = [o for o in options if o not in FS_OPTIONS]
-        if unknown:
-            raise SnapshotError(
-                f"--fs-options: unknown option {unknown[0]!r} (known: {', '.join(FS_OPTIONS)})"
-            )
-        fs = FsSpec.from_mount(fs.type, options)
-    return fs
 
 
 def print_plan(p: Plan, console: Console) -> None:

@@ -27,7 +27,10 @@ Heuristics, stated (kpageflags cannot say more):
 * **Page-cache owner.** kpageflags does not name the filesystem of a page; every page-cache
   page is assumed to belong to one filesystem (``--fs``, default: the root filesystem).
 * **Dirty pages and I/O.** Without per-buffer information a dirty page is one write of one
-  page (the builder dirties whole pages on a 4 KiB-block image: one request each).
+  page (the builder dirties whole pages on a 4 KiB-block image: one request each). I/O that
+  a journal does in the background (jbd2 commit and checkpoint for data=journal) is batched
+  in a real run, so there the plan's request count and time are an upper bound; the pages
+  rebound, written back and failed still match.
 * **Off-LRU pages** with page-cache or anonymous identity (per-CPU LRU batches, pages being
   isolated) are counted as movable: offlining drains those batches (``lru_cache_disable``).
   In-use pages with no such identity (kernel compound pages, mapped non-LRU pages) block.
@@ -58,6 +61,7 @@ from hotremove.model.page import HPAGE_PMD_ORDER, PAGE_SIZE
 from hotremove.plugins import PluginSet, load_plugins
 from hotremove.report import Report
 from hotremove.snapshot import (
+    FS_OPTIONS,
     K_ANON,
     K_FILE,
     K_FILE_BH,
@@ -543,6 +547,30 @@ def default_fs(snap: Snapshot) -> FsSpec:
     return FsSpec.from_mount(root.fstype, root.options) if root else FsSpec("ext4")
 
 
+def resolve_fs(
+    snap: Snapshot, fs: FsSpec | str | None = None, options: str | None = None
+) -> FsSpec:
+    """``--fs TYPE`` and ``--fs-options a,b`` against the snapshot: no type means the root
+    filesystem; the root's mount options apply when the type is the root's and no options
+    are given. Unknown options are a one-line error."""
+    root = default_fs(snap)
+    if isinstance(fs, FsSpec):
+        spec = fs
+    elif fs is None or (fs == root.type and options is None):
+        spec = root
+    else:
+        spec = FsSpec.from_mount(fs)
+    if options is not None:
+        opts = tuple(o.strip() for o in options.split(",") if o.strip())
+        unknown = [o for o in opts if o not in FS_OPTIONS]
+        if unknown:
+            raise SnapshotError(
+                f"--fs-options: unknown option {unknown[0]!r} (known: {', '.join(FS_OPTIONS)})"
+            )
+        spec = FsSpec.from_mount(spec.type, opts)
+    return spec
+
+
 def strategy_for(fs: FsSpec, hooks: Hooks, policy: str) -> tuple[str, str, bool]:
     """Ask the plugins, as the engine would, how this filesystem's pages migrate."""
     sb = SuperBlock(s_id="plan", s_type=fs.type, s_blocksize=fs.block_size, s_bdev=None)  # type: ignore[arg-type]
@@ -555,13 +583,13 @@ def plan(
     snap: Snapshot,
     hooks: Hooks,
     *,
-    fs: FsSpec | None = None,
+    fs: FsSpec | str | None = None,
     device: str = "nvme",
     policy: str = "auto",
     flagless: str = "free",
 ) -> Plan:
     """Classify, probe and predict every memory block of ``snap`` (see the module doc)."""
-    fs = fs or default_fs(snap)
+    fs = resolve_fs(snap, fs)
     device_preset(device)  # an unknown preset is a one-line error before any work
     strategy, plugin, rebinds = strategy_for(fs, hooks, policy)
     cl = classify(snap, flagless)
@@ -903,7 +931,7 @@ def build_from_snapshot(
     hooks: Hooks,
     workdir: Path,
     *,
-    fs: FsSpec | None = None,
+    fs: FsSpec | str | None = None,
     device: str = "nvme",
     flagless: str = "free",
     seed: int = 1,
@@ -917,7 +945,7 @@ def build_from_snapshot(
     if len(set(blocks)) != len(blocks):
         raise SnapshotError("--blocks: a memory block is named twice")
     rows = [snap.row(b) for b in blocks]
-    fs = fs or default_fs(snap)
+    fs = resolve_fs(snap, fs)
     device_preset(device)
     lay = classify(snap.trimmed(blocks), flagless).layout
     layout = Layout.concat([lay, Layout.free(len(rows) * snap.pages_per_block)])
@@ -943,7 +971,7 @@ def run_snapshot(
     *,
     plugins: PluginSet | None = None,
     workdir: Path | None = None,
-    fs: FsSpec | None = None,
+    fs: FsSpec | str | None = None,
     device: str = "nvme",
     policy: str = "auto",
     flagless: str = "free",
