@@ -41,6 +41,7 @@ from hotremove import hookimpl
 from hotremove.testing.helpers import (
     ConformanceError,
     EngineRun,
+    find_lockdep,
     run_offline,
     small_scenario,
     snapshot_region,
@@ -76,6 +77,10 @@ LOCK_RULES = {"async_sleep", "sync_light_io", "bh_lock", "b_count"}
 BUFFER_CHECKS = {"bh_page", "bh_state"}
 LOCK_CHECKS = {"spinlock", "page_lock", "bh_lock", "refcount"}
 
+LOCKDEP_MISSING = (
+    "lock-order checker not available in this version of hotremove (hotremove.lockdep."
+    "checking); the suite's runs use it once it exists"
+)
 EXPLORER_MISSING = (
     "interleaving explorer not available in this version of hotremove "
     "(hotremove.explore.explore); the bounded exploration runs once it exists"
@@ -427,6 +432,14 @@ class ConformanceSuite:
                 f"for {case.a_ops}: {exc}"
             ) from None
 
+    def unavailable(self, case: Case) -> str | None:
+        """Why this hotremove cannot run ``case`` (an fs type or option it does not know)."""
+        try:
+            self.scenario_for(case, "sync")
+        except CaseUnavailable as exc:
+            return str(exc)
+        return None
+
     def run_case(self, case: Case, mode: str, workdir: Path, *, contended: bool = False) -> CaseRun:
         """Build the case's machine over real images, offline block 1 in ``mode`` with every
         strategy call probed, then verify the images. ``contended``: every other page with
@@ -581,7 +594,7 @@ class ConformanceSuite:
         names = metafunc.fixturenames
         if "conformance_case" not in names:
             return
-        cases = self.all_cases()
+        cases = [c for c in self.all_cases() if self.unavailable(c) is None]
         if "conformance_mode" not in names:
             metafunc.parametrize("conformance_case", cases, ids=[c.id for c in cases])
             return
@@ -630,6 +643,13 @@ class ConformanceSuite:
 
     def test_declaration_is_valid(self) -> None:
         self.check_declaration()
+
+    def test_every_declared_case_can_run(self) -> None:
+        """Cases this hotremove cannot build are left out of the per-case tests — and named
+        here, so that a claim the suite could not exercise is never silent."""
+        reasons = [r for c in self.all_cases() if (r := self.unavailable(c)) is not None]
+        if reasons:
+            pytest.skip("not exercised: " + "; ".join(reasons))
 
     def test_entry_point_loads(self) -> None:
         if self.plugin_object is not None:
@@ -693,6 +713,14 @@ class ConformanceSuite:
 
     test_buffers_locked_by_io.conformance_modes = ("async", "sync")  # type: ignore[attr-defined]
 
+    def test_lock_order_checker_ran(self, conformance_runs) -> None:
+        """Visible when the lock-order checker is missing; otherwise every run had it on (and
+        check_locks saw its reports)."""
+        if find_lockdep() is None:
+            pytest.skip(LOCKDEP_MISSING)
+        case = self.all_cases()[0]
+        assert conformance_runs.get(case, self.modes[-1]).run.lockdep
+
     def test_bounded_exploration(self, tmp_path: Path) -> None:
         if find_explorer() is None:
             pytest.skip(EXPLORER_MISSING)
@@ -740,6 +768,7 @@ class _Runs:
 __all__ = [
     "CAPABILITIES",
     "EXPLORER_MISSING",
+    "LOCKDEP_MISSING",
     "Case",
     "CaseRun",
     "CaseUnavailable",

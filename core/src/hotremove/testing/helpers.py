@@ -8,6 +8,7 @@ pytest fixtures that wrap these live in :mod:`hotremove.testing.fixtures`.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -188,6 +189,7 @@ class EngineRun:
     io: IOStats  # I/O issued during the offline (all devices, background work included)
     violations: list[LockViolation]  # lock-discipline records made during the offline
     block_map_problems: list[str]
+    lockdep: bool = False  # the lock-order checker ran (it exists in this hotremove)
 
     @property
     def check_failures(self) -> list[CheckFailure]:
@@ -209,9 +211,12 @@ def run_offline(
     checks: bool = True,
     max_rounds: int | None = None,
     probe: StrategyProbe | None = None,
+    lockdep: bool = True,
 ) -> EngineRun:
     """Offline ``blocks`` (default: the scenario's) with per-step checks on, every strategy
-    call watched by a :class:`~hotremove.testing.probe.StrategyProbe`."""
+    call watched by a :class:`~hotremove.testing.probe.StrategyProbe`, and the lock-order
+    checker on when this hotremove has one (:func:`find_lockdep`; ``EngineRun.lockdep`` says
+    whether it ran)."""
     from hotremove.engine import offline
     from hotremove.model.blockdev import IOStats
     from hotremove.testing.probe import StrategyProbe
@@ -223,7 +228,8 @@ def run_offline(
     probe = probe or StrategyProbe(machine)
     before = replace(machine.io)
     seen = len(machine.task.violations)
-    with probe.installed(plugins.hooks):
+    checking = find_lockdep() if lockdep else None
+    with probe.installed(plugins.hooks), checking() if checking else contextlib.nullcontext():
         result = offline(
             machine,
             plugins.hooks,
@@ -247,7 +253,20 @@ def run_offline(
         io,
         list(machine.task.violations[seen:]),
         block_map_problems(built),
+        lockdep=checking is not None,
     )
+
+
+def find_lockdep() -> Callable[..., contextlib.AbstractContextManager[Any]] | None:
+    """The lock-order checker's ``checking()`` context manager, when this hotremove has one
+    (``hotremove.lockdep``); its reports land in ``machine.task.violations``."""
+    try:
+        module = importlib.import_module("hotremove.lockdep")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("hotremove.lockdep", "hotremove"):
+            raise
+        return None
+    return getattr(module, "checking", None)
 
 
 # -- hook-call recording -----------------------------------------------------------------------
@@ -346,6 +365,7 @@ __all__ = [
     "assert_clean_result",
     "block_map_problems",
     "capture_events",
+    "find_lockdep",
     "rebinding_problems",
     "run_offline",
     "small_scenario",

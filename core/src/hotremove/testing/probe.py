@@ -127,9 +127,9 @@ class StrategyProbe:
             strategy, plugin = lookup(mapping, policy)
             return ProbedStrategy(strategy, self), plugin
 
-        def recording_might_sleep(operation: str) -> None:
+        def recording_might_sleep(operation: str, *args: Any, **kwargs: Any) -> None:
             self._sleeps.append(operation)
-            might_sleep(operation)
+            might_sleep(operation, *args, **kwargs)
 
         hooks.migrate_strategy = probed_lookup  # type: ignore[method-assign]
         task.might_sleep = recording_might_sleep  # type: ignore[method-assign]
