@@ -49,7 +49,7 @@ from hotremove.cost import PRESETS
 from hotremove.errors import HotremoveError
 from hotremove.plugins import PluginSet, load_plugins
 from hotremove.report import Report, _seconds, print_report
-from hotremove.runner import run_scenario
+from hotremove.runner import check_policy, run_scenario
 from hotremove.scenario import Scenario
 
 log = structlog.get_logger("hotremove.cli")
@@ -310,12 +310,7 @@ def _plugins(settings: Settings) -> PluginSet:
 
 
 def _check_strategy(scn: Scenario, plugins: PluginSet) -> None:
-    known = {"auto", "writeback", *plugins.policies}
-    if scn.remove.strategy not in known:
-        raise HotremoveError(
-            f"remove.strategy: unknown strategy {scn.remove.strategy!r} "
-            f"(known: {', '.join(sorted(known))})"
-        )
+    check_policy(scn.remove.strategy, plugins)  # before any image is built
 
 
 def _keep_dir(path: Path | None) -> Path | None:

@@ -337,7 +337,10 @@ class Offliner:
         stats.rebound += vm.nr_rebound - rebound
         if wrote_back:
             stats.written_back += 1
-            stats.write_requests += self.machine.io.write_requests - requests
+            issued = self.machine.io.write_requests - requests
+            stats.write_requests += issued
+            if self.hooks.wants_writeback_events:
+                self.hooks.on_writeback(mapping, src.pfn, issued)
         vm.pgmigrate_success += 1
         if self.hooks.wants_page_events:
             mc.flush_copies()

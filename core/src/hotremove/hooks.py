@@ -43,6 +43,7 @@ class Hooks:
         self.pm = pm
         self.trace = trace
         self.wants_page_events = bool(pm.hook.hotremove_on_page_migrated.get_hookimpls())
+        self.wants_writeback_events = bool(pm.hook.hotremove_on_writeback.get_hookimpls())
 
     def migrate_strategy(self, mapping: AddressSpace, policy: str) -> tuple[MigrateStrategy, str]:
         """The strategy for ``mapping`` and the name of the plugin that gave it."""

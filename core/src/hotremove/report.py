@@ -28,6 +28,10 @@ class Report:
     io_seconds: float
     verify: Verdict | None
     lock_violations: list[LockViolation] = field(default_factory=list)
+    #: data writes during the offline that no strategy issued: journal commits and
+    #: checkpoints running while migration waited (``writeback_ios`` counts only the writes
+    #: strategies issued to move pages)
+    background_ios: int = 0
 
     @property
     def simulated_seconds(self) -> float:
@@ -65,6 +69,7 @@ class Report:
             "writeback_ios": self.writeback_ios,
             "writeback_bytes": self.writeback_bytes,
             "journal_ios": self.journal_ios,
+            "background_ios": self.background_ios,
             "failed": off.failed,
             "offlined": off.offlined,
             "reason": off.reason,
@@ -138,8 +143,9 @@ def render(report: Report) -> Group:
     )
     cost = Text(
         f"simulated {_seconds(report.simulated_seconds)} (CPU {_seconds(report.cpu_seconds)}, "
-        f"I/O {_seconds(report.io_seconds)}; {report.writeback_ios} write requests, "
-        f"{report.journal_ios} journal requests) — wall {_seconds(off.wall_seconds)}"
+        f"I/O {_seconds(report.io_seconds)}; {report.writeback_ios} writeback requests, "
+        f"{report.background_ios} background writes, {report.journal_ios} journal log "
+        f"requests) — wall {_seconds(off.wall_seconds)}"
     )
     lines: list[Any] = [table, outcome, cost]
     for failure in off.failed[:10]:

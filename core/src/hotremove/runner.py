@@ -10,6 +10,7 @@ from pathlib import Path
 import structlog
 
 from hotremove.engine import ProgressFn, offline
+from hotremove.errors import ScenarioError
 from hotremove.model.migrate_mode import MigrateMode
 from hotremove.plugins import PluginSet, load_plugins
 from hotremove.report import Report
@@ -18,6 +19,13 @@ from hotremove.verify import verify
 from hotremove.workload import Built, build
 
 log = structlog.get_logger("hotremove.runner")
+
+
+def check_policy(policy: str, plugins: PluginSet) -> None:
+    """``remove.strategy`` must be ``auto`` or a policy some installed plugin registered."""
+    if policy != "auto" and policy not in plugins.policies:
+        known = ", ".join(["auto", *sorted(plugins.policies)])
+        raise ScenarioError(f"remove.strategy: unknown strategy {policy!r} (installed: {known})")
 
 
 def run_scenario(
@@ -39,6 +47,7 @@ def run_scenario(
     ``inspect(built)`` sees the machine after the offline and before verification (tests).
     """
     plugins = plugins or load_plugins()
+    check_policy(scenario.remove.strategy, plugins)
     with ExitStack() as stack:
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hotremove-")))
@@ -72,12 +81,16 @@ def run_scenario(
             fault_seed=scenario.workload.seed,
             should_stop=should_stop,
         )
+        migration_ios = sum(s.write_requests for s in result.per_aops.values())
         report = Report(
             scenario=name,
             seed=scenario.workload.seed,
             device=scenario.device.preset,
             offline=result,
-            writeback_ios=machine.io.write_requests - io_before[0],
+            writeback_ios=(
+                migration_ios := sum(s.write_requests for s in result.per_aops.values())
+            ),
+            background_ios=machine.io.write_requests - io_before[0] - migration_ios,
             writeback_bytes=machine.io.bytes_written - io_before[1],
             journal_ios=machine.io.journal_requests - io_before[2],
             cpu_seconds=machine.clock.cpu_seconds - cpu0,
