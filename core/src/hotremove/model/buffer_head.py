@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from hotremove.model.locks import current
+from hotremove.model.locks import _current
 from hotremove.model.page import (
     Page,
     PG_dirty,
@@ -20,6 +20,9 @@ from hotremove.model.page import (
     attach_page_private,
     detach_page_private,
 )
+
+#: The lock tracker (lockdep, the explorer) while one runs: see locks.set_tracker.
+_tracker: Any = None
 
 
 class BH(enum.IntFlag):
@@ -157,6 +160,8 @@ def buffer_uptodate(bh: BufferHead) -> bool:
 
 def trylock_buffer(bh: BufferHead) -> bool:
     """Atomic test-and-set of BH_Lock: never sleeps."""
+    if _tracker is not None:
+        return _tracker.trylock_buffer(bh)
     if bh.b_state & BH_Lock:
         return False
     bh.b_state |= BH_Lock
@@ -165,7 +170,10 @@ def trylock_buffer(bh: BufferHead) -> bool:
 
 def lock_buffer(bh: BufferHead) -> None:
     """Sleeping buffer lock: ``might_sleep()``, then wait for the holder (e.g. I/O in flight)."""
-    task = current()
+    if _tracker is not None:
+        _tracker.lock_buffer(bh)
+        return
+    task = _current[-1]
     task.might_sleep("lock_buffer")
     if bh.b_state & BH_Lock:
         task.wait_for(bh, "lock_buffer")
@@ -173,6 +181,9 @@ def lock_buffer(bh: BufferHead) -> None:
 
 
 def unlock_buffer(bh: BufferHead) -> None:
+    if _tracker is not None:
+        _tracker.unlock_buffer(bh)
+        return
     if not bh.b_state & BH_Lock:
         raise AssertionError(f"unlock_buffer on an unlocked buffer {bh!r}")
     bh.b_state &= ~BH_Lock

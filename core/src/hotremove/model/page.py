@@ -157,6 +157,8 @@ def detach_page_private(page: Page) -> BufferHead | None:
 
 
 def trylock_page(page: Page) -> bool:
+    if _tracker is not None:
+        return _tracker.trylock_page(page)
     if page.flags & PG_locked:
         return False
     page.flags |= PG_locked
@@ -164,6 +166,9 @@ def trylock_page(page: Page) -> bool:
 
 
 def unlock_page(page: Page) -> None:
+    if _tracker is not None:
+        _tracker.unlock_page(page)
+        return
     if not page.flags & PG_locked:
         raise AssertionError(f"unlock_page on an unlocked page {page!r}")
     page.flags &= ~PG_locked
@@ -171,6 +176,9 @@ def unlock_page(page: Page) -> None:
 
 def lock_page(page: Page) -> None:
     """Sleeping page lock: waits for the holder (``folio_lock``)."""
+    if _tracker is not None:
+        _tracker.lock_page(page)
+        return
     from hotremove.model.locks import current
 
     task = current()
@@ -178,3 +186,7 @@ def lock_page(page: Page) -> None:
     if page.flags & PG_locked:
         task.wait_for(page, "lock_page")
     page.flags |= PG_locked
+
+
+#: The lock tracker (lockdep, the explorer) while one runs: see locks.set_tracker.
+_tracker: Any = None

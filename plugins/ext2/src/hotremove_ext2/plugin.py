@@ -15,9 +15,17 @@ from collections.abc import Callable
 from hotremove import hookimpl
 from hotremove.migrate import BUFFER_MIGRATE_FOLIO, MIGRATE_FOLIO, MigrateStrategy
 from hotremove.model.address_space import AddressSpace
+from hotremove_ext2.seed2004 import POLICY as SEED2004_POLICY
+from hotremove_ext2.seed2004 import SEED2004
 
 STRATEGIES: dict[str, MigrateStrategy] = {
     "ext2_aops": BUFFER_MIGRATE_FOLIO,
+    "ext2_nobh_aops": MIGRATE_FOLIO,
+}
+
+#: remove.strategy = "ext2-seed2004": the 2004 patch's own steps (see seed2004.py).
+SEED2004_STRATEGIES: dict[str, MigrateStrategy] = {
+    "ext2_aops": SEED2004,
     "ext2_nobh_aops": MIGRATE_FOLIO,
 }
 
@@ -29,6 +37,8 @@ def hotremove_register_filesystems(register: Callable[..., None]) -> None:
 
 @hookimpl
 def hotremove_migrate_strategy(mapping: AddressSpace, policy: str) -> MigrateStrategy | None:
+    if policy == SEED2004_POLICY:
+        return SEED2004_STRATEGIES.get(mapping.a_ops.name)
     if policy != "auto":
         return None
     return STRATEGIES.get(mapping.a_ops.name)

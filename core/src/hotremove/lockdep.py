@@ -1,0 +1,427 @@
+"""Lock checking in the spirit of the kernel's lockdep and CONFIG_DEBUG_ATOMIC_SLEEP.
+
+Two checks over every lock the simulated kernel takes (page lock, buffer lock, ``private_lock``,
+jbd2's locks …), grouped into lock *classes* — every mapping's ``private_lock`` is one class:
+
+* **sleeping in atomic context**: ``lock_buffer``/``lock_page``/``mutex_lock``, waiting for
+  writeback or synchronous I/O with a spinlock held. Reported with the spinlocks held, where
+  each was taken, and the simulated call trace (the kernel's "BUG: sleeping function called
+  from invalid context"). The plain check is always on (:mod:`hotremove.model.locks`); here
+  the report also says where the spinlock was taken.
+* **lock order**: each time a task takes class B while holding class A, the edge A → B is
+  recorded with where both were taken. The first time an edge closes a cycle (B →…→ A was
+  seen before), "possible circular locking dependency detected" is reported with both chains
+  and the CPU0/CPU1 scenario — even if no deadlock happened in this run. Trylocks add no
+  edge *to* the lock they take (they cannot deadlock), as in lockdep.
+
+:func:`checking` turns both on for a block of code; with ``strict=True`` the first violation
+raises :class:`LockdepStop` and so stops the run. :class:`InstrumentedLocks` is the slow path
+of every lock primitive; the interleaving explorer installs it with a scheduler that preempts
+at every lock operation and puts a task that waits for a held lock to sleep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from hotremove.model.buffer_head import BH_Lock, BufferHead
+from hotremove.model.locks import (
+    DeadlockError,
+    LockViolation,
+    Mutex,
+    SpinLock,
+    Task,
+    _current,
+    call_path,
+    describe,
+    set_tracker,
+    sleep_in_atomic,
+)
+from hotremove.model.page import Page, PG_locked, PG_writeback
+
+#: Depth of the call path kept for each lock acquisition (deeper only in reports).
+SITE_DEPTH = 6
+
+
+class LockdepStop(BaseException):
+    """Strict mode: the first lock violation stops the run. A ``BaseException`` so that no
+    ``except Exception`` on the way (the engine's guard around plugin strategies) swallows it."""
+
+    def __init__(self, violation: LockViolation) -> None:
+        super().__init__(violation.message)
+        self.violation = violation
+
+
+@dataclass(frozen=True)
+class Held:
+    """One lock a task holds (lockdep's ``held_lock``)."""
+
+    lock_class: str
+    key: int
+    name: str
+    site: tuple[str, ...]
+    obj: Any
+
+
+@dataclass(frozen=True)
+class Dependency:
+    """The first time ``after`` was taken while ``before`` was held."""
+
+    before: str
+    after: str
+    task: str
+    before_site: tuple[str, ...]
+    after_site: tuple[str, ...]
+
+
+def _at(site: tuple[str, ...], depth: int = 4) -> str:
+    return " ← ".join(site[:depth]) or "?"
+
+
+class Lockdep:
+    """The dependency graph between lock classes and who holds what."""
+
+    def __init__(self) -> None:
+        self.after: dict[str, dict[str, Dependency]] = {}
+        self.owner: dict[int, Task] = {}
+        self.reported: set[frozenset[str]] = set()
+        self.violations: list[LockViolation] = []
+
+    @property
+    def edges(self) -> list[tuple[str, str]]:
+        return sorted((a, b) for a, deps in self.after.items() for b in deps)
+
+    def will_take(self, task: Task, lock_class: str, obj: object) -> LockViolation | None:
+        """Record ``held → lock_class`` for every class ``task`` holds; return the report if
+        one of these edges closes a cycle for the first time."""
+        found: LockViolation | None = None
+        site: tuple[str, ...] | None = None
+        for held in task.held_locks:
+            if held.lock_class == lock_class:
+                continue  # nesting within a class (the buffers of one page)
+            deps = self.after.setdefault(held.lock_class, {})
+            if lock_class in deps:
+                continue
+            if site is None:
+                site = call_path(3, SITE_DEPTH)
+            chain = self._chain(lock_class, held.lock_class)
+            deps[lock_class] = Dependency(held.lock_class, lock_class, task.name, held.site, site)
+            pair = frozenset((lock_class, held.lock_class))
+            if chain and pair not in self.reported and found is None:
+                self.reported.add(pair)
+                found = self._inversion(task, lock_class, obj, site, held, chain)
+                self.violations.append(found)
+        return found
+
+    def _chain(self, start: str, goal: str) -> list[Dependency]:
+        """Dependencies leading from ``start`` to ``goal`` (breadth first), or []."""
+        seen = {start}
+        queue: list[tuple[str, list[Dependency]]] = [(start, [])]
+        while queue:
+            node, path = queue.pop(0)
+            for nxt, dep in sorted(self.after.get(node, {}).items()):
+                if nxt == goal:
+                    return [*path, dep]
+                if nxt not in seen:
+                    seen.add(nxt)
+                    queue.append((nxt, [*path, dep]))
+        return []
+
+    def _inversion(
+        self,
+        task: Task,
+        lock_class: str,
+        obj: object,
+        site: tuple[str, ...],
+        held: Held,
+        chain: list[Dependency],
+    ) -> LockViolation:
+        first = chain[0]
+        message = (
+            f"WARNING: possible circular locking dependency detected: {task.name} takes "
+            f"{lock_class} at {_at(site, 2)} while holding {held.lock_class}, but "
+            f"{first.after} was taken while holding {lock_class} at {_at(first.after_site, 2)}"
+        )
+        lines = [
+            "======================================================",
+            "WARNING: possible circular locking dependency detected",
+            "------------------------------------------------------",
+            f"{task.name} is trying to acquire lock:",
+            f"  ({lock_class}){{{describe(obj)}}}, at: {_at(site)}",
+            "",
+            "but task is already holding lock:",
+            f"  ({held.lock_class}){{{held.name}}}, at: {_at(held.site)}",
+            "",
+            "which lock already depends on the new lock.",
+            "",
+            "the existing dependency chain (in reverse order) is:",
+        ]
+        for i, dep in reversed(list(enumerate(chain, start=1))):
+            lines.append(f"-> #{i} ({dep.after}):")
+            lines.append(f"       {_at(dep.after_site, SITE_DEPTH)}  [{dep.task}]")
+            lines.append(f"       while holding ({dep.before}) from {_at(dep.before_site)}")
+        lines.append(f"-> #0 ({lock_class}):")
+        lines.append(f"       {_at(site, SITE_DEPTH)}  [{task.name}]")
+        lines += [
+            "",
+            "other info that might help us debug this:",
+            " Possible unsafe locking scenario:",
+            "",
+            f"       {'CPU0':<24}{'CPU1'}",
+            f"       {'----':<24}{'----'}",
+            f"  lock({held.lock_class});",
+            f"  {'':<29}lock({lock_class});",
+            f"  {'':<29}lock({held.lock_class});",
+            f"  lock({lock_class});",
+            "",
+            " *** DEADLOCK ***",
+        ]
+        return LockViolation(
+            kind="lock_order",
+            message=message,
+            held=(held.lock_class,),
+            operation=lock_class,
+            task=task.name,
+            call_path=site,
+            details="\n".join(lines),
+        )
+
+    def acquired(self, task: Task, lock_class: str, obj: object) -> None:
+        task.held_locks.append(
+            Held(lock_class, id(obj), describe(obj), call_path(3, SITE_DEPTH), obj)
+        )
+        self.owner[id(obj)] = task
+
+    def released(self, obj: object) -> None:
+        """Forget ``obj``'s holder (who may be another task: I/O completion unlocks a buffer
+        the submitter locked). A lock taken before checking began is ignored."""
+        task = self.owner.pop(id(obj), None)
+        if task is None:
+            return
+        held = task.held_locks
+        for i in range(len(held) - 1, -1, -1):
+            if held[i].key == id(obj):
+                del held[i]
+                return
+
+
+class Scheduler(Protocol):
+    """What the interleaving explorer plugs into :class:`InstrumentedLocks`."""
+
+    def point(self, label: str, obj: object) -> None:
+        """A preemption point: another task may run now."""
+
+    def block(self, released: Callable[[], bool], what: str, obj: object) -> None:
+        """Sleep until ``released()``; raises if nobody ever can release it (deadlock)."""
+
+    def stop(self, violation: LockViolation) -> None:
+        """A violation: stop the schedule (raises)."""
+
+
+#: What a task sleeping in ``Task.wait_for(obj, what)`` waits to become true.
+RELEASED: dict[str, Callable[[Any], Callable[[], bool]]] = {
+    "folio_wait_writeback": lambda page: lambda: not page.flags & PG_writeback,
+    "lock_page": lambda page: lambda: not page.flags & PG_locked,
+    "lock_buffer": lambda bh: lambda: not bh.b_state & BH_Lock,
+    "mutex_lock": lambda lock: lambda: not lock.held,
+}
+
+
+class InstrumentedLocks:
+    """The slow path of every lock primitive (see :func:`hotremove.model.locks.set_tracker`):
+    preemption points for a scheduler, lock-order and atomic-sleep checks for lockdep."""
+
+    def __init__(
+        self,
+        lockdep: Lockdep | None = None,
+        *,
+        scheduler: Scheduler | None = None,
+        strict: bool = False,
+    ) -> None:
+        self.lockdep = lockdep
+        self.scheduler = scheduler
+        self.strict = strict
+        self._target: object = None  # what the lock primitive calling might_sleep() locks
+
+    # -- reporting --------------------------------------------------------------------------
+    def violation(self, task: Task, violation: LockViolation) -> None:
+        task.record(violation)
+        if self.scheduler is not None:
+            self.scheduler.stop(violation)
+        elif self.strict:
+            raise LockdepStop(violation)
+
+    def _will_take(self, task: Task, lock_class: str, obj: object) -> None:
+        if self.lockdep is not None:
+            found = self.lockdep.will_take(task, lock_class, obj)
+            if found is not None:
+                self.violation(task, found)
+
+    def _acquired(self, task: Task, lock_class: str, obj: object) -> None:
+        if self.lockdep is not None:
+            self.lockdep.acquired(task, lock_class, obj)
+
+    def _released(self, obj: object) -> None:
+        if self.lockdep is not None:
+            self.lockdep.released(obj)
+
+    # -- sleeping and preemption --------------------------------------------------------------
+    def preempt(self, label: str, obj: object = None) -> None:
+        if self.scheduler is not None:
+            self.scheduler.point(label, obj)
+
+    def might_sleep(self, task: Task, operation: str, target: object) -> None:
+        target = target if target is not None else self._target
+        self.preempt(operation, target)
+        if task.held_spinlocks:
+            sites = {h.key: h.site for h in task.held_locks}
+            self.violation(task, sleep_in_atomic(task, operation, target, call_path(3), sites))
+
+    def _sleep_for(self, task: Task, operation: str, target: object) -> None:
+        """``might_sleep()`` through the task (so wrappers that record sleeping calls see
+        it), naming the lock for the report."""
+        self._target = target
+        try:
+            task.might_sleep(operation)
+        finally:
+            self._target = None
+
+    def wait_for(self, task: Task, obj: object, what: str) -> None:
+        make = RELEASED.get(what)
+        self._wait(task, obj, what, make(obj) if make else None)
+
+    def _wait(
+        self, task: Task, obj: object, what: str, released: Callable[[], bool] | None
+    ) -> None:
+        """Sleep on ``obj``: its registered holder (I/O in flight, another task modelled by
+        the machine) finishes, or the scheduler runs others until it is released."""
+        if task.waiter is not None and task.waiter(obj):
+            return
+        if self.scheduler is not None and released is not None:
+            self.scheduler.block(released, what, obj)
+            return
+        raise DeadlockError(f"{task.name}: {what} waits forever for {describe(obj)}")
+
+    # -- buffer and page locks (bit locks) ----------------------------------------------------
+    def lock_buffer(self, bh: BufferHead) -> None:
+        task = _current[-1]
+        self._sleep_for(task, "lock_buffer", bh)
+        self._will_take(task, "buffer_lock", bh)
+        while bh.b_state & BH_Lock:
+            self._wait(task, bh, "lock_buffer", lambda: not bh.b_state & BH_Lock)
+        bh.b_state |= BH_Lock
+        self._acquired(task, "buffer_lock", bh)
+
+    def trylock_buffer(self, bh: BufferHead) -> bool:
+        self.preempt("trylock_buffer", bh)
+        if bh.b_state & BH_Lock:
+            return False
+        bh.b_state |= BH_Lock
+        self._acquired(_current[-1], "buffer_lock", bh)
+        return True
+
+    def unlock_buffer(self, bh: BufferHead) -> None:
+        if not bh.b_state & BH_Lock:
+            raise AssertionError(f"unlock_buffer on an unlocked buffer {bh!r}")
+        bh.b_state &= ~BH_Lock
+        self._released(bh)
+        self.preempt("unlock_buffer", bh)
+
+    def lock_page(self, page: Page) -> None:
+        task = _current[-1]
+        self._sleep_for(task, "lock_page", page)
+        self._will_take(task, "page_lock", page)
+        while page.flags & PG_locked:
+            self._wait(task, page, "lock_page", lambda: not page.flags & PG_locked)
+        page.flags |= PG_locked
+        self._acquired(task, "page_lock", page)
+
+    def trylock_page(self, page: Page) -> bool:
+        self.preempt("trylock_page", page)
+        if page.flags & PG_locked:
+            return False
+        page.flags |= PG_locked
+        self._acquired(_current[-1], "page_lock", page)
+        return True
+
+    def unlock_page(self, page: Page) -> None:
+        if not page.flags & PG_locked:
+            raise AssertionError(f"unlock_page on an unlocked page {page!r}")
+        page.flags &= ~PG_locked
+        self._released(page)
+        self.preempt("unlock_page", page)
+
+    # -- spinlocks and mutexes ----------------------------------------------------------------
+    def spin_lock(self, lock: SpinLock) -> None:
+        task = _current[-1]
+        self.preempt("spin_lock", lock)
+        if lock.held and lock.owner is task:
+            raise DeadlockError(f"spin_lock({lock.name}): already held (recursive spinlock)")
+        self._will_take(task, lock.lock_class, lock)
+        while lock.held:  # another CPU holds it: spin
+            if self.scheduler is None:
+                raise DeadlockError(f"spin_lock({lock.name}): held by {lock.owner}")
+            self.scheduler.block(lambda: not lock.held, "spin_lock", lock)
+        lock.held = True
+        lock.owner = task
+        task.held_spinlocks.append(lock)
+        self._acquired(task, lock.lock_class, lock)
+
+    def spin_unlock(self, lock: SpinLock) -> None:
+        if not lock.held:
+            raise AssertionError(f"spin_unlock({lock.name}) of an unlocked lock")
+        owner = lock.owner or _current[-1]
+        lock.held = False
+        lock.owner = None
+        if lock in owner.held_spinlocks:
+            owner.held_spinlocks.remove(lock)
+        self._released(lock)
+        self.preempt("spin_unlock", lock)
+
+    def mutex_lock(self, lock: Mutex) -> None:
+        task = _current[-1]
+        self._sleep_for(task, "mutex_lock", lock)
+        self._will_take(task, lock.lock_class, lock)
+        while lock.held:
+            self._wait(task, lock, "mutex_lock", lambda: not lock.held)
+        lock.held = True
+        lock.owner = task
+        self._acquired(task, lock.lock_class, lock)
+
+    def mutex_unlock(self, lock: Mutex) -> None:
+        if not lock.held:
+            raise AssertionError(f"mutex_unlock({lock.name}) of an unlocked mutex")
+        lock.held = False
+        lock.owner = None
+        self._released(lock)
+        self.preempt("mutex_unlock", lock)
+
+
+@contextlib.contextmanager
+def checking(*, strict: bool = False) -> Iterator[Lockdep]:
+    """Check lock discipline (order and atomic sleeps) for the duration of the block.
+
+    Violations are appended to the running task's ``violations`` (the run's report reads
+    ``machine.task.violations``); ``strict=True`` raises :class:`LockdepStop` at the first
+    one instead of carrying on.
+    """
+    lockdep = Lockdep()
+    old = set_tracker(InstrumentedLocks(lockdep, strict=strict))
+    try:
+        yield lockdep
+    finally:
+        set_tracker(old)
+
+
+__all__ = [
+    "Dependency",
+    "Held",
+    "InstrumentedLocks",
+    "Lockdep",
+    "LockdepStop",
+    "Scheduler",
+    "checking",
+]
