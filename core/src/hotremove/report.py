@@ -148,6 +148,24 @@ def render(report: Report) -> Group:
         f"requests) — wall {_seconds(off.wall_seconds)}"
     )
     lines: list[Any] = [table, outcome, cost]
+    busy = {name: row for name, row in off.classes.items() if name != "free" and row["pages"]}
+    if busy:
+        lines.append(
+            Text(
+                "page classes: "
+                + ", ".join(
+                    f"{name} {row['migrated']}/{row['pages']}" for name, row in busy.items()
+                )
+                + " moved"
+            )
+        )
+    if off.retries:
+        lines.append(
+            Text(
+                "retries: "
+                + ", ".join(f"{reason} ×{n}" for reason, n in sorted(off.retries.items()))
+            )
+        )
     for failure in off.failed[:10]:
         lines.append(Text(f"  failed pfn {failure['pfn']:#x}: {failure['reason']}", style="red"))
     if len(off.failed) > 10:

@@ -20,6 +20,7 @@ import numpy as np
 import structlog
 
 from hotremove.cost import preset as device_preset
+from hotremove.errors import ScenarioError
 from hotremove.extfs import block_maps, make_image
 from hotremove.hooks import Hooks
 from hotremove.model.address_space import AddressSpace, AnonVma, Inode, SuperBlock
@@ -60,6 +61,10 @@ from hotremove.writeback import start_writeback
 log = structlog.get_logger("hotremove.workload")
 
 
+class WorkloadError(ScenarioError):
+    """The scenario passed validation but the machine cannot hold it (names the key)."""
+
+
 @dataclass
 class Golden:
     """What must be true after a sync, kept apart from the simulated kernel."""
@@ -94,7 +99,9 @@ class FrameAllocator:
         for pfn in self._order:
             if self.memory.is_free(pfn):
                 return self.memory.alloc_page_at(pfn)
-        raise MemoryError("no free frame left for the workload")
+        raise WorkloadError(
+            "memory.size: no free frame left for the workload (more pages than memory)"
+        )
 
 
 def file_contents(seed: int, fs_index: int, cfg: FilesystemConfig) -> dict[str, bytes]:
@@ -157,6 +164,8 @@ def build(
     machine = Machine(memory=memory, preset=device_preset(scenario.device.preset))
     golden = Golden()
     frames = FrameAllocator(memory, wl.placement, rng)
+    # huge pages first, as a booted system gets them: later, fragmentation leaves no room
+    huge = [_alloc_thp(memory, rng, wl.placement) for _ in range(wl.thp)]
     images: dict[str, Path] = {}
     for fs_index, cfg in enumerate(scenario.filesystem):
         files = file_contents(wl.seed, fs_index, cfg)
@@ -185,7 +194,7 @@ def build(
     for mapping in machine.mappings:
         _dirty_file(machine, mapping, golden, rng, wl.dirty, wl.dirty_buffers)
     _page_classes(machine, rng, wl)
-    _anon_pages(machine, golden, frames, rng, wl)
+    _anon_pages(machine, golden, frames, rng, wl, huge)
     _unmovable_pages(machine, frames, wl.unmovable, wl.unmovable_blocks)
     log.info(
         "machine_built",
@@ -291,15 +300,15 @@ def _anon_pages(
     frames: FrameAllocator,
     rng: np.random.Generator,
     wl: WorkloadConfig,
+    huge: list[Page],
 ) -> None:
     """A process's private memory: one PTE (and so one reference) per page, no buffers;
-    some pages also in the swap cache or mlocked, some in 2 MiB huge pages."""
+    some pages also in the swap cache or mlocked, and the huge pages allocated up front."""
     n = wl.anon // PAGE_SIZE
-    if not n and not wl.thp:
+    if not n and not huge:
         return
     vma = AnonVma("anon")
     machine.anon_vmas.append(vma)
-    memory = machine.memory
     for vpn in range(n):
         page = frames.alloc()  # its one reference becomes the PTE's
         add_anon_folio(machine, golden, vma, page, vpn, rng)
@@ -307,8 +316,7 @@ def _anon_pages(
             add_to_swap_cache(machine, page)
         if rng.random() < wl.mlocked:
             page.flags |= PG_mlocked | PG_unevictable
-    for i in range(wl.thp):
-        head = _alloc_thp(memory, rng, wl.placement)
+    for i, head in enumerate(huge):
         add_anon_folio(machine, golden, vma, head, THP_VPN_BASE + i * HPAGE_NR, rng)
 
 
@@ -352,7 +360,7 @@ def _alloc_thp(memory: PhysicalMemory, rng: np.random.Generator, placement: str)
             return memory.alloc_compound_at(start, HPAGE_PMD_ORDER)
         except ValueError:
             continue
-    raise MemoryError("no free 2 MiB range left for a huge page")
+    raise WorkloadError("workload.thp: no free, aligned 2 MiB range left for a huge page")
 
 
 def add_to_swap_cache(machine: Machine, page: Page) -> None:
@@ -421,7 +429,7 @@ def _unmovable_pages(machine: Machine, frames: FrameAllocator, n: int, blocks: l
         else:
             pfn = next((p for p in candidates if memory.is_free(p)), None)
             if pfn is None:
-                raise MemoryError("workload.unmovable_blocks: no free frame left there")
+                raise WorkloadError("workload.unmovable_blocks: no free frame left there")
             page = memory.alloc_page_at(pfn)
         page.flags |= UNMOVABLE_KINDS[i % len(UNMOVABLE_KINDS)]
 
