@@ -46,6 +46,7 @@ Heuristics, stated (kpageflags cannot say more):
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,7 @@ from typing import Any
 import numpy as np
 
 from hotremove.cost import preset as device_preset
-from hotremove.engine import offline
+from hotremove.engine import ProgressFn, offline
 from hotremove.hooks import Hooks
 from hotremove.model.address_space import AddressSpace, Inode, SuperBlock
 from hotremove.model.migrate_mode import MigrateMode
@@ -975,11 +976,14 @@ def run_snapshot(
     device: str = "nvme",
     policy: str = "auto",
     flagless: str = "free",
+    mode: str = "sync",
     checks: bool = True,
     do_verify: bool = True,
+    progress: Callable[[int], ProgressFn | None] | None = None,
 ) -> Report:
     """Build the snapshot blocks, offline them with the engine, verify: the measurement a
-    plan's prediction is checked against."""
+    plan's prediction is checked against (the plan assumes ``mode="sync"``, what hot-remove
+    uses). ``progress(total)`` may return a callback advanced per migrated page."""
     plugins = plugins or load_plugins()
     with tempfile.TemporaryDirectory(prefix="hotremove-snap-") as tmp:
         built = build_from_snapshot(
@@ -996,14 +1000,18 @@ def run_snapshot(
             io, clock = machine.io, machine.clock
             before = (io.write_requests, io.bytes_written, io.journal_requests)
             cpu, iosec = clock.cpu_seconds, clock.io_seconds
+            remove = list(built.scenario.remove.blocks)
+            memory = machine.memory
+            in_use = sum(memory.blocks[b].nr_pages - memory.nr_free(b) for b in remove)
             result = offline(
                 machine,
                 plugins.hooks,
-                list(built.scenario.remove.blocks),
-                mode=MigrateMode(built.scenario.remove.mode),
+                remove,
+                mode=MigrateMode(mode),
                 policy=policy,
                 checks=checks,
                 max_rounds=built.scenario.remove.max_rounds,
+                progress=progress(in_use) if progress else None,
             )
             report = Report(
                 scenario=f"snapshot blocks {', '.join(map(str, blocks))}",

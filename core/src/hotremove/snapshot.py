@@ -696,7 +696,7 @@ def _page_cache(
                 image,
                 fs.image_type,
                 fs.block_size,
-                image_size * (2**attempt) // 1,
+                image_size << attempt,
                 contents,
                 data_mode=fs.data_mode,
             )
