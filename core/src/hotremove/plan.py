@@ -758,7 +758,7 @@ _BLOCKED_LABELS = {
     "hwpoison": "blocked: hwpoison",
     "offline": "blocked: PageOffline",
     "hole": "blocked: memory hole",
-    "zones": "blocked: spans zones (valid_zones none)",
+    "zones": "blocked: mixed zones (valid_zones none)",
     "state": "block already offline",
     "enomem": "blocked: no room elsewhere (-ENOMEM)",
     "failures": "blocked: pages fail to migrate",
@@ -878,7 +878,7 @@ def plot(p: Plan, path: Path | str, *, columns: int = 16) -> Path:
         x=0.01,
         ha="left",
     )
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight", pad_inches=0.15)
     return path
 
 
