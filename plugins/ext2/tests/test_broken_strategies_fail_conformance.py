@@ -247,3 +247,40 @@ def test_full_suite_reports_the_liar_through_pytest(pytester):
     assert "claims rebinds=True but issued writeback" in result.stdout.str()
     outcomes = result.parseoutcomes()
     assert outcomes["passed"] >= 5  # the rules it keeps pass: locks, answers, claims ...
+
+
+def test_the_2004_seed_fails_the_suite_on_each_of_its_bugs(tmp_path):
+    """The ext2 plugin keeps the 2004 patch's own strategy as policy "ext2-seed2004", bugs and
+    all: the kit names each one."""
+    seed = pytest.importorskip("hotremove_ext2.seed2004")
+
+    class SeedSuite(ConformanceSuite):
+        plugin = "ext2"
+        filesystems: ClassVar = {"ext2": {"ext2_aops": ()}}
+
+    suite = SeedSuite()
+    run = suite.run_case(Case("ext2", "ext2_aops", policy=seed.POLICY), "sync", tmp_path)
+
+    with pytest.raises(ConformanceError) as locks:
+        suite.check_locks(run)
+    assert "BUG: sleeping function called from invalid context: lock_buffer(" in str(locks.value)
+    if run.run.lockdep:
+        assert "possible circular locking dependency detected" in str(locks.value)
+    with pytest.raises(ConformanceError, match=r"\(Uptodate\|Mapped -> Uptodate\|Dirty\|Mapped\)"):
+        suite.check_buffers(run)  # "XXX this will make a whole page dirty"
+    with pytest.raises(ConformanceError, match="does not carry the old page's buffer_heads"):
+        suite.check_rebinds(run)  # clean pages drop their buffers instead
+    suite.check_data(run)  # but no byte is lost
+
+
+def test_every_probe_rule_is_checked_by_some_suite_test():
+    from hotremove.testing import conformance
+    from hotremove.testing.probe import RULES
+
+    covered = (
+        conformance.DATA_RULES
+        | conformance.BUFFER_RULES
+        | conformance.LOCK_RULES
+        | {"no_writeback", "rebinding"}
+    )
+    assert covered == set(RULES)

@@ -71,7 +71,7 @@ CAPABILITIES = {
 }
 
 #: Which probe rules and engine checks each test looks at (see hotremove.testing.probe.RULES).
-DATA_RULES = {"data", "flags", "page_cache", "unchanged_on_error"}
+DATA_RULES = {"data", "flags", "page_cache", "unchanged_on_error", "raised"}
 BUFFER_RULES = {"block_map", "bh_state", "bh_page", "under_io"}
 LOCK_RULES = {"async_sleep", "sync_light_io", "bh_lock", "b_count"}
 BUFFER_CHECKS = {"bh_page", "bh_state"}

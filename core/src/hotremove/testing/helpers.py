@@ -285,12 +285,13 @@ class HookCall:
 class HookRecorder:
     """Records every hook call the core makes through a plugin set's facade (the only way the
     core calls plugins), with its arguments and result. ``page_events=True`` makes the engine
-    emit ``hotremove_on_page_migrated`` even when no plugin implements it."""
+    emit its per-page notifications (``hotremove_on_page_migrated``, ``hotremove_on_writeback``)
+    even when no plugin implements them."""
 
     hooks: Hooks
     page_events: bool = True
     calls: list[HookCall] = field(default_factory=list)
-    _saved_wants: bool = False
+    _saved_wants: dict[str, bool] = field(default_factory=dict)
 
     def install(self) -> HookRecorder:
         import inspect
@@ -299,15 +300,22 @@ class HookRecorder:
             method = getattr(self.hooks, name)
             params = list(inspect.signature(method).parameters)
             setattr(self.hooks, name, self._wrap(f"hotremove_{name}", method, params))
-        self._saved_wants = self.hooks.wants_page_events
+        # per-event notifications are only sent when some plugin listens (wants_*_events)
+        self._saved_wants = {
+            name: value
+            for name, value in vars(self.hooks).items()
+            if name.startswith("wants_") and isinstance(value, bool)
+        }
         if self.page_events:
-            self.hooks.wants_page_events = True
+            for name in self._saved_wants:
+                setattr(self.hooks, name, True)
         return self
 
     def uninstall(self) -> None:
         for name in _facade_methods(self.hooks):
             self.hooks.__dict__.pop(name, None)
-        self.hooks.wants_page_events = self._saved_wants
+        for name, value in self._saved_wants.items():
+            setattr(self.hooks, name, value)
 
     def _wrap(self, hook: str, method: Callable[..., Any], params: list[str]) -> Callable[..., Any]:
         def recorded(*args: Any, **kwargs: Any) -> Any:
