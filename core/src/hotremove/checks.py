@@ -17,10 +17,11 @@ import numpy as np
 from hotremove.model.address_space import AnonVma
 from hotremove.model.buffer_head import BH_Lock, page_buffers
 from hotremove.model.machine import Machine
+from hotremove.model.memory import PhysicalMemory
 from hotremove.model.page import (
-    HPAGE_PMD_ORDER,
     Page,
     PG_dirty,
+    PG_head,
     PG_locked,
     PG_mappedtodisk,
     PG_private,
@@ -88,6 +89,21 @@ def expected_refcount(machine: Machine, page: Page) -> int:
     return refs
 
 
+def compound_head(memory: PhysicalMemory, pfn: int) -> Page:
+    """The head page of the folio ``pfn`` belongs to (folios are naturally aligned)."""
+    page = memory.pages[pfn]
+    if not page.flags & PG_tail:
+        return page
+    for order in range(1, MAX_ORDER + 1):
+        head = memory.pages[pfn & ~((1 << order) - 1)]
+        if head.flags & PG_head and head.pfn + (1 << head.order) > pfn:
+            return head
+    return page
+
+
+MAX_ORDER = 18  # up to 1 GiB folios (PUD-sized); aligned heads are found in O(MAX_ORDER)
+
+
 def check_machine(machine: Machine, removed: list[int]) -> list[CheckFailure]:
     """Whole-machine invariants after a run (locks, references, the removed range). A lock
     another party legitimately holds (I/O in flight, another task) is registered in
@@ -110,11 +126,7 @@ def check_machine(machine: Machine, removed: list[int]) -> list[CheckFailure]:
     memory = machine.memory
     for vma in machine.anon_vmas:
         for vpn, pfn in vma.ptes.items():
-            head = (
-                memory.pages[pfn - pfn % (1 << HPAGE_PMD_ORDER)]
-                if (memory.pages[pfn].flags & PG_tail)
-                else memory.pages[pfn]
-            )
+            head = compound_head(memory, pfn)
             if pfn < 0 or memory.is_free(pfn) or head.mapping is not vma:
                 failures.append(CheckFailure(pfn, "pte", f"pte {vpn} maps a wrong frame"))
             elif head.pfn == pfn:

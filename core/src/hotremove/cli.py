@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -329,6 +330,43 @@ class Run:
     wall_seconds: float  # the whole run: images, page cache, offline, verification
 
 
+class StopFlag:
+    """Ctrl-C during the offline asks the engine to back off at the next page boundary (the
+    kernel's "signal backoff"): the range is rolled back, verified and reported. Ctrl-C at
+    any other moment, or a second one, interrupts at once."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.requested = False
+
+    def poll(self) -> bool:
+        self.armed = True  # the engine is running: a signal can be handled gracefully
+        return self.requested
+
+    def disarm(self) -> None:
+        self.armed = False
+
+    def handle(self, signum: int, frame: object) -> None:
+        if self.armed and not self.requested:
+            self.requested = True
+            log.warning("interrupt_requested", action="rolling back at the next page")
+            return
+        raise KeyboardInterrupt
+
+
+@contextmanager
+def graceful_interrupt() -> Iterator[StopFlag]:
+    flag = StopFlag()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+    previous = signal.signal(signal.SIGINT, flag.handle)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def execute(
     scn: Scenario,
     *,
@@ -345,18 +383,33 @@ def execute(
     if show is None:
         show = not json_out and not settings.quiet and err.is_terminal
     start = time.perf_counter()
-    if show:
-        with RunProgress(err, label or name) as bar:
+    with graceful_interrupt() as stop:
+        if show:
+            with RunProgress(err, label or name) as bar:
+
+                def verifying(built: object) -> None:
+                    stop.disarm()
+                    bar.verifying(built)
+
+                report = run_scenario(
+                    scn,
+                    name=name,
+                    plugins=plugins,
+                    workdir=workdir,
+                    progress=bar.pages,
+                    inspect=verifying,
+                    should_stop=stop.poll,
+                )
+        else:
             report = run_scenario(
                 scn,
                 name=name,
                 plugins=plugins,
                 workdir=workdir,
-                progress=bar.pages,
-                inspect=bar.verifying,
+                inspect=lambda _built: stop.disarm(),
+                should_stop=stop.poll,
             )
-    else:
-        report = run_scenario(scn, name=name, plugins=plugins, workdir=workdir)
+    report.interrupted = stop.requested
     wall = time.perf_counter() - start
     log.info(
         "run_finished",
@@ -484,6 +537,8 @@ class _Group(click.Group):
 
     lazy: ClassVar[dict[str, tuple[str, str]]] = {
         "bench": ("hotremove.cli_bench", "bench_command"),
+        "plan": ("hotremove.cli_snapshot", "plan_command"),
+        "snapshot": ("hotremove.cli_snapshot", "snapshot_command"),
         "sweep": ("hotremove.cli_sweep", "sweep_command"),
     }
 
@@ -558,28 +613,119 @@ def demo(
 
 
 @cli.command()
-@click.argument("scenario_file", metavar="SCENARIO.toml", type=click.Path(path_type=Path))
+@click.argument(
+    "scenario_file", metavar="SCENARIO.toml", required=False, type=click.Path(path_type=Path)
+)
 @run_options
+@click.option(
+    "--snapshot",
+    "snapshot_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Instead of a scenario: rebuild real memory blocks from `hotremove snapshot`.",
+)
+@click.option("--blocks", metavar="N[,N...]", help="With --snapshot: the memory blocks to remove.")
+@click.option("--fs", "fs_type", metavar="TYPE", help="With --snapshot: page-cache filesystem.")
+@click.option("--fs-options", metavar="OPTS", help="With --snapshot: its options (comma list).")
+@click.option(
+    "--flagless",
+    type=click.Choice(["free", "unmovable"]),
+    default="free",
+    help="With --snapshot: how to read pages that carry no flags (as `plan` does).",
+)
 @shared_options
 @click.pass_context
 def run(
     ctx: click.Context,
-    scenario_file: Path,
+    scenario_file: Path | None,
     json_out: bool,
     strategy: str | None,
     mode: str | None,
     seed: int | None,
     device: str | None,
     keep_images: Path | None,
+    snapshot_file: Path | None,
+    blocks: str | None,
+    fs_type: str | None,
+    fs_options: str | None,
+    flagless: str,
 ) -> int:
     """Run one scenario: build the machine, offline the blocks, verify, report.
 
-    Command-line options override the scenario file.
+    Command-line options override the scenario file. With --snapshot SNAPSHOT --blocks N the
+    machine is rebuilt from real memory blocks of a snapshot instead (what `plan` predicted).
     """
+    if snapshot_file is not None:
+        if scenario_file is not None:
+            raise HotremoveError("give a scenario file or --snapshot, not both")
+        return _run_snapshot(
+            ctx,
+            snapshot_file,
+            blocks,
+            json_out=json_out,
+            strategy=strategy,
+            mode=mode,
+            device=device,
+            keep_images=keep_images,
+            fs_type=fs_type,
+            fs_options=fs_options,
+            flagless=flagless,
+        )
+    if scenario_file is None:
+        raise HotremoveError("missing SCENARIO.toml (or --snapshot SNAPSHOT --blocks N)")
     scn = _apply_overrides(
         scenario_mod.load(scenario_file), strategy=strategy, mode=mode, seed=seed, device=device
     )
     return _run_and_show(ctx, scn, scenario_file.stem, json_out=json_out, keep_images=keep_images)
+
+
+def _parse_blocks(blocks: str | None) -> list[int]:
+    if not blocks:
+        raise HotremoveError("--blocks: name the snapshot's memory blocks to remove (e.g. 12)")
+    try:
+        return [int(b) for b in blocks.split(",") if b.strip()]
+    except ValueError:
+        raise HotremoveError(f"--blocks: not a list of block numbers: {blocks!r}") from None
+
+
+def _run_snapshot(
+    ctx: click.Context,
+    snapshot_file: Path,
+    blocks: str | None,
+    *,
+    json_out: bool,
+    strategy: str | None,
+    mode: str | None,
+    device: str | None,
+    keep_images: Path | None,
+    fs_type: str | None,
+    fs_options: str | None,
+    flagless: str,
+) -> int:
+    """``run --snapshot``: the measurement a plan's prediction is checked against."""
+    from hotremove.plan import load_snapshot, resolve_fs, run_snapshot
+
+    settings = _begin(ctx)
+    plugins = _plugins(settings)
+    check_policy(strategy or "auto", plugins)
+    snap = load_snapshot(snapshot_file)
+    report = run_snapshot(
+        snap,
+        _parse_blocks(blocks),
+        plugins=plugins,
+        workdir=_keep_dir(keep_images),
+        fs=resolve_fs(snap, fs_type, fs_options),
+        device=device or "nvme",
+        policy=strategy or "auto",
+        flagless=flagless,
+        mode=mode or "sync",
+    )
+    if json_out:
+        _emit_json(report.as_dict())
+    elif not settings.quiet:
+        print_report(report, _stdout())
+    if not report.ok and not json_out:
+        click.echo(f"{PROG}: {_failure_line(report)}", err=True)
+    return report.exit_status
 
 
 def ratio(value: float, base: float) -> float | str | None:

@@ -61,6 +61,7 @@ from hotremove.model.migrate_mode import MigrateMode
 from hotremove.model.page import HPAGE_PMD_ORDER, PAGE_SIZE
 from hotremove.plugins import PluginSet, load_plugins
 from hotremove.report import Report
+from hotremove.runner import offline_built
 from hotremove.snapshot import (
     FS_OPTIONS,
     K_ANON,
@@ -112,7 +113,6 @@ from hotremove.snapshot import (
     synthesize,
 )
 from hotremove.snapshot import load as load_snapshot
-from hotremove.verify import verify
 from hotremove.workload import Built
 
 #: Largest buddy block (MAX_PAGE_ORDER 10 on x86_64): 4 MiB.
@@ -995,39 +995,17 @@ def run_snapshot(
             device=device,
             flagless=flagless,
         )
-        machine = built.machine
+        built.scenario = built.scenario.with_overrides(
+            remove={"strategy": policy, "mode": mode, "checks": checks}
+        )
         try:
-            io, clock = machine.io, machine.clock
-            before = (io.write_requests, io.bytes_written, io.journal_requests)
-            cpu, iosec = clock.cpu_seconds, clock.io_seconds
-            remove = list(built.scenario.remove.blocks)
-            memory = machine.memory
-            in_use = sum(memory.blocks[b].nr_pages - memory.nr_free(b) for b in remove)
-            result = offline(
-                machine,
-                plugins.hooks,
-                remove,
-                mode=MigrateMode(mode),
-                policy=policy,
-                checks=checks,
-                max_rounds=built.scenario.remove.max_rounds,
-                progress=progress(in_use) if progress else None,
-            )
-            report = Report(
-                scenario=f"snapshot blocks {', '.join(map(str, blocks))}",
-                seed=built.scenario.workload.seed,
+            return offline_built(
+                built,
+                plugins,
+                name=f"snapshot blocks {', '.join(map(str, blocks))}",
                 device=device,
-                offline=result,
-                writeback_ios=io.write_requests - before[0],
-                writeback_bytes=io.bytes_written - before[1],
-                journal_ios=io.journal_requests - before[2],
-                cpu_seconds=clock.cpu_seconds - cpu,
-                io_seconds=clock.io_seconds - iosec,
-                verify=None,
-                lock_violations=list(machine.task.violations),
+                progress=progress,
+                do_verify=do_verify,
             )
-            if do_verify:
-                report.verify = verify(built, plugins.hooks)
-            return report
         finally:
-            machine.close()
+            built.machine.close()

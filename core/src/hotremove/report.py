@@ -32,6 +32,8 @@ class Report:
     #: checkpoints running while migration waited (``writeback_ios`` counts only the writes
     #: strategies issued to move pages)
     background_ios: int = 0
+    #: the user interrupted the run (Ctrl-C): the offline backed off and rolled back
+    interrupted: bool = False
 
     @property
     def simulated_seconds(self) -> float:
@@ -50,6 +52,8 @@ class Report:
 
     @property
     def exit_status(self) -> int:
+        if self.interrupted:
+            return 130
         return 0 if self.ok else 1
 
     def as_dict(self) -> dict[str, Any]:
@@ -99,6 +103,7 @@ class Report:
             "lock_violations": [v.as_dict() for v in self.lock_violations],
             "verify": self.verify.as_dict() if self.verify else None,
             "ok": self.ok,
+            "interrupted": self.interrupted,
         }
 
 

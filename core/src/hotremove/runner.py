@@ -54,53 +54,70 @@ def run_scenario(
         structlog.contextvars.bind_contextvars(scenario=name, seed=scenario.workload.seed)
         built = build(scenario, plugins.hooks, workdir, image_cache=image_cache)
         stack.callback(built.machine.close)
-        machine = built.machine
-        rm = scenario.remove
-        io_before = (
-            machine.io.write_requests,
-            machine.io.bytes_written,
-            machine.io.journal_requests,
-        )
-        cpu0, io0 = machine.clock.cpu_seconds, machine.clock.io_seconds
-        in_region = sum(
-            1
-            for b in rm.blocks
-            for pfn in range(machine.memory.blocks[b].start_pfn, machine.memory.blocks[b].end_pfn)
-            if not machine.memory.is_free(pfn)
-        )
-        result = offline(
-            machine,
-            plugins.hooks,
-            list(rm.blocks),
-            mode=MigrateMode(rm.mode),
-            policy=rm.strategy,
-            checks=rm.checks,
-            max_rounds=rm.max_rounds,
-            progress=progress(in_region) if progress else None,
-            faults=scenario.faults,
-            fault_seed=scenario.workload.seed,
+        report = offline_built(
+            built,
+            plugins,
+            name=name,
+            progress=progress,
             should_stop=should_stop,
+            inspect=inspect,
+            do_verify=do_verify,
         )
-        migration_ios = sum(s.write_requests for s in result.per_aops.values())
-        report = Report(
-            scenario=name,
-            seed=scenario.workload.seed,
-            device=scenario.device.preset,
-            offline=result,
-            writeback_ios=(
-                migration_ios := sum(s.write_requests for s in result.per_aops.values())
-            ),
-            background_ios=machine.io.write_requests - io_before[0] - migration_ios,
-            writeback_bytes=machine.io.bytes_written - io_before[1],
-            journal_ios=machine.io.journal_requests - io_before[2],
-            cpu_seconds=machine.clock.cpu_seconds - cpu0,
-            io_seconds=machine.clock.io_seconds - io0,
-            verify=None,
-            lock_violations=list(machine.task.violations),
-        )
-        if inspect is not None:
-            inspect(built)
-        if do_verify:
-            report.verify = verify(built, plugins.hooks)
         structlog.contextvars.unbind_contextvars("scenario", "seed")
         return report
+
+
+def offline_built(
+    built: Built,
+    plugins: PluginSet,
+    *,
+    name: str,
+    device: str | None = None,
+    progress: Callable[[int], ProgressFn | None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    inspect: Callable[[Built], None] | None = None,
+    do_verify: bool = True,
+) -> Report:
+    """Offline the blocks ``built.scenario`` names on a built machine, measure it, verify it.
+    Shared by scenario runs and snapshot runs, so both report the same way."""
+    machine = built.machine
+    scenario = built.scenario
+    rm = scenario.remove
+    io = machine.io
+    before = (io.write_requests, io.bytes_written, io.journal_requests)
+    cpu0, io0 = machine.clock.cpu_seconds, machine.clock.io_seconds
+    memory = machine.memory
+    in_region = sum(memory.blocks[b].nr_pages - memory.nr_free(b) for b in rm.blocks)
+    result = offline(
+        machine,
+        plugins.hooks,
+        list(rm.blocks),
+        mode=MigrateMode(rm.mode),
+        policy=rm.strategy,
+        checks=rm.checks,
+        max_rounds=rm.max_rounds,
+        progress=progress(in_region) if progress else None,
+        faults=scenario.faults,
+        fault_seed=scenario.workload.seed,
+        should_stop=should_stop,
+    )
+    migration_ios = sum(s.write_requests for s in result.per_aops.values())
+    report = Report(
+        scenario=name,
+        seed=scenario.workload.seed,
+        device=device or scenario.device.preset,
+        offline=result,
+        writeback_ios=migration_ios,
+        background_ios=io.write_requests - before[0] - migration_ios,
+        writeback_bytes=io.bytes_written - before[1],
+        journal_ios=io.journal_requests - before[2],
+        cpu_seconds=machine.clock.cpu_seconds - cpu0,
+        io_seconds=machine.clock.io_seconds - io0,
+        verify=None,
+        lock_violations=list(machine.task.violations),
+    )
+    if inspect is not None:
+        inspect(built)
+    if do_verify:
+        report.verify = verify(built, plugins.hooks)
+    return report
