@@ -43,3 +43,37 @@ def test_sigint_during_the_offline_rolls_back_and_reports(tmp_path: Path) -> Non
     assert report["migrated"] > 0, "it stopped part-way, at a page boundary"
     assert report["verify"]["ok"], "rolled back without losing a byte"
     assert '"interrupt_requested"' in stderr
+
+
+def test_fault_flags_roll_back_and_still_verify() -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hotremove",
+            "demo",
+            "--json",
+            "--strategy",
+            "writeback",
+            "--fault",
+            "writeback_eio=0.5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1, proc.stderr
+    report = json.loads(proc.stdout)
+    assert not report["offlined"] and "-EIO" in report["reason"]
+    assert report["verify"]["ok"] and report["checks"] == []
+
+
+def test_bad_fault_flag_is_one_line() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "hotremove", "demo", "--fault", "no_such_fault=1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "hotremove: error: faults.no_such_fault: unknown key"

@@ -447,11 +447,19 @@ def _apply_overrides(
     mode: str | None = None,
     seed: int | None = None,
     device: str | None = None,
+    faults: tuple[str, ...] = (),
 ) -> Scenario:
+    injected: dict[str, str] = {}
+    for fault in faults:
+        key, sep, value = fault.partition("=")
+        if not sep or not key.strip():
+            raise HotremoveError(f"--fault: expected KEY=VALUE, got {fault!r}")
+        injected[key.strip()] = value.strip()
     return scn.with_overrides(
         remove={"strategy": strategy, "mode": mode},
         workload={"seed": seed},
         device={"preset": device},
+        faults=injected,
     )
 
 
@@ -478,6 +486,14 @@ def run_options(f: Callable[..., Any]) -> Callable[..., Any]:
             "--keep-images",
             type=click.Path(file_okay=False, path_type=Path),
             help="Keep the filesystem images in this directory (created).",
+        ),
+        click.option(
+            "--fault",
+            "faults",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Inject a fault (repeatable): writeback_eio=0.05, enomem_after=N, "
+            "plugin_raises=NAME; overrides the scenario's [faults].",
         ),
     ]
     for option in reversed(options):
@@ -592,13 +608,16 @@ def demo(
     seed: int | None,
     device: str | None,
     keep_images: Path | None,
+    faults: tuple[str, ...],
 ) -> int:
     """Run the built-in demo: ext2, ext3 (ordered and journal), ext4 and anonymous pages
     spread over a 512 MiB machine; offline memory blocks 2 and 5.
 
     See the scenario with `hotremove scenario --demo`.
     """
-    scn = _apply_overrides(demo_scenario(), strategy=strategy, mode=mode, seed=seed, device=device)
+    scn = _apply_overrides(
+        demo_scenario(), strategy=strategy, mode=mode, seed=seed, device=device, faults=faults
+    )
     header = "hotremove demo: offline two memory blocks full of page cache from real images"
     return _run_and_show(
         ctx,
@@ -643,6 +662,7 @@ def run(
     seed: int | None,
     device: str | None,
     keep_images: Path | None,
+    faults: tuple[str, ...],
     snapshot_file: Path | None,
     blocks: str | None,
     fs_type: str | None,
@@ -673,7 +693,12 @@ def run(
     if scenario_file is None:
         raise HotremoveError("missing SCENARIO.toml (or --snapshot SNAPSHOT --blocks N)")
     scn = _apply_overrides(
-        scenario_mod.load(scenario_file), strategy=strategy, mode=mode, seed=seed, device=device
+        scenario_mod.load(scenario_file),
+        strategy=strategy,
+        mode=mode,
+        seed=seed,
+        device=device,
+        faults=faults,
     )
     return _run_and_show(ctx, scn, scenario_file.stem, json_out=json_out, keep_images=keep_images)
 
