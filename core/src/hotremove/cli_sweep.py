@@ -178,7 +178,6 @@ def _progress(enabled: bool) -> Progress:
 
 
 def _do_sweep(
-    ctx: click.Context,
     grid_file: Path,
     output: Path | None,
     executor: str,
@@ -268,6 +267,13 @@ def _do_sweep(
         click.echo(
             f"{PROG}: {len(result.lost)} run(s) lost with their worker "
             f"(first: {result.lost[0].reason}); run again with --resume",
+            err=True,
+        )
+    if quiet and result.exit_status:
+        bad = sum(1 for row in result.rows.values() if row["status"] != "ok")
+        click.echo(
+            f"{PROG}: {bad} run(s) not ok and {len(result.missing)} without a row, "
+            f"of {len(grid.runs)} (see {output})",
             err=True,
         )
     if plot_file is not None:
@@ -366,7 +372,6 @@ def sweep_command(
     """
     try:
         status = _do_sweep(
-            ctx,
             grid_file,
             output,
             executor,

@@ -55,6 +55,7 @@ import statistics
 import tempfile
 import time
 import tomllib
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,7 +162,8 @@ def load_grid(path: Path | str) -> Grid:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise GridError(f"{path}: invalid TOML: {exc}") from None
-    return parse_grid(data, source=str(path), root=path.parent, default_name=path.stem)
+    default_name = re.sub(r"[^A-Za-z0-9_.-]", "-", path.stem)[:64] or "grid"
+    return parse_grid(data, source=str(path), root=path.parent, default_name=default_name)
 
 
 def parse_grid(
@@ -883,9 +885,10 @@ def execute(
 ) -> list[Lost]:
     """Submit every run, hand each row to ``on_row`` as it finishes; the one code path of
     every executor. Returns the runs whose worker was lost (they have no row)."""
+    token = uuid.uuid4().hex[:8]  # task keys are global on a shared Dask scheduler
     futures = {
         pool.submit(
-            run_one, r.run_id, r.scenario, name, log_level, key=f"hotremove-{name}-{r.run_id}"
+            run_one, r.run_id, r.scenario, name, log_level, key=f"hotremove-{r.run_id}-{token}"
         ): r
         for r in runs
     }
