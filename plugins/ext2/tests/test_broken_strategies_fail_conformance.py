@@ -284,3 +284,55 @@ def test_every_probe_rule_is_checked_by_some_suite_test():
         | {"no_writeback", "rebinding"}
     )
     assert covered == set(RULES)
+
+
+class GoodWithABrokenVariant(Ext2Variant):
+    """Rebinds correctly under "auto"; its registered variant "liar" writes back."""
+
+    @hookimpl
+    def hotremove_register_filesystems(self, register):
+        register("ext2", aops=["ext2_aops"], policies=["liar"])
+
+    @hookimpl
+    def hotremove_migrate_strategy(self, mapping, policy):
+        if mapping.a_ops.name != "ext2_aops":
+            return None
+        return {"auto": BUFFER_MIGRATE_FOLIO, "liar": self.strategy}.get(policy)
+
+
+def test_a_variant_declared_non_conforming_is_left_out_by_name():
+    class Suite(BrokenSuite):
+        plugin_object = GoodWithABrokenVariant(WritesThenRebinds())
+        policies = ("liar",)
+        unsupported: ClassVar = {"conformance[ext2_aops@liar]": "reproduces a bug on purpose"}
+
+    suite = Suite()
+    suite.check_claims(suite.load())
+    assert [c.id for c in suite.all_cases()] == ["ext2_aops", "ext2_aops@liar"]
+    assert suite.unavailable(Case("ext2", "ext2_aops")) is None
+    assert suite.unavailable(Case("ext2", "ext2_aops", policy="liar")) == (
+        "ext2_aops@liar: broken_ext2 declares it does not conform: reproduces a bug on purpose"
+    )
+    undeclared = type("Undeclared", (Suite,), {"unsupported": {}})()
+    assert undeclared.unavailable(Case("ext2", "ext2_aops", policy="liar")) is None
+
+
+# -- the kit's own plumbing -------------------------------------------------------------------
+
+
+def test_the_pytest_plugin_is_lazy_and_rewrites_the_kits_asserts():
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, hotremove.testing.fixtures\n"
+        "heavy = ('numpy', 'pydantic', 'hotremove.engine', 'hotremove.testing.helpers')\n"
+        "print([m for m in heavy if m in sys.modules])"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert loaded.strip() == "[]", "importing the pytest plugin must not import the engine"
+    for name in ("hotremove.testing.helpers", "hotremove.testing.conformance"):
+        loader = sys.modules[name].__loader__
+        assert type(loader).__name__ == "AssertionRewritingHook", name

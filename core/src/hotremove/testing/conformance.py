@@ -21,8 +21,9 @@ and the page, so the suite can be driven without pytest.
 
 Capabilities a plugin does not have are *declared*, not deleted: ``unsupported = {"rebinding":
 "writes dirty pages back"}`` turns the matching tests into skips that carry the reason
-(``"first_pass[ext3_journalled_aops]"`` declares it for one a_ops only). See
-:data:`CAPABILITIES`.
+(``"first_pass[ext3_journalled_aops]"`` declares it for one a_ops only,
+``"conformance[ext2_aops@ext2-seed2004]"`` leaves a deliberately buggy variant out, by name).
+See :data:`CAPABILITIES`.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ CAPABILITIES = {
     "rebinding": "moves pages that carry buffer_heads by rebinding them (no I/O)",
     "first_pass": "moves every page of its a_ops in the first pass, in every mode",
     "contention": "waits for buffers locked by I/O (SYNC) or backs off (ASYNC)",
+    "conformance": "passes the suite at all (declare it for a case that reproduces a bug)",
 }
 
 #: Which probe rules and engine checks each test looks at (see hotremove.testing.probe.RULES).
@@ -234,11 +236,14 @@ class ConformanceSuite:
             Case(c.fs_type, c.a_ops, c.options, policy) for policy in self.policies for c in cases
         ]
 
-    def declared(self, capability: str, a_ops: str | None = None) -> str | None:
-        """Why the plugin lacks ``capability`` (for ``a_ops``), or None when it claims it."""
-        if a_ops is not None and f"{capability}[{a_ops}]" in self.unsupported:
-            return self.unsupported[f"{capability}[{a_ops}]"]
-        return self.unsupported.get(capability)
+    def declared(self, capability: str, case: Case | None = None) -> str | None:
+        """Why the plugin lacks ``capability`` — for this case (``cap[a_ops@policy]``), its
+        table (``cap[a_ops]``) or at all (``cap``) — or None when it claims it."""
+        keys = [f"{capability}[{case.id}]", f"{capability}[{case.a_ops}]"] if case else []
+        for key in [*keys, capability]:
+            if key in self.unsupported:
+                return self.unsupported[key]
+        return None
 
     def check_declaration(self) -> None:
         problems = []
@@ -433,7 +438,11 @@ class ConformanceSuite:
             ) from None
 
     def unavailable(self, case: Case) -> str | None:
-        """Why this hotremove cannot run ``case`` (an fs type or option it does not know)."""
+        """Why ``case`` is not run: declared (``unsupported["conformance[...]"]``), or this
+        hotremove cannot build it (an fs type or option it does not know)."""
+        reason = self.declared("conformance", case)
+        if reason is not None:
+            return f"{case.id}: {self.plugin} declares it does not conform: {reason}"
         try:
             self.scenario_for(case, "sync")
         except CaseUnavailable as exc:
@@ -634,8 +643,8 @@ class ConformanceSuite:
         yield built
         built.machine.close()
 
-    def _require(self, capability: str, a_ops: str | None = None) -> None:
-        reason = self.declared(capability, a_ops)
+    def _require(self, capability: str, case: Case | None = None) -> None:
+        reason = self.declared(capability, case)
         if reason is not None:
             pytest.skip(
                 f"{self.plugin} declares no {capability!r} ({CAPABILITIES[capability]}): {reason}"
@@ -692,7 +701,7 @@ class ConformanceSuite:
     def test_pages_with_buffers_are_rebound(
         self, conformance_runs, conformance_case, conformance_mode
     ):
-        self._require("rebinding", conformance_case.a_ops)
+        self._require("rebinding", conformance_case)
         self.check_rebinds(conformance_runs.get(conformance_case, conformance_mode))
 
     def test_locks_and_refcounts_balance(
@@ -701,11 +710,11 @@ class ConformanceSuite:
         self.check_locks(conformance_runs.get(conformance_case, conformance_mode))
 
     def test_moves_in_the_first_pass(self, conformance_runs, conformance_case, conformance_mode):
-        self._require("first_pass", conformance_case.a_ops)
+        self._require("first_pass", conformance_case)
         self.check_first_pass(conformance_runs.get(conformance_case, conformance_mode))
 
     def test_buffers_locked_by_io(self, conformance_runs, conformance_case, conformance_mode):
-        self._require("contention", conformance_case.a_ops)
+        self._require("contention", conformance_case)
         if _carries_buffers(conformance_case.a_ops):  # else: nothing to contend for
             self.check_contention(
                 conformance_runs.get(conformance_case, conformance_mode, contended=True)
