@@ -40,6 +40,9 @@ from hotremove.model.locks import (
     set_tracker,
     sleep_in_atomic,
 )
+from hotremove.model.locks import (
+    tracker as get_tracker,
+)
 from hotremove.model.page import Page, PG_locked, PG_writeback
 
 #: Depth of the call path kept for each lock acquisition (deeper only in reports).
@@ -400,6 +403,14 @@ class InstrumentedLocks:
         self.preempt("mutex_unlock", lock)
 
 
+def hand_to_io(obj: object) -> None:
+    """``submit_bh`` with the buffer locked: from now on the lock belongs to the I/O (its
+    completion unlocks it), not to the task that took it."""
+    tracker = get_tracker()
+    if isinstance(tracker, InstrumentedLocks) and tracker.lockdep is not None:
+        tracker.lockdep.released(obj)
+
+
 @contextlib.contextmanager
 def checking(*, strict: bool = False) -> Iterator[Lockdep]:
     """Check lock discipline (order and atomic sleeps) for the duration of the block.
@@ -424,4 +435,5 @@ __all__ = [
     "LockdepStop",
     "Scheduler",
     "checking",
+    "hand_to_io",
 ]

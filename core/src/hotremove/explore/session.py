@@ -1,0 +1,118 @@
+"""Explore a scenario end to end: build its machine once over real images, explore, report.
+
+Built-in tiny scenarios (a handful of pages, so thousands of schedules run in seconds) are
+named ``ext2``, ``ext3-ordered`` and ``ext3-journal``; any scenario file works, but keep the
+region small: every schedule migrates all of it.
+"""
+
+from __future__ import annotations
+
+import shlex
+import tempfile
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from importlib import resources
+from pathlib import Path
+
+from hotremove import scenario as scenario_mod
+from hotremove.explore.actors import ACTORS
+from hotremove.explore.runner import Explorer, ExploreResult, ScheduleResult
+from hotremove.explore.scheduler import Finding
+from hotremove.model.migrate_mode import MigrateMode
+from hotremove.plugins import PluginSet, load_plugins
+from hotremove.scenario import Scenario
+from hotremove.verify import verify
+from hotremove.workload import build
+
+BUILTIN = ("ext2", "ext3-ordered", "ext3-journal")
+
+
+def load_scenario(name_or_path: str) -> Scenario:
+    """A scenario file, or the name of a built-in explorer scenario."""
+    path = Path(name_or_path)
+    if not path.exists() and name_or_path in BUILTIN:
+        text = resources.files("hotremove.explore").joinpath(f"scenarios/{name_or_path}.toml")
+        return scenario_mod.loads(text.read_text(encoding="utf-8"), source=f"{name_or_path}.toml")
+    return scenario_mod.load(path)
+
+
+def explore_scenario(
+    scenario: Scenario,
+    *,
+    schedules: int,
+    seed: int,
+    actors: Sequence[str] = ACTORS,
+    first: int = 0,
+    plugins: PluginSet | None = None,
+    workdir: Path | None = None,
+    full_every: int = 0,
+    progress: Callable[[ScheduleResult], None] | None = None,
+) -> ExploreResult:
+    """Build ``scenario`` once and explore schedules ``first`` … ``first + schedules - 1`` of
+    ``seed``; the full verification (sync, e2fsck -fn, debugfs read-back) runs on the first
+    schedule and every ``full_every``-th."""
+    plugins = plugins or load_plugins()
+    rm = scenario.remove
+    with ExitStack() as stack:
+        if workdir is None:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="explore-")))
+        built = build(scenario, plugins.hooks, workdir)
+        stack.callback(built.machine.close)
+
+        def full_check() -> list[Finding]:
+            verdict = verify(built, plugins.hooks)
+            if verdict.ok:
+                return []
+            bad = [name for name, f in verdict.fsck.items() if not f["ok"]]
+            return [Finding("verify", f"e2fsck not clean on {name}") for name in bad] + [
+                Finding("verify", f"read back: {m}") for m in verdict.mismatches[:5]
+            ]
+
+        explorer = Explorer(
+            built.machine,
+            plugins.hooks,
+            rm.blocks,
+            mode=MigrateMode(rm.mode),
+            policy=rm.strategy,
+            max_rounds=rm.max_rounds,
+            actors=actors,
+            golden=built.golden.files,
+            full_check=full_check,
+        )
+        result = explorer.explore(
+            seed, schedules, first=first, full_every=full_every, progress=progress
+        )
+        explorer.close()
+        return result
+
+
+def replay_command(
+    scenario: str,
+    seed: int,
+    schedule: int,
+    *,
+    actors: Sequence[str],
+    extra: Sequence[str] = (),
+) -> str:
+    """The command line that replays one schedule."""
+    args = ["hotremove", "explore", scenario, "--seed", str(seed), "--schedule", str(schedule)]
+    args += ["--actors", ",".join(actors), *extra]
+    return shlex.join(args)
+
+
+def format_failure(result: ScheduleResult, *, trace_lines: int = 24) -> list[str]:
+    """The failing schedule: its findings (with the kernel-style details) and the end of
+    the interleaving that broke it."""
+    lines = [
+        f"schedule {result.schedule} of seed {result.seed} FAILED after {result.steps} steps "
+        f"({result.switches} context switches; actors: offline, {', '.join(result.actors)})"
+    ]
+    for finding in result.findings:
+        lines.append(f"  {finding}")
+        lines.extend(f"    {line}" for line in finding.details.splitlines())
+    tail = result.trace[-trace_lines:]
+    if tail:
+        lines.append(f"last {len(tail)} of {len(result.trace)} steps (step, task, operation, on):")
+        lines.extend(f"  {event}" for event in tail)
+    lines.append(f"trace digest {result.digest}")
+    return lines
