@@ -364,3 +364,22 @@ def test_two_sweeps_cannot_write_one_results_file(tmp_path):
         assert "another sweep is writing this file" in result.stderr
     finally:
         first.close()
+
+
+def test_float_range_includes_both_ends(tmp_path):
+    grid = sw.load_grid(
+        write_grid(tmp_path, '[axes]\n"workload.dirty" = {range = [0, 1], step = 0.25}\n')
+    )
+    assert [r.values["workload.dirty"] for r in grid.runs] == [0.0, 0.25, 0.5, 0.75, 1.0]
+
+
+def test_an_exception_inside_a_run_is_an_error_row(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("mke2fs\nexploded")
+
+    monkeypatch.setattr("hotremove.runner.run_scenario", broken)
+    run = sw.load_grid(write_grid(tmp_path)).runs[0]
+    row = sw.run_one(run.run_id, run.scenario, "tiny")
+    assert row["status"] == "error"
+    assert row["reason"] == "RuntimeError: mke2fs exploded"
+    assert row["run_id"] == run.run_id

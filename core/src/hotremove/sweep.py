@@ -560,6 +560,10 @@ def failure_reason(report: dict[str, Any]) -> str:
     return "; ".join(parts) or "not ok"
 
 
+class RunInterrupted(Exception):
+    """A run stopped by a signal before it finished: it has no row (``--resume`` reruns it)."""
+
+
 _worker_ready = False
 
 
@@ -605,6 +609,8 @@ def run_one(
         with tempfile.TemporaryDirectory(prefix=f"hotremove-sweep-{run_id}-") as tmp:
             report = run_scenario(scn, name=name, plugins=_load_plugins_cached(), workdir=Path(tmp))
             data = report.as_dict()
+            if data.get("interrupted"):  # backed off on a signal: no result, no row
+                raise RunInterrupted(f"run {run_id} was interrupted")
             row.update(flatten_report(data))
             row["status"] = "ok" if report.ok else "failed"
             row["reason"] = failure_reason(data)
@@ -612,6 +618,8 @@ def run_one(
             for key, value in row.items():
                 if isinstance(value, str) and tmp in value:
                     row[key] = value.replace(tmp + os.sep, "").replace(tmp, ".")
+    except RunInterrupted:
+        raise  # lost, not a result: --resume runs it again
     except Exception as exc:
         row["reason"] = " ".join(f"{type(exc).__name__}: {exc}".split())
     row["run_seconds"] = time.perf_counter() - start
