@@ -238,6 +238,7 @@ def test_full_suite_reports_the_liar_through_pytest(pytester):
         if line.startswith("FAILED ")
     )
     assert failed == [
+        "test_bounded_exploration",
         "test_buffers_keep_state_and_block_mapping[ext2_aops-sync]",
         "test_buffers_locked_by_io[ext2_aops-sync]",
         "test_migration_keeps_data[ext2_aops-sync]",
