@@ -15,7 +15,6 @@ also holds the simulated RAM, the golden model's copy of the files and allocator
 from __future__ import annotations
 
 import gc
-import os
 import sys
 import tempfile
 import time
@@ -36,13 +35,6 @@ from hotremove.workload import build
 
 FILE_SIZE = 4 << 20
 MAX_BLOCK = 128 << 20
-
-
-def default_cache() -> Path:
-    base = os.environ.get("HOTREMOVE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "hotremove"
-    )
-    return Path(base) / "images"
 
 
 def bench_scenario(size: int, dirty: float, checks: bool, strategy: str) -> Scenario:

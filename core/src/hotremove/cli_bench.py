@@ -9,9 +9,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from hotremove.bench import default_cache, run_bench, run_scaling
+from hotremove.bench import run_bench, run_scaling
 from hotremove.errors import ScenarioError
 from hotremove.scenario import parse_size
+from hotremove.workload import default_image_cache as default_cache
 
 
 def _size(value: str) -> int:

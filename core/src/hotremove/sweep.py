@@ -600,6 +600,7 @@ def run_one(
     inside the run become an ``error`` row (they are the run's result, not the worker's).
     """
     from hotremove.runner import run_scenario
+    from hotremove.workload import default_image_cache
 
     _prepare_worker(log_level)
     start = time.perf_counter()
@@ -607,7 +608,13 @@ def run_one(
     try:
         scn = validate(scenario)
         with tempfile.TemporaryDirectory(prefix=f"hotremove-sweep-{run_id}-") as tmp:
-            report = run_scenario(scn, name=name, plugins=_load_plugins_cached(), workdir=Path(tmp))
+            report = run_scenario(
+                scn,
+                name=name,
+                plugins=_load_plugins_cached(),
+                workdir=Path(tmp),
+                image_cache=default_image_cache(),  # runs of a grid share their images
+            )
             data = report.as_dict()
             if data.get("interrupted"):  # backed off on a signal: no result, no row
                 raise RunInterrupted(f"run {run_id} was interrupted")

@@ -152,6 +152,14 @@ def cached_image(
 IMAGE_FORMAT = 1  # bump when make_image's output for equal inputs changes
 
 
+def default_image_cache() -> Path:
+    """``$HOTREMOVE_CACHE/images``, else ``$XDG_CACHE_HOME/hotremove/images``."""
+    base = os.environ.get("HOTREMOVE_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "hotremove"
+    )
+    return Path(base) / "images"
+
+
 def build(
     scenario: Scenario, hooks: Hooks, workdir: Path, *, image_cache: Path | None = None
 ) -> Built:
