@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 from hotremove import hookimpl
 from hotremove.migrate import (
-    MIGRATE_FOLIO,
     BUFFER_MIGRATE_FOLIO,
+    MIGRATE_FOLIO,
     MigrateControl,
     MigrateStrategy,
     folio_copy,

@@ -147,6 +147,7 @@ class World:
         self.inflight.append(io)
         if kind != "log":
             hand_to_io(bh)
+        preempt("submit_bh" if kind != "log" else "submit_bh(log)", bh)
         return io
 
     def complete(self, io: InFlight) -> None:
@@ -385,11 +386,11 @@ def commit(world: World, j: Any, list_lock: SpinLock) -> None:
         lock_buffer(bh)
         if bh.b_state & BH_Dirty:
             bh.b_state &= ~BH_Dirty
-            ios.append(world.submit("jbd2", bh, on_done=lambda bh=bh: unlock_buffer(bh)))
+            ios.append(world.submit("kjournald", bh, on_done=lambda bh=bh: unlock_buffer(bh)))
         else:
             unlock_buffer(bh)
     # the log copy is made from the page itself: jbd2 holds a reference, not the lock
-    ios += [world.submit("jbd2", bh, "log") for bh in running]
+    ios += [world.submit("kjournald", bh, "log") for bh in running]
     world.wait_on(ios, "jbd2_commit_wait")
     for bh in ordered:
         _drop_journal_head(j, bh)
@@ -411,7 +412,7 @@ def checkpoint(world: World, j: Any, list_lock: SpinLock) -> None:
         lock_buffer(bh)
         if bh.b_state & BH_Dirty:
             bh.b_state &= ~BH_Dirty
-            ios.append(world.submit("jbd2", bh, on_done=lambda bh=bh: unlock_buffer(bh)))
+            ios.append(world.submit("kjournald", bh, on_done=lambda bh=bh: unlock_buffer(bh)))
         else:
             unlock_buffer(bh)
     world.wait_on(ios, "jbd2_checkpoint_wait")
