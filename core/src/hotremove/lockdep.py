@@ -427,7 +427,22 @@ def checking(*, strict: bool = False) -> Iterator[Lockdep]:
         set_tracker(old)
 
 
+CHECK_MODES = ("off", "on", "strict")
+
+
+def checks(mode: str) -> contextlib.AbstractContextManager[Lockdep | None]:
+    """What ``--checks off|on|strict`` wraps a run in: ``off`` only the always-on atomic-sleep
+    check, ``on`` lockdep too (violations in the report, the run fails), ``strict`` stops at
+    the first violation with :class:`LockdepStop` (``.violation.details`` is the report)."""
+    if mode not in CHECK_MODES:
+        raise ValueError(f"--checks: expected one of {', '.join(CHECK_MODES)}, got {mode!r}")
+    if mode == "off":
+        return contextlib.nullcontext(None)
+    return checking(strict=mode == "strict")
+
+
 __all__ = [
+    "CHECK_MODES",
     "Dependency",
     "Held",
     "InstrumentedLocks",
@@ -435,5 +450,6 @@ __all__ = [
     "LockdepStop",
     "Scheduler",
     "checking",
+    "checks",
     "hand_to_io",
 ]
