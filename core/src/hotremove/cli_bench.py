@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 
 import click
+import structlog
 from rich.console import Console
 from rich.table import Table
 
+from hotremove import log as hlog
 from hotremove.bench import run_bench, run_scaling
 from hotremove.errors import ScenarioError
 from hotremove.scenario import parse_size
@@ -74,6 +76,8 @@ def bench_command(
     json_out: bool,
 ) -> None:
     """Offline a region full of ext2 page cache; print pages/s, memory and simulated cost."""
+    if not structlog.is_configured():  # run on its own: logs to stderr, stdout stays JSON
+        hlog.configure("warning", "auto")
     region = _size(size)
     image_cache = None if no_cache else (cache or default_cache())
     out = run_bench(region, dirty, checks, tuple(strategies), image_cache)

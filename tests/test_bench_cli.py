@@ -1,0 +1,55 @@
+"""The benchmark command runs on a small size and reports every figure (not a timing test)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+
+def test_bench_json_has_the_figures(tmp_path):
+    env = {**os.environ, "HOTREMOVE_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hotremove",
+            "bench",
+            "--size",
+            "16MiB",
+            "--checks",
+            "both",
+            "--scaling",
+            "8MiB,16MiB",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    assert out["ok"] is True
+    runs = {(r["strategy"], r["checks"]): r for r in out["runs"]}
+    assert set(runs) == {(s, c) for s in ("auto", "writeback") for c in ("off", "on")}
+    for run in runs.values():
+        for key in (
+            "pages_per_second",
+            "offline_seconds",
+            "build_seconds",
+            "verified",
+            "metadata_bytes_per_page",
+            "peak_rss_bytes",
+            "simulated_seconds_by_preset",
+        ):
+            assert key in run, key
+        assert run["verified"] and run["offlined"] and run["pages"] == 4096
+    assert runs[("auto", "off")]["writeback_ios"] == 0, "rebinding issues no write"
+    assert runs[("writeback", "off")]["writeback_ios"] > 0
+    assert set(out["writeback_over_auto"]) == {"ide-2004", "sata-ssd", "nvme"}
+    assert out["writeback_over_auto"]["ide-2004"] > 100
+    assert out["checks_slowdown"] > 0
+    assert [r["pages"] for r in out["scaling"]["scaling"]] == [2048, 4096]
+    assert list(tmp_path.joinpath("cache", "images").glob("*.img")), "images are cached"
