@@ -96,6 +96,8 @@ def test_the_example_passes_its_tests_and_the_conformance_suite(ext4_env, tmp_pa
         f"{suite}test_rebinding_strategy_issues_no_writeback[ext4_da_aops-sync] PASSED",
         f"{suite}test_buffers_keep_state_and_block_mapping[ext4_da_aops-sync_light] PASSED",
         f"{suite}test_locks_and_refcounts_balance[ext4_da_aops-async] PASSED",
+        f"{suite}test_lock_order_checker_ran PASSED",
+        f"{suite}test_bounded_exploration PASSED",
         "test_dirty_ext4_pages_are_rebound_without_io PASSED",
     ):
         assert test in out, out[-6000:]
