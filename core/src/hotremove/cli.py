@@ -43,7 +43,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from hotremove import __version__, hookimpl
+from hotremove import __version__, hookimpl, lockdep
 from hotremove import log as hlog
 from hotremove import scenario as scenario_mod
 from hotremove.cost import PRESETS
@@ -488,6 +488,13 @@ def run_options(f: Callable[..., Any]) -> Callable[..., Any]:
             help="Keep the filesystem images in this directory (created).",
         ),
         click.option(
+            "--checks",
+            "checks_mode",
+            type=click.Choice(["off", "on", "strict"]),
+            help="off: no per-step checks; on: per-step checks and lockdep (lock order, "
+            "sleeping in atomic context); strict: stop at the first lock violation.",
+        ),
+        click.option(
             "--fault",
             "faults",
             multiple=True,
@@ -508,11 +515,14 @@ def _run_and_show(
     *,
     json_out: bool,
     keep_images: Path | None,
+    checks_mode: str | None = None,
     header: str | None = None,
     footer: str | None = None,
 ) -> int:
     """``run`` and ``demo``: one run, its report as JSON or tables, its exit status."""
     settings = _begin(ctx)
+    if checks_mode is not None:
+        scn = scn.with_overrides(remove={"checks": checks_mode != "off"})
     plugins = _plugins(settings)
     _check_strategy(scn, plugins)
     workdir = _keep_dir(keep_images)
@@ -523,9 +533,20 @@ def _run_and_show(
         for topic, text in facts(scn):
             out.print(f"  {topic:<12} {text}")
         out.print()
-    run = execute(
-        scn, name=name, plugins=plugins, settings=settings, json_out=json_out, workdir=workdir
-    )
+    try:
+        with lockdep.checks(checks_mode or "off"):
+            run = execute(
+                scn,
+                name=name,
+                plugins=plugins,
+                settings=settings,
+                json_out=json_out,
+                workdir=workdir,
+            )
+    except lockdep.LockdepStop as stop:  # --checks strict: the first violation ends the run
+        click.echo(stop.violation.details, err=True)
+        click.echo(f"{PROG}: stopped at the first lock violation (--checks strict)", err=True)
+        return 1
     report = run.report
     if json_out:
         _emit_json(report.as_dict())
@@ -553,6 +574,7 @@ class _Group(click.Group):
 
     lazy: ClassVar[dict[str, tuple[str, str]]] = {
         "bench": ("hotremove.cli_bench", "bench_command"),
+        "explore": ("hotremove.cli_explore", "explore"),
         "plan": ("hotremove.cli_snapshot", "plan_command"),
         "snapshot": ("hotremove.cli_snapshot", "snapshot_command"),
         "sweep": ("hotremove.cli_sweep", "sweep_command"),
@@ -608,6 +630,7 @@ def demo(
     seed: int | None,
     device: str | None,
     keep_images: Path | None,
+    checks_mode: str | None,
     faults: tuple[str, ...],
 ) -> int:
     """Run the built-in demo: ext2, ext3 (ordered and journal), ext4 and anonymous pages
@@ -625,6 +648,7 @@ def demo(
         "demo",
         json_out=json_out,
         keep_images=keep_images,
+        checks_mode=checks_mode,
         header=header,
         footer="rebinding vs forced writeback: "
         "hotremove scenario --demo > demo.toml && hotremove compare demo.toml",
@@ -662,6 +686,7 @@ def run(
     seed: int | None,
     device: str | None,
     keep_images: Path | None,
+    checks_mode: str | None,
     faults: tuple[str, ...],
     snapshot_file: Path | None,
     blocks: str | None,
@@ -700,7 +725,14 @@ def run(
         device=device,
         faults=faults,
     )
-    return _run_and_show(ctx, scn, scenario_file.stem, json_out=json_out, keep_images=keep_images)
+    return _run_and_show(
+        ctx,
+        scn,
+        scenario_file.stem,
+        json_out=json_out,
+        keep_images=keep_images,
+        checks_mode=checks_mode,
+    )
 
 
 def _parse_blocks(blocks: str | None) -> list[int]:

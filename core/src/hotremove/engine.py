@@ -38,7 +38,7 @@ from hotremove.hooks import Hooks
 from hotremove.migrate import MIGRATE_FOLIO, MigrateControl, MigrateStrategy
 from hotremove.model.address_space import AddressSpace, AnonVma, SwapCache
 from hotremove.model.buffer_head import BH_Lock, buffer_ring, unlock_buffer
-from hotremove.model.locks import running
+from hotremove.model.locks import running, tracker
 from hotremove.model.machine import Machine
 from hotremove.model.memory import ISOLATED, OFFLINE, ONLINE
 from hotremove.model.migrate_mode import Errno, MigrateMode
@@ -318,7 +318,18 @@ class Offliner:
             put_page(src)
             dst.flags &= ~PG_locked
             put_page(dst)
-            self.memory.free_page(dst)
+            if dst._refcount or dst.flags & PG_private or dst.mapping is not None:
+                # the seed's radixfail: "if (PagePrivate(newpage)) BUG();" — the strategy
+                # failed after handing state to the new page; freeing it would corrupt memory
+                self.result.check_failures.append(
+                    CheckFailure(
+                        src.pfn,
+                        "failed_strategy_left_state",
+                        f"{strategy.name} returned {rc.label} but left {dst!r} in use",
+                    )
+                )
+            else:
+                self.memory.free_page(dst)
             return rc
         wrote_back = vm.nr_written_back != written
         if check is not None:
@@ -397,7 +408,9 @@ class Offliner:
         are done together at its end, as one vectorised memcpy."""
         moved = 0
         enomem = False
-        self.mc.defer_copies = not self.checks
+        # batched copies only when nobody else runs: under the explorer (or lockdep) another
+        # task may look at the new page as soon as it is unlocked
+        self.mc.defer_copies = not self.checks and tracker() is None
         unmap_and_move = self.unmap_and_move
         progress = self.progress
         counts = self.result.retries

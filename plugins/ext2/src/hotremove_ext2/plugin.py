@@ -32,7 +32,12 @@ SEED2004_STRATEGIES: dict[str, MigrateStrategy] = {
 
 @hookimpl
 def hotremove_register_filesystems(register: Callable[..., None]) -> None:
-    register("ext2", aops=sorted(STRATEGIES), description="buffer_head rebinding, no I/O")
+    register(
+        "ext2",
+        aops=sorted(STRATEGIES),
+        description="buffer_head rebinding, no I/O",
+        policies=[SEED2004_POLICY],  # the 2004 patch, bugs included, for the lock checker
+    )
 
 
 @hookimpl
