@@ -334,6 +334,6 @@ def test_the_pytest_plugin_is_lazy_and_rewrites_the_kits_asserts():
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout
     assert loaded.strip() == "[]", "importing the pytest plugin must not import the engine"
-    for name in ("hotremove.testing.helpers", "hotremove.testing.conformance"):
+    for name in ("hotremove.testing.helpers", "hotremove.testing.contract"):
         loader = sys.modules[name].__loader__
         assert type(loader).__name__ == "AssertionRewritingHook", name

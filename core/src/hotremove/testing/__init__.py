@@ -5,7 +5,9 @@
 * :mod:`hotremove.testing.helpers` — scenarios, snapshots, engine runs, strict plugin sets,
   hook-call recording, captured log events;
 * :mod:`hotremove.testing.probe` — every strategy call of a run, checked against the contract;
-* :mod:`hotremove.testing.conformance` — the suite a plugin's tests subclass;
+* :mod:`hotremove.testing.conformance` — the suite a plugin's tests subclass (its checks live
+  in :mod:`~hotremove.testing.contract`, its cases and capabilities in
+  :mod:`~hotremove.testing.cases`);
 * :mod:`hotremove.testing.isolated` — a temporary virtualenv to install packages into.
 
 Imports are lazy: ``import hotremove.testing`` (which pytest does at start-up for the fixtures)

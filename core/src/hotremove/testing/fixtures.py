@@ -31,6 +31,8 @@ import pytest
 pytest.register_assert_rewrite(
     "hotremove.testing.helpers",
     "hotremove.testing.probe",
+    "hotremove.testing.cases",
+    "hotremove.testing.contract",
     "hotremove.testing.conformance",
 )
 
