@@ -250,12 +250,16 @@ class Offliner:
                 unlock_page(src)
                 return Errno.EBUSY, None
             self.machine.task.wait_for(src, "folio_wait_writeback")
-        dst = self.alloc_migration_target(src)
+        if src.order or self._alloc_budget is not None:
+            dst = self.alloc_migration_target(src)
+        else:
+            dst = self.memory.alloc_page()
         if dst is None:
             unlock_page(src)
             return Errno.ENOMEM, None
         dst.flags |= PG_locked  # a fresh page: nobody else can hold its lock
-        try_to_migrate(src)
+        if src._mapcount:
+            try_to_migrate(src)
         return Errno.OK, dst
 
     def alloc_migration_target(self, src: Page) -> Page | None:

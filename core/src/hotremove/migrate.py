@@ -253,7 +253,13 @@ def __buffer_migrate_folio(
         rc = folio_migrate_mapping(mapping, dst, src)
         if rc:
             return rc
-        attach_page_private(dst, detach_page_private(src))  # type: ignore[arg-type]
+        # folio_attach_private(dst, folio_detach_private(src)): ->private, PG_private and its
+        # page reference move together
+        dst.private, src.private = head, None
+        src.flags &= ~PG_private
+        dst.flags |= PG_private
+        src._refcount -= 1
+        dst._refcount += 1
         for bh in ring:
             bh.b_page = dst  # folio_set_bh(bh, dst, bh_offset(bh)): same offset, new page
         folio_copy(mc, dst, src)

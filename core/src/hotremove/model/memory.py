@@ -84,10 +84,17 @@ class PhysicalMemory:
         """Allocate a frame from an online block (never an isolated or offline one), with one
         reference held by the caller. ``None`` is the simulator's -ENOMEM."""
         hint = self._alloc_hint
-        if self.block_state[hint] == ONLINE and self._nr_free[hint]:
-            page = self._pop(hint)
-            if page is not None:
-                return page
+        if self.block_state[hint] == ONLINE:
+            stack = self._free_stack[hint]
+            free = self._free
+            while stack:  # the hot path: pop the hinted block's free list
+                pfn = stack.pop()
+                if free[pfn]:
+                    free[pfn] = 0
+                    self._nr_free[hint] -= 1
+                    page = self.pages[pfn]
+                    page._refcount = 1
+                    return page
         for block, state in enumerate(self.block_state):
             if state == ONLINE and self._nr_free[block]:
                 page = self._pop(block)
@@ -159,9 +166,10 @@ class PhysicalMemory:
         """Return a frame (or a whole compound folio) whose last reference is gone."""
         if page._refcount != 0:
             raise AssertionError(f"freeing a page that still has references: {page!r}")
-        for tail in range(page.pfn + 1, page.pfn + (1 << page.order)):
-            self._free_frame(self.pages[tail])
-        page.order = 0
+        if page.order:
+            for tail in range(page.pfn + 1, page.pfn + (1 << page.order)):
+                self._free_frame(self.pages[tail])
+            page.order = 0
         self._free_frame(page)
 
     def _free_frame(self, page: Page) -> None:
