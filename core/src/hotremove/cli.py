@@ -575,6 +575,7 @@ class _Group(click.Group):
     lazy: ClassVar[dict[str, tuple[str, str]]] = {
         "bench": ("hotremove.cli_bench", "bench_command"),
         "explore": ("hotremove.cli_explore", "explore"),
+        "new-plugin": ("hotremove.newplugin", "new_plugin_command"),
         "plan": ("hotremove.cli_snapshot", "plan_command"),
         "snapshot": ("hotremove.cli_snapshot", "snapshot_command"),
         "sweep": ("hotremove.cli_sweep", "sweep_command"),
