@@ -103,10 +103,13 @@ class FilesystemConfig(_Strict):
             elif option in ("data=ordered", "data=writeback", "data=journal"):
                 if self.type == "ext2":
                     raise ValueError(f"options: {option!r} needs a journal (ext3 or ext4)")
+            elif option == "nodelalloc":  # ext4 without delayed allocation: ext4_aops
+                if self.type != "ext4":
+                    raise ValueError("options: 'nodelalloc' exists only for ext4")
             else:
                 raise ValueError(
-                    f"options: unknown option {option!r} (known: nobh, data=ordered, "
-                    "data=writeback, data=journal)"
+                    f"options: unknown option {option!r} (known: nobh, nodelalloc, "
+                    "data=ordered, data=writeback, data=journal)"
                 )
         if len(modes) > 1:
             raise ValueError("options: give at most one data= mode")

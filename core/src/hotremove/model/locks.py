@@ -61,6 +61,7 @@ _MACHINERY = (
     "hotremove.model.locks",
     "hotremove.lockdep",
     "hotremove.explore.scheduler",
+    "hotremove.testing",  # the conformance kit's recording wrappers
     "threading",
     "contextlib",
 )
