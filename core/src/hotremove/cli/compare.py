@@ -1,0 +1,168 @@
+"""``hotremove compare``: one scenario twice from identical state, auto against forced writeback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from hotremove import scenario as scenario_mod
+from hotremove.cli.execute import (
+    Run,
+    _apply_overrides,
+    _failure_line,
+    _plugins,
+    execute,
+)
+from hotremove.cli.settings import (
+    PROG,
+    _begin,
+    _emit_json,
+    _stdout,
+    shared_options,
+)
+from hotremove.cost import PRESETS
+from hotremove.report import Report, _seconds
+
+
+def ratio(value: float, base: float) -> float | str | None:
+    """``value / base`` for the comparison: ``"inf"`` when only the base is zero, ``None`` when
+    both are (undefined)."""
+    if base == 0:
+        return None if value == 0 else "inf"
+    return value / base
+
+
+def _ratio_text(r: float | str | None) -> str:
+    if r is None:
+        return "—"
+    if r == "inf":
+        return "∞"
+    assert isinstance(r, float)
+    return f"×{r:,.0f}" if r >= 100 else f"×{r:.2f}"
+
+
+RATIO_KEYS = ("writeback_ios", "simulated_seconds", "wall_seconds")
+
+
+@click.command()
+@click.argument("scenario_file", metavar="SCENARIO.toml", type=click.Path(path_type=Path))
+@click.option("--json", "json_out", is_flag=True, help="Print {auto, writeback, ratios}.")
+@click.option("--seed", type=int, help="Override workload.seed (both runs).")
+@click.option(
+    "--mode", type=click.Choice(["async", "sync_light", "sync"]), help="Override remove.mode."
+)
+@click.option("--device", type=click.Choice(sorted(PRESETS)), help="Override device.preset.")
+@shared_options
+@click.pass_context
+def compare(
+    ctx: click.Context,
+    scenario_file: Path,
+    json_out: bool,
+    seed: int | None,
+    mode: str | None,
+    device: str | None,
+) -> int:
+    """Run a scenario twice on identical state (same seed, fresh images): `auto` strategies
+    (rebinding where a plugin can) versus forced `writeback`. Ratios are writeback / auto."""
+    settings = _begin(ctx)
+    base = _apply_overrides(scenario_mod.load(scenario_file), seed=seed, mode=mode, device=device)
+    plugins = _plugins(settings)
+    name = scenario_file.stem
+    runs: dict[str, Run] = {}
+    for policy in ("auto", "writeback"):
+        scn = base.with_overrides(remove={"strategy": policy})
+        runs[policy] = execute(
+            scn,
+            name=name,
+            plugins=plugins,
+            settings=settings,
+            json_out=json_out,
+            label=f"{name} [{policy}]",
+        )
+    auto, wb = runs["auto"].report.as_dict(), runs["writeback"].report.as_dict()
+    ratios = {key: ratio(wb[key], auto[key]) for key in RATIO_KEYS}
+    status = max(r.report.exit_status for r in runs.values())
+    if json_out:
+        _emit_json({"auto": auto, "writeback": wb, "ratios": ratios})
+    elif not settings.quiet:
+        _print_comparison(_stdout(), name, runs, ratios)
+    if status and (json_out or settings.quiet):
+        for policy, r in runs.items():
+            if not r.report.ok:
+                click.echo(f"{PROG}: {policy}: {_failure_line(r.report)}", err=True)
+    return status
+
+
+def _print_comparison(
+    out: Console, name: str, runs: dict[str, Run], ratios: dict[str, float | str | None]
+) -> None:
+    a, w = runs["auto"], runs["writeback"]
+    ad, wd = a.report.as_dict(), w.report.as_dict()
+    table = Table(title=f"hotremove compare: {name} (blocks {ad['blocks']}, {ad['device']})")
+    table.add_column("")
+    for column in ("auto", "writeback", "writeback / auto"):
+        table.add_column(column, justify="right")
+    rows: list[tuple[str, str, str, str]] = [
+        ("pages migrated", str(ad["migrated"]), str(wd["migrated"]), ""),
+        ("rebound (no I/O)", str(ad["rebound"]), str(wd["rebound"]), ""),
+        ("written back", str(ad["written_back"]), str(wd["written_back"]), ""),
+        (
+            "write I/Os",
+            str(ad["writeback_ios"]),
+            str(wd["writeback_ios"]),
+            _ratio_text(ratios["writeback_ios"]),
+        ),
+        (
+            "simulated time",
+            _seconds(ad["simulated_seconds"]),
+            _seconds(wd["simulated_seconds"]),
+            _ratio_text(ratios["simulated_seconds"]),
+        ),
+        (
+            "wall time (offline)",
+            _seconds(ad["wall_seconds"]),
+            _seconds(wd["wall_seconds"]),
+            _ratio_text(ratios["wall_seconds"]),
+        ),
+        (
+            "offlined",
+            "yes" if ad["offlined"] else "NO",
+            "yes" if wd["offlined"] else "NO",
+            "",
+        ),
+        ("verified", _verdict(a.report), _verdict(w.report), ""),
+    ]
+    for row in rows:
+        table.add_row(*row)
+    per = Table(title="write I/Os per a_ops")
+    per.add_column("a_ops")
+    per.add_column("auto strategy (plugin)")
+    per.add_column("auto", justify="right")
+    per.add_column("writeback", justify="right")
+    for aops in sorted(set(ad["per_aops"]) | set(wd["per_aops"])):
+        sa, sw = ad["per_aops"].get(aops, {}), wd["per_aops"].get(aops, {})
+        per.add_row(
+            aops,
+            f"{sa.get('strategy', '?')} ({sa.get('plugin', '?')})",
+            str(sa.get("write_requests", 0)),
+            str(sw.get("write_requests", 0)),
+        )
+    out.print(table)
+    out.print(per)
+    out.print(
+        Text(
+            "write I/Os: every request of the run, journal commits included; "
+            "per a_ops: each page's own writeback.",
+            style="dim",
+        )
+    )
+
+
+def _verdict(report: Report) -> str:
+    if report.verify is None:
+        return "not run"
+    return "yes" if report.verify.ok else "NO"
