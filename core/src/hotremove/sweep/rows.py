@@ -1,0 +1,251 @@
+"""Result rows: one run executed anywhere, its report flattened into columns."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from hotremove.scenario import validate
+
+if TYPE_CHECKING:
+    from hotremove.sweep.grid import Grid
+
+log = structlog.get_logger("hotremove.sweep")
+
+#: At most this many entries of the report's ``failed`` list are kept in a row.
+FAILED_KEPT = 50
+
+# --------------------------------------------------------------------------- rows
+
+
+#: The report's columns (DESIGN §7 keys, flattened) and how to read them back from CSV.
+#: Lists and variable-key dicts are JSON; report keys not listed here land in ``extra``.
+REPORT_COLUMNS: dict[str, str] = {
+    "scenario": "str",
+    "seed": "int",
+    "device": "str",
+    "mode": "str",
+    "policy": "str",
+    "blocks": "json",
+    "pages_in_region": "int",
+    "isolated_free": "int",
+    "migrated": "int",
+    "rebound": "int",
+    "written_back": "int",
+    "writeback_ios": "int",
+    "writeback_bytes": "int",
+    "journal_ios": "int",
+    "offlined": "bool",
+    "passes": "int",
+    "rounds": "int",
+    "retries": "json",
+    "simulated_seconds": "float",
+    "cpu_seconds": "float",
+    "io_seconds": "float",
+    "failed_pages": "int",
+    "failed": "json",
+    "check_failures": "int",
+    "checks": "json",
+    "lock_violations": "json",
+    "verify_ok": "bool",
+    "verify_files_checked": "int",
+    "verify_mismatches": "int",
+    "verify": "json",
+    "strategies": "json",
+    "per_aops": "json",
+    "ok": "bool",
+    "extra": "json",
+}
+#: Wall-clock columns: they differ from run to run and are not part of a row's identity.
+TIMING_COLUMNS: dict[str, str] = {"wall_seconds": "float", "run_seconds": "float", "worker": "str"}
+HEAD_COLUMNS: dict[str, str] = {
+    "run_id": "str",
+    "run_index": "int",
+    "status": "str",
+    "reason": "str",
+}
+STATUSES = ("ok", "failed", "error")
+
+
+def header(grid: Grid) -> list[str]:
+    return [*HEAD_COLUMNS, *grid.axis_keys, *REPORT_COLUMNS, *TIMING_COLUMNS]
+
+
+def identity(row: dict[str, Any]) -> dict[str, Any]:
+    """A row without its wall-clock columns: equal for equal scenarios on any executor."""
+    return {k: v for k, v in row.items() if k not in TIMING_COLUMNS}
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def flatten_report(report: dict[str, Any]) -> dict[str, Any]:
+    """The run's JSON report (``Report.as_dict()``) as the scalar columns of one row."""
+    row: dict[str, Any] = {}
+    verify = report.get("verify") or {}
+    failed = report.get("failed", [])
+    derived = {
+        "failed_pages": len(failed),
+        "failed": failed[:FAILED_KEPT],
+        "check_failures": len(report.get("checks", [])),
+        "verify_ok": verify.get("ok", False),
+        "verify_files_checked": verify.get("files_checked", 0),
+        "verify_mismatches": len(verify.get("mismatches", [])),
+    }
+    for column, kind in REPORT_COLUMNS.items():
+        if column == "extra":
+            continue
+        value = derived[column] if column in derived else report.get(column)
+        row[column] = _json(value) if kind == "json" else value
+    extra = {k: v for k, v in report.items() if k not in REPORT_COLUMNS and k not in TIMING_COLUMNS}
+    row["extra"] = _json(extra)
+    row["wall_seconds"] = report.get("wall_seconds")
+    return row
+
+
+def failure_reason(report: dict[str, Any]) -> str:
+    """Why a run is not ``ok``, in one line ("" when it is)."""
+    if report.get("ok"):
+        return ""
+    parts = []
+    if not report.get("offlined"):
+        failed = report.get("failed", [])
+        first = f" (first: pfn {failed[0]['pfn']:#x} {failed[0]['reason']})" if failed else ""
+        parts.append(f"not offlined: {len(failed)} page(s) failed{first}")
+    if report.get("checks"):
+        parts.append(f"{len(report['checks'])} check failure(s)")
+    if report.get("lock_violations"):
+        parts.append(f"{len(report['lock_violations'])} lock violation(s)")
+    verify = report.get("verify")
+    if verify is None:
+        parts.append("not verified")
+    elif not verify.get("ok"):
+        bad = [name for name, f in verify.get("fsck", {}).items() if not f.get("ok")]
+        parts.append(
+            "verification failed: "
+            + ", ".join(
+                ([f"e2fsck not clean on {', '.join(bad)}"] if bad else [])
+                + [f"{len(verify.get('mismatches', []))} mismatch(es)"]
+            )
+        )
+    return "; ".join(parts) or "not ok"
+
+
+class RunInterrupted(Exception):
+    """A run stopped by a signal before it finished: it has no row (``--resume`` reruns it)."""
+
+
+_worker_ready = False
+
+
+def _prepare_worker(log_level: str) -> None:
+    """Once per process: logs to stderr (never stdout, which carries results)."""
+    global _worker_ready
+    if _worker_ready:
+        return
+    if not structlog.is_configured():
+        from hotremove import log as hlog
+
+        hlog.configure(log_level, "json")
+    _worker_ready = True
+
+
+_PLUGINS: Any = None
+
+
+def _load_plugins_cached() -> Any:
+    global _PLUGINS
+    if _PLUGINS is None:
+        from hotremove.plugins import load_plugins
+
+        _PLUGINS = load_plugins()
+    return _PLUGINS
+
+
+def run_one(
+    run_id: str, scenario: dict[str, Any], name: str, log_level: str = "warning"
+) -> dict[str, Any]:
+    """One run, wherever it executes: build, offline, verify → the row's report columns.
+
+    A pure function of ``(run_id, scenario)`` except for :data:`TIMING_COLUMNS`. Exceptions
+    inside the run become an ``error`` row (they are the run's result, not the worker's).
+    """
+    from hotremove.runner import run_scenario
+    from hotremove.workload import default_image_cache
+
+    _prepare_worker(log_level)
+    start = time.perf_counter()
+    row: dict[str, Any] = {"run_id": run_id, "status": "error", "reason": ""}
+    try:
+        scn = validate(scenario)
+        with tempfile.TemporaryDirectory(prefix=f"hotremove-sweep-{run_id}-") as tmp:
+            report = run_scenario(
+                scn,
+                name=name,
+                plugins=_load_plugins_cached(),
+                workdir=Path(tmp),
+                image_cache=default_image_cache(),  # runs of a grid share their images
+            )
+            data = report.as_dict()
+            if data.get("interrupted"):  # backed off on a signal: no result, no row
+                raise RunInterrupted(f"run {run_id} was interrupted")
+            row.update(flatten_report(data))
+            row["status"] = "ok" if report.ok else "failed"
+            row["reason"] = failure_reason(data)
+            # image paths live in a temporary directory: keep rows comparable between runs
+            for key, value in row.items():
+                if isinstance(value, str) and tmp in value:
+                    row[key] = value.replace(tmp + os.sep, "").replace(tmp, ".")
+    except RunInterrupted:
+        raise  # lost, not a result: --resume runs it again
+    except Exception as exc:
+        row["reason"] = " ".join(f"{type(exc).__name__}: {exc}".split())
+    row["run_seconds"] = time.perf_counter() - start
+    row["worker"] = f"{socket.gethostname()}:{os.getpid()}"
+    return row
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, str):
+        return " ".join(value.split()) if "\n" in value or "\r" in value else value
+    if isinstance(value, int):
+        return str(value)
+    return _json(value)
+
+
+def _parse(kind: str, text: str) -> Any:
+    if text == "" and kind != "str":
+        return None
+    if kind == "int":
+        return int(text)
+    if kind == "float":
+        return float(text)
+    if kind == "bool":
+        return text == "true"
+    if kind == "json":
+        return json.loads(text)
+    return text
+
+
+def parse_row(raw: dict[str, str], grid: Grid) -> dict[str, Any]:
+    """A CSV row back to typed values (axis columns from the grid itself, by run id)."""
+    kinds = {**HEAD_COLUMNS, **REPORT_COLUMNS, **TIMING_COLUMNS}
+    row: dict[str, Any] = {}
+    for key, text in raw.items():
+        if key in kinds:
+            row[key] = _parse(kinds[key], text or "")
+    return row
