@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -262,31 +262,45 @@ def _dirty_file(
     """Write into a share of the cached pages, as write() would: page cache only."""
     sb = mapping.host.i_sb
     file_golden = golden.files[(sb.s_id, mapping.host.path)]
-    size = mapping.host.i_size
-    journal = sb.s_journal  # a journalling plugin decides what a write does to a buffer
     for index in sorted(mapping.i_pages):
         if rng.random() >= share:
             continue
         page = mapping.i_pages[index]
-        frame = machine.memory.frame(page.pfn)
-        if not mapping.a_ops.buffers:
-            length = min(PAGE_SIZE, size - index * PAGE_SIZE)
-            _write(frame, 0, length, file_golden, index * PAGE_SIZE, rng)
-            page.flags |= PG_dirty
-            mapping.tag_dirty(index)
-            continue
         bhs = [bh for bh in page_buffers(page) if bh.b_state & BH_Mapped]
         if how == "partial" and len(bhs) > 1:  # a uniformly random non-empty subset
             mask = int(rng.integers(1, 1 << len(bhs)))
             bhs = [bh for i, bh in enumerate(bhs) if mask >> i & 1]
-        for bh in bhs:
-            pos = index * PAGE_SIZE + bh.b_offset
-            length = min(bh.b_size, size - pos)
-            _write(frame, bh.b_offset, length, file_golden, pos, rng)
-            if journal is not None:
-                journal.dirty_data(bh)
-            else:
-                mark_buffer_dirty(bh)
+        page_cache_write(machine, mapping, page, bhs, file_golden, rng.bytes)
+
+
+def page_cache_write(
+    machine: Machine,
+    mapping: AddressSpace,
+    page: Page,
+    bhs: list[BufferHead],
+    golden: bytearray,
+    randbytes: Callable[[int], bytes],
+) -> None:
+    """``write()`` into a cached page: new bytes in the frame and in the golden model, then
+    the buffers dirtied as the filesystem says — through its journal when a plugin attached
+    one (``sb.s_journal``), else ``mark_buffer_dirty``. A page without buffers (nobh) is
+    written whole. Used by the workload builder and by the explorer's writer actor."""
+    inode = mapping.host
+    frame = machine.memory.frames[page.pfn]
+    base = page.index * PAGE_SIZE
+    if not page.flags & PG_private:
+        _write(frame, 0, min(PAGE_SIZE, inode.i_size - base), golden, base, randbytes)
+        page.flags |= PG_dirty
+        mapping.tag_dirty(page.index)
+        return
+    journal = inode.i_sb.s_journal
+    for bh in bhs:
+        pos = base + bh.b_offset
+        _write(frame, bh.b_offset, min(bh.b_size, inode.i_size - pos), golden, pos, randbytes)
+        if journal is not None:
+            journal.dirty_data(bh)
+        else:
+            mark_buffer_dirty(bh)
 
 
 def _write(
@@ -295,9 +309,9 @@ def _write(
     length: int,
     golden: bytearray,
     pos: int,
-    rng: np.random.Generator,
+    randbytes: Callable[[int], bytes],
 ) -> None:
-    data = rng.bytes(length)
+    data = randbytes(length)
     frame[offset : offset + length] = np.frombuffer(data, dtype=np.uint8)
     golden[pos : pos + length] = data
 

@@ -27,8 +27,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from hotremove.lockdep import hand_to_io
 from hotremove.model.address_space import AddressSpace
 from hotremove.model.buffer_head import (
@@ -39,7 +37,6 @@ from hotremove.model.buffer_head import (
     BH_Mapped,
     BufferHead,
     lock_buffer,
-    mark_buffer_dirty,
     page_buffers,
     put_bh,
     unlock_buffer,
@@ -58,6 +55,7 @@ from hotremove.model.page import (
     put_page,
     unlock_page,
 )
+from hotremove.workload import page_cache_write
 from hotremove.writeback import clear_page_dirty, writeout
 
 ACTORS = ("writeback", "writer", "journal", "reader")
@@ -289,37 +287,15 @@ def write_page(world: World, mapping: AddressSpace, page: Page) -> None:
     """Copy new bytes into some blocks of a locked page and dirty them."""
     rng = world.rng
     inode = mapping.host
-    sb = inode.i_sb
-    golden = world.golden[(sb.s_id, inode.path)]
-    frame = world.machine.memory.frames[page.pfn]
-    base = page.index * PAGE_SIZE
-    if not page.flags & PG_private:
-        length = min(PAGE_SIZE, inode.i_size - base)
-        _write(frame, 0, length, golden, base, rng)
-        page.flags |= PG_dirty
-        mapping.tag_dirty(page.index)
-        return
-    journal = sb.s_journal
+    golden = world.golden[(inode.i_sb.s_id, inode.path)]
     bhs = [bh for bh in page_buffers(page) if bh.b_state & BH_Mapped]
     if mapping.a_ops.journalled_data:  # committed, not yet checkpointed: wait for jbd2
         bhs = [bh for bh in bhs if not (bh.b_state & BH_JBD and not bh.b_state & BH_JBDDirty)]
-    if not bhs:
-        return
-    for bh in rng.sample(bhs, rng.randint(1, len(bhs))):
-        pos = base + bh.b_offset
-        _write(frame, bh.b_offset, min(bh.b_size, inode.i_size - pos), golden, pos, rng)
-        if journal is not None:
-            journal.dirty_data(bh)
-        else:
-            mark_buffer_dirty(bh)
-
-
-def _write(
-    frame: np.ndarray, offset: int, length: int, golden: bytearray, pos: int, rng: random.Random
-) -> None:
-    data = rng.randbytes(length)
-    frame[offset : offset + length] = np.frombuffer(data, dtype=np.uint8)
-    golden[pos : pos + length] = data
+    if page.flags & PG_private:
+        if not bhs:
+            return
+        bhs = rng.sample(bhs, rng.randint(1, len(bhs)))
+    page_cache_write(world.machine, mapping, page, bhs, golden, rng.randbytes)
 
 
 # -- read() ------------------------------------------------------------------------------------
