@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from hotremove import snapshot as snapmod
+from hotremove import snapshot_machine as snapmach
 from hotremove.cli_snapshot import plan_command, snapshot_command
 from hotremove.plan import (
     CLASS_NAMES,
@@ -26,7 +27,6 @@ from hotremove.plan import (
     classify,
     plan,
     resolve_fs,
-    run_snapshot,
     unit_name,
 )
 from hotremove.plugins import load_plugins
@@ -45,13 +45,14 @@ from hotremove.snapshot import (
     KPF_THP,
     KPF_UPTODATE,
     BlockInfo,
-    FsSpec,
     Snapshot,
     SnapshotError,
     kpf,
     load,
     take,
 )
+from hotremove.snapshot_machine import FsSpec
+from hotremove.snapshot_run import run_snapshot
 
 DATA = Path(__file__).parent / "data"
 SYNTHETIC = DATA / "snapshot-synthetic.npz"
@@ -206,9 +207,9 @@ def test_anonymous_folios_are_built_as_folios_and_page_cache_folios_as_pages(
     lay = classify(synthetic).layout
     heads = np.flatnonzero(lay.order[2])
     assert heads.tolist() == [512] and lay.order[2, 512] == 9
-    assert (lay.kind[2, 513:1024] == snapmod.K_TAIL).all()
-    assert (lay.kind[2, 16:32] == snapmod.K_ANON).all()  # mTHP: base pages
-    assert (lay.kind[1, 68:76] == snapmod.K_FILE_BH).all() and not lay.order[1].any()
+    assert (lay.kind[2, 513:1024] == snapmach.K_TAIL).all()
+    assert (lay.kind[2, 16:32] == snapmach.K_ANON).all()  # mTHP: base pages
+    assert (lay.kind[1, 68:76] == snapmach.K_FILE_BH).all() and not lay.order[1].any()
 
 
 # --------------------------------------------------------------------------- plan

@@ -8,7 +8,7 @@ Three steps, each usable alone:
    the simulator would build for it (a **kind**, modifiers, a folio order). Vectorised: no
    Python loop per page.
 2. :func:`probe_units` asks the installed plugins what each kind of page costs: it builds a
-   tiny machine holding one page of that kind (with :func:`hotremove.snapshot.synthesize`
+   tiny machine holding one page of that kind (with :func:`hotremove.snapshot_machine.synthesize`
    (the builder, the one ``run --snapshot`` uses), offlines it with the real engine and records
    what happened (migrated, rebound, written back, write requests, simulated seconds). The
    plugins decide; the plan never hard-codes a strategy's behaviour.
@@ -46,7 +46,6 @@ Heuristics, stated (kpageflags cannot say more):
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,27 +53,12 @@ from typing import Any
 import numpy as np
 
 from hotremove.cost import preset as device_preset
-from hotremove.engine import ProgressFn, offline
+from hotremove.engine import offline
 from hotremove.hooks import Hooks
 from hotremove.model.address_space import AddressSpace, Inode, SuperBlock
 from hotremove.model.migrate_mode import MigrateMode
 from hotremove.model.page import HPAGE_PMD_ORDER, PAGE_SIZE
-from hotremove.plugins import PluginSet, load_plugins
-from hotremove.report import Report
-from hotremove.runner import offline_built
 from hotremove.snapshot import (
-    FS_OPTIONS,
-    K_ANON,
-    K_FILE,
-    K_FILE_BH,
-    K_FILE_DIRTY,
-    K_FILE_DIRTY_BH,
-    K_FREE,
-    K_PGTABLE,
-    K_RESERVED,
-    K_SLAB,
-    K_TAIL,
-    KIND_NAMES,
     KPF_ACTIVE,
     KPF_ANON,
     KPF_BUDDY,
@@ -100,6 +84,22 @@ from hotremove.snapshot import (
     KPF_UPTODATE,
     KPF_WRITEBACK,
     KPF_ZERO_PAGE,
+    Snapshot,
+    SnapshotError,
+)
+from hotremove.snapshot_machine import (
+    FS_OPTIONS,
+    K_ANON,
+    K_FILE,
+    K_FILE_BH,
+    K_FILE_DIRTY,
+    K_FILE_DIRTY_BH,
+    K_FREE,
+    K_PGTABLE,
+    K_RESERVED,
+    K_SLAB,
+    K_TAIL,
+    KIND_NAMES,
     M_MLOCKED,
     M_SWAPCACHE,
     M_WRITEBACK,
@@ -108,12 +108,8 @@ from hotremove.snapshot import (
     X_REFERENCED,
     FsSpec,
     Layout,
-    Snapshot,
-    SnapshotError,
     synthesize,
 )
-from hotremove.snapshot import load as load_snapshot
-from hotremove.workload import Built
 
 #: Largest buddy block (MAX_PAGE_ORDER 10 on x86_64): 4 MiB.
 MAX_ORDER_NR_PAGES = 1 << 10
@@ -731,281 +727,3 @@ def _rank_key(bp: BlockPlan) -> tuple[Any, ...]:
     if bp.offlinable:
         return (0, bp.simulated_seconds, bp.write_requests, bp.moved_pages, bp.index)
     return (1, sum(bp.blockers.values()), len(bp.reasons), bp.index)
-
-
-# -- the picture ---------------------------------------------------------------------------------
-#: Colours of blocked blocks, by main blocker (class names, and block-level reasons).
-BLOCKED_COLOURS = {
-    "reserved": "#3b3b3b",
-    "slab": "#8c510a",
-    "pgtable": "#bf812d",
-    "unmovable": "#762a83",
-    "flagless": "#878787",
-    "hwpoison": "#e7298a",
-    "offline": "#c2a5cf",
-    "hole": "#000000",
-    "zones": "#35978f",
-    "state": "#ffffff",
-    "enomem": "#4575b4",
-    "failures": "#67001f",
-}
-_BLOCKED_LABELS = {
-    "reserved": "blocked: reserved pages",
-    "slab": "blocked: slab",
-    "pgtable": "blocked: page tables",
-    "unmovable": "blocked: other kernel memory",
-    "flagless": "blocked: flagless pages (--flagless unmovable)",
-    "hwpoison": "blocked: hwpoison",
-    "offline": "blocked: PageOffline",
-    "hole": "blocked: memory hole",
-    "zones": "blocked: mixed zones (valid_zones none)",
-    "state": "block already offline",
-    "enomem": "blocked: no room elsewhere (-ENOMEM)",
-    "failures": "blocked: pages fail to migrate",
-}
-_SHORT = {"unmovable": "kernel", "hwpoison": "poison", "offline": "balloon", "state": "offline"}
-FREE_COLOUR = "#1a9850"
-ABSENT_COLOUR = "#f0f0f0"
-BLOCKED_HATCH = "////"
-
-
-def plot(p: Plan, path: Path | str, *, columns: int = 16) -> Path:
-    """One cell per memory block (by ``memoryN`` number, holes left pale): offlinable blocks
-    coloured by predicted simulated time, blocked ones (hatched) by their main blocker."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import LogNorm
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Patch, Rectangle
-
-    path = Path(path)
-    by_index = {b.index: b for b in p.blocks}
-    last = max(by_index) if by_index else 0
-    columns = max(1, min(columns, -(-(last + 1) // 2)))
-    rows = last // columns + 1
-    costs = [b.simulated_seconds for b in p.blocks if b.offlinable and b.moved_pages]
-    lo = min(costs) if costs else 1e-6
-    hi = max(costs) if costs else 1e-3
-    norm = LogNorm(vmin=lo, vmax=hi if hi > lo else lo * 10)
-    cmap = _cost_cmap()
-    categories = {b.category for b in p.blocks} | ({"absent"} if len(by_index) <= last else set())
-    cell = 0.62  # inches
-    legend_rows = 1 + len(categories & set(BLOCKED_COLOURS)) + ("absent" in categories)
-    height = max(rows * cell + 1.6, legend_rows * 0.22 + 1.4)
-    fig = Figure(figsize=(columns * cell + 4.2, height), dpi=110, layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    for index in range(last + 1):
-        x, y = index % columns, index // columns
-        b = by_index.get(index)
-        hatch = None
-        if b is None:
-            colour, text, ink = ABSENT_COLOUR, "", "#999999"
-        else:
-            cat = b.category
-            if cat == "cost":
-                colour = cmap(norm(max(b.simulated_seconds, lo)))
-                text = _short_seconds(b.simulated_seconds)
-            elif cat == "free":
-                colour, text = FREE_COLOUR, "free"
-            else:
-                colour, text, hatch = BLOCKED_COLOURS[cat], _SHORT.get(cat, cat), BLOCKED_HATCH
-            ink = _ink(colour)
-        ax.add_patch(
-            Rectangle(
-                (x, -y),
-                0.94,
-                0.9,
-                facecolor=colour,
-                edgecolor="#777777",
-                linewidth=0.5,
-                hatch=hatch,
-            )
-        )
-        ax.text(
-            x + 0.47,
-            -y + 0.6,
-            str(index),
-            ha="center",
-            va="center",
-            fontsize=7,
-            color=ink,
-            fontweight="bold",
-        )
-        if text:
-            ax.text(x + 0.47, -y + 0.27, text, ha="center", va="center", fontsize=5.5, color=ink)
-    ax.set_xlim(-0.1, columns)
-    ax.set_ylim(-rows + 0.9, 1.0)
-    ax.set_aspect("equal")
-    ax.axis("off")
-    handles = [Patch(facecolor=FREE_COLOUR, label="offlinable, nothing to move")]
-    handles += [
-        Patch(
-            facecolor=BLOCKED_COLOURS[k],
-            edgecolor="#777777",
-            hatch=BLOCKED_HATCH,
-            label=_BLOCKED_LABELS[k],
-        )
-        for k in BLOCKED_COLOURS
-        if k in categories
-    ]
-    if "absent" in categories:
-        handles.append(Patch(facecolor=ABSENT_COLOUR, edgecolor="#777777", label="no block"))
-    ax.legend(
-        handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False
-    )
-    if costs:
-        bar = fig.colorbar(
-            ScalarMappable(norm=norm, cmap=cmap),
-            ax=ax,
-            location="bottom",
-            shrink=0.5,
-            aspect=40,
-            pad=0.02,
-        )
-        bar.set_label(f"offlinable: predicted time to offline (simulated, {p.device})", fontsize=8)
-        bar.ax.tick_params(which="both", labelsize=7)
-        bar.ax.xaxis.set_major_formatter(_seconds_formatter())
-        bar.ax.xaxis.set_minor_formatter(_seconds_formatter(minor=True))
-    snap = p.snapshot
-    nok = sum(b.offlinable for b in p.blocks)
-    fig.suptitle(
-        f"{nok} of {len(p.blocks)} memory blocks ({snap.block_size >> 20} MiB) can be offlined"
-        f"  ·  page cache {p.fs.label}: {p.strategy} ({p.plugin})\n"
-        f"{snap.source} snapshot, kernel {snap.kernel or '?'}, {snap.taken or '?'}"
-        f"  ·  flagless pages counted {p.flagless}",
-        fontsize=9,
-        x=0.01,
-        ha="left",
-    )
-    fig.savefig(path, bbox_inches="tight", pad_inches=0.15)
-    return path
-
-
-def _seconds_formatter(minor: bool = False) -> Any:
-    """Tick labels in µs/ms/s; minor ticks labelled only at 2× and 5× (log axis)."""
-    from matplotlib.ticker import FuncFormatter
-
-    def label(value: float, _pos: int | None) -> str:
-        if minor and f"{value:.0e}"[0] not in "25":
-            return ""
-        return _short_seconds(value)
-
-    return FuncFormatter(label)
-
-
-def _cost_cmap() -> Any:
-    from matplotlib.colors import LinearSegmentedColormap
-
-    return LinearSegmentedColormap.from_list(
-        "hotremove_cost", ["#a6d96a", "#ffffbf", "#fdae61", "#d7191c"]
-    )
-
-
-def _ink(colour: Any) -> str:
-    from matplotlib.colors import to_rgb
-
-    r, g, b = to_rgb(colour)
-    return "#000000" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "#ffffff"
-
-
-def _short_seconds(value: float) -> str:
-    if value >= 1:
-        return f"{value:.1f}s"
-    if value >= 1e-3:
-        return f"{value * 1e3:.1f}ms"
-    return f"{value * 1e6:.0f}µs"
-
-
-# -- run --snapshot: the same block, simulated --------------------------------------------------
-@dataclass
-class SnapshotBuilt(Built):
-    """A :class:`~hotremove.workload.Built` made from snapshot blocks: simulated block ``i``
-    is snapshot block ``snapshot_blocks[i]``; the blocks after them are free memory."""
-
-    snapshot_blocks: list[int] = field(default_factory=list)
-
-
-def build_from_snapshot(
-    snapshot_path: Path | str | Snapshot,
-    blocks: list[int],
-    hooks: Hooks,
-    workdir: Path,
-    *,
-    fs: FsSpec | str | None = None,
-    device: str = "nvme",
-    flagless: str = "free",
-    seed: int = 1,
-) -> SnapshotBuilt:
-    """A machine holding snapshot memory blocks ``blocks`` frame by frame (as the plan
-    classifies them), followed by as many blocks of free memory to migrate into.
-    ``built.scenario.remove.blocks`` names the simulated blocks to offline."""
-    snap = snapshot_path if isinstance(snapshot_path, Snapshot) else load_snapshot(snapshot_path)
-    if not blocks:
-        raise SnapshotError("--blocks: name at least one memory block")
-    if len(set(blocks)) != len(blocks):
-        raise SnapshotError("--blocks: a memory block is named twice")
-    rows = [snap.row(b) for b in blocks]
-    fs = resolve_fs(snap, fs)
-    device_preset(device)
-    lay = classify(snap.trimmed(blocks), flagless).layout
-    layout = Layout.concat([lay, Layout.free(len(rows) * snap.pages_per_block)])
-    built = synthesize(
-        layout,
-        snap.block_size,
-        fs,
-        hooks,
-        workdir,
-        device=device,
-        remove=list(range(len(rows))),
-        seed=seed,
-        name="snapshot",
-    )
-    return SnapshotBuilt(
-        built.scenario, built.machine, built.golden, built.images, snapshot_blocks=list(blocks)
-    )
-
-
-def run_snapshot(
-    snapshot_path: Path | str | Snapshot,
-    blocks: list[int],
-    *,
-    plugins: PluginSet | None = None,
-    workdir: Path | None = None,
-    fs: FsSpec | str | None = None,
-    device: str = "nvme",
-    policy: str = "auto",
-    flagless: str = "free",
-    mode: str = "sync",
-    checks: bool = True,
-    do_verify: bool = True,
-    progress: Callable[[int], ProgressFn | None] | None = None,
-) -> Report:
-    """Build the snapshot blocks, offline them with the engine, verify: the measurement a
-    plan's prediction is checked against (the plan assumes ``mode="sync"``, what hot-remove
-    uses). ``progress(total)`` may return a callback advanced per migrated page."""
-    plugins = plugins or load_plugins()
-    with tempfile.TemporaryDirectory(prefix="hotremove-snap-") as tmp:
-        built = build_from_snapshot(
-            snapshot_path,
-            blocks,
-            plugins.hooks,
-            workdir or Path(tmp),
-            fs=fs,
-            device=device,
-            flagless=flagless,
-        )
-        built.scenario = built.scenario.with_overrides(
-            remove={"strategy": policy, "mode": mode, "checks": checks}
-        )
-        try:
-            return offline_built(
-                built,
-                plugins,
-                name=f"snapshot blocks {', '.join(map(str, blocks))}",
-                device=device,
-                progress=progress,
-                do_verify=do_verify,
-            )
-        finally:
-            built.machine.close()

@@ -246,7 +246,9 @@ def _run_snapshot(
     flagless: str,
 ) -> int:
     """``run --snapshot``: the measurement a plan's prediction is checked against."""
-    from hotremove.plan import load_snapshot, resolve_fs, run_snapshot
+    from hotremove.plan import resolve_fs
+    from hotremove.snapshot import load as load_snapshot
+    from hotremove.snapshot_run import run_snapshot
 
     settings = _begin(ctx)
     plugins = _plugins(settings)
