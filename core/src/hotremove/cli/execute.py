@@ -92,9 +92,13 @@ class StopFlag:
     def __init__(self) -> None:
         self.armed = False
         self.requested = False
+        self.logged = False
 
     def poll(self) -> bool:
         self.armed = True  # the engine is running: a signal can be handled gracefully
+        if self.requested and not self.logged:
+            self.logged = True  # logged here, not in the handler: it may interrupt a write
+            log.warning("interrupt_requested", action="rolling back at the next page")
         return self.requested
 
     def disarm(self) -> None:
@@ -103,7 +107,6 @@ class StopFlag:
     def handle(self, signum: int, frame: object) -> None:
         if self.armed and not self.requested:
             self.requested = True
-            log.warning("interrupt_requested", action="rolling back at the next page")
             return
         raise KeyboardInterrupt
 
