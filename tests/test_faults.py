@@ -92,7 +92,10 @@ def test_enomem_after_five_pages(case, hotremove_build, hotremove_plugins, hotre
     result = run(built, hotremove_plugins, {"enomem_after": 5})
     assert not result.offlined and "-ENOMEM" in result.reason
     # five target frames, then -ENOMEM; refused attempts (journal-held pages) use some up
-    assert result.migrated == (0 if case == "ext3-journal" else 5)
+    if case == "ext3-journal":
+        assert result.migrated < 5
+    else:
+        assert result.migrated == 5
     assert all(f["reason"] == "-ENOMEM" for f in result.failed)
     assert_safe(built, result, hotremove_verify)
 

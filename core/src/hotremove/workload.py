@@ -107,7 +107,11 @@ class FrameAllocator:
 def file_contents(seed: int, fs_index: int, cfg: FilesystemConfig) -> dict[str, bytes]:
     """Deterministic file bytes: equal scenario, equal files (so images can be cached)."""
     rng = np.random.default_rng([seed, fs_index, 0xF11E])
-    return {f"f{i:05d}": rng.bytes(cfg.file_size) for i in range(cfg.files)}
+    words = -(-cfg.file_size // 8)  # raw 64-bit draws: ~5× faster than Generator.bytes
+    return {
+        f"f{i:05d}": rng.bit_generator.random_raw(words).tobytes()[: cfg.file_size]
+        for i in range(cfg.files)
+    }
 
 
 def cached_image(
@@ -149,7 +153,7 @@ def cached_image(
     os.replace(tmp, image)
 
 
-IMAGE_FORMAT = 1  # bump when make_image's output for equal inputs changes
+IMAGE_FORMAT = 2  # bump when the image for equal inputs changes (make_image, file_contents)
 
 
 def default_image_cache() -> Path:
