@@ -14,7 +14,6 @@ also holds the simulated RAM, the golden model's copy of the files and allocator
 
 from __future__ import annotations
 
-import gc
 import sys
 import tempfile
 import time
@@ -118,20 +117,16 @@ def bench_once(
         in_use = machine.memory.nr_pages - machine.memory.nr_free()
         sizes_before = Counter(machine.io.write_sizes)
         clock0 = machine.clock.cpu_seconds + machine.clock.io_seconds
-        gc.disable()  # the collector would scan a million objects mid-run: not the kernel's cost
-        try:
-            t0 = time.perf_counter()
-            result = offline(
-                machine,
-                plugins.hooks,
-                list(scenario.remove.blocks),
-                mode=MigrateMode.SYNC,
-                policy=strategy,
-                checks=checks,
-            )
-            offline_seconds = time.perf_counter() - t0
-        finally:
-            gc.enable()
+        t0 = time.perf_counter()
+        result = offline(
+            machine,
+            plugins.hooks,
+            list(scenario.remove.blocks),
+            mode=MigrateMode.SYNC,
+            policy=strategy,
+            checks=checks,
+        )
+        offline_seconds = time.perf_counter() - t0
         simulated = machine.clock.cpu_seconds + machine.clock.io_seconds - clock0
         sizes = machine.io.write_sizes - sizes_before
         t0 = time.perf_counter()
