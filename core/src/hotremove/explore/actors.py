@@ -265,15 +265,20 @@ def io_completion(world: World, ops: int) -> None:
         preempt("irq_exit")
 
 
+def _any_cached(world: World) -> tuple[AddressSpace, int] | None:
+    """A random cached page of any file (what a write() or read() lands on), or None."""
+    pages = world.cached(lambda m: True)
+    return pages[world.rng.randrange(len(pages))] if pages else None
+
+
 # -- write() -----------------------------------------------------------------------------------
 def writer(world: World, ops: int) -> None:
-    rng = world.rng
     for _ in range(ops):
         preempt("write")
-        pages = world.cached(lambda m: True)
-        if not pages:
+        picked = _any_cached(world)
+        if picked is None:
             return
-        mapping, index = pages[rng.randrange(len(pages))]
+        mapping, index = picked
         page = find_lock_page(mapping, index)
         if page is None:
             continue
@@ -300,13 +305,12 @@ def write_page(world: World, mapping: AddressSpace, page: Page) -> None:
 
 # -- read() ------------------------------------------------------------------------------------
 def reader(world: World, ops: int) -> None:
-    rng = world.rng
     for _ in range(ops):
         preempt("read")
-        pages = world.cached(lambda m: True)
-        if not pages:
+        picked = _any_cached(world)
+        if picked is None:
             return
-        mapping, index = pages[rng.randrange(len(pages))]
+        mapping, index = picked
         page = find_get_page(mapping, index)
         if page is None:
             continue

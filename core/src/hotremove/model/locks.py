@@ -19,7 +19,7 @@ import contextlib
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 
 class DeadlockError(RuntimeError):
@@ -221,12 +221,8 @@ def swap_current(stack: list[Task]) -> list[Task]:
     return old
 
 
-class SpinLock:
-    """A spinlock such as ``mapping->private_lock``: holding it makes the context atomic.
-
-    ``lock_class`` is lockdep's class (every mapping's ``private_lock`` is one class); by
-    default the part of the name after the last ``:``.
-    """
+class _Lock:
+    """What spinlocks and mutexes share: a name, a lockdep class, the holder, ``with``."""
 
     __slots__ = ("held", "lock_class", "name", "owner")
 
@@ -237,7 +233,30 @@ class SpinLock:
         self.owner: Task | None = None
 
     def __repr__(self) -> str:
-        return f"<SpinLock {self.name}{' held' if self.held else ''}>"
+        return f"<{type(self).__name__} {self.name}{' held' if self.held else ''}>"
+
+    def lock(self) -> None:
+        raise NotImplementedError
+
+    def unlock(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.lock()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.unlock()
+
+
+class SpinLock(_Lock):
+    """A spinlock such as ``mapping->private_lock``: holding it makes the context atomic.
+
+    ``lock_class`` is lockdep's class (every mapping's ``private_lock`` is one class); by
+    default the part of the name after the last ``:``.
+    """
+
+    __slots__ = ()
 
     def lock(self) -> None:
         if _tracker is not None:
@@ -261,27 +280,11 @@ class SpinLock:
         self.owner = None
         owner.held_spinlocks.remove(self)
 
-    def __enter__(self) -> SpinLock:
-        self.lock()
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.unlock()
-
-
-class Mutex:
+class Mutex(_Lock):
     """A sleeping lock (``struct mutex``), such as jbd2's ``j_checkpoint_mutex``."""
 
-    __slots__ = ("held", "lock_class", "name", "owner")
-
-    def __init__(self, name: str, lock_class: str | None = None) -> None:
-        self.name = name
-        self.lock_class = lock_class or name.rsplit(":", 1)[-1]
-        self.held = False
-        self.owner: Task | None = None
-
-    def __repr__(self) -> str:
-        return f"<Mutex {self.name}{' held' if self.held else ''}>"
+    __slots__ = ()
 
     def lock(self) -> None:
         if _tracker is not None:
@@ -302,13 +305,6 @@ class Mutex:
             raise AssertionError(f"mutex_unlock({self.name}) of an unlocked mutex")
         self.held = False
         self.owner = None
-
-    def __enter__(self) -> Mutex:
-        self.lock()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.unlock()
 
 
 def preempt(label: str, obj: object = None) -> None:
