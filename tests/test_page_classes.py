@@ -83,7 +83,7 @@ def test_clean_and_partially_dirty_buffers_rebound_without_io(
 ):
     built = build(hotremove_build, mode, dirty=0.5)
     dirty = [(m, p.index, p) for m, p in region_pages(built, lambda m, p: p.flags & PG_dirty)]
-    states = {id(bh): bh.b_state for _, _, p in dirty for bh in page_buffers(p)}
+    states = {bh: bh.b_state for _, _, p in dirty for bh in page_buffers(p)}
     assert any(not s & BH_Dirty for s in states.values()), "partially dirty pages"
     result = hotremove_offline(built)
     assert built.machine.io.write_requests == 0
@@ -92,7 +92,7 @@ def test_clean_and_partially_dirty_buffers_rebound_without_io(
     for mapping, index, _ in dirty:
         new = mapping.i_pages[index]
         assert [bh.b_state & ~BH_Lock for bh in page_buffers(new)] == [
-            states[id(bh)] for bh in page_buffers(new)
+            states[bh] for bh in page_buffers(new)
         ]
         assert new.flags & (PG_dirty | PG_uptodate | PG_mappedtodisk) == (
             PG_dirty | PG_uptodate | PG_mappedtodisk
@@ -117,7 +117,7 @@ def test_page_under_writeback(mode, hotremove_build, hotremove_offline, hotremov
         assert result.retries["-EBUSY"] == 1, "async/sync_light may not wait on I/O: -EBUSY"
     assert built.machine.clock.io_seconds > io_before, "waiting for the write takes time"
     new = mapping.i_pages[index]
-    assert new is not page and not new.flags & PG_writeback
+    assert new != page and not new.flags & PG_writeback
     assert result.classes["writeback"] == {"pages": 1, "migrated": 1, "failed": 0}
     finish(built, result, hotremove_verify)
 
@@ -136,7 +136,7 @@ def test_buffer_locked_by_another_task(mode, hotremove_build, hotremove_offline,
         assert result.retries["-EAGAIN"] == 1, "trylock fails, back off"
     else:  # sync_light waits for an uptodate buffer, sync always waits
         assert "-EAGAIN" not in result.retries
-    assert bh.b_page is mapping.i_pages[index] is not page
+    assert bh.b_page == mapping.i_pages[index] != page
     assert not bh.b_state & BH_Lock
     finish(built, result, hotremove_verify)
 
@@ -155,7 +155,7 @@ def test_extra_reference_held_forever_fails_busy_and_rolls_back(
     assert result.retries["-EAGAIN"] == 10 * result.rounds
     assert "gave up after 3 rounds" in result.reason
     assert built.machine.memory.block_state[REGION] == ONLINE
-    assert mapping.i_pages[page.index] is page, "the held page stays where it was"
+    assert mapping.i_pages[page.index] == page, "the held page stays where it was"
     finish(built, result, hotremove_verify, offlined=False)
 
 
@@ -169,7 +169,7 @@ def test_extra_reference_released_after_two_passes_then_moves(
     pin_page(built.machine, page, release_after=2)
     result = hotremove_offline(built)
     assert result.retries["-EAGAIN"] == 2
-    assert mapping.i_pages[index] is not page
+    assert mapping.i_pages[index] != page
     finish(built, result, hotremove_verify)
 
 
@@ -223,7 +223,7 @@ def test_mapped_anon_swapcache_and_mlocked_pages_move_with_their_ptes(
         assert bool(new.flags & PG_swapcache) == (vpn in swap)
         assert bool(new.flags & PG_mlocked) == bool(new.flags & PG_unevictable) == (vpn in locked)
         if vpn in swap:
-            assert built.machine.swap_cache.i_pages[new.private] is new
+            assert built.machine.swap_cache.i_pages[new.private] == new
     assert result.classes["mlocked"]["migrated"] == len(locked)
     assert result.per_aops["swap_aops"].migrated == len(swap - locked) + len(swap & locked)
     finish(built, result, hotremove_verify)
@@ -309,5 +309,5 @@ def test_swap_cache_page_keeps_its_entry(hotremove_build, hotremove_offline, hot
     entry = page.private
     result = hotremove_offline(built)
     new = built.machine.memory.pages[vma.ptes[vpn]]
-    assert built.machine.swap_cache.i_pages[entry] is new and new.private == entry
+    assert built.machine.swap_cache.i_pages[entry] == new and new.private == entry
     finish(built, result, hotremove_verify)

@@ -42,7 +42,7 @@ def test_buffer_ring_and_private_reference():
     bhs = page_buffers(page)
     assert [bh.b_blocknr for bh in bhs] == [10, 11, 12, 13]
     assert [bh.b_offset for bh in bhs] == [0, 1024, 2048, 3072]
-    assert bhs[-1].b_this_page is bhs[0]
+    assert bhs[-1].b_this_page == bhs[0]
     assert page._refcount == 2 and page.flags & PG_private and page.flags & PG_mappedtodisk
 
 
@@ -74,7 +74,7 @@ def test_set_bh_page_rebinds():
     new = memory.alloc_page()
     bh = page_buffers(page)[3]
     set_bh_page(bh, new, bh.b_offset)
-    assert bh.b_page is new and bh.b_offset == 3072
+    assert bh.b_page == new and bh.b_offset == 3072
 
 
 def test_lock_buffer_under_a_spinlock_is_sleeping_in_atomic_context():

@@ -6,10 +6,11 @@ offlines the region with rebinding (``auto``) and with forced ``writeback``, ver
 (a fast wrong answer does not count), and reports pages/s of the offline itself, build time,
 memory, and the simulated cost on every device preset.
 
-Memory: "metadata" is the size of the simulated kernel's own objects — every struct page,
-buffer_head, page-cache tree and allocator list — measured with ``sys.getsizeof`` (which
-counts each object's garbage-collector header). The process's peak RSS is reported too; it
-also holds the simulated RAM, the golden model's copy of the files and allocator slack.
+Memory: "metadata" is the size of the simulated kernel's own state — mem_map (struct page
+arrays), the buffer_head slab, page-cache trees and allocator lists — counted as array bytes
+plus ``sys.getsizeof`` of every Python object involved (garbage-collector headers included).
+The process's peak RSS is reported too; it also holds the simulated RAM, the golden model's
+copy of the files and allocator slack.
 """
 
 from __future__ import annotations
@@ -23,10 +24,8 @@ from typing import Any
 
 from hotremove.cost import PRESETS
 from hotremove.engine import offline
-from hotremove.model.buffer_head import page_buffers
 from hotremove.model.machine import Machine
 from hotremove.model.migrate_mode import MigrateMode
-from hotremove.model.page import PG_private
 from hotremove.plugins import PluginSet, load_plugins
 from hotremove.scenario import Scenario, validate
 from hotremove.verify import verify
@@ -80,16 +79,16 @@ def _peak_rss() -> int:
 
 
 def metadata_bytes(machine: Machine) -> int:
-    """Bytes of the model's objects beyond the frames (see module doc)."""
-    memory = machine.memory
+    """Bytes of the model's kernel state beyond the frames (see module doc): mem_map, the
+    buffer_head slab (its capacity), the allocator's lists, every page-cache tree with its
+    keys and entries, and the dirty tags."""
     size = sys.getsizeof
-    total = size(memory.pages) + size(memory._free) + sum(size(s) for s in memory._free_stack)
-    for page in memory.pages:
-        total += size(page)
+    total = machine.memory.metadata_nbytes
     for mapping in machine.mappings:
-        total += size(mapping) + size(mapping.i_pages) + size(mapping.dirty_tags)
-        for page in mapping.i_pages.values():
-            total += sum(size(bh) for bh in page_buffers(page)) if page.flags & PG_private else 0
+        pages = mapping.i_pages
+        total += size(mapping) + size(pages) + size(mapping.dirty_tags)
+        total += sum(size(index) + size(page) for index, page in pages.items())
+        total += sum(size(index) for index in mapping.dirty_tags)
     return total
 
 

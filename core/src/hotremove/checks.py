@@ -69,7 +69,7 @@ class PageCheck:
             failures.append(CheckFailure(pfn, "flags", f"flags: {self.flags:#x} -> {dst.flags:#x}"))
         if dst.flags & PG_private:
             for bh, state in self.bh_states:
-                if bh.b_page is not dst:
+                if bh.b_page != dst:
                     failures.append(CheckFailure(pfn, "bh_page", f"{bh!r} not on new page"))
                 elif not wrote_back and (bh.b_state & ~BH_Lock) != (state & ~BH_Lock):
                     failures.append(CheckFailure(pfn, "bh_state", f"{bh!r} state was {state:#x}"))
@@ -79,7 +79,7 @@ class PageCheck:
 def expected_refcount(machine: Machine, page: Page) -> int:
     """References a settled page must have: page (or swap) cache + ->private + one per
     mapping + whatever someone else pinned."""
-    refs = page._mapcount + machine.pins.get(id(page), 0)
+    refs = page._mapcount + machine.pins.get(page, 0)
     if page.mapping is not None and not isinstance(page.mapping, AnonVma):
         refs += 1  # page cache
     if page.flags & PG_swapcache:
@@ -119,9 +119,9 @@ def check_machine(machine: Machine, removed: list[int]) -> list[CheckFailure]:
             if page.mapping is not mapping or page.index != index:
                 failures.append(CheckFailure(page.pfn, "mapping", "page tree entry stale"))
             for bh in page_buffers(page) if page.flags & PG_private else ():
-                if bh.b_state & BH_Lock and id(bh) not in held_elsewhere:
+                if bh.b_state & BH_Lock and bh not in held_elsewhere:
                     failures.append(CheckFailure(page.pfn, "bh_lock", f"{bh!r} still locked"))
-                if bh.b_page is not page:
+                if bh.b_page != page:
                     failures.append(CheckFailure(page.pfn, "bh_page", f"{bh!r} points away"))
     memory = machine.memory
     for vma in machine.anon_vmas:

@@ -19,6 +19,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from hotremove.model.address_space import AnonVma
 from hotremove.model.buffer_head import BH_JBD, BH_Dirty, BH_Lock
 from hotremove.model.machine import Machine
@@ -52,36 +54,46 @@ CLASSES = (
 )
 
 
+def classify_frames(machine: Machine, pfns: np.ndarray) -> np.ndarray:
+    """The class (an index into :data:`CLASSES`) of every frame in ``pfns``, at once: the
+    rules of :func:`classify`, applied lowest precedence first."""
+    mm = machine.memory.pages
+    pool = machine.memory.bh_pool
+    n = len(pfns)
+    flags = mm.flags[pfns]
+    anon = np.zeros(n, bool)
+    journalled = np.zeros(n, bool)
+    mapping = mm.mapping
+    for i, pfn in enumerate(pfns.tolist()):
+        owner = mapping[pfn]
+        if type(owner) is AnonVma:
+            anon[i] = True
+        elif getattr(getattr(owner, "a_ops", None), "journalled_data", False):
+            journalled[i] = True
+    members, owners = pool.rings(np.where(flags & PG_private, mm.private_bh[pfns], -1))
+    state = np.zeros(n, np.uint32)  # the OR of every buffer's state bits, per page
+    np.bitwise_or.at(state, owners, pool.b_state[members])
+    pinned = np.isin(pfns, [page.pfn for page in machine.pins])
+    cls = np.full(n, CLASSES.index("file_clean"), np.int8)
+    rules = [  # lowest precedence first
+        ("file_dirty", (flags & PG_dirty != 0) | (state & BH_Dirty != 0)),
+        ("journal_held", (state & BH_JBD != 0) & journalled),
+        ("locked_buffers", state & BH_Lock != 0),
+        ("file_nobh", flags & PG_private == 0),
+        ("anon", anon),
+        ("swapcache", anon & (flags & PG_swapcache != 0)),
+        ("mlocked", anon & (flags & (PG_mlocked | PG_unevictable) != 0)),
+        ("writeback", flags & PG_writeback != 0),
+        ("pinned", pinned),
+        ("thp", flags & PG_head != 0),
+        ("unmovable", flags & PG_UNMOVABLE != 0),
+        ("free", (mm.refcount[pfns] == 0) & (flags & PG_tail == 0)),
+    ]
+    for name, where in rules:
+        cls[where] = CLASSES.index(name)
+    return cls
+
+
 def classify(machine: Machine, page: Page) -> str:
     """The class of an in-use head page (or ``free``). Tail pages belong to their head."""
-    if not page._refcount and not page.flags & PG_tail:
-        return "free"
-    flags = page.flags
-    if flags & PG_UNMOVABLE:
-        return "unmovable"
-    if flags & PG_head:
-        return "thp"
-    if id(page) in machine.pins:
-        return "pinned"
-    if flags & PG_writeback:
-        return "writeback"
-    if isinstance(page.mapping, AnonVma):
-        if flags & (PG_mlocked | PG_unevictable):
-            return "mlocked"
-        return "swapcache" if flags & PG_swapcache else "anon"
-    if not flags & PG_private:
-        return "file_nobh"
-    head = bh = page.private
-    state = 0
-    while True:  # one pass over the ring: the OR of every buffer's state bits
-        state |= bh.b_state
-        bh = bh.b_this_page
-        if bh is head:
-            break
-    if state & BH_Lock:
-        return "locked_buffers"
-    if state & BH_JBD and page.mapping.a_ops.journalled_data:
-        return "journal_held"
-    if flags & PG_dirty or state & BH_Dirty:
-        return "file_dirty"
-    return "file_clean"
+    return CLASSES[classify_frames(machine, np.asarray([page.pfn]))[0]]

@@ -29,14 +29,16 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import structlog
 
 from hotremove.checks import CheckFailure, PageCheck, check_machine
-from hotremove.classify import classify
+from hotremove.classify import CLASSES, classify_frames
 from hotremove.errors import HotremoveError
 from hotremove.faults import RaisingStrategy, eio_injector
 from hotremove.hooks import Hooks
 from hotremove.migrate import MIGRATE_FOLIO, MigrateControl, MigrateStrategy
+from hotremove.migrate_batch import BatchMover, pieces
 from hotremove.model.address_space import AddressSpace, AnonVma, SwapCache
 from hotremove.model.buffer_head import BH_Lock, buffer_ring, unlock_buffer
 from hotremove.model.locks import running, tracker
@@ -142,8 +144,10 @@ class Offliner:
         faults: FaultsConfig | None = None,
         should_stop: Callable[[], bool] | None = None,
         fault_seed: int = 0,
+        batching: bool = True,
     ) -> None:
         self.machine = machine
+        self.batching = batching
         self.faults = faults or FaultsConfig()
         self.fault_seed = fault_seed
         self.should_stop = should_stop
@@ -166,8 +170,9 @@ class Offliner:
         self._strategies: dict[int, tuple[MigrateStrategy, AopsStats]] = {}
         self._anon = AopsStats(plugin="core", strategy=MIGRATE_FOLIO.name)
         self._swap = AopsStats(plugin="core", strategy=MIGRATE_FOLIO.name)
-        self._moved: set[int] = set()
+        self._moved = np.zeros(machine.memory.nr_pages, bool)  # frames moved out
         self.plugin_errors: list[str] = []
+        self.mover = BatchMover(self)
 
     # -- strategy lookup: once per address_space ------------------------------------------
     def strategy_for(
@@ -190,6 +195,7 @@ class Offliner:
             if stats is None:
                 stats = self.result.per_aops[name] = AopsStats(plugin, strategy.name)
             cached = self._strategies[id(mapping)] = (strategy, stats)
+            self.mover.learn(mapping, strategy, stats)
         return mapping, cached[0], cached[1]
 
     # -- isolation ------------------------------------------------------------------------
@@ -199,40 +205,45 @@ class Offliner:
             for b in self.blocks
         ]
 
+    def region(self) -> np.ndarray:
+        """Every frame of the blocks being offlined, in order."""
+        return np.concatenate(
+            [np.arange(r.start, r.stop, dtype=np.int64) for r in self.pfn_ranges()]
+        )
+
     def start_isolate_page_range(self) -> bool:
         """Switch the blocks to MIGRATE_ISOLATE; fail (-EBUSY) if a page can never move."""
         memory = self.memory
         for b in self.blocks:
             memory.set_block_state(b, ISOLATED)
-        unmovable = [
-            pfn
-            for pfns in self.pfn_ranges()
-            for pfn in pfns
-            if memory.pages[pfn]._refcount and memory.pages[pfn].flags & PG_UNMOVABLE
-        ]
-        for pfn in unmovable:
+        region = self.region()
+        mm = memory.pages
+        unmovable = region[(mm.refcount[region] != 0) & (mm.flags[region] & PG_UNMOVABLE != 0)]
+        for pfn in unmovable.tolist():
             self.result.failed.append(
                 {"pfn": pfn, "reason": "unmovable", "errno": Errno.EBUSY.label}
             )
-        if unmovable:
-            log.info("isolation_failed", unmovable=len(unmovable), first_pfn=unmovable[0])
+        if len(unmovable):
+            log.info("isolation_failed", unmovable=len(unmovable), first_pfn=int(unmovable[0]))
             self.undo_isolate_page_range()
             return False
-        self.result.isolated_free = sum(
-            1 for pfns in self.pfn_ranges() for pfn in pfns if memory.is_free(pfn)
-        )
+        self.result.isolated_free = int(self.free_mask(region).sum())
         return True
+
+    def free_mask(self, pfns: np.ndarray) -> np.ndarray:
+        return np.frombuffer(self.memory._free, np.uint8)[pfns] != 0
 
     def undo_isolate_page_range(self) -> None:
         for b in self.blocks:
             self.memory.set_block_state(b, ONLINE)
 
     def scan_movable_pages(self) -> list[Page]:
-        pages = self.memory.pages
-        return [pages[pfn] for pfns in self.pfn_ranges() for pfn in pfns if pages[pfn]._refcount]
+        region = self.region()
+        mm = self.memory.pages
+        return [Page(mm, pfn) for pfn in region[mm.refcount[region] != 0].tolist()]
 
     def test_pages_isolated(self) -> bool:
-        return all(self.memory.is_free(pfn) for pfns in self.pfn_ranges() for pfn in pfns)
+        return bool(self.free_mask(self.region()).all())
 
     def offline_isolated_pages(self) -> None:
         """``__offline_isolated_pages``: the range leaves the allocator for good."""
@@ -279,7 +290,7 @@ class Offliner:
         not ones another party holds), so the page is consistent where it was."""
         if src.flags & PG_private:
             for bh in buffer_ring(src.private):
-                if bh.b_state & BH_Lock and id(bh) not in locked_before:
+                if bh.b_state & BH_Lock and bh not in locked_before:
                     unlock_buffer(bh)
         self.plugin_errors.append(f"plugin {plugin!r} raised {type(exc).__name__}: {exc}")
         log.warning("strategy_raised", plugin=plugin, pfn=src.pfn, error=str(exc))
@@ -310,9 +321,9 @@ class Offliner:
             rc = strategy.migrate_folio(mc, mapping, dst, src, mode)
         except Exception as exc:  # a plugin's bug must not leave locks held or lose data
             locked = {
-                id(bh)
+                bh
                 for bh in (buffer_ring(src.private) if src.flags & PG_private else ())
-                if id(bh) in self.machine.waiters
+                if bh in self.machine.waiters
             }
             self.strategy_raised(src, dst, locked, exc, stats.plugin)
             rc = Errno.EPLUGIN
@@ -348,7 +359,7 @@ class Offliner:
         if src._refcount:
             raise AssertionError(f"{strategy.name} left references on the old page {src!r}")
         self.memory.free_page(src)
-        self._moved.add(src.pfn)
+        self._moved[src.pfn] = True
         stats.migrated += 1
         stats.rebound += vm.nr_rebound - rebound
         if wrote_back:
@@ -416,13 +427,61 @@ class Offliner:
         # batched copies only when nobody else runs: under the explorer (or lockdep) another
         # task may look at the new page as soon as it is unlocked
         self.mc.defer_copies = not self.checks and tracker() is None
+        batched = (
+            self.batching
+            and tracker() is None
+            and self._alloc_budget is None
+            and not self.hooks.wants_page_events
+        )
+        should_stop = self.should_stop
+        fast_moved = 0  # the per-page path counts its own into result.migrated
+        try:
+            if not batched:
+                return self.one_by_one(batch, mode, retry, failed)
+            mover = self.mover
+            pfns = np.fromiter((page.pfn for page in batch), np.int64, len(batch))
+            per_page_ran = False
+            for start, end, fast in pieces(mover.eligible(pfns)):
+                rest = batch[start:end]
+                if fast:
+                    if should_stop is not None and should_stop():
+                        raise Interrupted
+                    run = pfns[start:end]
+                    # per-page work earlier in this batch may have changed these pages
+                    if not per_page_ran or mover.eligible(run).all():
+                        n = mover.move(run, self.checks)
+                        moved += n
+                        fast_moved += n
+                        rest = rest[n:]
+                if rest:
+                    per_page_ran = True
+                    n, enomem = self.one_by_one(rest, mode, retry, failed)
+                    moved += n
+                    if enomem:
+                        break
+        finally:
+            self.result.migrated += fast_moved
+            self.mc.flush_copies()
+            if self.progress is not None and moved:
+                self.progress(moved)
+        return moved, enomem
+
+    def one_by_one(
+        self,
+        pages: list[Page],
+        mode: MigrateMode,
+        retry: list[Page],
+        failed: dict[int, Errno],
+    ) -> tuple[int, bool]:
+        """The per-page path: ``migrate_folio_unmap`` + ``migrate_folio_move`` for each
+        page, checking for a signal at every page boundary."""
+        moved = 0
         unmap_and_move = self.unmap_and_move
-        progress = self.progress
         counts = self.result.retries
         should_stop = self.should_stop
         try:
-            for page in batch:
-                if should_stop is not None and should_stop():  # signal_pending(): page boundary
+            for page in pages:
+                if should_stop is not None and should_stop():  # signal_pending()
                     raise Interrupted
                 if not page._refcount:  # freed under us (truncated): nothing to move
                     continue
@@ -433,17 +492,13 @@ class Offliner:
                     retry.append(page)
                     counts[rc.label] += 1
                 elif rc is Errno.ENOMEM:
-                    enomem = True
-                    break
+                    return moved, True
                 else:
                     failed[page.pfn] = rc
                     counts[rc.label] += 1
         finally:
             self.result.migrated += moved
-        self.mc.flush_copies()
-        if progress is not None and moved:
-            progress(moved)
-        return moved, enomem
+        return moved, False
 
     def background_work(self) -> None:
         """What runs while the migrating task sleeps: the machine's own holders (pins being
@@ -454,23 +509,19 @@ class Offliner:
     def do_migrate_range(self, mode: MigrateMode) -> dict[int, Errno]:
         return self.migrate_pages(self.scan_movable_pages(), mode)
 
-    def classify_region(self) -> dict[int, str]:
-        """Every head page or free frame of the range, by class (before anything moves)."""
-        pages = self.memory.pages
-        return {
-            pfn: classify(self.machine, pages[pfn])
-            for pfns in self.pfn_ranges()
-            for pfn in pfns
-            if not pages[pfn].flags & PG_tail
-        }
+    def classify_region(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every head page or free frame of the range, and its class (before anything
+        moves)."""
+        region = self.region()
+        heads = region[self.memory.pages.flags[region] & PG_tail == 0]
+        return heads, classify_frames(self.machine, heads)
 
     def offline_pages(self) -> OfflineResult:
         start = time.perf_counter()
         result = self.result
         result.pages_in_region = sum(len(r) for r in self.pfn_ranges())
         classes = self.classify_region()
-        for page in self.scan_movable_pages():
-            self.strategy_for(page)[2].pages += 1  # also resolves each mapping's strategy once
+        self.count_pages_per_strategy()  # also resolves each mapping's strategy once
         failed: dict[int, Errno] = {}
         if self.start_isolate_page_range():
             devices = [sb.s_bdev for sb in self.machine.superblocks]
@@ -541,14 +592,36 @@ class Offliner:
         else:
             result.reason = f"gave up after {result.rounds} rounds of migrate_pages: {summary}"
 
-    def count_classes(self, classes: dict[int, str]) -> None:
-        failed = {f["pfn"] for f in self.result.failed}
-        table = {name: {"pages": 0, "migrated": 0, "failed": 0} for name in set(classes.values())}
-        for pfn, name in classes.items():
-            row = table[name]
-            row["pages"] += 1
-            row["migrated"] += pfn in self._moved
-            row["failed"] += pfn in failed
+    def count_pages_per_strategy(self) -> None:
+        """Pages per a_ops row; asks for each mapping's strategy once (per swap-cache state:
+        a swap-cache page goes through ``swap_aops``)."""
+        mm = self.memory.pages
+        groups: Counter[tuple[int, bool]] = Counter()
+        first: dict[tuple[int, bool], int] = {}
+        region = self.region()
+        for pfn, swap in zip(
+            region[mm.refcount[region] != 0].tolist(),
+            (mm.flags[region][mm.refcount[region] != 0] & PG_swapcache != 0).tolist(),
+            strict=True,
+        ):
+            key = (id(mm.mapping[pfn]), swap)
+            groups[key] += 1
+            first.setdefault(key, pfn)
+        for key, n in groups.items():
+            self.strategy_for(Page(mm, first[key]))[2].pages += n
+
+    def count_classes(self, classes: tuple[np.ndarray, np.ndarray]) -> None:
+        pfns, codes = classes
+        failed = np.isin(pfns, [f["pfn"] for f in self.result.failed])
+        moved = self._moved[pfns]
+        table: dict[str, dict[str, int]] = {}
+        for code in np.unique(codes).tolist():
+            mine = codes == code
+            table[CLASSES[code]] = {
+                "pages": int(mine.sum()),
+                "migrated": int(moved[mine].sum()),
+                "failed": int(failed[mine].sum()),
+            }
         self.result.classes = dict(sorted(table.items()))
 
 
@@ -569,14 +642,14 @@ def remove_migration_ptes(src: Page, dst: Page) -> None:
     vma = src.mapping if isinstance(src.mapping, AnonVma) else dst.mapping
     if not isinstance(vma, AnonVma):
         return
-    index = src.index if dst is src else dst.index
+    index = src.index if dst == src else dst.index
     if vma.ptes.get(index) != ~src.pfn:
         return
     for i in range(folio_nr_pages(src)):
         vma.ptes[index + i] = dst.pfn + i
     dst._mapcount += 1
     dst._refcount += 1
-    if dst is not src and src.flags & PG_mlocked:
+    if dst != src and src.flags & PG_mlocked:
         src.flags &= ~PG_mlocked
         dst.flags |= PG_mlocked
 
@@ -594,8 +667,11 @@ def offline(
     faults: FaultsConfig | None = None,
     fault_seed: int = 0,
     should_stop: Callable[[], bool] | None = None,
+    batching: bool = True,
 ) -> OfflineResult:
     """Offline memory ``blocks`` of ``machine``: move every in-use page out, or roll back.
+    ``batching=False`` sends every page through the per-page path (the reference the
+    batched path of :mod:`hotremove.migrate_batch` is tested against).
     ``should_stop`` is polled at batch boundaries (a pending signal: -EINTR, rolled back)."""
     nr_blocks = len(machine.memory.blocks)
     for b in blocks:
@@ -617,6 +693,7 @@ def offline(
         faults,
         should_stop,
         fault_seed,
+        batching,
     )
     # The cyclic collector would rescan the machine's million objects during the run, a cost
     # the kernel does not have; the offline creates no reference cycles.

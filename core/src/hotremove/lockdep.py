@@ -63,7 +63,7 @@ class Held:
     """One lock a task holds (lockdep's ``held_lock``)."""
 
     lock_class: str
-    key: int
+    key: object
     name: str
     site: tuple[str, ...]
     obj: Any
@@ -193,20 +193,18 @@ class Lockdep:
         )
 
     def acquired(self, task: Task, lock_class: str, obj: object) -> None:
-        task.held_locks.append(
-            Held(lock_class, id(obj), describe(obj), call_path(3, SITE_DEPTH), obj)
-        )
-        self.owner[id(obj)] = task
+        task.held_locks.append(Held(lock_class, obj, describe(obj), call_path(3, SITE_DEPTH), obj))
+        self.owner[obj] = task
 
     def released(self, obj: object) -> None:
         """Forget ``obj``'s holder (who may be another task: I/O completion unlocks a buffer
         the submitter locked). A lock taken before checking began is ignored."""
-        task = self.owner.pop(id(obj), None)
+        task = self.owner.pop(obj, None)
         if task is None:
             return
         held = task.held_locks
         for i in range(len(held) - 1, -1, -1):
-            if held[i].key == id(obj):
+            if held[i].key == obj:
                 del held[i]
                 return
 

@@ -394,7 +394,7 @@ def _swap_writeback(machine: Machine, page: Page) -> None:
         machine.clock.io_seconds += seconds
         page.flags &= ~PG_writeback
 
-    machine.waiters[id(page)] = end_page_writeback
+    machine.waiters[page] = end_page_writeback
 
 
 __all__ = ["FsSpec", "Layout", "synthesize"]

@@ -410,14 +410,14 @@ def lock_buffer_elsewhere(machine: Machine, bh: BufferHead, hold_seconds: float 
         bh.b_state &= ~BH_Lock
         machine.clock.cpu_seconds += hold_seconds
 
-    machine.waiters[id(bh)] = release
+    machine.waiters[bh] = release
 
 
 def pin_page(machine: Machine, page: Page, release_after: int = 0) -> None:
     """Someone holds an extra reference (``get_page``): migration's expected-refcount check
     fails until they let go, after ``release_after`` migration passes (0: never)."""
     page._refcount += 1
-    machine.pins[id(page)] = machine.pins.get(id(page), 0) + 1
+    machine.pins[page] = machine.pins.get(page, 0) + 1
     if not release_after:
         return
     remaining = [release_after]
@@ -426,9 +426,9 @@ def pin_page(machine: Machine, page: Page, release_after: int = 0) -> None:
         remaining[0] -= 1
         if remaining[0] == 0:
             page._refcount -= 1
-            m.pins[id(page)] -= 1
-            if not m.pins[id(page)]:
-                del m.pins[id(page)]
+            m.pins[page] -= 1
+            if not m.pins[page]:
+                del m.pins[page]
             m.daemons.remove(holder)
 
     machine.daemons.append(holder)

@@ -95,9 +95,7 @@ def writeout(frames: np.ndarray, mapping: AddressSpace, page: Page) -> int:
         else []
     )
     try:
-        requests = submit_block_runs(
-            mapping.host.i_sb.s_bdev, dirty_blocks(frames, mapping, page)
-        )
+        requests = submit_block_runs(mapping.host.i_sb.s_bdev, dirty_blocks(frames, mapping, page))
     except OSError:
         for bh in dirty:
             bh.b_state |= BH_Dirty
@@ -138,7 +136,7 @@ def start_writeback(machine: Machine, mapping: AddressSpace, page: Page) -> None
         bh.b_state |= BH_Lock | BH_Async_Write
     page.flags = (page.flags & ~PG_dirty) | PG_writeback
     mapping.clear_dirty_tag(page.index)
-    keys = [id(page), *(id(bh) for bh in bhs)]
+    keys = [page, *bhs]
 
     def end_page_writeback() -> None:
         machine.clock.io_seconds += seconds

@@ -64,7 +64,7 @@ def test_ordered_journal_heads_travel_with_rebound_buffers(
     assert_clean_result(hotremove_offline(built))
 
     for bh, jh in held:
-        assert bh.b_private is jh and jh.bh is bh and bh.b_state & BH_JBD
+        assert bh.b_private is jh and jh.bh == bh and bh.b_state & BH_JBD
         assert built.machine.memory.block_of(bh.b_page.pfn) != 1
     # the journal's commit now writes the data from the buffers' new pages
     verdict = hotremove_verify(built)
@@ -122,5 +122,5 @@ def test_buffer_locked_by_io_is_waited_for_in_sync_and_skipped_in_async(
     assert_clean_result(result)
     assert result.retries["-EAGAIN"] >= 1, "async trylock fails and backs off"
     assert waited == [locked_bh], "a later sync pass sleeps on the buffer lock"
-    assert locked_bh.b_page is shot.mapping.i_pages[shot.index]
+    assert locked_bh.b_page == shot.mapping.i_pages[shot.index]
     assert hotremove_verify(built).ok

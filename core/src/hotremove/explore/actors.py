@@ -187,7 +187,7 @@ def find_lock_page(mapping: AddressSpace, index: int) -> Page | None:
         if page is None:
             return None
         lock_page(page)
-        if page.mapping is mapping and mapping.i_pages.get(index) is page:
+        if page.mapping is mapping and mapping.i_pages.get(index) == page:
             return page
         unlock_page(page)  # migrated or truncated while we slept: look again
         put_page(page)

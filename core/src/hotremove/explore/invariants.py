@@ -93,7 +93,7 @@ class Continuous:
                     continue
                 if page.flags & PG_private:
                     for bh in page_buffers(page):
-                        if bh.b_page is not page:
+                        if bh.b_page != page:
                             found.append(
                                 Finding(
                                     "bh_page",

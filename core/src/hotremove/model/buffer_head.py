@@ -9,7 +9,10 @@ means changing ``b_page``/``b_offset`` — exactly what ``set_bh_page`` does.
 from __future__ import annotations
 
 import enum
+import sys
 from typing import Any
+
+import numpy as np
 
 from hotremove.model.locks import _current
 from hotremove.model.page import (
@@ -64,10 +67,25 @@ BH_JBD = int(BH.JBD)
 BH_JBDDirty = int(BH.JBDDirty)
 
 
-class BufferHead:
-    """A filesystem block's view into a page. ``b_count`` counts users other than the page."""
+class BufferHeadPool:
+    """``bh_cachep``: the slab every buffer_head comes from, stored as one array per field.
+
+    Four 1 KiB buffers a page as Python objects cost ~600 bytes; here a buffer_head is 30
+    bytes (``b_page`` and ``b_this_page`` are a frame number and a pool index, as the kernel's
+    pointers are addresses). :class:`BufferHead` is the handle code uses; the engine's batched
+    path works on the arrays. ``b_private`` (jbd2's journal_head) is sparse. Freed buffers
+    are not reused: a stale handle then still reads ``b_page is None`` instead of another
+    page's buffer.
+    """
 
     __slots__ = (
+        "_blocknr",
+        "_count",
+        "_next",
+        "_offset",
+        "_page",
+        "_size",
+        "_state",
         "b_blocknr",
         "b_count",
         "b_offset",
@@ -76,21 +94,170 @@ class BufferHead:
         "b_size",
         "b_state",
         "b_this_page",
+        "memmap",
+        "nr",
     )
 
-    def __init__(self, page: Page, offset: int, size: int, blocknr: int, state: int) -> None:
-        self.b_page = page
-        self.b_offset = offset
-        self.b_size = size
-        self.b_blocknr = blocknr
-        self.b_state = state
-        self.b_count = 0
-        self.b_private: Any = None  # journal_head when BH_JBD is set
-        self.b_this_page: BufferHead = self
+    FIELDS = (
+        ("b_state", np.uint32),
+        ("b_blocknr", np.int64),
+        ("b_page", np.int32),  # pfn; -1 after try_to_free_buffers
+        ("b_offset", np.uint16),
+        ("b_size", np.int32),
+        ("b_count", np.int32),
+        ("b_this_page", np.int32),  # pool index of the next buffer in the page's ring
+    )
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self.nr = 0
+        self.memmap: Any = None  # set by PhysicalMemory: b_page → Page handles
+        self.b_private: dict[int, Any] = {}
+        self._grow(max(capacity, 16))
+
+    def _grow(self, capacity: int) -> None:
+        for name, dtype in self.FIELDS:
+            old = getattr(self, name, None)
+            new = np.zeros(capacity, dtype)
+            if old is not None:
+                new[: self.nr] = old[: self.nr]
+            setattr(self, name, new)
+            setattr(
+                self, "_" + name.removeprefix("b_").replace("this_page", "next"), memoryview(new)
+            )
+
+    def reserve(self, n: int) -> None:
+        """Room for ``n`` more buffers (grows by at least a quarter: amortised O(1))."""
+        need = self.nr + n
+        capacity = len(self.b_state)
+        if need > capacity:
+            self._grow(max(need, capacity + capacity // 4))
+
+    def alloc_rings(
+        self, pfns: np.ndarray, blocksize: int, blocknrs: np.ndarray, state: int
+    ) -> np.ndarray:
+        """Rings of ``blocknrs.shape[1]`` buffers for the frames ``pfns`` (one row of block
+        numbers each; negative: past EOF, not BH_Mapped). Returns each ring's head index."""
+        n, per_page = blocknrs.shape
+        self.reserve(n * per_page)
+        first = self.nr
+        idx = np.arange(first, first + n * per_page, dtype=np.int64).reshape(n, per_page)
+        flat = slice(first, first + n * per_page)
+        self.nr += n * per_page
+        self.b_blocknr[flat] = blocknrs.ravel()
+        states = np.full((n, per_page), state, np.uint32)
+        states[blocknrs < 0] &= np.uint32(~BH_Mapped & 0xFFFFFFFF)
+        self.b_state[flat] = states.ravel()
+        self.b_page[flat] = np.repeat(np.asarray(pfns, np.int32), per_page)
+        self.b_offset[flat] = np.tile(np.arange(per_page, dtype=np.uint16) * blocksize, n)
+        self.b_size[flat] = blocksize
+        self.b_count[flat] = 0
+        self.b_this_page[flat] = np.roll(idx, -1, axis=1).ravel()
+        return idx[:, 0]
+
+    def rings(self, heads: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every buffer of the rings that start at ``heads`` (entries < 0: no ring), with
+        the position in ``heads`` of its ring: the ``b_this_page`` walk for many pages."""
+        nxt = self.b_this_page
+        where = np.flatnonzero(heads >= 0)
+        first = heads[where].astype(np.int64)
+        members, owners = [first], [where]
+        cur = nxt[first].astype(np.int64)
+        live = cur != first
+        while live.any():
+            members.append(cur[live])
+            owners.append(where[live])
+            cur = np.where(live, nxt[cur], cur).astype(np.int64)
+            live &= cur != first
+        return np.concatenate(members), np.concatenate(owners)
+
+    def handle(self, index: int) -> BufferHead:
+        return BufferHead(self, index)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the pool's arrays (capacity, not just buffers in use)."""
+        return sum(getattr(self, name).nbytes for name, _ in self.FIELDS) + sys.getsizeof(
+            self.b_private
+        )
+
+
+def _bh_field(view: str, doc: str) -> property:
+    def get(bh: BufferHead) -> int:
+        return getattr(bh._pool, view)[bh._bh_index]  # type: ignore[no-any-return]
+
+    def set_(bh: BufferHead, value: int) -> None:
+        getattr(bh._pool, view)[bh._bh_index] = value
+
+    return property(get, set_, doc=doc)
+
+
+class BufferHead:
+    """A handle on one buffer_head of the pool: a filesystem block's view into a page.
+    ``b_count`` counts users other than the page. Handles compare equal when they name the
+    same buffer: compare with ``==``, never ``is``."""
+
+    __slots__ = ("_bh_index", "_pool")
+
+    def __init__(self, pool: BufferHeadPool, index: int) -> None:
+        self._pool = pool
+        self._bh_index = index
+
+    @property
+    def b_state(self) -> int:
+        return self._pool._state[self._bh_index]  # type: ignore[no-any-return]
+
+    @b_state.setter
+    def b_state(self, value: int) -> None:
+        self._pool._state[self._bh_index] = value
+
+    b_blocknr = _bh_field("_blocknr", "The disk block (negative: none, past EOF).")
+    b_offset = _bh_field("_offset", "Where the bytes are in the page (b_data - page address).")
+    b_size = _bh_field("_size", "Block size.")
+    b_count = _bh_field("_count", "Users other than the page (get_bh/put_bh).")
+
+    @property
+    def b_page(self) -> Page | None:
+        pfn = self._pool._page[self._bh_index]
+        return None if pfn < 0 else Page(self._pool.memmap, pfn)
+
+    @b_page.setter
+    def b_page(self, page: Page | None) -> None:
+        self._pool._page[self._bh_index] = -1 if page is None else page.pfn
+
+    @property
+    def b_this_page(self) -> BufferHead:
+        return BufferHead(self._pool, self._pool._next[self._bh_index])
+
+    @b_this_page.setter
+    def b_this_page(self, bh: BufferHead) -> None:
+        self._pool._next[self._bh_index] = bh._bh_index
+
+    @property
+    def b_private(self) -> Any:
+        """jbd2's journal_head when BH_JBD is set."""
+        return self._pool.b_private.get(self._bh_index)
+
+    @b_private.setter
+    def b_private(self, value: Any) -> None:
+        if value is None:
+            self._pool.b_private.pop(self._bh_index, None)
+        else:
+            self._pool.b_private[self._bh_index] = value
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            type(other) is BufferHead
+            and other._bh_index == self._bh_index
+            and other._pool is self._pool
+        )
+
+    def __hash__(self) -> int:
+        return self._bh_index << 1 | 1  # odd: page handles hash even
 
     def __repr__(self) -> str:
+        page = self._pool._page[self._bh_index]
         return (
-            f"<BufferHead blk={self.b_blocknr} page={self.b_page.pfn:#x}+{self.b_offset} "
+            f"<BufferHead blk={self.b_blocknr} page={page:#x}+{self.b_offset} "
             f"state={BH(self.b_state)!r} count={self.b_count}>"
         )
 
@@ -99,11 +266,14 @@ def buffer_ring(head: BufferHead | None) -> list[BufferHead]:
     """The ring starting at ``head``, as a list (safe to modify the ring while iterating)."""
     if head is None:
         return []
+    pool = head._pool
+    nxt = pool._next
+    first = head._bh_index
     ring = [head]
-    bh = head.b_this_page
-    while bh is not head:
-        ring.append(bh)
-        bh = bh.b_this_page
+    i = nxt[first]
+    while i != first:
+        ring.append(BufferHead(pool, i))
+        i = nxt[i]
     return ring
 
 
@@ -116,18 +286,15 @@ def create_page_buffers(page: Page, blocksize: int, blocknrs: list[int], state: 
     """Attach a ring of buffers for ``blocknrs`` to ``page`` (``create_empty_buffers`` and the
     block mapping a read did), taking the PG_private reference. A negative block number is a
     block past EOF: no disk block behind it, so not BH_Mapped."""
-    bhs = [
-        BufferHead(
-            page, i * blocksize, blocksize, blocknr, state if blocknr >= 0 else state & ~BH_Mapped
-        )
-        for i, blocknr in enumerate(blocknrs)
-    ]
-    for bh, nxt in zip(bhs, bhs[1:] + bhs[:1], strict=True):
-        bh.b_this_page = nxt
-    attach_page_private(page, bhs[0])
-    if all(bh.b_state & BH_Mapped for bh in bhs):
+    pool = page._mm.bh_pool
+    blocks = np.asarray([blocknrs], np.int64)
+    head = BufferHead(
+        pool, int(pool.alloc_rings(np.asarray([page.pfn]), blocksize, blocks, state)[0])
+    )
+    attach_page_private(page, head)
+    if (blocks >= 0).all() and state & BH_Mapped:
         page.flags |= PG_mappedtodisk
-    return bhs[0]
+    return head
 
 
 def set_bh_page(bh: BufferHead, page: Page, offset: int) -> None:
@@ -212,7 +379,7 @@ def try_to_free_buffers(page: Page) -> bool:
             return False
     head = detach_page_private(page)
     for bh in buffer_ring(head):
-        bh.b_page = None  # type: ignore[assignment]  # freed: must never be used again
+        bh.b_page = None  # freed: must never be used again
     if page.flags & PG_dirty:
         page.flags &= ~PG_dirty
         if page.mapping is not None:
@@ -231,6 +398,7 @@ __all__ = [
     "BH_Migrate",
     "BH_Uptodate",
     "BufferHead",
+    "BufferHeadPool",
     "buffer_dirty",
     "buffer_locked",
     "buffer_ring",

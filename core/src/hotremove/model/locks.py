@@ -161,7 +161,7 @@ def sleep_in_atomic(
     operation: str,
     target: object,
     path: tuple[str, ...],
-    held_sites: dict[int, tuple[str, ...]] | None = None,
+    held_sites: dict[object, tuple[str, ...]] | None = None,
 ) -> LockViolation:
     """The kernel's ``__might_sleep`` report: the sleeping call, the spinlocks held (and
     where each was taken, when known), the call trace."""
@@ -179,7 +179,7 @@ def sleep_in_atomic(
         f"{len(held)} lock{'s' if len(held) != 1 else ''} held by {task.name}:",
     ]
     for i, lock in enumerate(task.held_spinlocks):
-        site = (held_sites or {}).get(id(lock))
+        site = (held_sites or {}).get(lock)
         at = f", at: {' ← '.join(site[:4])}" if site else ""
         lines.append(f" #{i}: ({lock.lock_class}){{{lock.name}}}{at}")
     lines.append("Call Trace:")

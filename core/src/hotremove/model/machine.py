@@ -35,21 +35,21 @@ class Machine:
     mappings: list[AddressSpace] = field(default_factory=list)
     anon_vmas: list[AnonVma] = field(default_factory=list)
     swap_cache: SwapCache = field(default_factory=SwapCache)
-    #: Who releases what a sleeping task waits for: id(object) → release function. In-flight
+    #: Who releases what a sleeping task waits for: page or buffer_head → release. In-flight
     #: writeback registers its page and buffers; a buffer locked by another task registers
     #: its unlock. ``task.waiter`` is :meth:`wake`.
-    waiters: dict[int, Callable[[], None]] = field(default_factory=dict)
+    waiters: dict[object, Callable[[], None]] = field(default_factory=dict)
     #: Background work between passes (pin holders finishing, ...): called with the machine.
     daemons: list[Callable[[Machine], None]] = field(default_factory=list)
     #: Extra references held by someone else (a pinned read, get_page elsewhere): id → count.
-    pins: dict[int, int] = field(default_factory=dict)
+    pins: dict[object, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.task.waiter = self.wake
 
     def wake(self, obj: object) -> bool:
         """The task sleeps on ``obj``: its holder runs to completion and releases it."""
-        release = self.waiters.pop(id(obj), None)
+        release = self.waiters.pop(obj, None)
         if release is None:
             return False
         release()

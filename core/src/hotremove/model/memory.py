@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hotremove.model.page import PAGE_SIZE, Page
+from hotremove.model.buffer_head import BufferHeadPool
+from hotremove.model.page import PAGE_SIZE, MemMap, Page
 
 ONLINE = "online"
 ISOLATED = "isolated"
@@ -43,7 +44,13 @@ def _populated_frames(nr_pages: int) -> np.ndarray:
 
 
 class PhysicalMemory:
-    """The machine's RAM: ``nr_pages`` frames, a ``Page`` per frame, free lists per block."""
+    """The machine's RAM: ``nr_pages`` frames, ``mem_map`` (a struct page per frame, see
+    :class:`~hotremove.model.page.MemMap`), the buffer_head slab and free lists per block.
+
+    Each block's free list is a LIFO stack in an int32 array (4 bytes a frame, no Python int
+    per free frame). Entries may be stale (a frame taken by ``alloc_page_at``): they are
+    checked against ``_free`` on pop, and a full stack is compacted before a push.
+    """
 
     def __init__(self, size: int, block_size: int) -> None:
         if size <= 0 or block_size <= 0 or size % block_size or block_size % PAGE_SIZE:
@@ -51,21 +58,33 @@ class PhysicalMemory:
         self.nr_pages = size // PAGE_SIZE
         self.pages_per_block = block_size // PAGE_SIZE
         self.frames = _populated_frames(self.nr_pages)
-        self.pages = [Page(pfn) for pfn in range(self.nr_pages)]
+        self.bh_pool = BufferHeadPool(self.nr_pages)
+        self.pages = MemMap(self.nr_pages, self.bh_pool)
+        self.bh_pool.memmap = self.pages
         self.blocks = [
             MemoryBlock(i, start, start + self.pages_per_block)
             for i, start in enumerate(range(0, self.nr_pages, self.pages_per_block))
         ]
         self.block_state = [ONLINE] * len(self.blocks)
         self._free = bytearray(b"\x01") * self.nr_pages
-        # LIFO stacks per block; entries may be stale (taken by alloc_page_at): checked on pop.
-        self._free_stack = [list(range(b.end_pfn - 1, b.start_pfn - 1, -1)) for b in self.blocks]
+        ppb = self.pages_per_block
+        self._stack_arrays = [
+            np.arange(b.end_pfn - 1, b.start_pfn - 1, -1, dtype=np.int32) for b in self.blocks
+        ]
+        self._stacks = [memoryview(a) for a in self._stack_arrays]
+        self._top = [ppb] * len(self.blocks)  # entries in use at the bottom of each stack
         self._nr_free = [b.nr_pages for b in self.blocks]
         self._alloc_hint = 0  # the block alloc_page tries first
 
     @property
     def size(self) -> int:
         return self.nr_pages * PAGE_SIZE
+
+    @property
+    def metadata_nbytes(self) -> int:
+        """Bytes of mem_map, the buffer_head slab and the allocator's lists."""
+        stacks = sum(a.nbytes for a in self._stack_arrays)
+        return self.pages.nbytes + self.bh_pool.nbytes + stacks + len(self._free)
 
     def block_of(self, pfn: int) -> int:
         return pfn // self.pages_per_block
@@ -85,32 +104,79 @@ class PhysicalMemory:
         reference held by the caller. ``None`` is the simulator's -ENOMEM."""
         hint = self._alloc_hint
         if self.block_state[hint] == ONLINE:
-            stack = self._free_stack[hint]
-            free = self._free
-            while stack:  # the hot path: pop the hinted block's free list
-                pfn = stack.pop()
-                if free[pfn]:
-                    free[pfn] = 0
-                    self._nr_free[hint] -= 1
-                    page = self.pages[pfn]
-                    page._refcount = 1
-                    return page
+            pfn = self._pop(hint)
+            if pfn >= 0:
+                return self._take(pfn)
         for block, state in enumerate(self.block_state):
             if state == ONLINE and self._nr_free[block]:
-                page = self._pop(block)
-                if page is not None:
+                pfn = self._pop(block)
+                if pfn >= 0:
                     self._alloc_hint = block
-                    return page
+                    return self._take(pfn)
         return None
 
-    def _pop(self, block: int) -> Page | None:
-        stack = self._free_stack[block]
+    def alloc_pages_bulk(self, nr: int) -> np.ndarray:
+        """``alloc_pages_bulk``: up to ``nr`` frames, in exactly the order ``nr`` calls of
+        :meth:`alloc_page` would return them, each with one reference. Fewer means the
+        online blocks ran out (the caller's -ENOMEM for the rest)."""
+        taken: list[np.ndarray] = []
+        need = nr
+        free = np.frombuffer(self._free, dtype=np.uint8)
+        blocks = [self._alloc_hint] + [b for b in range(len(self.blocks)) if b != self._alloc_hint]
+        for block in blocks:
+            if need == 0:
+                break
+            if self.block_state[block] != ONLINE or not self._nr_free[block]:
+                continue
+            stack, top = self._stack_arrays[block], self._top[block]
+            while need and top:
+                chunk = stack[max(0, top - need) : top][::-1]
+                # stale entries and repeats (a frame freed again) are skipped, as _pop does
+                _, first = np.unique(chunk, return_index=True)
+                keep = np.zeros(len(chunk), bool)
+                keep[first] = True
+                keep &= free[chunk].astype(bool)
+                got = chunk[keep]
+                top -= len(chunk)
+                free[got] = 0
+                self._nr_free[block] -= len(got)
+                need -= len(got)
+                taken.append(got)
+                if len(got) and block != self._alloc_hint:
+                    self._alloc_hint = block
+            self._top[block] = top
+        pfns = np.concatenate(taken) if taken else np.zeros(0, np.int32)
+        self.pages.refcount[pfns] = 1
+        return pfns.astype(np.int64)
+
+    def _pop(self, block: int) -> int:
+        """The top free frame of ``block``'s stack, or -1 (stale entries are dropped)."""
+        stack = self._stacks[block]
+        top = self._top[block]
         free = self._free
-        while stack:
-            pfn = stack.pop()
+        while top:
+            top -= 1
+            pfn = stack[top]
             if free[pfn]:
-                return self._take(pfn)
-        return None
+                self._top[block] = top
+                return pfn
+        self._top[block] = 0
+        return -1
+
+    def _push(self, block: int, pfns: list[int] | np.ndarray) -> None:
+        """Push frames (not yet marked free) onto ``block``'s free list, compacting it first
+        when they do not fit: only stale entries or repeats can fill it."""
+        top = self._top[block]
+        stack = self._stack_arrays[block]
+        if top + len(pfns) > len(stack):
+            entries = stack[:top]
+            live = entries[np.frombuffer(self._free, np.uint8)[entries] != 0]
+            _, last = np.unique(live[::-1], return_index=True)  # keep each frame's topmost
+            live = live[np.sort(len(live) - 1 - last)]
+            top = len(live)
+            stack[:top] = live
+        stack[top : top + len(pfns)] = pfns
+        self._top[block] = top + len(pfns)
 
     def alloc_contig(self, order: int) -> Page | None:
         """A naturally aligned run of ``1 << order`` free frames in online blocks, returned as
@@ -155,10 +221,25 @@ class PhysicalMemory:
             raise ValueError(f"frame {pfn:#x} is not free and online")
         return self._take(pfn)
 
+    def alloc_pages_at(self, pfns: np.ndarray) -> None:
+        """:meth:`alloc_page_at` for many frames at once (the workload builder)."""
+        free = np.frombuffer(self._free, dtype=np.uint8)
+        blocks = pfns // self.pages_per_block
+        if len(pfns) and (
+            not free[pfns].all()
+            or len(np.unique(pfns)) != len(pfns)
+            or any(self.block_state[int(b)] != ONLINE for b in np.unique(blocks))
+        ):
+            raise ValueError("frames are not free and online")
+        free[pfns] = 0
+        for block, n in zip(*np.unique(blocks, return_counts=True), strict=True):
+            self._nr_free[int(block)] -= int(n)
+        self.pages.refcount[pfns] = 1
+
     def _take(self, pfn: int) -> Page:
         self._free[pfn] = 0
         self._nr_free[pfn // self.pages_per_block] -= 1
-        page = self.pages[pfn]
+        page = Page(self.pages, pfn)
         page._refcount = 1
         return page
 
@@ -166,25 +247,54 @@ class PhysicalMemory:
         """Return a frame (or a whole compound folio) whose last reference is gone."""
         if page._refcount != 0:
             raise AssertionError(f"freeing a page that still has references: {page!r}")
-        if page.order:
-            for tail in range(page.pfn + 1, page.pfn + (1 << page.order)):
-                self._free_frame(self.pages[tail])
-            page.order = 0
-        self._free_frame(page)
-
-    def _free_frame(self, page: Page) -> None:
         pfn = page.pfn
+        order = page.order
+        if order:
+            for tail in range(pfn + 1, pfn + (1 << order)):
+                self._free_frame(tail)
+            page.order = 0
+        self._free_frame(pfn)
+
+    def _free_frame(self, pfn: int) -> None:
         if self._free[pfn]:
             raise AssertionError(f"double free of frame {pfn:#x}")
-        page.flags = 0
-        page.mapping = None
-        page.private = None
-        page.index = 0
-        page._mapcount = 0
-        self._free[pfn] = 1
+        mm = self.pages
+        mm._flags[pfn] = 0
+        mm.mapping[pfn] = None
+        if mm._private_bh[pfn] >= 0:
+            mm._private_bh[pfn] = -1
+        elif mm.private:
+            mm.private.pop(pfn, None)
+        mm._index[pfn] = 0
+        mm._mapcount[pfn] = 0
         block = pfn // self.pages_per_block
+        self._push(block, [pfn])  # before marking it free: a compaction must not keep it twice
+        self._free[pfn] = 1
         self._nr_free[block] += 1
-        self._free_stack[block].append(pfn)
+
+    def free_pages_bulk(self, pfns: np.ndarray) -> None:
+        """:meth:`free_page` for many order-0 frames whose references are gone, pushed onto
+        the free lists in the given order (the same lists one-by-one frees would build)."""
+        mm = self.pages
+        free = np.frombuffer(self._free, dtype=np.uint8)
+        if mm.refcount[pfns].any() or free[pfns].any() or mm.order[pfns].any():
+            raise AssertionError("free_pages_bulk: frames in use, free or compound")
+        mm.flags[pfns] = 0
+        mm.index[pfns] = 0
+        mm.mapcount[pfns] = 0
+        mm.private_bh[pfns] = -1
+        mapping = mm.mapping
+        for pfn in pfns.tolist():
+            mapping[pfn] = None
+        if mm.private:
+            for pfn in pfns.tolist():
+                mm.private.pop(pfn, None)
+        blocks = pfns // self.pages_per_block
+        for block in np.unique(blocks).tolist():
+            mine = pfns[blocks == block]
+            self._nr_free[block] += len(mine)
+            self._push(block, mine)
+        free[pfns] = 1
 
     def set_block_state(self, block: int, state: str) -> None:
         self.block_state[block] = state

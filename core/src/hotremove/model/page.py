@@ -8,7 +8,11 @@ Flags are plain ``int`` bit masks (``PG_dirty`` ...) because they sit in the per
 from __future__ import annotations
 
 import enum
+import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 if TYPE_CHECKING:
     from hotremove.model.buffer_head import BufferHead
@@ -82,34 +86,166 @@ HPAGE_PMD_ORDER = 9
 PG_UNMOVABLE = PG_reserved | PG_slab | PG_pgtable
 
 
-class Page:
-    """One page frame's metadata. ``_refcount == 0`` means the frame is free (in the buddy).
+class MemMap:
+    """``mem_map[]``: every frame's ``struct page``, stored as one array per field.
 
-    Reference rules follow the kernel: the page cache holds one reference, ``PG_private``
-    (attached buffer_heads) holds one, every page-table mapping holds one, and whoever isolated
-    the page for migration holds one.
+    A million ``Page`` objects cost ~190 bytes each in CPython; the kernel's struct page is
+    64. Keeping the fields in arrays (≈37 bytes a frame) lets the engine move a whole
+    ``migrate_pages_batch`` with a few vectorised operations, while :class:`Page` handles give
+    plugins and the per-page path the kernel's field names. Scalar access goes through
+    memoryviews (Python ints, no numpy scalars); vectorised access through the arrays.
+    ``mapping`` is a list (it holds objects); ``->private`` is the head buffer's index in
+    ``bh_pool`` (``private_bh``, -1: none) or, for anything else (a swap entry), ``private``.
     """
 
     __slots__ = (
+        "_flags",
+        "_index",
         "_mapcount",
+        "_order",
+        "_private_bh",
         "_refcount",
+        "bh_pool",
         "flags",
         "index",
+        "mapcount",
         "mapping",
+        "nr_pages",
         "order",
-        "pfn",
         "private",
+        "private_bh",
+        "refcount",
     )
 
-    def __init__(self, pfn: int) -> None:
+    def __init__(self, nr_pages: int, bh_pool: Any) -> None:
+        self.nr_pages = nr_pages
+        self.flags = np.zeros(nr_pages, np.uint32)
+        self.refcount = np.zeros(nr_pages, np.int32)
+        self.mapcount = np.zeros(nr_pages, np.int32)  # page-table mappings (not minus one)
+        self.index = np.zeros(nr_pages, np.int64)
+        self.order = np.zeros(nr_pages, np.uint8)  # folio order, on the head page
+        self.private_bh = np.full(nr_pages, -1, np.int64)
+        self.mapping: list[Any] = [None] * nr_pages
+        self.private: dict[int, Any] = {}  # pfn → non-buffer ->private (swap entry ...)
+        self.bh_pool = bh_pool
+        self._flags = memoryview(self.flags)
+        self._refcount = memoryview(self.refcount)
+        self._mapcount = memoryview(self.mapcount)
+        self._index = memoryview(self.index)
+        self._order = memoryview(self.order)
+        self._private_bh = memoryview(self.private_bh)
+
+    def __len__(self) -> int:
+        return self.nr_pages
+
+    def __getitem__(self, pfn: int) -> Page:
+        if not 0 <= pfn < self.nr_pages:
+            raise IndexError(f"pfn {pfn:#x} outside memory")
+        return Page(self, pfn)
+
+    def __iter__(self) -> Iterator[Page]:
+        return (Page(self, pfn) for pfn in range(self.nr_pages))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the struct page arrays (mapping list pointers included)."""
+        arrays = (self.flags, self.refcount, self.mapcount, self.index, self.order)
+        return (
+            sum(a.nbytes for a in arrays)
+            + self.private_bh.nbytes
+            + sys.getsizeof(self.mapping)
+            + sys.getsizeof(self.private)
+        )
+
+
+def _field(name: str, doc: str) -> property:
+    view = "_" + name
+
+    def get(page: Page) -> int:
+        return getattr(page._mm, view)[page.pfn]  # type: ignore[no-any-return]
+
+    def set_(page: Page, value: int) -> None:
+        getattr(page._mm, view)[page.pfn] = value
+
+    return property(get, set_, doc=doc)
+
+
+class Page:
+    """A handle on one frame's ``struct page`` (``mem_map[pfn]``). ``_refcount == 0`` means
+    the frame is free (in the buddy).
+
+    Handles are made on demand and compare equal when they name the same frame, so compare
+    pages with ``==``, never ``is`` (in C these are pointers into mem_map, with the same
+    rule). Reference rules follow the kernel: the page cache holds one reference,
+    ``PG_private`` (attached buffer_heads) holds one, every page-table mapping holds one, and
+    whoever isolated the page for migration holds one.
+    """
+
+    __slots__ = ("_mm", "pfn")
+
+    def __init__(self, mm: MemMap, pfn: int) -> None:
+        self._mm = mm
         self.pfn = pfn
-        self.flags = 0
-        self._refcount = 0
-        self._mapcount = 0  # number of page-table mappings (the kernel stores this minus one)
-        self.mapping: Any = None  # AddressSpace for page cache, AnonVma for anonymous pages
-        self.index = 0
-        self.private: BufferHead | Any = None  # buffer ring; the swap entry in the swap cache
-        self.order = 0  # folio order, kept on the head page (PG_head)
+
+    # Written out (not through _field) because these sit in the per-page hot path.
+    @property
+    def flags(self) -> int:
+        return self._mm._flags[self.pfn]  # type: ignore[no-any-return]
+
+    @flags.setter
+    def flags(self, value: int) -> None:
+        self._mm._flags[self.pfn] = value
+
+    @property
+    def _refcount(self) -> int:
+        return self._mm._refcount[self.pfn]  # type: ignore[no-any-return]
+
+    @_refcount.setter
+    def _refcount(self, value: int) -> None:
+        self._mm._refcount[self.pfn] = value
+
+    _mapcount = _field("mapcount", "Page-table mappings (the kernel stores this minus one).")
+    index = _field("index", "Index in the mapping (file page, virtual page, ...).")
+    order = _field("order", "Folio order, kept on the head page (PG_head).")
+
+    @property
+    def mapping(self) -> Any:
+        """AddressSpace for page cache, AnonVma for anonymous pages, None when free."""
+        return self._mm.mapping[self.pfn]
+
+    @mapping.setter
+    def mapping(self, value: Any) -> None:
+        self._mm.mapping[self.pfn] = value
+
+    @property
+    def private(self) -> BufferHead | Any:
+        """The head of the buffer ring; the swap entry in the swap cache; else None."""
+        mm = self._mm
+        bh = mm._private_bh[self.pfn]
+        if bh >= 0:
+            return mm.bh_pool.handle(bh)
+        return mm.private.get(self.pfn)
+
+    @private.setter
+    def private(self, value: BufferHead | Any) -> None:
+        mm = self._mm
+        pfn = self.pfn
+        index = getattr(value, "_bh_index", None)
+        if index is not None and value._pool is mm.bh_pool:
+            mm._private_bh[pfn] = index
+            mm.private.pop(pfn, None)
+            return
+        mm._private_bh[pfn] = -1
+        if value is None:
+            mm.private.pop(pfn, None)
+        else:
+            mm.private[pfn] = value
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Page and other.pfn == self.pfn and other._mm is self._mm
+
+    def __hash__(self) -> int:
+        return self.pfn << 1  # even: buffer_head handles hash odd
 
     def __repr__(self) -> str:
         return f"<Page pfn={self.pfn:#x} flags={PG(self.flags)!r} ref={self._refcount}>"

@@ -108,7 +108,7 @@ def rebinding_problems(built: Built, shots: list[PageSnapshot]) -> list[str]:
             problems.append(f"{shot.mapping}:{shot.index} buffers were replaced")
             continue
         for bh, blocknr, state in shot.buffers:
-            if bh.b_page is not page:  # type: ignore[attr-defined]
+            if bh.b_page != page:  # type: ignore[attr-defined]
                 problems.append(f"{bh!r} does not point at the new page")
             if bh.b_blocknr != blocknr:  # type: ignore[attr-defined]
                 problems.append(f"{bh!r} block changed from {blocknr}")
@@ -136,7 +136,7 @@ def block_map_problems(built: Built) -> list[str]:
                         f"{mapping!r} page {index}: the buffer at offset {bh.b_offset} maps "
                         f"block {bh.b_blocknr}, the file's block map says {want}"
                     )
-                if bh.b_page is not page:
+                if bh.b_page != page:
                     problems.append(f"{mapping!r} page {index}: {bh!r} points at another page")
     return problems
 

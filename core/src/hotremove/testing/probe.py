@@ -266,12 +266,12 @@ def _contract_problems(
         _success_problems(add, call, before, mc, mapping, dst, who, where, inflight)
         return problems
     failed = f"{who} returned {call.rc.label}"
-    if mapping.i_pages.get(call.index) is not src:
+    if mapping.i_pages.get(call.index) != src:
         add("unchanged_on_error", f"{failed} but the page cache lost the old page at {where}")
-    if src.flags & PG_private != before.flags & PG_private or src.private is not before.head:
+    if src.flags & PG_private != before.flags & PG_private or src.private != before.head:
         add("unchanged_on_error", f"{failed} but the old page lost its buffers at {where}")
     for bh, blocknr, state, offset, count in before.buffers:
-        if bh.b_page is not src or bh.b_offset != offset:
+        if bh.b_page != src or bh.b_offset != offset:
             add("unchanged_on_error", f"{failed} but {bh!r} was moved ({where})")
         if bh.b_blocknr != blocknr:
             add("block_map", f"{failed} but {bh!r} changed its block from {blocknr} ({where})")
@@ -298,7 +298,7 @@ def _success_problems(
     inflight: set[BufferHead],
 ) -> None:
     nr = 1 << dst.order
-    if mapping.i_pages.get(call.index) is not dst:
+    if mapping.i_pages.get(call.index) != dst:
         add("page_cache", f"{who} returned ok but the page cache lacks the new page at {where}")
     new_bytes = mc.frames[dst.pfn : dst.pfn + nr]
     deferred = getattr(mc, "defer_copies", False)  # checks off: copies land at batch end
@@ -321,9 +321,9 @@ def _success_problems(
     inode = mapping.host
     bs = inode.i_sb.s_blocksize
     per_page = PAGE_SIZE // bs
-    old = {id(b[0]): b for b in before.buffers}
+    old = {b[0]: b for b in before.buffers}
     for bh in now:
-        if bh.b_page is not dst:
+        if bh.b_page != dst:
             add("bh_page", f"{who}: {bh!r} does not point at the new page ({where})")
         if bh in inflight:
             add(
@@ -341,7 +341,7 @@ def _success_problems(
                 f"{who} corrupted the block mapping: the buffer at offset {bh.b_offset} maps "
                 f"block {bh.b_blocknr}, the file's block map says {want} ({where})",
             )
-        prev = old.get(id(bh))
+        prev = old.get(bh)
         if prev is None:
             continue
         _, _, state, _, count = prev

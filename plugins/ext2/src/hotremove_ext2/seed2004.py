@@ -69,7 +69,7 @@ def remap_move_buffer_ext2(page: Page, newpage: Page) -> None:
         page.flags &= ~PG_private  # "XXX"
         newpage.flags |= PG_private
         for bh in buffer_ring(head):
-            if bh.b_page is not page:
+            if bh.b_page != page:
                 raise AssertionError(f"kernel BUG: bh->b_page != page for {bh!r}")
             set_bh_page(bh, newpage, bh.b_offset)
 

@@ -1,0 +1,229 @@
+"""The batched path: runs of ordinary page-cache pages moved with a few array operations.
+
+A ``migrate_pages_batch`` of 512 pages whose strategy is the core's own
+``buffer_migrate_folio`` (or ``_norefs``, or ``migrate_folio`` for buffer-less page cache)
+and which nothing holds — not locked, no writeback, no extra reference, no locked (or, for
+``_norefs``, referenced) buffer, not mapped, not compound — needs no decisions per page: the
+outcome of the kernel's steps is known in advance. So instead of ~40 Python operations per
+page the engine does, for a whole run of such pages:
+
+* ``alloc_pages_bulk`` the destinations (the same frames, in the same order, as one-by-one
+  ``alloc_page`` calls would give);
+* one gather/scatter per ``struct page`` field: ``folio_migrate_mapping`` (index, mapping,
+  page-cache reference, PG_dirty), ``folio_attach_private`` (->private and its reference),
+  ``folio_migrate_flags`` (the same mask as :data:`hotremove.migrate.MIGRATED_FLAGS`, PG_active
+  before PG_unevictable), then PG_lru and the allocation reference dropped;
+* one scatter of ``b_page`` over the buffer_head slab (``folio_set_bh`` for every buffer);
+* one fancy-indexed memcpy of the frames, and ``free_pages_bulk`` of the old frames.
+
+Buffer and page locks are taken and released inside the kernel's steps with nobody else
+running, so their net effect is nil and they are not replayed. Pages that do not qualify —
+and every page when a lock tracker (lockdep, the explorer), an ``enomem_after`` fault or a
+per-page hook is active — take the per-page path, in order, so a batch allocates exactly the
+frames the per-page path would (a test compares the two paths' machines array by array).
+With ``checks`` on, the per-page checks run vectorised: the destination frames are poisoned
+before the copy, then bytes, PG_dirty/PG_mappedtodisk and every ``b_page`` are compared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from hotremove.checks import POISON, CheckFailure
+from hotremove.migrate import (
+    BUFFER_MIGRATE_FOLIO,
+    BUFFER_MIGRATE_FOLIO_NOREFS,
+    MIGRATE_FOLIO,
+    MIGRATED_FLAGS,
+    MigrateStrategy,
+)
+from hotremove.model.address_space import AddressSpace
+from hotremove.model.buffer_head import BH_Lock
+from hotremove.model.page import (
+    PG_UNMOVABLE,
+    Page,
+    PG_active,
+    PG_anon,
+    PG_dirty,
+    PG_head,
+    PG_locked,
+    PG_lru,
+    PG_mappedtodisk,
+    PG_private,
+    PG_swapbacked,
+    PG_swapcache,
+    PG_tail,
+    PG_unevictable,
+    PG_writeback,
+)
+
+if TYPE_CHECKING:
+    from hotremove.engine import AopsStats, Offliner
+
+#: How the batched path treats each of the core's strategies (others: per page).
+PLAIN, BUFFERS, BUFFERS_NOREFS = 1, 2, 3
+KIND = {
+    id(MIGRATE_FOLIO): PLAIN,
+    id(BUFFER_MIGRATE_FOLIO): BUFFERS,
+    id(BUFFER_MIGRATE_FOLIO_NOREFS): BUFFERS_NOREFS,
+}
+
+#: A page with any of these takes the per-page path (it needs a decision or a wait).
+NOT_BATCHED = PG_locked | PG_writeback | PG_head | PG_tail | PG_swapcache | PG_anon | PG_UNMOVABLE
+#: What the new page keeps of the old page's flags (folio_migrate_mapping + _flags).
+KEPT = MIGRATED_FLAGS | PG_anon | PG_swapbacked | PG_private
+
+#: Runs shorter than this go page by page: below it the array set-up costs more.
+MIN_RUN = 8
+
+
+def runs(mask: np.ndarray) -> Iterator[tuple[int, int, bool]]:
+    """Maximal runs ``(start, end, value)`` of a boolean array, in order."""
+    if not len(mask):
+        return
+    edges = np.flatnonzero(np.diff(mask.view(np.int8))) + 1
+    starts = [0, *edges.tolist()]
+    ends = [*edges.tolist(), len(mask)]
+    for start, end in zip(starts, ends, strict=True):
+        yield start, end, bool(mask[start])
+
+
+class BatchMover:
+    """The batched path of one offline (see module doc)."""
+
+    def __init__(self, offliner: Offliner) -> None:
+        self.offliner = offliner
+        self.memory = offliner.memory
+        self.mm = offliner.memory.pages
+        self.pool = offliner.memory.bh_pool
+        #: id(mapping) → (kind, stats) for mappings whose strategy the batch path knows
+        self.kinds: dict[int, tuple[int, AopsStats]] = {}
+
+    def learn(self, mapping: object, strategy: MigrateStrategy, stats: AopsStats) -> None:
+        """Called once per address_space when its strategy is resolved."""
+        kind = KIND.get(id(strategy))
+        if kind and isinstance(mapping, AddressSpace):
+            self.kinds[id(mapping)] = (kind, stats)
+
+    # -- which pages qualify ---------------------------------------------------------------
+    def eligible(self, pfns: np.ndarray) -> np.ndarray:
+        """Which pages of ``pfns`` the batched path may move now (see module doc)."""
+        mm = self.mm
+        kinds = np.zeros(len(pfns), np.int8)
+        lookup = self.kinds.get
+        mapping = mm.mapping
+        for i, pfn in enumerate(pfns.tolist()):
+            known = lookup(id(mapping[pfn]))
+            if known is not None:
+                kinds[i] = known[0]
+        flags = mm.flags[pfns]
+        has_private = (flags & PG_private) != 0
+        heads = mm.private_bh[pfns]
+        ok = (
+            (kinds > 0)
+            & ((flags & NOT_BATCHED) == 0)
+            & (mm.mapcount[pfns] == 0)
+            & (mm.order[pfns] == 0)
+            # unisolated, nobody else holds it: the cache's reference (+ ->private's)
+            & (mm.refcount[pfns] == 1 + has_private)
+            & (has_private == (heads >= 0))  # ->private is a buffer ring, or nothing
+            & ~(has_private & (kinds == PLAIN))  # migrate_folio: no private data to move
+        )
+        pool = self.pool
+        members, owners = pool.rings(np.where(ok, heads, -1))
+        busy = (pool.b_state[members] & BH_Lock) != 0
+        busy |= (pool.b_count[members] != 0) & (kinds[owners] == BUFFERS_NOREFS)
+        ok[owners[busy]] = False
+        return ok
+
+    # -- moving a run ----------------------------------------------------------------------
+    def move(self, srcs: np.ndarray, checks: bool) -> int:
+        """Move the qualifying pages ``srcs`` (in order); returns how many moved (fewer when
+        the online memory ran out: the rest is the per-page path's -ENOMEM)."""
+        memory, mm, pool = self.memory, self.mm, self.pool
+        dsts = memory.alloc_pages_bulk(len(srcs))
+        srcs = srcs[: len(dsts)]
+        if not len(dsts):
+            return 0
+        mc = self.offliner.mc
+        flags = mm.flags[srcs]
+        private = (flags & PG_private) != 0
+        active = flags & PG_active
+        new_flags = (flags & KEPT) | active | PG_lru
+        new_flags |= np.where(active != 0, 0, flags & PG_unevictable).astype(np.uint32)
+        mm.flags[dsts] = new_flags
+        mm.refcount[dsts] = mm.refcount[srcs]  # cache (+ private): the allocation ref is gone
+        mm.index[dsts] = mm.index[srcs]
+        mm.private_bh[dsts] = mm.private_bh[srcs]
+        members, owners = pool.rings(mm.private_bh[srcs])
+        pool.b_page[members] = dsts[owners]  # folio_set_bh: same offset, new page
+        frames = mc.frames
+        if checks:
+            frames[dsts] = POISON
+        frames[dsts] = frames[srcs]
+        mapping = mm.mapping
+        stats_of = self.kinds
+        per_stats: dict[int, list[int]] = {}
+        for src, dst, has_private in zip(
+            srcs.tolist(), dsts.tolist(), private.tolist(), strict=True
+        ):
+            owner = mapping[src]
+            mapping[dst] = owner
+            owner.i_pages[mm._index[dst]] = Page(mm, dst)
+            counts = per_stats.setdefault(id(owner), [0, 0])
+            counts[0] += 1
+            counts[1] += has_private
+        for key, (migrated, rebound) in per_stats.items():
+            stats = stats_of[key][1]
+            stats.migrated += migrated
+            stats.rebound += rebound
+        mm.refcount[srcs] = 0
+        memory.free_pages_bulk(srcs)
+        nr, nr_rebound = len(srcs), int(private.sum())
+        mc.clock.cpu_seconds += mc.copy_seconds * nr
+        mc.vmstat.nr_rebound += nr_rebound
+        mc.vmstat.pgmigrate_success += nr
+        self.offliner._moved[srcs] = True
+        if checks:
+            self.offliner.result.check_failures.extend(
+                self.verify(srcs, dsts, flags, new_flags, members, owners)
+            )
+        return nr
+
+    def verify(
+        self,
+        srcs: np.ndarray,
+        dsts: np.ndarray,
+        old_flags: np.ndarray,
+        new_flags: np.ndarray,
+        members: np.ndarray,
+        owners: np.ndarray,
+    ) -> list[CheckFailure]:
+        """The per-page checks (:class:`hotremove.checks.PageCheck`), for a whole run."""
+        frames = self.offliner.mc.frames
+        failures: list[CheckFailure] = []
+        differs = (frames[dsts] != frames[srcs]).any(axis=1)
+        for i in np.flatnonzero(differs).tolist():
+            failures.append(CheckFailure(int(srcs[i]), "copy", "bytes differ after the copy"))
+        lost = ((old_flags ^ new_flags) & PG_mappedtodisk) | (old_flags & ~new_flags & PG_dirty)
+        for i in np.flatnonzero(lost).tolist():
+            failures.append(
+                CheckFailure(
+                    int(srcs[i]), "flags", f"flags: {old_flags[i]:#x} -> {new_flags[i]:#x}"
+                )
+            )
+        astray = self.pool.b_page[members] != dsts[owners]
+        for i in np.flatnonzero(astray).tolist():
+            failures.append(
+                CheckFailure(int(srcs[owners[i]]), "bh_page", "buffer not on the new page")
+            )
+        return failures
+
+
+def pieces(mask: np.ndarray) -> list[tuple[int, int, bool]]:
+    """The batch cut into runs: ``(start, end, batched)``, in order; runs of qualifying
+    pages shorter than :data:`MIN_RUN` go page by page."""
+    return [(start, end, ok and end - start >= MIN_RUN) for start, end, ok in runs(mask)]
