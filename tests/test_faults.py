@@ -131,9 +131,7 @@ def test_interrupt_backs_off_at_a_batch_boundary(
         polls.append(1)
         return len(polls) >= deliver_at
 
-    result = run(
-        built, hotremove_plugins, {}, should_stop=signal_pending, batching=batching
-    )
+    result = run(built, hotremove_plugins, {}, should_stop=signal_pending, batching=batching)
     assert not result.offlined and result.reason.startswith("signal backoff (-EINTR)")
     assert {f["errno"] for f in result.failed} == {"-EINTR"}
     assert_safe(built, result, hotremove_verify)

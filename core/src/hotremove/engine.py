@@ -111,6 +111,8 @@ class OfflineResult:
     classes: dict[str, dict[str, int]] = field(default_factory=dict)
     #: why the offline did not complete ("" when it did), as offline_pages would log it
     reason: str = ""
+    #: pages moved by the batched path (:mod:`hotremove.migrate_batch`), part of ``migrated``
+    batched: int = 0
 
 
 class Interrupted(Exception):
@@ -461,6 +463,7 @@ class Offliner:
                         break
         finally:
             self.result.migrated += fast_moved
+            self.result.batched += fast_moved
             self.mc.flush_copies()
             if self.progress is not None and moved:
                 self.progress(moved)

@@ -159,11 +159,10 @@ class BatchMover:
         mm.index[dsts] = mm.index[srcs]
         mm.private_bh[dsts] = mm.private_bh[srcs]
         members, owners = pool.rings(mm.private_bh[srcs])
-        pool.b_page[members] = dsts[owners]  # folio_set_bh: same offset, new page
-        frames = mc.frames
+        self.set_bh_pages(members, dsts[owners])
         if checks:
-            frames[dsts] = POISON
-        frames[dsts] = frames[srcs]
+            mc.frames[dsts] = POISON
+        self.copy_frames(dsts, srcs)
         mapping = mm.mapping
         stats_of = self.kinds
         per_stats: dict[int, list[int]] = {}
@@ -192,6 +191,15 @@ class BatchMover:
                 self.verify(srcs, dsts, flags, new_flags, members, owners)
             )
         return nr
+
+    def set_bh_pages(self, members: np.ndarray, pfns: np.ndarray) -> None:
+        """``folio_set_bh`` for every buffer: same offset, new page."""
+        self.pool.b_page[members] = pfns
+
+    def copy_frames(self, dsts: np.ndarray, srcs: np.ndarray) -> None:
+        """``folio_copy`` for the run: one fancy-indexed memcpy."""
+        frames = self.offliner.mc.frames
+        frames[dsts] = frames[srcs]
 
     def verify(
         self,
