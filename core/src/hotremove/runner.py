@@ -48,6 +48,7 @@ def run_scenario(
     """
     plugins = plugins or load_plugins()
     check_policy(scenario.remove.strategy, plugins)
+    keep = workdir is not None
     with ExitStack() as stack:
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hotremove-")))
@@ -63,6 +64,8 @@ def run_scenario(
             inspect=inspect,
             do_verify=do_verify,
         )
+        if keep:  # the kept directory holds every image, verified or not
+            built.machine.materialise_images()
         structlog.contextvars.unbind_contextvars("scenario", "seed")
         return report
 

@@ -52,6 +52,7 @@ def sync(machine: Machine, hooks: Hooks) -> int:
 def verify(built: Built, hooks: Hooks) -> Verdict:
     """Sync, check every image with e2fsck and compare every file and anon page."""
     machine = built.machine
+    machine.materialise_images()  # the images e2fsck and debugfs read are the machine's own
     sync(machine, hooks)
     verdict = Verdict(ok=True)
     for name, image in built.images.items():

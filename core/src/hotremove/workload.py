@@ -11,8 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +30,6 @@ from hotremove.model.buffer_head import (
     BH_Mapped,
     BH_Uptodate,
     BufferHead,
-    create_page_buffers,
     mark_buffer_dirty,
     page_buffers,
 )
@@ -44,6 +42,7 @@ from hotremove.model.page import (
     PG_anon,
     PG_dirty,
     PG_lru,
+    PG_mappedtodisk,
     PG_mlocked,
     PG_pgtable,
     PG_private,
@@ -90,18 +89,35 @@ class FrameAllocator:
 
     def __init__(self, memory: PhysicalMemory, placement: str, rng: np.random.Generator) -> None:
         self.memory = memory
-        order = (
-            rng.permutation(memory.nr_pages) if placement == "spread" else range(memory.nr_pages)
+        self._order = (
+            rng.permutation(memory.nr_pages)
+            if placement == "spread"
+            else np.arange(memory.nr_pages, dtype=np.int64)
         )
-        self._order: Iterator[int] = iter(int(pfn) for pfn in order)
+        self._pos = 0  # frames before it in the order were taken or found in use
 
     def alloc(self) -> Page:
-        for pfn in self._order:
-            if self.memory.is_free(pfn):
-                return self.memory.alloc_page_at(pfn)
-        raise WorkloadError(
-            "memory.size: no free frame left for the workload (more pages than memory)"
-        )
+        return Page(self.memory.pages, int(self.alloc_many(1)[0]))
+
+    def alloc_many(self, n: int) -> np.ndarray:
+        """The next ``n`` free frames in placement order, allocated (one reference each)."""
+        free = np.frombuffer(self.memory._free, dtype=np.uint8)
+        order = self._order
+        got: list[np.ndarray] = []
+        need = n
+        while need:
+            chunk = order[self._pos : self._pos + need]
+            if not len(chunk):
+                raise WorkloadError(
+                    "memory.size: no free frame left for the workload (more pages than memory)"
+                )
+            self._pos += len(chunk)
+            take = chunk[free[chunk] != 0]
+            got.append(take)
+            need -= len(take)
+        pfns = np.concatenate(got) if got else np.zeros(0, np.int64)
+        self.memory.alloc_pages_at(pfns)
+        return pfns
 
 
 def file_contents(seed: int, fs_index: int, cfg: FilesystemConfig) -> dict[str, bytes]:
@@ -121,36 +137,33 @@ def cached_image(
     seed: int,
     fs_index: int,
     files: dict[str, bytes],
-) -> None:
-    """``make_image``, or a copy of an identical image made before: the key covers every
-    input of the image (filesystem settings, seed, position, e2fsprogs' output format)."""
+) -> tuple[Path | None, dict[str, list[int]]]:
+    """``make_image`` at ``image``, or an identical image made before: the key covers every
+    input of the image (filesystem settings, seed, position, e2fsprogs' output format).
+    Returns the cached image to share copy-on-write (None: ``image`` was made in place) and
+    the files' block maps (read once with debugfs, then kept next to the cached image)."""
+    data_mode = cfg.data_mode if cfg.type != "ext2" else None
     if cache is None:
-        make_image(
-            image,
-            cfg.type,
-            cfg.block_size,
-            cfg.size,
-            files,
-            data_mode=cfg.data_mode if cfg.type != "ext2" else None,
-        )
-        return
+        make_image(image, cfg.type, cfg.block_size, cfg.size, files, data_mode=data_mode)
+        return None, block_maps(image, list(files))
     key = hashlib.sha256(
         json.dumps([IMAGE_FORMAT, cfg.model_dump(), seed, fs_index], sort_keys=True).encode()
     ).hexdigest()[:24]
     cached = cache / f"{cfg.type}-{key}.img"
+    maps_file = cached.with_suffix(".maps.npz")
     if not cached.exists():
         cache.mkdir(parents=True, exist_ok=True)
-        make_image(
-            cached,
-            cfg.type,
-            cfg.block_size,
-            cfg.size,
-            files,
-            data_mode=cfg.data_mode if cfg.type != "ext2" else None,
-        )
-    tmp = image.with_name(f".{image.name}.tmp")
-    shutil.copyfile(cached, tmp)
-    os.replace(tmp, image)
+        maps_file.unlink(missing_ok=True)
+        make_image(cached, cfg.type, cfg.block_size, cfg.size, files, data_mode=data_mode)
+    try:
+        with np.load(maps_file) as saved:
+            maps = {path: saved[path].tolist() for path in files}
+    except (OSError, KeyError, ValueError):
+        maps = block_maps(cached, list(files))
+        tmp = maps_file.with_name(f".{maps_file.stem}.tmp.npz")
+        np.savez(tmp, **{path: np.asarray(blocks, np.int64) for path, blocks in maps.items()})
+        os.replace(tmp, maps_file)
+    return cached, maps
 
 
 IMAGE_FORMAT = 2  # bump when the image for equal inputs changes (make_image, file_contents)
@@ -182,10 +195,11 @@ def build(
     for fs_index, cfg in enumerate(scenario.filesystem):
         files = file_contents(wl.seed, fs_index, cfg)
         image = workdir / f"{cfg.name}.img"
-        cached_image(image_cache, image, cfg, wl.seed, fs_index, files)
+        source, maps = cached_image(image_cache, image, cfg, wl.seed, fs_index, files)
         images[cfg.name] = image
-        maps = block_maps(image, list(files))
-        bdev = BlockDevice(image, cfg.block_size, machine.preset, machine.clock, machine.io)
+        bdev = BlockDevice(
+            image, cfg.block_size, machine.preset, machine.clock, machine.io, source=source
+        )
         sb = SuperBlock(
             s_id=cfg.name,
             s_type=cfg.type,
@@ -231,28 +245,33 @@ def _cache_file(
     per_page = PAGE_SIZE // bs
     nr_pages = -(-len(data) // PAGE_SIZE)
     chosen = np.flatnonzero(rng.random(nr_pages) < cached) if cached < 1 else range(nr_pages)
-    pages = [frames.alloc() for _ in chosen]  # each one reference: the page cache's
-    if not pages:
+    pfns = frames.alloc_many(len(chosen))  # each one reference: the page cache's
+    if not len(pfns):
         return
+    chosen = np.asarray(chosen, dtype=np.int64)
+    memory = machine.memory
     padded = np.zeros(nr_pages * PAGE_SIZE, dtype=np.uint8)
     padded[: len(data)] = np.frombuffer(data, dtype=np.uint8)
-    pfns = [page.pfn for page in pages]
-    machine.memory.frames[pfns] = padded.reshape(nr_pages, PAGE_SIZE)[np.asarray(chosen)]
-    block_map = inode.block_map
-    nr_blocks = len(block_map)
-    buffers = mapping.a_ops.buffers
-    for index, page in zip(chosen, pages, strict=True):
-        index = int(index)
-        page.flags |= PG_uptodate | PG_lru
-        page.mapping = mapping
-        page.index = index
-        mapping.i_pages[index] = page
-        if buffers:
-            first = index * per_page
-            blocknrs = [
-                block_map[b] if b < nr_blocks else -1 for b in range(first, first + per_page)
-            ]
-            create_page_buffers(page, bs, blocknrs, BH_Uptodate | BH_Mapped)
+    memory.frames[pfns] = padded.reshape(nr_pages, PAGE_SIZE)[chosen]
+    mm = memory.pages
+    mm.flags[pfns] |= PG_uptodate | PG_lru
+    mm.index[pfns] = chosen
+    for pfn, index in zip(pfns.tolist(), chosen.tolist(), strict=True):
+        mm.mapping[pfn] = mapping
+        mapping.i_pages[index] = Page(mm, pfn)
+    if not mapping.a_ops.buffers:
+        return
+    # create_page_buffers for every page at once: a ring per page on the real block numbers
+    block_map = np.asarray(inode.block_map, dtype=np.int64)
+    logical = chosen[:, None] * per_page + np.arange(per_page)
+    blocknrs = np.where(
+        logical < len(block_map), block_map[np.minimum(logical, len(block_map) - 1)], -1
+    )
+    state = BH_Uptodate | BH_Mapped
+    mm.private_bh[pfns] = memory.bh_pool.alloc_rings(pfns, bs, blocknrs, state)
+    mm.refcount[pfns] += 1  # ->private's reference (folio_attach_private)
+    mapped = (blocknrs >= 0).all(axis=1)
+    mm.flags[pfns] |= np.where(mapped, PG_private | PG_mappedtodisk, PG_private).astype(np.uint32)
 
 
 def _dirty_file(
@@ -290,7 +309,7 @@ def page_cache_write(
     one (``sb.s_journal``), else ``mark_buffer_dirty``. A page without buffers (nobh) is
     written whole. Used by the workload builder and by the explorer's writer actor."""
     inode = mapping.host
-    frame = machine.memory.frames[page.pfn]
+    frame = machine.memory.frames[page.pfn].data  # a memoryview: no numpy call per write
     base = page.index * PAGE_SIZE
     if not page.flags & PG_private:
         _write(frame, 0, min(PAGE_SIZE, inode.i_size - base), golden, base, randbytes)
@@ -308,7 +327,7 @@ def page_cache_write(
 
 
 def _write(
-    frame: np.ndarray,
+    frame: memoryview,
     offset: int,
     length: int,
     golden: bytearray,
@@ -316,7 +335,7 @@ def _write(
     randbytes: Callable[[int], bytes],
 ) -> None:
     data = randbytes(length)
-    frame[offset : offset + length] = np.frombuffer(data, dtype=np.uint8)
+    frame[offset : offset + length] = data
     golden[pos : pos + length] = data
 
 

@@ -133,6 +133,7 @@ class Explorer:
         self._wrapped: list[Any] = []
         for sb in journalled:
             self._serialise_flush(sb)
+        machine.materialise_images()  # restored between schedules: must not be shared
         images = sorted({sb.s_bdev.path for sb in machine.superblocks})
         self.snapshot = Snapshot((machine, self.golden), images)
 

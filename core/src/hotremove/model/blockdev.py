@@ -8,6 +8,7 @@ seconds are what ``hotremove compare`` shows.
 from __future__ import annotations
 
 import os
+import shutil
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ class BlockDevice:
         preset: DevicePreset,
         clock: SimClock,
         machine_stats: IOStats,
+        source: Path | None = None,
     ) -> None:
         self.path = Path(path)
         self.block_size = block_size
@@ -52,12 +54,27 @@ class BlockDevice:
         self.clock = clock
         self.stats = IOStats()
         self._machine_stats = machine_stats
-        self._fd = os.open(self.path, os.O_RDWR)
+        #: Copy-on-write: a cached image is shared read-only until the first write (or
+        #: :meth:`materialise`) copies it to ``path`` — building a large machine then costs
+        #: no image copy, and a run that writes nothing pays it only when verified.
+        self.source = Path(source) if source is not None else None
+        self._fd = os.open(self.source or self.path, os.O_RDONLY if self.source else os.O_RDWR)
         #: Fault injection: when set and it returns True, the next data write fails (-EIO).
         self.fault: Callable[[], bool] | None = None
 
     def __repr__(self) -> str:
         return f"<BlockDevice {self.path.name} bs={self.block_size}>"
+
+    def materialise(self) -> Path:
+        """Give the device its own image at ``path`` (copied from the shared ``source``)."""
+        if self.source is not None:
+            tmp = self.path.with_name(f".{self.path.name}.tmp")
+            shutil.copyfile(self.source, tmp)
+            os.replace(tmp, self.path)
+            os.close(self._fd)
+            self._fd = os.open(self.path, os.O_RDWR)
+            self.source = None
+        return self.path
 
     def read_block(self, blocknr: int) -> bytes:
         self.stats.read_requests += 1
@@ -73,6 +90,8 @@ class BlockDevice:
             from hotremove.faults import BlockIOError
 
             raise BlockIOError(f"{self.path.name} block {blocknr}")
+        if self.source is not None:
+            self.materialise()
         written = os.pwrite(self._fd, data, blocknr * self.block_size)
         if written != nbytes:
             raise OSError(f"short write to {self.path}")

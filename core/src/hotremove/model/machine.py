@@ -59,6 +59,11 @@ class Machine:
         for daemon in list(self.daemons):
             daemon(self)
 
+    def materialise_images(self) -> None:
+        """Every device gets its own image file (see BlockDevice.materialise)."""
+        for sb in self.superblocks:
+            sb.s_bdev.materialise()
+
     def close(self) -> None:
         """Release the image files (the images themselves stay where the builder put them)."""
         for sb in self.superblocks:
