@@ -26,11 +26,11 @@ from hotremove.model.address_space import AddressSpace, AnonVma, Inode, SuperBlo
 from hotremove.model.aops import select_aops
 from hotremove.model.blockdev import BlockDevice
 from hotremove.model.buffer_head import (
+    BH_Dirty,
     BH_Lock,
     BH_Mapped,
     BH_Uptodate,
     BufferHead,
-    mark_buffer_dirty,
     page_buffers,
 )
 from hotremove.model.machine import Machine
@@ -282,18 +282,89 @@ def _dirty_file(
     share: float,
     how: str,
 ) -> None:
-    """Write into a share of the cached pages, as write() would: page cache only."""
+    """Write into a share of the cached pages, as write() would: page cache only. With
+    ``partial``, each page gets a uniformly random non-empty subset of its mapped buffers.
+    Choices and bytes are drawn for the whole file at once."""
+    if not mapping.i_pages:
+        return
+    indices = np.asarray(sorted(mapping.i_pages), dtype=np.int64)
+    indices = indices[rng.random(len(indices)) < share]
+    if not len(indices):
+        return
+    mm = machine.memory.pages
+    pool = machine.memory.bh_pool
+    pfns = np.fromiter((mapping.i_pages[i].pfn for i in indices.tolist()), np.int64, len(indices))
+    has_buffers = mm.flags[pfns] & PG_private != 0
+    members, owners = pool.rings(np.where(has_buffers, mm.private_bh[pfns], -1))
+    mapped = pool.b_state[members] & BH_Mapped != 0
+    members, owners = members[mapped], owners[mapped]
+    order = np.lexsort((pool.b_offset[members], owners))  # by page, then place in the page
+    members, owners = members[order], owners[order]
+    if how == "partial":
+        per_page = np.bincount(owners, minlength=len(pfns))
+        rank = np.arange(len(owners)) - np.searchsorted(owners, owners)
+        masks = np.ones(len(pfns), np.int64)
+        several = per_page > 1
+        masks[several] = rng.integers(1, 1 << per_page[several])
+        keep = (masks[owners] >> rank) & 1 != 0
+        members, owners = members[keep], owners[keep]
+    nobh = np.flatnonzero(~has_buffers)
+    extent_pfns = np.concatenate([pfns[owners], pfns[nobh]])
+    offsets = np.concatenate(
+        [pool.b_offset[members].astype(np.int64), np.zeros(len(nobh), np.int64)]
+    )
+    sizes = np.concatenate([pool.b_size[members].astype(np.int64), np.full(len(nobh), PAGE_SIZE)])
+    bhs = np.concatenate([members, np.full(len(nobh), -1, np.int64)])
     sb = mapping.host.i_sb
     file_golden = golden.files[(sb.s_id, mapping.host.path)]
-    for index in sorted(mapping.i_pages):
-        if rng.random() >= share:
-            continue
-        page = mapping.i_pages[index]
-        bhs = [bh for bh in page_buffers(page) if bh.b_state & BH_Mapped]
-        if how == "partial" and len(bhs) > 1:  # a uniformly random non-empty subset
-            mask = int(rng.integers(1, 1 << len(bhs)))
-            bhs = [bh for i, bh in enumerate(bhs) if mask >> i & 1]
-        page_cache_write(machine, mapping, page, bhs, file_golden, rng.bytes)
+    positions = mm.index[extent_pfns] * PAGE_SIZE + offsets
+    lengths = np.minimum(sizes, mapping.host.i_size - positions)
+    data = rng.bit_generator.random_raw(-(-int(lengths.sum()) // 8)).tobytes()
+    write_extents(machine, mapping, extent_pfns, offsets, lengths, bhs, file_golden, data)
+
+
+def write_extents(
+    machine: Machine,
+    mapping: AddressSpace,
+    pfns: np.ndarray,
+    offsets: np.ndarray,
+    lengths: np.ndarray,
+    bhs: np.ndarray,
+    golden: bytearray,
+    data: bytes,
+) -> None:
+    """``write()`` of ``data`` into cached pages, extent by extent (frame ``pfns[i]`` at
+    ``offsets[i]``, ``lengths[i]`` bytes, through buffer ``bhs[i]`` or -1 for a page without
+    buffers): new bytes in the frames and in the golden model, then the buffers dirtied as
+    the filesystem says — through its journal when a plugin attached one (``sb.s_journal``),
+    else ``mark_buffer_dirty`` (for many buffers at once: BH_Dirty, PG_dirty, the tag)."""
+    frames = memoryview(machine.memory.frames.reshape(-1))
+    mm = machine.memory.pages
+    source = memoryview(data)
+    done = 0
+    for pfn, offset, length, pos in zip(
+        pfns.tolist(),
+        offsets.tolist(),
+        lengths.tolist(),
+        (mm.index[pfns] * PAGE_SIZE + offsets).tolist(),
+        strict=True,
+    ):
+        chunk = source[done : done + length]
+        start = pfn * PAGE_SIZE + offset
+        frames[start : start + length] = chunk
+        golden[pos : pos + length] = chunk
+        done += length
+    journal = mapping.host.i_sb.s_journal
+    buffered = bhs[bhs >= 0]
+    if journal is not None:
+        pool = machine.memory.bh_pool
+        for index in buffered.tolist():
+            journal.dirty_data(BufferHead(pool, index))
+    else:
+        machine.memory.bh_pool.b_state[buffered] |= np.uint32(BH_Dirty)
+    dirty = np.unique(pfns if journal is None else pfns[bhs < 0])
+    mm.flags[dirty] |= np.uint32(PG_dirty)
+    mapping.dirty_tags.update(mm.index[dirty].tolist())
 
 
 def page_cache_write(
@@ -304,39 +375,27 @@ def page_cache_write(
     golden: bytearray,
     randbytes: Callable[[int], bytes],
 ) -> None:
-    """``write()`` into a cached page: new bytes in the frame and in the golden model, then
-    the buffers dirtied as the filesystem says — through its journal when a plugin attached
-    one (``sb.s_journal``), else ``mark_buffer_dirty``. A page without buffers (nobh) is
-    written whole. Used by the workload builder and by the explorer's writer actor."""
+    """``write()`` into one cached page, through ``bhs`` (the whole page when it has no
+    buffers), with bytes from ``randbytes`` — the explorer's writer actor."""
     inode = mapping.host
-    frame = machine.memory.frames[page.pfn].data  # a memoryview: no numpy call per write
     base = page.index * PAGE_SIZE
-    if not page.flags & PG_private:
-        _write(frame, 0, min(PAGE_SIZE, inode.i_size - base), golden, base, randbytes)
-        page.flags |= PG_dirty
-        mapping.tag_dirty(page.index)
-        return
-    journal = inode.i_sb.s_journal
-    for bh in bhs:
-        pos = base + bh.b_offset
-        _write(frame, bh.b_offset, min(bh.b_size, inode.i_size - pos), golden, pos, randbytes)
-        if journal is not None:
-            journal.dirty_data(bh)
-        else:
-            mark_buffer_dirty(bh)
-
-
-def _write(
-    frame: memoryview,
-    offset: int,
-    length: int,
-    golden: bytearray,
-    pos: int,
-    randbytes: Callable[[int], bytes],
-) -> None:
-    data = randbytes(length)
-    frame[offset : offset + length] = data
-    golden[pos : pos + length] = data
+    if page.flags & PG_private:
+        offsets = [bh.b_offset for bh in bhs]
+        lengths = [min(bh.b_size, inode.i_size - base - bh.b_offset) for bh in bhs]
+        indices = [bh._bh_index for bh in bhs]
+    else:
+        offsets, lengths, indices = [0], [min(PAGE_SIZE, inode.i_size - base)], [-1]
+    data = b"".join(randbytes(length) for length in lengths)
+    write_extents(
+        machine,
+        mapping,
+        np.full(len(offsets), page.pfn, np.int64),
+        np.asarray(offsets, np.int64),
+        np.asarray(lengths, np.int64),
+        np.asarray(indices, np.int64),
+        golden,
+        data,
+    )
 
 
 def _anon_pages(
