@@ -85,10 +85,8 @@ def metadata_bytes(machine: Machine) -> int:
     size = sys.getsizeof
     total = machine.memory.metadata_nbytes
     for mapping in machine.mappings:
-        pages = mapping.i_pages
-        total += size(mapping) + size(pages) + size(mapping.dirty_tags)
-        total += sum(size(index) + size(page) for index, page in pages.items())
-        total += sum(size(index) for index in mapping.dirty_tags)
+        total += size(mapping) + size(mapping.i_pages) + mapping.i_pages.nbytes
+        total += size(mapping.dirty_tags) + sum(size(index) for index in mapping.dirty_tags)
     return total
 
 

@@ -44,7 +44,6 @@ from hotremove.model.address_space import AddressSpace
 from hotremove.model.buffer_head import BH_Lock
 from hotremove.model.page import (
     PG_UNMOVABLE,
-    Page,
     PG_active,
     PG_anon,
     PG_dirty,
@@ -164,21 +163,18 @@ class BatchMover:
             mc.frames[dsts] = POISON
         self.copy_frames(dsts, srcs)
         mapping = mm.mapping
-        stats_of = self.kinds
-        per_stats: dict[int, list[int]] = {}
-        for src, dst, has_private in zip(
-            srcs.tolist(), dsts.tolist(), private.tolist(), strict=True
-        ):
-            owner = mapping[src]
+        owners_of = [mapping[src] for src in srcs.tolist()]
+        for dst, owner in zip(dsts.tolist(), owners_of, strict=True):
             mapping[dst] = owner
-            owner.i_pages[mm._index[dst]] = Page(mm, dst)
-            counts = per_stats.setdefault(id(owner), [0, 0])
-            counts[0] += 1
-            counts[1] += has_private
-        for key, (migrated, rebound) in per_stats.items():
-            stats = stats_of[key][1]
-            stats.migrated += migrated
-            stats.rebound += rebound
+        # folio_migrate_mapping's xas_store, and the per-a_ops counts, per address_space
+        keys = np.fromiter((id(owner) for owner in owners_of), np.int64, len(owners_of))
+        for key in np.unique(keys).tolist():
+            mine = keys == key
+            owner = owners_of[int(np.argmax(mine))]
+            owner.i_pages.store_many(mm.index[dsts[mine]], dsts[mine], mm)
+            stats = self.kinds[key][1]
+            stats.migrated += int(mine.sum())
+            stats.rebound += int(private[mine].sum())
         mm.refcount[srcs] = 0
         memory.free_pages_bulk(srcs)
         nr, nr_rebound = len(srcs), int(private.sum())

@@ -120,12 +120,15 @@ class FrameAllocator:
         return pfns
 
 
-def file_contents(seed: int, fs_index: int, cfg: FilesystemConfig) -> dict[str, bytes]:
-    """Deterministic file bytes: equal scenario, equal files (so images can be cached)."""
+def file_contents(seed: int, fs_index: int, cfg: FilesystemConfig) -> dict[str, bytearray]:
+    """Deterministic file bytes: equal scenario, equal files (so images can be cached). The
+    builder hands these very buffers to the golden model once the page cache is filled."""
     rng = np.random.default_rng([seed, fs_index, 0xF11E])
     words = -(-cfg.file_size // 8)  # raw 64-bit draws: ~5× faster than Generator.bytes
     return {
-        f"f{i:05d}": rng.bit_generator.random_raw(words).tobytes()[: cfg.file_size]
+        f"f{i:05d}": bytearray(
+            memoryview(rng.bit_generator.random_raw(words)).cast("B")[: cfg.file_size]
+        )
         for i in range(cfg.files)
     }
 
@@ -136,7 +139,7 @@ def cached_image(
     cfg: FilesystemConfig,
     seed: int,
     fs_index: int,
-    files: dict[str, bytes],
+    files: dict[str, bytearray],
 ) -> tuple[Path | None, dict[str, list[int]]]:
     """``make_image`` at ``image``, or an identical image made before: the key covers every
     input of the image (filesystem settings, seed, position, e2fsprogs' output format).
@@ -212,13 +215,16 @@ def build(
         hooks.mount(machine, sb)
         a_ops = select_aops(cfg.type, cfg.options, cfg.data_mode)
         for ino, (path, data) in enumerate(files.items(), start=12):
-            golden.files[(cfg.name, path)] = bytearray(data)
+            # the golden model takes the generated buffer itself (no copy): nothing reads
+            # ``files`` after the page cache is filled, and only the golden model changes it
+            golden.files[(cfg.name, path)] = data
             inode = Inode(ino, path, len(data), sb, maps[path])
             mapping = AddressSpace(inode, a_ops)
             machine.mappings.append(mapping)
             _cache_file(machine, mapping, data, frames, rng, wl.cached)
     for mapping in machine.mappings:
         _dirty_file(machine, mapping, golden, rng, wl.dirty, wl.dirty_buffers)
+    memory.bh_pool.shrink_to_fit()  # every ring exists: no spare capacity to carry
     _page_classes(machine, rng, wl)
     _anon_pages(machine, golden, frames, rng, wl, huge)
     _unmovable_pages(machine, frames, wl.unmovable, wl.unmovable_blocks)
@@ -250,15 +256,13 @@ def _cache_file(
         return
     chosen = np.asarray(chosen, dtype=np.int64)
     memory = machine.memory
-    padded = np.zeros(nr_pages * PAGE_SIZE, dtype=np.uint8)
-    padded[: len(data)] = np.frombuffer(data, dtype=np.uint8)
-    memory.frames[pfns] = padded.reshape(nr_pages, PAGE_SIZE)[chosen]
+    _read_pages(memory.frames, pfns, chosen, np.frombuffer(data, dtype=np.uint8))
     mm = memory.pages
     mm.flags[pfns] |= PG_uptodate | PG_lru
     mm.index[pfns] = chosen
-    for pfn, index in zip(pfns.tolist(), chosen.tolist(), strict=True):
+    for pfn in pfns.tolist():
         mm.mapping[pfn] = mapping
-        mapping.i_pages[index] = Page(mm, pfn)
+    mapping.i_pages.store_many(chosen, pfns, mm)
     if not mapping.a_ops.buffers:
         return
     # create_page_buffers for every page at once: a ring per page on the real block numbers
@@ -272,6 +276,26 @@ def _cache_file(
     mm.refcount[pfns] += 1  # ->private's reference (folio_attach_private)
     mapped = (blocknrs >= 0).all(axis=1)
     mm.flags[pfns] |= np.where(mapped, PG_private | PG_mappedtodisk, PG_private).astype(np.uint32)
+
+
+def _read_pages(
+    frames: np.ndarray, pfns: np.ndarray, indices: np.ndarray, data: np.ndarray
+) -> None:
+    """The file's pages ``indices`` into frames ``pfns`` (a page past EOF is zero-filled):
+    one memcpy when the frames are consecutive and the pages too, as with ``fill``."""
+    whole = len(data) // PAGE_SIZE
+    pages = data[: whole * PAGE_SIZE].reshape(whole, PAGE_SIZE)
+    inside = indices < whole
+    src, dst = indices[inside], pfns[inside]
+    n = len(src)
+    if n and dst[-1] - dst[0] == n - 1 and src[-1] - src[0] == n - 1:
+        frames[dst[0] : dst[0] + n] = pages[src[0] : src[0] + n]
+    elif n:
+        frames[dst] = pages[src]
+    for index, pfn in zip(indices[~inside].tolist(), pfns[~inside].tolist(), strict=True):
+        tail = data[index * PAGE_SIZE : (index + 1) * PAGE_SIZE]
+        frames[pfn, : len(tail)] = tail
+        frames[pfn, len(tail) :] = 0
 
 
 def _dirty_file(

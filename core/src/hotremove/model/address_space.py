@@ -7,15 +7,18 @@ way a filesystem's table points ``.migrate_folio`` at ``buffer_migrate_folio``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
+
 from hotremove.model.locks import SpinLock
+from hotremove.model.page import Page
 
 if TYPE_CHECKING:
     from hotremove.model.blockdev import BlockDevice
     from hotremove.model.buffer_head import BufferHead
-    from hotremove.model.page import Page
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,86 @@ class Inode:
     block_map: list[int]  # logical block → physical block, read from the real image
 
 
+class XArray(MutableMapping[int, "Page"]):
+    """``i_pages``: a file's page cache tree, index → page.
+
+    The kernel's xarray stores page pointers in a radix tree; here the tree is one int32
+    array of frame numbers (-1: no page), so a cached page costs 4 bytes instead of a dict
+    entry, a key and a handle (~140 bytes), and the engine can read and write many entries
+    at once (:meth:`pfns`). Pages come back as handles (compare with ``==``).
+    """
+
+    __slots__ = ("_mm", "_nr", "_slots")
+
+    def __init__(self) -> None:
+        self._slots = np.full(0, -1, np.int32)
+        self._nr = 0
+        self._mm: Any = None  # mem_map of the pages stored (taken from the first one)
+
+    def _grow(self, index: int) -> None:
+        size = max(index + 1, len(self._slots) * 2, 16)
+        slots = np.full(size, -1, np.int32)
+        slots[: len(self._slots)] = self._slots
+        self._slots = slots
+
+    def __setitem__(self, index: int, page: Page) -> None:
+        if index < 0:
+            raise KeyError(index)
+        if index >= len(self._slots):
+            self._grow(index)
+        self._mm = page._mm
+        if self._slots[index] < 0:
+            self._nr += 1
+        self._slots[index] = page.pfn
+
+    def __getitem__(self, index: int) -> Page:
+        if not 0 <= index < len(self._slots) or self._slots[index] < 0:
+            raise KeyError(index)
+        return Page(self._mm, int(self._slots[index]))
+
+    def get(self, index: int, default: Any = None) -> Any:  # type: ignore[override]
+        if not 0 <= index < len(self._slots) or self._slots[index] < 0:
+            return default
+        return Page(self._mm, int(self._slots[index]))
+
+    def __contains__(self, index: object) -> bool:
+        return (
+            isinstance(index, int)
+            and 0 <= index < len(self._slots)
+            and bool(self._slots[index] >= 0)
+        )
+
+    def __delitem__(self, index: int) -> None:
+        if index not in self:
+            raise KeyError(index)
+        self._slots[index] = -1
+        self._nr -= 1
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(np.flatnonzero(self._slots >= 0).tolist())
+
+    def __len__(self) -> int:
+        return self._nr
+
+    def __repr__(self) -> str:
+        return f"<XArray {self._nr} pages>"
+
+    def store_many(self, indices: np.ndarray, pfns: np.ndarray, mm: Any) -> None:
+        """Store pages ``pfns`` at ``indices`` at once (the builder, the batched path)."""
+        if not len(indices):
+            return
+        top = int(indices.max())
+        if top >= len(self._slots):
+            self._grow(top)
+        self._mm = mm
+        self._nr += int((self._slots[indices] < 0).sum())
+        self._slots[indices] = pfns
+
+    @property
+    def nbytes(self) -> int:
+        return self._slots.nbytes
+
+
 class AddressSpace:
     """``struct address_space``: one file's page cache."""
 
@@ -70,7 +153,7 @@ class AddressSpace:
     def __init__(self, host: Inode, a_ops: AddressSpaceOps) -> None:
         self.host = host
         self.a_ops = a_ops
-        self.i_pages: dict[int, Page] = {}
+        self.i_pages = XArray()
         self.private_lock = SpinLock(f"{host.path}:private_lock")
         self.dirty_tags: set[int] = set()  # PAGECACHE_TAG_DIRTY
 

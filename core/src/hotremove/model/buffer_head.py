@@ -115,6 +115,7 @@ class BufferHeadPool:
         self._grow(max(capacity, 16))
 
     def _grow(self, capacity: int) -> None:
+        """Move every field to arrays of ``capacity`` entries (>= ``nr``)."""
         for name, dtype in self.FIELDS:
             old = getattr(self, name, None)
             new = np.zeros(capacity, dtype)
@@ -169,6 +170,11 @@ class BufferHeadPool:
             cur = np.where(live, nxt[cur], cur).astype(np.int64)
             live &= cur != first
         return np.concatenate(members), np.concatenate(owners)
+
+    def shrink_to_fit(self) -> None:
+        """Drop the spare capacity (the builder calls it once every ring exists)."""
+        if len(self.b_state) > max(self.nr, 16):
+            self._grow(max(self.nr, 16))
 
     def handle(self, index: int) -> BufferHead:
         return BufferHead(self, index)

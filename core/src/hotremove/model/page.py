@@ -124,7 +124,7 @@ class MemMap:
         self.mapcount = np.zeros(nr_pages, np.int32)  # page-table mappings (not minus one)
         self.index = np.zeros(nr_pages, np.int64)
         self.order = np.zeros(nr_pages, np.uint8)  # folio order, on the head page
-        self.private_bh = np.full(nr_pages, -1, np.int64)
+        self.private_bh = np.full(nr_pages, -1, np.int32)
         self.mapping: list[Any] = [None] * nr_pages
         self.private: dict[int, Any] = {}  # pfn → non-buffer ->private (swap entry ...)
         self.bh_pool = bh_pool
