@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hotremove.model.address_space import AnonVma
+from hotremove.model.address_space import AddressSpace, AnonVma
 from hotremove.model.buffer_head import BH_Lock, page_buffers
 from hotremove.model.machine import Machine
 from hotremove.model.memory import PhysicalMemory
@@ -76,17 +76,32 @@ class PageCheck:
         return failures
 
 
-def expected_refcount(machine: Machine, page: Page) -> int:
-    """References a settled page must have: page (or swap) cache + ->private + one per
-    mapping + whatever someone else pinned."""
-    refs = page._mapcount + machine.pins.get(page, 0)
-    if page.mapping is not None and not isinstance(page.mapping, AnonVma):
-        refs += 1  # page cache
-    if page.flags & PG_swapcache:
-        refs += 1  # swap cache
-    if page.flags & PG_private:
-        refs += 1
-    return refs
+def _check_page_cache(
+    machine: Machine, mapping: AddressSpace, failures: list[CheckFailure]
+) -> np.ndarray:
+    """One file's tree: entries point at pages of this mapping at that index, no buffer is
+    left locked (unless its holder is registered), every buffer points at its page.
+    Returns the cached frames (their references are checked with the others)."""
+    memory = machine.memory
+    mm, pool = memory.pages, memory.bh_pool
+    indices = np.asarray(list(mapping.i_pages), np.int64)
+    pfns = mapping.i_pages.pfns(indices)
+    stale = (mm.index[pfns] != indices) | np.asarray(
+        [mm.mapping[p] is not mapping for p in pfns.tolist()], bool
+    ).reshape(-1)
+    for i in np.flatnonzero(stale).tolist():
+        failures.append(CheckFailure(int(pfns[i]), "mapping", "page tree entry stale"))
+    has_buffers = mm.flags[pfns] & PG_private != 0
+    members, owners = pool.rings(np.where(has_buffers, mm.private_bh[pfns], -1))
+    locked = np.flatnonzero(pool.b_state[members] & BH_Lock)
+    for i in locked.tolist():
+        bh = pool.handle(int(members[i]))
+        if bh not in machine.waiters:
+            failures.append(CheckFailure(int(pfns[owners[i]]), "bh_lock", f"{bh!r} still locked"))
+    for i in np.flatnonzero(pool.b_page[members] != pfns[owners]).tolist():
+        bh = pool.handle(int(members[i]))
+        failures.append(CheckFailure(int(pfns[owners[i]]), "bh_page", f"{bh!r} points away"))
+    return pfns
 
 
 def compound_head(memory: PhysicalMemory, pfn: int) -> Page:
@@ -107,22 +122,14 @@ MAX_ORDER = 18  # up to 1 GiB folios (PUD-sized); aligned heads are found in O(M
 def check_machine(machine: Machine, removed: list[int]) -> list[CheckFailure]:
     """Whole-machine invariants after a run (locks, references, the removed range). A lock
     another party legitimately holds (I/O in flight, another task) is registered in
-    ``machine.waiters`` and is not a leak."""
+    ``machine.waiters`` and is not a leak. The page-cache part runs on mem_map and the
+    buffer_head slab as arrays (it covers every cached page)."""
     failures: list[CheckFailure] = []
-    held_elsewhere = machine.waiters
     if machine.task.held_spinlocks:
         names = ", ".join(lock.name for lock in machine.task.held_spinlocks)
         failures.append(CheckFailure(-1, "spinlock", f"still held: {names}"))
-    pages: list[Page] = [p for m in machine.mappings for p in m.i_pages.values()]
-    for mapping in machine.mappings:
-        for index, page in mapping.i_pages.items():
-            if page.mapping is not mapping or page.index != index:
-                failures.append(CheckFailure(page.pfn, "mapping", "page tree entry stale"))
-            for bh in page_buffers(page) if page.flags & PG_private else ():
-                if bh.b_state & BH_Lock and bh not in held_elsewhere:
-                    failures.append(CheckFailure(page.pfn, "bh_lock", f"{bh!r} still locked"))
-                if bh.b_page != page:
-                    failures.append(CheckFailure(page.pfn, "bh_page", f"{bh!r} points away"))
+    pages: list[Page] = []
+    cached = [_check_page_cache(machine, mapping, failures) for mapping in machine.mappings]
     memory = machine.memory
     for vma in machine.anon_vmas:
         for vpn, pfn in vma.ptes.items():
@@ -134,18 +141,33 @@ def check_machine(machine: Machine, removed: list[int]) -> list[CheckFailure]:
     for entry, page in machine.swap_cache.i_pages.items():
         if not page.flags & PG_swapcache or page.private != entry:
             failures.append(CheckFailure(page.pfn, "swap_cache", f"entry {entry} stale"))
-    for page in pages:
-        if page.flags & PG_locked:
-            failures.append(CheckFailure(page.pfn, "page_lock", "page still locked"))
-        want = expected_refcount(machine, page)
-        if page._refcount != want:
-            failures.append(
-                CheckFailure(page.pfn, "refcount", f"refcount {page._refcount}, expected {want}")
-            )
+    mm = memory.pages
+    pfns = np.concatenate([*cached, np.asarray([p.pfn for p in pages], np.int64)])
+    flags = mm.flags[pfns]
+    want = mm.mapcount[pfns] + (flags & PG_private != 0) + (flags & PG_swapcache != 0)
+    want += np.asarray(
+        [type(m) is not AnonVma and m is not None for m in (mm.mapping[p] for p in pfns.tolist())],
+        dtype=np.int32,
+    ).reshape(-1)
+    if machine.pins:
+        pinned = np.zeros(len(pfns), np.int32)
+        where = {pfn: i for i, pfn in enumerate(pfns.tolist())}
+        for page, n in machine.pins.items():
+            if page.pfn in where:
+                pinned[where[page.pfn]] += n
+        want += pinned
+    for i in np.flatnonzero(flags & PG_locked).tolist():
+        failures.append(CheckFailure(int(pfns[i]), "page_lock", "page still locked"))
+    refcount = mm.refcount[pfns]
+    for i in np.flatnonzero(refcount != want).tolist():
+        failures.append(
+            CheckFailure(int(pfns[i]), "refcount", f"refcount {refcount[i]}, expected {want[i]}")
+        )
     for block in removed:
         b = memory.blocks[block]
         if memory.block_state[block] == "offline":
-            in_use = [pfn for pfn in range(b.start_pfn, b.end_pfn) if not memory.is_free(pfn)]
-            for pfn in in_use[:10]:
+            free = np.frombuffer(memory._free, np.uint8)[b.start_pfn : b.end_pfn]
+            in_use = b.start_pfn + np.flatnonzero(free == 0)
+            for pfn in in_use[:10].tolist():
                 failures.append(CheckFailure(pfn, "offline", "frame in use in offline block"))
     return failures

@@ -140,6 +140,10 @@ class XArray(MutableMapping[int, "Page"]):
         self._nr += int((self._slots[indices] < 0).sum())
         self._slots[indices] = pfns
 
+    def pfns(self, indices: np.ndarray) -> np.ndarray:
+        """The frames stored at ``indices`` (every one must be present), as an array."""
+        return self._slots[indices].astype(np.int64)
+
     @property
     def nbytes(self) -> int:
         return self._slots.nbytes
