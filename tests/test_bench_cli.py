@@ -43,10 +43,13 @@ def test_bench_json_has_the_figures(tmp_path):
             "metadata_bytes_per_page",
             "peak_rss_bytes",
             "simulated_seconds_by_preset",
+            "image_copy_seconds",
         ):
             assert key in run, key
         assert run["verified"] and run["offlined"] and run["pages"] == 4096
     assert runs[("auto", "off")]["writeback_ios"] == 0, "rebinding issues no write"
+    assert runs[("auto", "off")]["batched_pages"] > 0, "ext2 page cache takes the batched path"
+    assert runs[("writeback", "off")]["batched_pages"] == 0, "the fallback goes page by page"
     assert runs[("writeback", "off")]["writeback_ios"] > 0
     assert set(out["writeback_over_auto"]) == {"ide-2004", "sata-ssd", "nvme"}
     assert out["writeback_over_auto"]["ide-2004"] > 100
