@@ -130,19 +130,21 @@ def folio_migrate_mapping(
     expected = folio_expected_refs(mapping, src) + extra_count
     if src._refcount != expected:
         return Errno.EAGAIN
-    dst.index = src.index
+    flags = src.flags  # read once: the per-page path's cost is attribute access
+    key = dst.index = src.index
     dst.mapping = src.mapping
-    dst.flags |= src.flags & (PG_anon | PG_swapbacked)
+    moved = flags & (PG_anon | PG_swapbacked)
     if mapping is None:  # anonymous, no swap slot: the anon_vma and PTEs follow later
+        dst.flags |= moved
         return Errno.OK
     dst._refcount += 1  # the page cache's (or swap cache's) reference
-    key = src.index
-    if src.flags & PG_swapcache:  # the swap cache is indexed by swap entry (->private)
+    if flags & PG_swapcache:  # the swap cache is indexed by swap entry (->private)
         key = dst.private = src.private
-        dst.flags |= PG_swapcache
-    if src.flags & PG_dirty:
-        src.flags &= ~PG_dirty
-        dst.flags |= PG_dirty
+        moved |= PG_swapcache
+    if flags & PG_dirty:
+        src.flags = flags & ~PG_dirty
+        moved |= PG_dirty
+    dst.flags |= moved
     mapping.i_pages[key] = dst
     src._refcount -= 1  # folio_ref_unfreeze(src, expected - 1)
     return Errno.OK
@@ -164,14 +166,16 @@ def folio_copy(mc: MigrateControl, dst: Page, src: Page) -> None:
 
 def folio_migrate_flags(dst: Page, src: Page) -> None:
     """Carry the page state over, as mm/migrate.c's ``folio_migrate_flags``."""
-    dst.flags |= src.flags & MIGRATED_FLAGS
-    if src.flags & PG_active:
-        src.flags &= ~PG_active
-        dst.flags |= PG_active
-    elif src.flags & PG_unevictable:
-        src.flags &= ~PG_unevictable
-        dst.flags |= PG_unevictable
-    src.flags &= ~(PG_swapcache | PG_private)
+    flags = src.flags
+    moved = flags & MIGRATED_FLAGS
+    if flags & PG_active:
+        moved |= PG_active
+        flags &= ~PG_active
+    elif flags & PG_unevictable:
+        moved |= PG_unevictable
+        flags &= ~PG_unevictable
+    dst.flags |= moved
+    src.flags = flags & ~(PG_swapcache | PG_private)
     src.private = None
 
 
