@@ -27,6 +27,7 @@ from hotremove.model.machine import Machine
 from hotremove.model.page import (
     PG_UNMOVABLE,
     Page,
+    PageArray,
     PG_dirty,
     PG_head,
     PG_mlocked,
@@ -61,15 +62,15 @@ def classify_frames(machine: Machine, pfns: np.ndarray) -> np.ndarray:
     pool = machine.memory.bh_pool
     n = len(pfns)
     flags = mm.flags[pfns]
-    anon = np.zeros(n, bool)
-    journalled = np.zeros(n, bool)
-    mapping = mm.mapping
-    for i, pfn in enumerate(pfns.tolist()):
-        owner = mapping[pfn]
-        if type(owner) is AnonVma:
-            anon[i] = True
-        elif getattr(getattr(owner, "a_ops", None), "journalled_data", False):
-            journalled[i] = True
+    if not n:
+        return np.zeros(0, np.int8)
+    owners, ids = PageArray(mm, pfns).mappings()
+    _, first, where = np.unique(ids, return_index=True, return_inverse=True)
+    distinct = [owners[i] for i in first.tolist()]  # one object per distinct ->mapping
+    anon = np.asarray([type(o) is AnonVma for o in distinct], bool)[where]
+    journalled = np.asarray(
+        [getattr(getattr(o, "a_ops", None), "journalled_data", False) for o in distinct], bool
+    )[where]
     members, owners = pool.rings(np.where(flags & PG_private, mm.private_bh[pfns], -1))
     state = np.zeros(n, np.uint32)  # the OR of every buffer's state bits, per page
     np.bitwise_or.at(state, owners, pool.b_state[members])

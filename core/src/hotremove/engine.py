@@ -26,7 +26,7 @@ from __future__ import annotations
 import gc
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,6 +48,7 @@ from hotremove.model.migrate_mode import Errno, MigrateMode
 from hotremove.model.page import (
     PG_UNMOVABLE,
     Page,
+    PageArray,
     PG_locked,
     PG_lru,
     PG_mlocked,
@@ -239,10 +240,10 @@ class Offliner:
         for b in self.blocks:
             self.memory.set_block_state(b, ONLINE)
 
-    def scan_movable_pages(self) -> list[Page]:
+    def scan_movable_pages(self) -> PageArray:
         region = self.region()
         mm = self.memory.pages
-        return [Page(mm, pfn) for pfn in region[mm.refcount[region] != 0].tolist()]
+        return PageArray(mm, region[mm.refcount[region] != 0])
 
     def test_pages_isolated(self) -> bool:
         return bool(self.free_mask(self.region()).all())
@@ -377,12 +378,12 @@ class Offliner:
         return Errno.OK
 
     # -- passes ---------------------------------------------------------------------------
-    def migrate_pages(self, pages: list[Page], mode: MigrateMode) -> dict[int, Errno]:
+    def migrate_pages(self, pages: Sequence[Page], mode: MigrateMode) -> dict[int, Errno]:
         """Up to NR_MAX_MIGRATE_PAGES_RETRY passes, the first in ``mode`` and the rest in
         SYNC; returns the pages that did not move with their last error. Each pass goes
         through the pages in batches of NR_MAX_BATCHED_MIGRATION (``migrate_pages_batch``)."""
         failed: dict[int, Errno] = {}
-        todo = pages
+        todo: Sequence[Page] = pages
         for pass_idx in range(NR_MAX_MIGRATE_PAGES_RETRY):
             if not todo:
                 break
@@ -416,7 +417,7 @@ class Offliner:
 
     def migrate_pages_batch(
         self,
-        batch: list[Page],
+        batch: Sequence[Page],
         mode: MigrateMode,
         retry: list[Page],
         failed: dict[int, Errno],
@@ -441,7 +442,11 @@ class Offliner:
             if not batched:
                 return self.one_by_one(batch, mode, retry, failed)
             mover = self.mover
-            pfns = np.fromiter((page.pfn for page in batch), np.int64, len(batch))
+            pfns = (
+                batch.pfns
+                if isinstance(batch, PageArray)
+                else np.fromiter((page.pfn for page in batch), np.int64, len(batch))
+            )
             per_page_ran = False
             for start, end, fast in pieces(mover.eligible(pfns)):
                 rest = batch[start:end]
@@ -471,7 +476,7 @@ class Offliner:
 
     def one_by_one(
         self,
-        pages: list[Page],
+        pages: Sequence[Page],
         mode: MigrateMode,
         retry: list[Page],
         failed: dict[int, Errno],
@@ -599,19 +604,13 @@ class Offliner:
         """Pages per a_ops row; asks for each mapping's strategy once (per swap-cache state:
         a swap-cache page goes through ``swap_aops``)."""
         mm = self.memory.pages
-        groups: Counter[tuple[int, bool]] = Counter()
-        first: dict[tuple[int, bool], int] = {}
-        region = self.region()
-        for pfn, swap in zip(
-            region[mm.refcount[region] != 0].tolist(),
-            (mm.flags[region][mm.refcount[region] != 0] & PG_swapcache != 0).tolist(),
-            strict=True,
-        ):
-            key = (id(mm.mapping[pfn]), swap)
-            groups[key] += 1
-            first.setdefault(key, pfn)
-        for key, n in groups.items():
-            self.strategy_for(Page(mm, first[key]))[2].pages += n
+        pages = self.scan_movable_pages()
+        _, ids = pages.mappings()
+        swap = (mm.flags[pages.pfns] & PG_swapcache != 0).astype(np.int64)
+        keys = np.stack([ids, swap], axis=1)
+        _, first, counts = np.unique(keys, axis=0, return_index=True, return_counts=True)
+        for i, n in zip(first.tolist(), counts.tolist(), strict=True):
+            self.strategy_for(pages[i])[2].pages += n
 
     def count_classes(self, classes: tuple[np.ndarray, np.ndarray]) -> None:
         pfns, codes = classes

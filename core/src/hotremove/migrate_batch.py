@@ -44,6 +44,7 @@ from hotremove.model.address_space import AddressSpace
 from hotremove.model.buffer_head import BH_Lock
 from hotremove.model.page import (
     PG_UNMOVABLE,
+    PageArray,
     PG_active,
     PG_anon,
     PG_dirty,
@@ -111,13 +112,10 @@ class BatchMover:
     def eligible(self, pfns: np.ndarray) -> np.ndarray:
         """Which pages of ``pfns`` the batched path may move now (see module doc)."""
         mm = self.mm
-        kinds = np.zeros(len(pfns), np.int8)
-        lookup = self.kinds.get
-        mapping = mm.mapping
-        for i, pfn in enumerate(pfns.tolist()):
-            known = lookup(id(mapping[pfn]))
-            if known is not None:
-                kinds[i] = known[0]
+        _, ids = PageArray(mm, pfns).mappings()
+        unique, where = np.unique(ids, return_inverse=True)
+        kind_of = np.asarray([self.kinds.get(key, (0, None))[0] for key in unique.tolist()])
+        kinds = kind_of[where].astype(np.int8) if len(ids) else np.zeros(0, np.int8)
         flags = mm.flags[pfns]
         has_private = (flags & PG_private) != 0
         heads = mm.private_bh[pfns]
@@ -163,11 +161,10 @@ class BatchMover:
             mc.frames[dsts] = POISON
         self.copy_frames(dsts, srcs)
         mapping = mm.mapping
-        owners_of = [mapping[src] for src in srcs.tolist()]
+        owners_of, keys = PageArray(mm, srcs).mappings()
         for dst, owner in zip(dsts.tolist(), owners_of, strict=True):
             mapping[dst] = owner
         # folio_migrate_mapping's xas_store, and the per-a_ops counts, per address_space
-        keys = np.fromiter((id(owner) for owner in owners_of), np.int64, len(owners_of))
         for key in np.unique(keys).tolist():
             mine = keys == key
             owner = owners_of[int(np.argmax(mine))]

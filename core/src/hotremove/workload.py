@@ -563,15 +563,16 @@ def _unmovable_pages(machine: Machine, frames: FrameAllocator, n: int, blocks: l
 
 
 def _page_classes(machine: Machine, rng: np.random.Generator, wl: WorkloadConfig) -> None:
-    """Writeback in flight, buffers locked by another task, extra references."""
-    for mapping in machine.mappings:
+    """Writeback in flight, buffers locked by another task, extra references (each step
+    only when the scenario asks for it)."""
+    for mapping in machine.mappings if wl.writeback or wl.locked else ():
         for index in sorted(mapping.i_pages):
             page = mapping.i_pages[index]
             if page.flags & PG_dirty and rng.random() < wl.writeback:
                 start_writeback(machine, mapping, page)
             elif page.flags & PG_private and rng.random() < wl.locked:
                 lock_buffer_elsewhere(machine, page_buffers(page)[0])
-    cached = [p for m in machine.mappings for p in m.i_pages.values()]
-    if wl.pinned and cached:
+    cached = [p for m in machine.mappings for p in m.i_pages.values()] if wl.pinned else []
+    if cached:
         for i in rng.choice(len(cached), size=min(wl.pinned, len(cached)), replace=False):
             pin_page(machine, cached[int(i)], wl.pin_release)

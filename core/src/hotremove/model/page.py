@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import enum
 import sys
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Sequence
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
@@ -156,6 +157,45 @@ class MemMap:
             + sys.getsizeof(self.mapping)
             + sys.getsizeof(self.private)
         )
+
+
+class PageArray(Sequence["Page"]):
+    """A list of pages held as frame numbers (what the engine's scans return): handles are
+    made only for the pages someone looks at one by one, and array code reads ``pfns``."""
+
+    __slots__ = ("_mm", "pfns")
+
+    def __init__(self, mm: MemMap, pfns: np.ndarray) -> None:
+        self._mm = mm
+        self.pfns = pfns
+
+    def __len__(self) -> int:
+        return len(self.pfns)
+
+    @overload
+    def __getitem__(self, i: int) -> Page: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> PageArray: ...
+
+    def __getitem__(self, i: int | slice) -> Page | PageArray:
+        if isinstance(i, slice):
+            return PageArray(self._mm, self.pfns[i])
+        return Page(self._mm, int(self.pfns[i]))
+
+    def __iter__(self) -> Iterator[Page]:
+        mm = self._mm
+        return (Page(mm, pfn) for pfn in self.pfns.tolist())
+
+    def mappings(self) -> tuple[tuple[Any, ...], np.ndarray]:
+        """Every page's ->mapping (one C-level gather) and their ``id``s, as an array."""
+        pfns = self.pfns.tolist()
+        if not pfns:
+            return (), np.zeros(0, np.int64)
+        owners = itemgetter(*pfns)(self._mm.mapping)
+        if len(pfns) == 1:
+            owners = (owners,)
+        return owners, np.fromiter(map(id, owners), np.int64, len(pfns))
 
 
 def _field(name: str, doc: str) -> property:
