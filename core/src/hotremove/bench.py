@@ -15,6 +15,7 @@ copy of the files and allocator slack.
 
 from __future__ import annotations
 
+import gc
 import sys
 import tempfile
 import time
@@ -117,6 +118,7 @@ def bench_once(
         frames_bytes = machine.memory.frames.nbytes
         metadata = metadata_bytes(machine)
         in_use = machine.memory.nr_pages - machine.memory.nr_free()
+        nr_frames = machine.memory.nr_pages
         sizes_before = Counter(machine.io.write_sizes)
         clock0 = machine.clock.cpu_seconds + machine.clock.io_seconds
         t0 = time.perf_counter()
@@ -135,6 +137,8 @@ def bench_once(
         verdict = verify(built, plugins.hooks)
         verify_seconds = time.perf_counter() - t0
         machine.close()
+    del built, machine
+    gc.collect()  # the next run starts without this one's frames (peak RSS is per process)
     return {
         "strategy": strategy,
         "checks": "on" if checks else "off",
@@ -156,7 +160,7 @@ def bench_once(
         "simulated_ram_bytes": frames_bytes,
         "pages_in_use": in_use,
         "metadata_bytes_per_page": metadata / in_use if in_use else None,
-        "metadata_bytes_per_frame": metadata / machine.memory.nr_pages,
+        "metadata_bytes_per_frame": metadata / nr_frames,
         "peak_rss_bytes": _peak_rss(),
     }
 

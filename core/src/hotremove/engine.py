@@ -174,8 +174,8 @@ class Offliner:
         self._anon = AopsStats(plugin="core", strategy=MIGRATE_FOLIO.name)
         self._swap = AopsStats(plugin="core", strategy=MIGRATE_FOLIO.name)
         self._moved = np.zeros(machine.memory.nr_pages, bool)  # frames moved out
+        self.mover = BatchMover(self.memory, self.mc, self._moved, self.result)
         self.plugin_errors: list[str] = []
-        self.mover = BatchMover(self)
 
     # -- strategy lookup: once per address_space ------------------------------------------
     def strategy_for(

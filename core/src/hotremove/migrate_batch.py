@@ -61,7 +61,9 @@ from hotremove.model.page import (
 )
 
 if TYPE_CHECKING:
-    from hotremove.engine import AopsStats, Offliner
+    from hotremove.engine import AopsStats, OfflineResult
+    from hotremove.migrate import MigrateControl
+    from hotremove.model.memory import PhysicalMemory
 
 #: How the batched path treats each of the core's strategies (others: per page).
 PLAIN, BUFFERS, BUFFERS_NOREFS = 1, 2, 3
@@ -94,11 +96,17 @@ def runs(mask: np.ndarray) -> Iterator[tuple[int, int, bool]]:
 class BatchMover:
     """The batched path of one offline (see module doc)."""
 
-    def __init__(self, offliner: Offliner) -> None:
-        self.offliner = offliner
-        self.memory = offliner.memory
-        self.mm = offliner.memory.pages
-        self.pool = offliner.memory.bh_pool
+    def __init__(
+        self, memory: PhysicalMemory, mc: MigrateControl, moved: np.ndarray, result: OfflineResult
+    ) -> None:
+        # what it shares with the per-page path of one offline (not the Offliner itself: no
+        # reference cycle keeps a machine's frames alive after the run)
+        self.memory = memory
+        self.mm = memory.pages
+        self.pool = memory.bh_pool
+        self.mc = mc
+        self.moved = moved
+        self.result = result
         #: id(mapping) → (kind, stats) for mappings whose strategy the batch path knows
         self.kinds: dict[int, tuple[int, AopsStats]] = {}
 
@@ -145,7 +153,7 @@ class BatchMover:
         srcs = srcs[: len(dsts)]
         if not len(dsts):
             return 0
-        mc = self.offliner.mc
+        mc = self.mc
         flags = mm.flags[srcs]
         private = (flags & PG_private) != 0
         active = flags & PG_active
@@ -178,9 +186,9 @@ class BatchMover:
         mc.clock.cpu_seconds += mc.copy_seconds * nr
         mc.vmstat.nr_rebound += nr_rebound
         mc.vmstat.pgmigrate_success += nr
-        self.offliner._moved[srcs] = True
+        self.moved[srcs] = True
         if checks:
-            self.offliner.result.check_failures.extend(
+            self.result.check_failures.extend(
                 self.verify(srcs, dsts, flags, new_flags, members, owners)
             )
         return nr
@@ -191,7 +199,7 @@ class BatchMover:
 
     def copy_frames(self, dsts: np.ndarray, srcs: np.ndarray) -> None:
         """``folio_copy`` for the run: one fancy-indexed memcpy."""
-        frames = self.offliner.mc.frames
+        frames = self.mc.frames
         frames[dsts] = frames[srcs]
 
     def verify(
@@ -204,7 +212,7 @@ class BatchMover:
         owners: np.ndarray,
     ) -> list[CheckFailure]:
         """The per-page checks (:class:`hotremove.checks.PageCheck`), for a whole run."""
-        frames = self.offliner.mc.frames
+        frames = self.mc.frames
         failures: list[CheckFailure] = []
         differs = (frames[dsts] != frames[srcs]).any(axis=1)
         for i in np.flatnonzero(differs).tolist():

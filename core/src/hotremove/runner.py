@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -67,7 +68,9 @@ def run_scenario(
         if keep:  # the kept directory holds every image, verified or not
             built.machine.materialise_images()
         structlog.contextvars.unbind_contextvars("scenario", "seed")
-        return report
+    del built
+    gc.collect()  # a sweep worker runs scenario after scenario: free each machine's frames now
+    return report
 
 
 def offline_built(
