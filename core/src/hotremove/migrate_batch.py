@@ -198,9 +198,20 @@ class BatchMover:
         self.pool.b_page[members] = pfns
 
     def copy_frames(self, dsts: np.ndarray, srcs: np.ndarray) -> None:
-        """``folio_copy`` for the run: one fancy-indexed memcpy."""
+        """``folio_copy`` for the run: one memcpy when both sides are consecutive frames (a
+        region filled in order, destinations popped in order), else one gather/scatter."""
         frames = self.mc.frames
-        frames[dsts] = frames[srcs]
+        n = len(srcs)
+        if (
+            n > 1
+            and srcs[-1] - srcs[0] == n - 1
+            and dsts[-1] - dsts[0] == n - 1
+            and (np.diff(srcs) == 1).all()
+            and (np.diff(dsts) == 1).all()
+        ):
+            frames[dsts[0] : dsts[0] + n] = frames[srcs[0] : srcs[0] + n]
+        else:
+            frames[dsts] = frames[srcs]
 
     def verify(
         self,
