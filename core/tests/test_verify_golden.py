@@ -15,9 +15,9 @@ def test_partial_dirty_workload_verifies_clean_after_sync(hotremove_build, hotre
         p for m in built.machine.mappings for p in m.i_pages.values() if p.flags & PG_dirty
     ]
     assert dirty_pages
-    assert any(
-        not all(bh.b_state & BH_Dirty for bh in page_buffers(p)) for p in dirty_pages
-    ), "partial: some dirty pages keep clean buffers"
+    assert any(not all(bh.b_state & BH_Dirty for bh in page_buffers(p)) for p in dirty_pages), (
+        "partial: some dirty pages keep clean buffers"
+    )
 
     verdict = hotremove_verify(built)
 
@@ -38,9 +38,7 @@ def test_image_is_untouched_until_sync(hotremove_build):
     originals = file_contents(scenario.workload.seed, 0, scenario.filesystem[0])
     on_disk = read_files(built.images["fs0"], list(originals))
     assert on_disk == originals
-    assert any(
-        built.golden.files[("fs0", path)] != data for path, data in originals.items()
-    )
+    assert any(built.golden.files[("fs0", path)] != data for path, data in originals.items())
 
 
 def test_one_corrupted_byte_is_reported_with_file_and_offset(hotremove_build, hotremove_verify):

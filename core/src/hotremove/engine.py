@@ -10,7 +10,9 @@ Step names follow the kernel so a reader can find each one:
 ``migrate_folio_unmap`` (lock, wait for writeback, unmap) and ``migrate_folio_move``
 (``move_to_new_folio`` → the address_space's strategy, then remap and release). The strategy
 is asked for once per address_space through the ``hotremove_migrate_strategy`` hook and then
-called directly: a hook dispatch per page would dominate the cost.
+called directly: a hook dispatch per page would dominate the cost. Runs of ordinary pages
+whose strategy is one of the core's move together on arrays (:mod:`hotremove.migrate_batch`,
+tested to leave exactly the machine the per-page path leaves).
 
 Passes: in the first ``migrate_pages`` round the first pass uses the requested mode and every
 later pass ``SYNC`` (the escalation hot-remove needs). The kernel's ``do_migrate_range`` always
