@@ -187,16 +187,6 @@ class BufferHeadPool:
         )
 
 
-def _bh_field(view: str, doc: str) -> property:
-    def get(bh: BufferHead) -> int:
-        return getattr(bh._pool, view)[bh._bh_index]  # type: ignore[no-any-return]
-
-    def set_(bh: BufferHead, value: int) -> None:
-        getattr(bh._pool, view)[bh._bh_index] = value
-
-    return property(get, set_, doc=doc)
-
-
 class BufferHead:
     """A handle on one buffer_head of the pool: a filesystem block's view into a page.
     ``b_count`` counts users other than the page. Handles compare equal when they name the
@@ -216,10 +206,40 @@ class BufferHead:
     def b_state(self, value: int) -> None:
         self._pool._state[self._bh_index] = value
 
-    b_blocknr = _bh_field("_blocknr", "The disk block (negative: none, past EOF).")
-    b_offset = _bh_field("_offset", "Where the bytes are in the page (b_data - page address).")
-    b_size = _bh_field("_size", "Block size.")
-    b_count = _bh_field("_count", "Users other than the page (get_bh/put_bh).")
+    @property
+    def b_blocknr(self) -> int:
+        """The disk block (negative: none, past EOF)."""
+        return self._pool._blocknr[self._bh_index]  # type: ignore[no-any-return]
+
+    @b_blocknr.setter
+    def b_blocknr(self, value: int) -> None:
+        self._pool._blocknr[self._bh_index] = value
+
+    @property
+    def b_offset(self) -> int:
+        """Where the bytes are in the page (the kernel's b_data minus the page address)."""
+        return self._pool._offset[self._bh_index]  # type: ignore[no-any-return]
+
+    @b_offset.setter
+    def b_offset(self, value: int) -> None:
+        self._pool._offset[self._bh_index] = value
+
+    @property
+    def b_size(self) -> int:
+        return self._pool._size[self._bh_index]  # type: ignore[no-any-return]
+
+    @b_size.setter
+    def b_size(self, value: int) -> None:
+        self._pool._size[self._bh_index] = value
+
+    @property
+    def b_count(self) -> int:
+        """Users other than the page (get_bh/put_bh)."""
+        return self._pool._count[self._bh_index]  # type: ignore[no-any-return]
+
+    @b_count.setter
+    def b_count(self, value: int) -> None:
+        self._pool._count[self._bh_index] = value
 
     @property
     def b_page(self) -> Page | None:
@@ -273,14 +293,7 @@ def buffer_ring(head: BufferHead | None) -> list[BufferHead]:
     if head is None:
         return []
     pool = head._pool
-    nxt = pool._next
-    first = head._bh_index
-    ring = [head]
-    i = nxt[first]
-    while i != first:
-        ring.append(BufferHead(pool, i))
-        i = nxt[i]
-    return ring
+    return [BufferHead(pool, i) for i in _ring_indices(pool, head._bh_index)]
 
 
 def page_buffers(page: Page) -> list[BufferHead]:
@@ -380,17 +393,33 @@ def try_to_free_buffers(page: Page) -> bool:
     reattaching buffers to a dirty page would mark every buffer dirty."""
     if not page.flags & PG_private:
         return True
-    for bh in page_buffers(page):
-        if bh.b_count or bh.b_state & (BH_Dirty | BH_Lock):
+    head = page.private
+    pool = head._pool
+    ring = _ring_indices(pool, head._bh_index)
+    state, count = pool._state, pool._count
+    for i in ring:
+        if count[i] or state[i] & (BH_Dirty | BH_Lock):
             return False
-    head = detach_page_private(page)
-    for bh in buffer_ring(head):
-        bh.b_page = None  # freed: must never be used again
-    if page.flags & PG_dirty:
-        page.flags &= ~PG_dirty
+    detach_page_private(page)
+    for i in ring:
+        pool._page[i] = -1  # freed: b_page is None, the buffer must never be used again
+    flags = page.flags
+    if flags & PG_dirty:
+        page.flags = flags & ~PG_dirty
         if page.mapping is not None:
             page.mapping.clear_dirty_tag(page.index)
     return True
+
+
+def _ring_indices(pool: BufferHeadPool, first: int) -> list[int]:
+    """The pool indices of the ring starting at ``first`` (the b_this_page walk)."""
+    nxt = pool._next
+    ring = [first]
+    i = nxt[first]
+    while i != first:
+        ring.append(i)
+        i = nxt[i]
+    return ring
 
 
 __all__ = [

@@ -198,18 +198,6 @@ class PageArray(Sequence["Page"]):
         return owners, np.fromiter(map(id, owners), np.int64, len(pfns))
 
 
-def _field(name: str, doc: str) -> property:
-    view = "_" + name
-
-    def get(page: Page) -> int:
-        return getattr(page._mm, view)[page.pfn]  # type: ignore[no-any-return]
-
-    def set_(page: Page, value: int) -> None:
-        getattr(page._mm, view)[page.pfn] = value
-
-    return property(get, set_, doc=doc)
-
-
 class Page:
     """A handle on one frame's ``struct page`` (``mem_map[pfn]``). ``_refcount == 0`` means
     the frame is free (in the buddy).
@@ -244,9 +232,32 @@ class Page:
     def _refcount(self, value: int) -> None:
         self._mm._refcount[self.pfn] = value
 
-    _mapcount = _field("mapcount", "Page-table mappings (the kernel stores this minus one).")
-    index = _field("index", "Index in the mapping (file page, virtual page, ...).")
-    order = _field("order", "Folio order, kept on the head page (PG_head).")
+    @property
+    def _mapcount(self) -> int:
+        """Page-table mappings (the kernel stores this minus one)."""
+        return self._mm._mapcount[self.pfn]  # type: ignore[no-any-return]
+
+    @_mapcount.setter
+    def _mapcount(self, value: int) -> None:
+        self._mm._mapcount[self.pfn] = value
+
+    @property
+    def index(self) -> int:
+        """Index in the mapping (file page, virtual page, ...)."""
+        return self._mm._index[self.pfn]  # type: ignore[no-any-return]
+
+    @index.setter
+    def index(self, value: int) -> None:
+        self._mm._index[self.pfn] = value
+
+    @property
+    def order(self) -> int:
+        """Folio order, kept on the head page (PG_head)."""
+        return self._mm._order[self.pfn]  # type: ignore[no-any-return]
+
+    @order.setter
+    def order(self, value: int) -> None:
+        self._mm._order[self.pfn] = value
 
     @property
     def mapping(self) -> Any:
