@@ -51,7 +51,9 @@ def machine_state(built) -> dict[str, object]:
     label = {id(m): (m.host.i_sb.s_id, m.host.path) for m in machine.mappings}
     label.update({id(v): ("anon", v.name) for v in machine.anon_vmas})
     state: dict[str, object] = {f"page.{name}": getattr(mm, name).copy() for name in FIELDS}
-    state["page.mapping"] = [label.get(id(m), m) for m in mm.mapping]
+    state["page.mapping"] = [
+        label.get(id(m), m) for m in map(mm.mappings.__getitem__, mm.mapping_id)
+    ]
     state["page.private"] = dict(mm.private)
     for name, _ in pool.FIELDS:
         state[f"bh.{name}"] = getattr(pool, name)[: pool.nr].copy()

@@ -86,9 +86,7 @@ def _check_page_cache(
     mm, pool = memory.pages, memory.bh_pool
     indices = np.asarray(list(mapping.i_pages), np.int64)
     pfns = mapping.i_pages.pfns(indices)
-    stale = (mm.index[pfns] != indices) | np.asarray(
-        [mm.mapping[p] is not mapping for p in pfns.tolist()], bool
-    ).reshape(-1)
+    stale = (mm.index[pfns] != indices) | (mm.mapping_id[pfns] != mm.mapping_index(mapping))
     for i in np.flatnonzero(stale).tolist():
         failures.append(CheckFailure(int(pfns[i]), "mapping", "page tree entry stale"))
     has_buffers = mm.flags[pfns] & PG_private != 0
@@ -145,10 +143,8 @@ def check_machine(machine: Machine, removed: list[int]) -> list[CheckFailure]:
     pfns = np.concatenate([*cached, np.asarray([p.pfn for p in pages], np.int64)])
     flags = mm.flags[pfns]
     want = mm.mapcount[pfns] + (flags & PG_private != 0) + (flags & PG_swapcache != 0)
-    want += np.asarray(
-        [type(m) is not AnonVma and m is not None for m in (mm.mapping[p] for p in pfns.tolist())],
-        dtype=np.int32,
-    ).reshape(-1)
+    in_a_cache = np.asarray([m is not None and type(m) is not AnonVma for m in mm.mappings])
+    want += in_a_cache[mm.mapping_id[pfns]]  # the page cache's (or swap cache's) reference
     if machine.pins:
         pinned = np.zeros(len(pfns), np.int32)
         where = {pfn: i for i, pfn in enumerate(pfns.tolist())}

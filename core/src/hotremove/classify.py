@@ -27,7 +27,6 @@ from hotremove.model.machine import Machine
 from hotremove.model.page import (
     PG_UNMOVABLE,
     Page,
-    PageArray,
     PG_dirty,
     PG_head,
     PG_mlocked,
@@ -64,13 +63,13 @@ def classify_frames(machine: Machine, pfns: np.ndarray) -> np.ndarray:
     flags = mm.flags[pfns]
     if not n:
         return np.zeros(0, np.int8)
-    owners, ids = PageArray(mm, pfns).mappings()
-    _, first, where = np.unique(ids, return_index=True, return_inverse=True)
-    distinct = [owners[i] for i in first.tolist()]  # one object per distinct ->mapping
-    anon = np.asarray([type(o) is AnonVma for o in distinct], bool)[where]
+    # per distinct ->mapping, then spread to its pages
+    anon = np.asarray([type(m) is AnonVma for m in mm.mappings], bool)
     journalled = np.asarray(
-        [getattr(getattr(o, "a_ops", None), "journalled_data", False) for o in distinct], bool
-    )[where]
+        [getattr(getattr(m, "a_ops", None), "journalled_data", False) for m in mm.mappings], bool
+    )
+    mids = mm.mapping_id[pfns]
+    anon, journalled = anon[mids], journalled[mids]
     members, owners = pool.rings(np.where(flags & PG_private, mm.private_bh[pfns], -1))
     state = np.zeros(n, np.uint32)  # the OR of every buffer's state bits, per page
     np.bitwise_or.at(state, owners, pool.b_state[members])

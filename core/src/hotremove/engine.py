@@ -607,7 +607,7 @@ class Offliner:
         a swap-cache page goes through ``swap_aops``)."""
         mm = self.memory.pages
         pages = self.scan_movable_pages()
-        _, ids = pages.mappings()
+        ids = pages.mapping_ids().astype(np.int64)
         swap = (mm.flags[pages.pfns] & PG_swapcache != 0).astype(np.int64)
         keys = np.stack([ids, swap], axis=1)
         _, first, counts = np.unique(keys, axis=0, return_index=True, return_counts=True)

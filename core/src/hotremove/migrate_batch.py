@@ -44,7 +44,6 @@ from hotremove.model.address_space import AddressSpace
 from hotremove.model.buffer_head import BH_Lock
 from hotremove.model.page import (
     PG_UNMOVABLE,
-    PageArray,
     PG_active,
     PG_anon,
     PG_dirty,
@@ -107,23 +106,30 @@ class BatchMover:
         self.mc = mc
         self.moved = moved
         self.result = result
-        #: id(mapping) → (kind, stats) for mappings whose strategy the batch path knows
+        #: mapping_id → (kind, stats) for mappings whose strategy the batch path knows
         self.kinds: dict[int, tuple[int, AopsStats]] = {}
+        self._kind_table = np.zeros(0, np.int8)  # mapping_id → kind (0: per page)
 
     def learn(self, mapping: object, strategy: MigrateStrategy, stats: AopsStats) -> None:
         """Called once per address_space when its strategy is resolved."""
         kind = KIND.get(id(strategy))
         if kind and isinstance(mapping, AddressSpace):
-            self.kinds[id(mapping)] = (kind, stats)
+            self.kinds[self.mm.mapping_index(mapping)] = (kind, stats)
+
+    def kind_table(self) -> np.ndarray:
+        """mapping_id → kind, for every mapping registered so far."""
+        if len(self._kind_table) != len(self.mm.mappings):
+            table = np.zeros(len(self.mm.mappings), np.int8)
+            for mid, (kind, _) in self.kinds.items():
+                table[mid] = kind
+            self._kind_table = table
+        return self._kind_table
 
     # -- which pages qualify ---------------------------------------------------------------
     def eligible(self, pfns: np.ndarray) -> np.ndarray:
         """Which pages of ``pfns`` the batched path may move now (see module doc)."""
         mm = self.mm
-        _, ids = PageArray(mm, pfns).mappings()
-        unique, where = np.unique(ids, return_inverse=True)
-        kind_of = np.asarray([self.kinds.get(key, (0, None))[0] for key in unique.tolist()])
-        kinds = kind_of[where].astype(np.int8) if len(ids) else np.zeros(0, np.int8)
+        kinds = self.kind_table()[mm.mapping_id[pfns]]
         flags = mm.flags[pfns]
         has_private = (flags & PG_private) != 0
         heads = mm.private_bh[pfns]
@@ -168,16 +174,13 @@ class BatchMover:
         if checks:
             mc.frames[dsts] = POISON
         self.copy_frames(dsts, srcs)
-        mapping = mm.mapping
-        owners_of, keys = PageArray(mm, srcs).mappings()
-        for dst, owner in zip(dsts.tolist(), owners_of, strict=True):
-            mapping[dst] = owner
+        mids = mm.mapping_id[srcs]
+        mm.mapping_id[dsts] = mids
         # folio_migrate_mapping's xas_store, and the per-a_ops counts, per address_space
-        for key in np.unique(keys).tolist():
-            mine = keys == key
-            owner = owners_of[int(np.argmax(mine))]
-            owner.i_pages.store_many(mm.index[dsts[mine]], dsts[mine], mm)
-            stats = self.kinds[key][1]
+        for mid in np.unique(mids).tolist():
+            mine = mids == mid
+            mm.mappings[mid].i_pages.store_many(mm.index[dsts[mine]], dsts[mine], mm)
+            stats = self.kinds[mid][1]
             stats.migrated += int(mine.sum())
             stats.rebound += int(private[mine].sum())
         mm.refcount[srcs] = 0

@@ -260,8 +260,7 @@ def _cache_file(
     mm = memory.pages
     mm.flags[pfns] |= PG_uptodate | PG_lru
     mm.index[pfns] = chosen
-    for pfn in pfns.tolist():
-        mm.mapping[pfn] = mapping
+    mm.mapping_id[pfns] = mm.mapping_index(mapping)
     mapping.i_pages.store_many(chosen, pfns, mm)
     if not mapping.a_ops.buffers:
         return

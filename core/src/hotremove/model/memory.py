@@ -260,7 +260,7 @@ class PhysicalMemory:
             raise AssertionError(f"double free of frame {pfn:#x}")
         mm = self.pages
         mm._flags[pfn] = 0
-        mm.mapping[pfn] = None
+        mm._mapping_id[pfn] = 0
         if mm._private_bh[pfn] >= 0:
             mm._private_bh[pfn] = -1
         elif mm.private:
@@ -283,9 +283,7 @@ class PhysicalMemory:
         mm.index[pfns] = 0
         mm.mapcount[pfns] = 0
         mm.private_bh[pfns] = -1
-        mapping = mm.mapping
-        for pfn in pfns.tolist():
-            mapping[pfn] = None
+        mm.mapping_id[pfns] = 0
         if mm.private:
             for pfn in pfns.tolist():
                 mm.private.pop(pfn, None)

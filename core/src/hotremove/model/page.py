@@ -10,7 +10,6 @@ from __future__ import annotations
 import enum
 import sys
 from collections.abc import Iterator, Sequence
-from operator import itemgetter
 from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
@@ -95,14 +94,18 @@ class MemMap:
     ``migrate_pages_batch`` with a few vectorised operations, while :class:`Page` handles give
     plugins and the per-page path the kernel's field names. Scalar access goes through
     memoryviews (Python ints, no numpy scalars); vectorised access through the arrays.
-    ``mapping`` is a list (it holds objects); ``->private`` is the head buffer's index in
-    ``bh_pool`` (``private_bh``, -1: none) or, for anything else (a swap entry), ``private``.
+    ``->mapping`` is a small integer (``mapping_id``) into ``mappings`` — the kernel's pointer,
+    made an index so that it can be gathered, scattered and grouped as an array (0 is None);
+    ``->private`` is the head buffer's index in ``bh_pool`` (``private_bh``, -1: none) or, for
+    anything else (a swap entry), ``private``.
     """
 
     __slots__ = (
         "_flags",
         "_index",
         "_mapcount",
+        "_mapping_id",
+        "_mapping_index",
         "_order",
         "_private_bh",
         "_refcount",
@@ -110,7 +113,8 @@ class MemMap:
         "flags",
         "index",
         "mapcount",
-        "mapping",
+        "mapping_id",
+        "mappings",
         "nr_pages",
         "order",
         "private",
@@ -126,7 +130,9 @@ class MemMap:
         self.index = np.zeros(nr_pages, np.int64)
         self.order = np.zeros(nr_pages, np.uint8)  # folio order, on the head page
         self.private_bh = np.full(nr_pages, -1, np.int32)
-        self.mapping: list[Any] = [None] * nr_pages
+        self.mapping_id = np.zeros(nr_pages, np.int32)
+        self.mappings: list[Any] = [None]  # mapping_id → object
+        self._mapping_index: dict[int, int] = {}  # id(object) → mapping_id
         self.private: dict[int, Any] = {}  # pfn → non-buffer ->private (swap entry ...)
         self.bh_pool = bh_pool
         self._flags = memoryview(self.flags)
@@ -135,6 +141,17 @@ class MemMap:
         self._index = memoryview(self.index)
         self._order = memoryview(self.order)
         self._private_bh = memoryview(self.private_bh)
+        self._mapping_id = memoryview(self.mapping_id)
+
+    def mapping_index(self, mapping: Any) -> int:
+        """The ``mapping_id`` of ``mapping`` (registered on first use; None is 0)."""
+        if mapping is None:
+            return 0
+        index = self._mapping_index.get(id(mapping))
+        if index is None:
+            index = self._mapping_index[id(mapping)] = len(self.mappings)
+            self.mappings.append(mapping)
+        return index
 
     def __len__(self) -> int:
         return self.nr_pages
@@ -149,12 +166,14 @@ class MemMap:
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the struct page arrays (mapping list pointers included)."""
+        """Bytes of the struct page arrays and their side tables."""
         arrays = (self.flags, self.refcount, self.mapcount, self.index, self.order)
         return (
             sum(a.nbytes for a in arrays)
             + self.private_bh.nbytes
-            + sys.getsizeof(self.mapping)
+            + self.mapping_id.nbytes
+            + sys.getsizeof(self.mappings)
+            + sys.getsizeof(self._mapping_index)
             + sys.getsizeof(self.private)
         )
 
@@ -187,15 +206,9 @@ class PageArray(Sequence["Page"]):
         mm = self._mm
         return (Page(mm, pfn) for pfn in self.pfns.tolist())
 
-    def mappings(self) -> tuple[tuple[Any, ...], np.ndarray]:
-        """Every page's ->mapping (one C-level gather) and their ``id``s, as an array."""
-        pfns = self.pfns.tolist()
-        if not pfns:
-            return (), np.zeros(0, np.int64)
-        owners = itemgetter(*pfns)(self._mm.mapping)
-        if len(pfns) == 1:
-            owners = (owners,)
-        return owners, np.fromiter(map(id, owners), np.int64, len(pfns))
+    def mapping_ids(self) -> np.ndarray:
+        """Every page's ``mapping_id`` (see :class:`MemMap`)."""
+        return self._mm.mapping_id[self.pfns]
 
 
 class Page:
@@ -262,11 +275,13 @@ class Page:
     @property
     def mapping(self) -> Any:
         """AddressSpace for page cache, AnonVma for anonymous pages, None when free."""
-        return self._mm.mapping[self.pfn]
+        mm = self._mm
+        return mm.mappings[mm._mapping_id[self.pfn]]
 
     @mapping.setter
     def mapping(self, value: Any) -> None:
-        self._mm.mapping[self.pfn] = value
+        mm = self._mm
+        mm._mapping_id[self.pfn] = mm.mapping_index(value)
 
     @property
     def private(self) -> BufferHead | Any:
