@@ -699,8 +699,8 @@ def offline(
         fault_seed,
         batching,
     )
-    # The cyclic collector would rescan the machine's million objects during the run, a cost
-    # the kernel does not have; the offline creates no reference cycles.
+    # A cyclic collection in the middle of the run (the per-page path makes many short-lived
+    # handles) is a cost the kernel does not have; the offline creates no reference cycles.
     collecting = gc.isenabled()
     gc.disable()
     try:
