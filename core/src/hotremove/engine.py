@@ -457,8 +457,14 @@ class Offliner:
                         raise Interrupted
                     run = pfns[start:end]
                     # per-page work earlier in this batch may have changed these pages
-                    if not per_page_ran or mover.eligible(run).all():
-                        n = mover.move(run, self.checks)
+                    if not per_page_ran:
+                        rings = mover.rings_of(start, end)
+                    elif mover.eligible(run).all():
+                        rings = mover.rings_of(0, end - start)
+                    else:
+                        rings = None
+                    if rings is not None:
+                        n = mover.move(run, self.checks, rings)
                         moved += n
                         fast_moved += n
                         rest = rest[n:]

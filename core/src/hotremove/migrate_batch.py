@@ -109,6 +109,7 @@ class BatchMover:
         #: mapping_id → (kind, stats) for mappings whose strategy the batch path knows
         self.kinds: dict[int, tuple[int, AopsStats]] = {}
         self._kind_table = np.zeros(0, np.int8)  # mapping_id → kind (0: per page)
+        self._rings: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64),) * 2
 
     def learn(self, mapping: object, strategy: MigrateStrategy, stats: AopsStats) -> None:
         """Called once per address_space when its strategy is resolved."""
@@ -148,12 +149,26 @@ class BatchMover:
         busy = (pool.b_state[members] & BH_Lock) != 0
         busy |= (pool.b_count[members] != 0) & (kinds[owners] == BUFFERS_NOREFS)
         ok[owners[busy]] = False
+        self._rings = (members, owners)  # for move(): one ring walk per run, not two
         return ok
 
+    def rings_of(self, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+        """The buffers of pages ``start:end`` of the last :meth:`eligible` call (all of them
+        qualified), with positions relative to ``start``."""
+        members, owners = self._rings
+        mine = (owners >= start) & (owners < end)
+        return members[mine], owners[mine] - start
+
     # -- moving a run ----------------------------------------------------------------------
-    def move(self, srcs: np.ndarray, checks: bool) -> int:
+    def move(
+        self,
+        srcs: np.ndarray,
+        checks: bool,
+        rings: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> int:
         """Move the qualifying pages ``srcs`` (in order); returns how many moved (fewer when
-        the online memory ran out: the rest is the per-page path's -ENOMEM)."""
+        the online memory ran out: the rest is the per-page path's -ENOMEM). ``rings``: their
+        buffers as :meth:`rings_of` gives them (else walked here)."""
         memory, mm, pool = self.memory, self.mm, self.pool
         dsts = memory.alloc_pages_bulk(len(srcs))
         srcs = srcs[: len(dsts)]
@@ -169,7 +184,13 @@ class BatchMover:
         mm.refcount[dsts] = mm.refcount[srcs]  # cache (+ private): the allocation ref is gone
         mm.index[dsts] = mm.index[srcs]
         mm.private_bh[dsts] = mm.private_bh[srcs]
-        members, owners = pool.rings(mm.private_bh[srcs])
+        if rings is None:
+            members, owners = pool.rings(mm.private_bh[srcs])
+        else:
+            members, owners = rings
+            if len(srcs) < len(owners) and len(owners) and owners.max() >= len(srcs):
+                kept = owners < len(srcs)
+                members, owners = members[kept], owners[kept]
         self.set_bh_pages(members, dsts[owners])
         if checks:
             mc.frames[dsts] = POISON
