@@ -162,7 +162,7 @@ def check_machine(machine: Machine, removed: list[int]) -> list[CheckFailure]:
     for block in removed:
         b = memory.blocks[block]
         if memory.block_state[block] == "offline":
-            free = np.frombuffer(memory._free, np.uint8)[b.start_pfn : b.end_pfn]
+            free = memory.free_map[b.start_pfn : b.end_pfn]
             in_use = b.start_pfn + np.flatnonzero(free == 0)
             for pfn in in_use[:10].tolist():
                 failures.append(CheckFailure(pfn, "offline", "frame in use in offline block"))

@@ -26,7 +26,6 @@ from hotremove.model.buffer_head import BH_JBD, BH_Dirty, BH_Lock
 from hotremove.model.machine import Machine
 from hotremove.model.page import (
     PG_UNMOVABLE,
-    Page,
     PG_dirty,
     PG_head,
     PG_mlocked,
@@ -55,8 +54,8 @@ CLASSES = (
 
 
 def classify_frames(machine: Machine, pfns: np.ndarray) -> np.ndarray:
-    """The class (an index into :data:`CLASSES`) of every frame in ``pfns``, at once: the
-    rules of :func:`classify`, applied lowest precedence first."""
+    """The class (an index into :data:`CLASSES`) of every frame in ``pfns``: the table above,
+    as rules applied lowest precedence first. Tail pages belong to their head."""
     mm = machine.memory.pages
     pool = machine.memory.bh_pool
     n = len(pfns)
@@ -92,8 +91,3 @@ def classify_frames(machine: Machine, pfns: np.ndarray) -> np.ndarray:
     for name, where in rules:
         cls[where] = CLASSES.index(name)
     return cls
-
-
-def classify(machine: Machine, page: Page) -> str:
-    """The class of an in-use head page (or ``free``). Tail pages belong to their head."""
-    return CLASSES[classify_frames(machine, np.asarray([page.pfn]))[0]]

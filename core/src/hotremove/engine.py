@@ -160,6 +160,13 @@ class Offliner:
         self.memory = machine.memory
         self.hooks = hooks
         self.blocks = sorted(set(blocks))
+        #: every frame of the blocks being offlined, in order
+        self.region = np.concatenate(
+            [
+                np.arange(machine.memory.blocks[b].start_pfn, machine.memory.blocks[b].end_pfn)
+                for b in self.blocks
+            ]
+        )
         self.mode = mode
         self.policy = policy
         self.checks = checks
@@ -204,24 +211,12 @@ class Offliner:
         return mapping, cached[0], cached[1]
 
     # -- isolation ------------------------------------------------------------------------
-    def pfn_ranges(self) -> list[range]:
-        return [
-            range(self.memory.blocks[b].start_pfn, self.memory.blocks[b].end_pfn)
-            for b in self.blocks
-        ]
-
-    def region(self) -> np.ndarray:
-        """Every frame of the blocks being offlined, in order."""
-        return np.concatenate(
-            [np.arange(r.start, r.stop, dtype=np.int64) for r in self.pfn_ranges()]
-        )
-
     def start_isolate_page_range(self) -> bool:
         """Switch the blocks to MIGRATE_ISOLATE; fail (-EBUSY) if a page can never move."""
         memory = self.memory
         for b in self.blocks:
             memory.set_block_state(b, ISOLATED)
-        region = self.region()
+        region = self.region
         mm = memory.pages
         unmovable = region[(mm.refcount[region] != 0) & (mm.flags[region] & PG_UNMOVABLE != 0)]
         for pfn in unmovable.tolist():
@@ -232,23 +227,20 @@ class Offliner:
             log.info("isolation_failed", unmovable=len(unmovable), first_pfn=int(unmovable[0]))
             self.undo_isolate_page_range()
             return False
-        self.result.isolated_free = int(self.free_mask(region).sum())
+        self.result.isolated_free = int(self.memory.free_map[region].sum())
         return True
-
-    def free_mask(self, pfns: np.ndarray) -> np.ndarray:
-        return np.frombuffer(self.memory._free, np.uint8)[pfns] != 0
 
     def undo_isolate_page_range(self) -> None:
         for b in self.blocks:
             self.memory.set_block_state(b, ONLINE)
 
     def scan_movable_pages(self) -> PageArray:
-        region = self.region()
+        region = self.region
         mm = self.memory.pages
         return PageArray(mm, region[mm.refcount[region] != 0])
 
     def test_pages_isolated(self) -> bool:
-        return bool(self.free_mask(self.region()).all())
+        return bool(self.memory.free_map[self.region].all())
 
     def offline_isolated_pages(self) -> None:
         """``__offline_isolated_pages``: the range leaves the allocator for good."""
@@ -528,14 +520,14 @@ class Offliner:
     def classify_region(self) -> tuple[np.ndarray, np.ndarray]:
         """Every head page or free frame of the range, and its class (before anything
         moves)."""
-        region = self.region()
+        region = self.region
         heads = region[self.memory.pages.flags[region] & PG_tail == 0]
         return heads, classify_frames(self.machine, heads)
 
     def offline_pages(self) -> OfflineResult:
         start = time.perf_counter()
         result = self.result
-        result.pages_in_region = sum(len(r) for r in self.pfn_ranges())
+        result.pages_in_region = len(self.region)
         classes = self.classify_region()
         self.count_pages_per_strategy()  # also resolves each mapping's strategy once
         failed: dict[int, Errno] = {}

@@ -101,7 +101,7 @@ class FrameAllocator:
 
     def alloc_many(self, n: int) -> np.ndarray:
         """The next ``n`` free frames in placement order, allocated (one reference each)."""
-        free = np.frombuffer(self.memory._free, dtype=np.uint8)
+        free = self.memory.free_map
         order = self._order
         got: list[np.ndarray] = []
         need = n

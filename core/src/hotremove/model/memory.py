@@ -67,6 +67,8 @@ class PhysicalMemory:
         ]
         self.block_state = [ONLINE] * len(self.blocks)
         self._free = bytearray(b"\x01") * self.nr_pages
+        #: the same bytes as an array (1: free), for the vectorised callers
+        self.free_map = np.frombuffer(self._free, dtype=np.uint8)
         ppb = self.pages_per_block
         self._stack_arrays = [
             np.arange(b.end_pfn - 1, b.start_pfn - 1, -1, dtype=np.int32) for b in self.blocks
@@ -121,7 +123,7 @@ class PhysicalMemory:
         online blocks ran out (the caller's -ENOMEM for the rest)."""
         taken: list[np.ndarray] = []
         need = nr
-        free = np.frombuffer(self._free, dtype=np.uint8)
+        free = self.free_map
         blocks = [self._alloc_hint] + [b for b in range(len(self.blocks)) if b != self._alloc_hint]
         for block in blocks:
             if need == 0:
@@ -170,7 +172,7 @@ class PhysicalMemory:
         stack = self._stack_arrays[block]
         if top + len(pfns) > len(stack):
             entries = stack[:top]
-            live = entries[np.frombuffer(self._free, np.uint8)[entries] != 0]
+            live = entries[self.free_map[entries] != 0]
             _, last = np.unique(live[::-1], return_index=True)  # keep each frame's topmost
             live = live[np.sort(len(live) - 1 - last)]
             top = len(live)
@@ -183,7 +185,7 @@ class PhysicalMemory:
         a compound folio (head with PG_head and ``order``, tails with PG_tail)."""
         nr = 1 << order
         usable = self.nr_pages // nr * nr
-        free = np.frombuffer(self._free, dtype=np.uint8)[:usable].reshape(-1, nr)
+        free = self.free_map[:usable].reshape(-1, nr)
         candidates = np.flatnonzero(free.all(axis=1))
         for chunk in candidates:
             start = int(chunk) * nr
@@ -223,7 +225,7 @@ class PhysicalMemory:
 
     def alloc_pages_at(self, pfns: np.ndarray) -> None:
         """:meth:`alloc_page_at` for many frames at once (the workload builder)."""
-        free = np.frombuffer(self._free, dtype=np.uint8)
+        free = self.free_map
         blocks = pfns // self.pages_per_block
         if len(pfns) and (
             not free[pfns].all()
@@ -276,7 +278,7 @@ class PhysicalMemory:
         """:meth:`free_page` for many order-0 frames whose references are gone, pushed onto
         the free lists in the given order (the same lists one-by-one frees would build)."""
         mm = self.pages
-        free = np.frombuffer(self._free, dtype=np.uint8)
+        free = self.free_map
         if mm.refcount[pfns].any() or free[pfns].any() or mm.order[pfns].any():
             raise AssertionError("free_pages_bulk: frames in use, free or compound")
         mm.flags[pfns] = 0
