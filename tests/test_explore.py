@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, find, given, settings
 from hypothesis import strategies as st
 
-from hotremove.cli_explore import explore as explore_command
+from hotremove.cli.explore import explore as explore_command
 from hotremove.explore import ACTORS, Explorer, ListChooser
 from hotremove.explore.scheduler import Scheduler
 from hotremove.explore.session import explore_scenario, load_scenario

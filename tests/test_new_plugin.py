@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from hotremove.newplugin import new_plugin_command, tables_of
+from hotremove.cli.new_plugin import new_plugin_command, tables_of
 from hotremove.testing import strict_plugins
 from hotremove.testing.isolated import IsolatedEnv, create_env, find_uv
 

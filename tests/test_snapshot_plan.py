@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from hotremove import snapshot as snapmod
-from hotremove import snapshot_machine as snapmach
-from hotremove.cli_snapshot import plan_command, snapshot_command
-from hotremove.plan import (
+from hotremove.realmachine import snapshot as snapmod
+from hotremove.realmachine import synthesize as snapmach
+from hotremove.cli.snapshot import plan_command, snapshot_command
+from hotremove.realmachine.plan import (
     CLASS_NAMES,
     BlockPlan,
     Plan,
@@ -30,7 +30,7 @@ from hotremove.plan import (
     unit_name,
 )
 from hotremove.plugins import load_plugins
-from hotremove.snapshot import (
+from hotremove.realmachine.snapshot import (
     KPF_ANON,
     KPF_BUDDY,
     KPF_COMPOUND_HEAD,
@@ -51,8 +51,8 @@ from hotremove.snapshot import (
     load,
     take,
 )
-from hotremove.snapshot_machine import FsSpec
-from hotremove.snapshot_run import run_snapshot
+from hotremove.realmachine.synthesize import FsSpec
+from hotremove.realmachine.run import run_snapshot
 
 DATA = Path(__file__).parent / "data"
 SYNTHETIC = DATA / "snapshot-synthetic.npz"

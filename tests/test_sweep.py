@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from hotremove import sweep as sw
-from hotremove.cli_sweep import sweep_command
+from hotremove.cli.sweep import sweep_command
 from hotremove.scenario import validate
 from hotremove.verify import Verdict
 
@@ -266,7 +266,7 @@ def test_existing_results_need_resume_or_overwrite(tmp_path):
 
 
 def start_sweep(grid_file: Path, output: Path, *extra: str) -> subprocess.Popen:
-    code = "from hotremove.cli_sweep import main; main()"
+    code = "from hotremove.cli.sweep import main; main()"
     return subprocess.Popen(
         [sys.executable, "-c", code, str(grid_file), "-o", str(output), "--workers", "1", *extra],
         stdout=subprocess.PIPE,

@@ -15,6 +15,10 @@ class ScenarioError(HotremoveError):
     """A scenario file is malformed or names an impossible value (the message names the key)."""
 
 
+class WorkloadError(ScenarioError):
+    """The scenario passed validation but the machine cannot hold it (names the key)."""
+
+
 class E2fsprogsMissing(HotremoveError):
     """A program from e2fsprogs (mke2fs, e2fsck, debugfs) is not installed."""
 

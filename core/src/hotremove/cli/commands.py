@@ -59,12 +59,12 @@ class _Group(click.Group):
     """The top-level group; commands that live in their own module load on first use."""
 
     lazy: ClassVar[dict[str, tuple[str, str]]] = {
-        "bench": ("hotremove.cli_bench", "bench_command"),
-        "explore": ("hotremove.cli_explore", "explore"),
-        "new-plugin": ("hotremove.newplugin", "new_plugin_command"),
-        "plan": ("hotremove.cli_snapshot", "plan_command"),
-        "snapshot": ("hotremove.cli_snapshot", "snapshot_command"),
-        "sweep": ("hotremove.cli_sweep", "sweep_command"),
+        "bench": ("hotremove.cli.bench", "bench_command"),
+        "explore": ("hotremove.cli.explore", "explore"),
+        "new-plugin": ("hotremove.cli.new_plugin", "new_plugin_command"),
+        "plan": ("hotremove.cli.snapshot", "plan_command"),
+        "snapshot": ("hotremove.cli.snapshot", "snapshot_command"),
+        "sweep": ("hotremove.cli.sweep", "sweep_command"),
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -246,9 +246,9 @@ def _run_snapshot(
     flagless: str,
 ) -> int:
     """``run --snapshot``: the measurement a plan's prediction is checked against."""
-    from hotremove.plan import resolve_fs
-    from hotremove.snapshot import load as load_snapshot
-    from hotremove.snapshot_run import run_snapshot
+    from hotremove.realmachine.plan import resolve_fs
+    from hotremove.realmachine.run import run_snapshot
+    from hotremove.realmachine.snapshot import load as load_snapshot
 
     settings = _begin(ctx)
     plugins = _plugins(settings)

@@ -81,6 +81,7 @@ PG_tail = int(PG.tail)
 
 #: A 2 MiB transparent huge page: a folio of 512 frames (HPAGE_PMD_ORDER on x86_64).
 HPAGE_PMD_ORDER = 9
+HPAGE_NR = 1 << HPAGE_PMD_ORDER  # HPAGE_PMD_NR: base pages in a huge page
 
 #: Pages the kernel can never migrate (has_unmovable_pages(): reserved, slab, page tables).
 PG_UNMOVABLE = PG_reserved | PG_slab | PG_pgtable

@@ -43,8 +43,8 @@ from hotremove.model.page import (
     PG_uptodate,
     PG_writeback,
 )
+from hotremove.realmachine.snapshot import SnapshotError
 from hotremove.scenario import validate as validate_scenario
-from hotremove.snapshot import SnapshotError
 from hotremove.workload import Built, Golden, add_anon_folio, add_to_swap_cache
 from hotremove.writeback import start_writeback
 

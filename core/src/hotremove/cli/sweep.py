@@ -396,7 +396,7 @@ def sweep_command(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -c "from hotremove.cli_sweep import main; main()" GRID.toml ...``"""
+    """``python -c "from hotremove.cli.sweep import main; main()" GRID.toml ...``"""
     sweep_command.main(args=argv, prog_name=f"{PROG} sweep")
 
 

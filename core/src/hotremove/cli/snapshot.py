@@ -31,12 +31,12 @@ from rich.text import Text
 from hotremove import log as hlog
 from hotremove.cost import PRESETS
 from hotremove.errors import HotremoveError
-from hotremove.plan import CLASSES, Plan, resolve_fs, unit_name
-from hotremove.plan import plan as make_plan
-from hotremove.plan_plot import plot
 from hotremove.plugins import load_plugins
-from hotremove.snapshot import SnapshotError, load, take
-from hotremove.snapshot_machine import FS_OPTIONS
+from hotremove.realmachine.plan import CLASSES, Plan, resolve_fs, unit_name
+from hotremove.realmachine.plan import plan as make_plan
+from hotremove.realmachine.plot import plot
+from hotremove.realmachine.snapshot import SnapshotError, load, take
+from hotremove.realmachine.synthesize import FS_OPTIONS
 
 PROG = "hotremove"
 PIPE_WIDTH = 160

@@ -227,5 +227,5 @@ def new_plugin_command(
 
 __all__ = ["default_aops", "new_plugin_command", "render", "tables_of"]
 
-if __name__ == "__main__":  # python -m hotremove.newplugin NAME [...]
+if __name__ == "__main__":  # python -m hotremove.cli.new_plugin NAME [...]
     new_plugin_command(sys.argv[1:])

@@ -11,20 +11,20 @@ from pathlib import Path
 from hotremove.cost import preset as device_preset
 from hotremove.engine import ProgressFn
 from hotremove.hooks import Hooks
-from hotremove.plan import classify, resolve_fs
 from hotremove.plugins import PluginSet, load_plugins
-from hotremove.report import Report
-from hotremove.runner import offline_built
-from hotremove.snapshot import (
+from hotremove.realmachine.plan import classify, resolve_fs
+from hotremove.realmachine.snapshot import (
     Snapshot,
     SnapshotError,
 )
-from hotremove.snapshot import load as load_snapshot
-from hotremove.snapshot_machine import (
+from hotremove.realmachine.snapshot import load as load_snapshot
+from hotremove.realmachine.synthesize import (
     FsSpec,
     Layout,
     synthesize,
 )
+from hotremove.report import Report
+from hotremove.runner import offline_built
 from hotremove.workload import Built
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hotremove.plan import Plan
+from hotremove.realmachine.plan import Plan
 
 #: Largest buddy block (MAX_PAGE_ORDER 10 on x86_64): 4 MiB.
 # -- the picture ---------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ Three steps, each usable alone:
    the simulator would build for it (a **kind**, modifiers, a folio order). Vectorised: no
    Python loop per page.
 2. :func:`probe_units` asks the installed plugins what each kind of page costs: it builds a
-   tiny machine holding one page of that kind (with :func:`hotremove.snapshot_machine.synthesize`
+   tiny machine holding one page of that kind (with
+   :func:`hotremove.realmachine.synthesize.synthesize`
    (the builder, the one ``run --snapshot`` uses), offlines it with the real engine and records
    what happened (migrated, rebound, written back, write requests, simulated seconds). The
    plugins decide; the plan never hard-codes a strategy's behaviour.
@@ -58,7 +59,7 @@ from hotremove.hooks import Hooks
 from hotremove.model.address_space import AddressSpace, Inode, SuperBlock
 from hotremove.model.migrate_mode import MigrateMode
 from hotremove.model.page import HPAGE_PMD_ORDER, PAGE_SIZE
-from hotremove.snapshot import (
+from hotremove.realmachine.snapshot import (
     KPF_ACTIVE,
     KPF_ANON,
     KPF_BUDDY,
@@ -87,7 +88,7 @@ from hotremove.snapshot import (
     Snapshot,
     SnapshotError,
 )
-from hotremove.snapshot_machine import (
+from hotremove.realmachine.synthesize import (
     FS_OPTIONS,
     K_ANON,
     K_FILE,

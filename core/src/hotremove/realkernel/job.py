@@ -1,0 +1,276 @@
+"""The per-run guest program: one shell script plus its data, carried on the job disk.
+
+What the script does mirrors a simulator run step by step: mount the scenario's images with
+its options, switch periodic writeback off (unless asked otherwise) so nothing cleans pages
+behind the measurement's back, read every file (the page cache lands in the DIMM's
+ZONE_MOVABLE blocks), replay the workload's dirtying write()s — same files, offsets and bytes,
+read from a ramfs so the payload itself takes no page cache — then record /proc/vmstat,
+/proc/meminfo and per-block /proc/kpageflags classes, offline the scenario's blocks one by
+one (a signal after the timeout makes ``offline_pages`` return -EINTR), sync, unmount, mount
+again and print the md5 of every file for the host to compare with the golden bytes.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+#: /proc/vmstat counters recorded at every snapshot.
+VMSTAT_KEYS = (
+    "pgmigrate_success",
+    "pgmigrate_fail",
+    "nr_dirty",
+    "nr_writeback",
+    "nr_written",
+    "nr_dirtied",
+    "pgpgout",
+    "pgpgin",
+    "nr_file_pages",
+    "nr_isolated_file",
+    "nr_free_pages",
+    "thp_migration_success",
+    "thp_migration_fail",
+    "compact_isolated",
+    "pgsteal_kswapd",
+    "pgsteal_direct",
+)
+
+#: /proc/meminfo fields recorded at every snapshot (kB).
+MEMINFO_KEYS = ("MemFree", "Cached", "Buffers", "Dirty", "Writeback", "AnonPages")
+
+
+@dataclass(frozen=True)
+class FsPlan:
+    """One filesystem image as the guest mounts it."""
+
+    name: str
+    fstype: str  #: ext2 / ext3 / ext4 — all served by the ext4 driver on Debian kernels
+    options: tuple[str, ...]
+    serial: str
+    files: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GuestPlan:
+    """Everything the guest program needs, decided on the host."""
+
+    filesystems: tuple[FsPlan, ...]
+    #: merged dirtying writes: (fs, path, position, length); the bytes follow in ``payload``
+    writes: tuple[tuple[str, str, int, int], ...]
+    payload: bytes
+    #: the DIMM's memory blocks to offline, as the scenario's block indices, in order
+    remove_blocks: tuple[int, ...]
+    dimm_blocks: int
+    offline_timeout: int
+    #: vm sysctls set before the workload (name → value); empty: the kernel's defaults
+    sysctls: dict[str, int] = field(default_factory=dict)
+
+
+def merge_writes(
+    writes: Iterable[tuple[str, str, int, int]],
+) -> list[tuple[str, str, int, int]]:
+    """Adjacent or overlapping extents of one file → one write. The bytes written are the
+    final ones either way and a write dirties exactly the buffers it touches, so merging
+    changes neither the page cache's state nor the disk's — only how many ``dd`` processes
+    the guest starts. Order: by file (first write), then by position."""
+    per_file: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    for fs, path, pos, length in writes:
+        if length > 0:
+            per_file.setdefault((fs, path), []).append((pos, pos + length))
+    merged: list[tuple[str, str, int, int]] = []
+    for (fs, path), extents in per_file.items():
+        extents.sort()
+        start, end = extents[0]
+        for s, e in extents[1:]:
+            if s <= end:
+                end = max(end, e)
+            else:
+                merged.append((fs, path, start, end - start))
+                start, end = s, e
+        merged.append((fs, path, start, end - start))
+    return merged
+
+
+def _q(value: str) -> str:
+    return shlex.quote(value)
+
+
+SCRIPT_HEAD = r"""# hotremove job: replay a scenario's workload, offline memory blocks, check the files.
+set -u
+rk() { echo "RK $*"; }
+now() { read UP _ < /proc/uptime; }
+VMSTAT_RE='^(@VMSTAT@) '
+MEMINFO_RE='^(@MEMINFO@):'
+snap() {
+    awk -v t="$1" -v re="$VMSTAT_RE" 'BEGIN { printf "RK vmstat tag=%s", t }
+        $0 ~ re { printf " %s=%s", $1, $2 } END { print "" }' /proc/vmstat
+    awk -v t="$1" -v re="$MEMINFO_RE" 'BEGIN { printf "RK meminfo tag=%s", t }
+        $0 ~ re { k = $1; sub(":", "", k); printf " %s=%s", k, $2 } END { print "" }' /proc/meminfo
+}
+devof() {
+    for b in /sys/block/vd*; do
+        [ "$(cat "$b/serial" 2>/dev/null)" = "$1" ] && { echo "/dev/${b##*/}"; return 0; }
+    done
+    return 1
+}
+fail() { rk error what="$1"; dmesg | tail -20 | sed 's/^/RK dmesg /'; exit 1; }
+# kpageflags bits: 4 DIRTY 5 LRU 7 SLAB 8 WRITEBACK 10 BUDDY 12 ANON 14 SWAPBACKED 15 COMPOUND_HEAD
+#                  16 COMPOUND_TAIL 20 NOPAGE 22 THP 35 PRIVATE (buffer_heads)
+# Read in one bounded chunk per block (od -j/-N): /proc/kpageflags is a file of 8-byte words.
+scan() {  # $1 memory block number, $2 simulated index, $3 tag
+    od -An -v -tu8 -j $(( $1 * PPB * 8 )) -N $(( PPB * 8 )) /proc/kpageflags | awk -v n="$1" -v s="$2" -v t="$3" '
+    { for (i = 1; i <= NF; i++) { f = $i; tot++
+        if (and(rshift(f, 20), 1)) { nopage++; continue }
+        if (and(rshift(f, 10), 1)) { buddy++; continue }
+        if (f == 0) continue
+        used++
+        if (and(rshift(f, 7), 1)) slab++
+        lru = and(rshift(f, 5), 1); anon = and(rshift(f, 12), 1); sb = and(rshift(f, 14), 1)
+        if (!anon && !sb && (lru || and(rshift(f, 35), 1))) { file++
+            if (and(rshift(f, 4), 1)) fdirty++
+            if (and(rshift(f, 35), 1)) fpriv++
+            if (and(rshift(f, 8), 1)) fwb++ }
+        if (anon || sb) anonsb++
+        if (and(rshift(f, 22), 1)) thp++ } }
+    END { printf "RK kpf tag=%s sim=%d block=%d pages=%d nopage=%d buddy=%d used=%d slab=%d file=%d file_dirty=%d file_private=%d file_writeback=%d anon=%d thp=%d\n",
+          t, s, n, tot, nopage, buddy, used, slab, file, fdirty, fpriv, fwb, anonsb, thp }'
+}
+scan_dimm() {  # $1 tag: every online block of the DIMM
+    i=0
+    for n in $DIMM; do
+        [ "$(cat /sys/devices/system/memory/memory$n/state)" = online ] && scan "$n" "$i" "$1"
+        i=$((i + 1))
+    done
+}
+"""
+
+SCRIPT_BODY = r"""
+rk job_begin release=$(uname -r)
+BS=$((0x$(cat /sys/devices/system/memory/block_size_bytes)))
+PPB=$((BS / 4096))
+DIMM=
+for d in /sys/devices/system/memory/memory*; do
+    n=${d##*memory}
+    [ "$(cat "$d/state")" = online ] && grep -q '^Movable$' "$d/valid_zones" 2>/dev/null && DIMM="$DIMM $n"
+done
+DIMM=$(for n in $DIMM; do echo "$n"; done | sort -n | tr '\n' ' ')
+rk dimm block_size=$BS blocks=$(echo $DIMM | tr ' ' ',')
+set -- $DIMM
+[ $# -eq "$NDIMM" ] || fail dimm_blocks_$#_expected_$NDIMM
+
+for kv in $SYSCTLS; do
+    echo "${kv#*=}" > "/proc/sys/vm/${kv%%=*}" || fail sysctl_${kv%%=*}
+done
+for s in dirty_writeback_centisecs dirty_expire_centisecs dirty_background_ratio dirty_ratio; do
+    rk sysctl name=$s value=$(cat /proc/sys/vm/$s)
+done
+
+for spec in $FILESYSTEMS; do
+    IFS=: read -r name fstype opts serial <<EOF
+$spec
+EOF
+    dev=$(devof "$serial") || fail no_disk_$serial
+    mkdir -p "/mnt/$name"
+    if [ -n "$opts" ]; then
+        mount -t "$fstype" -o "$opts" "$dev" "/mnt/$name" || fail mount_$name
+    else
+        mount -t "$fstype" "$dev" "/mnt/$name" || fail mount_$name
+    fi
+    rk mount fs=$name dev=$dev options=$(grep " /mnt/$name " /proc/mounts | cut -d' ' -f4)
+done
+snap after_mount
+
+now; t0=$UP
+for spec in $FILESYSTEMS; do
+    name=${spec%%:*}
+    (cd "/mnt/$name" && xargs cat < "/job/files-$name" > /dev/null) || fail read_$name
+done
+now; rk read t0=$t0 t1=$UP
+snap after_read
+
+now; t0=$UP
+nw=0
+while read -r fs path off len pos; do
+    dd if=/job/payload of="/mnt/$fs/$path" bs=65536 iflag=skip_bytes,count_bytes \
+        oflag=seek_bytes conv=notrunc skip="$off" count="$len" seek="$pos" 2>/dev/null ||
+        fail write_$fs
+    nw=$((nw + 1))
+done < /job/writes
+now; rk write runs=$nw t0=$t0 t1=$UP
+snap after_write
+
+scan_dimm before_offline
+snap before_offline
+for i in $REMOVE; do
+    n=$(echo $DIMM | cut -d' ' -f$((i + 1)))
+    d=/sys/devices/system/memory/memory$n
+    now; t0=$UP
+    if timeout -s TERM "$OFFTO" sh -c "echo offline > $d/state" 2>/tmp/off.err; then rc=0; else rc=$?; fi
+    now
+    rk offline sim=$i block=$n rc=$rc t0=$t0 t1=$UP state=$(cat $d/state) err=$(tr ' ' '_' < /tmp/off.err | tr -d '\n')
+    snap after_offline_$i
+    scan_dimm after_offline_$i
+done
+
+now; t0=$UP
+sync
+now; rk sync t0=$t0 t1=$UP
+snap after_sync
+dmesg | grep -iE 'offlin|migrat|hotplug|dump_page|page dumped|EXT[234]-fs|jbd2|warn|bug|error' | tail -40 | sed 's/^/RK dmesg /'
+
+now; t0=$UP
+for spec in $FILESYSTEMS; do
+    IFS=: read -r name fstype opts serial <<EOF
+$spec
+EOF
+    umount "/mnt/$name" || fail umount_$name
+    dev=$(devof "$serial")
+    if [ -n "$opts" ]; then mount -t "$fstype" -o "$opts" "$dev" "/mnt/$name"
+    else mount -t "$fstype" "$dev" "/mnt/$name"; fi || fail remount_$name
+    (cd "/mnt/$name" && xargs md5sum < "/job/files-$name") | while read -r sum path; do
+        echo "RK md5 fs=$name path=$path sum=$sum"
+    done
+    umount "/mnt/$name"
+done
+now; rk remount t0=$t0 t1=$UP
+rk end
+"""
+
+
+def script(plan: GuestPlan) -> str:
+    """``run.sh`` for ``plan``: the settings as shell variables, then the fixed program."""
+    fss = " ".join(
+        ":".join((fs.name, fs.fstype, ",".join(fs.options), fs.serial)) for fs in plan.filesystems
+    )
+    sysctls = " ".join(f"{k}={v}" for k, v in plan.sysctls.items())
+    settings = "\n".join(
+        [
+            f"FILESYSTEMS={_q(fss)}",
+            f"SYSCTLS={_q(sysctls)}",
+            f"REMOVE={_q(' '.join(str(b) for b in plan.remove_blocks))}",
+            f"NDIMM={plan.dimm_blocks}",
+            f"OFFTO={plan.offline_timeout}",
+        ]
+    )
+    head = SCRIPT_HEAD.replace("@VMSTAT@", "|".join(VMSTAT_KEYS)).replace(
+        "@MEMINFO@", "|".join(MEMINFO_KEYS)
+    )
+    return head + settings + "\n" + SCRIPT_BODY
+
+
+def job_files(plan: GuestPlan) -> dict[str, bytes]:
+    """The job disk's files: ``run.sh``, the payload, the write list, one file list per
+    filesystem (names relative to its mount point)."""
+    files = {"run.sh": script(plan).encode(), "payload": plan.payload}
+    lines = []
+    off = 0
+    for fs, path, pos, length in plan.writes:
+        lines.append(f"{fs} {path} {off} {length} {pos}\n")
+        off += length
+    if off != len(plan.payload):
+        raise ValueError(f"payload has {len(plan.payload)} bytes, the writes need {off}")
+    files["writes"] = "".join(lines).encode()
+    for fs in plan.filesystems:
+        files[f"files-{fs.name}"] = "".join(f"{p}\n" for p in fs.files).encode()
+    return files

@@ -1,0 +1,7 @@
+"""Real machines: read a live system's page flags, predict which memory blocks can go.
+
+``snapshot`` reads /proc/kpageflags, /proc/kpagecount and /sys/devices/system/memory into a
+file; ``classes`` classifies its frames; ``synthesize`` builds a simulated machine from
+snapshot blocks; ``plan`` predicts every block's offline; ``plot`` draws the plan; ``run``
+offlines synthesized blocks with the engine (``hotremove run --snapshot``).
+"""
