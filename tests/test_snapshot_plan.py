@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from hotremove.cli.snapshot import plan_command, snapshot_command
+from hotremove.plugins import load_plugins
 from hotremove.realmachine import snapshot as snapmod
 from hotremove.realmachine import synthesize as snapmach
-from hotremove.cli.snapshot import plan_command, snapshot_command
 from hotremove.realmachine.plan import (
     CLASS_NAMES,
     BlockPlan,
@@ -29,7 +30,7 @@ from hotremove.realmachine.plan import (
     resolve_fs,
     unit_name,
 )
-from hotremove.plugins import load_plugins
+from hotremove.realmachine.run import run_snapshot
 from hotremove.realmachine.snapshot import (
     KPF_ANON,
     KPF_BUDDY,
@@ -52,7 +53,6 @@ from hotremove.realmachine.snapshot import (
     take,
 )
 from hotremove.realmachine.synthesize import FsSpec
-from hotremove.realmachine.run import run_snapshot
 
 DATA = Path(__file__).parent / "data"
 SYNTHETIC = DATA / "snapshot-synthetic.npz"

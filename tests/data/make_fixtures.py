@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hotremove.snapshot import (
+from hotremove.realmachine.snapshot import (
     KPF_ANON,
     KPF_BUDDY,
     KPF_COMPOUND_HEAD,
