@@ -13,6 +13,16 @@ class MigrateMode(enum.Enum):
     SYNC = "sync"  # blocks fully: waits for writeback and sleeps on locks (hot-remove's mode)
 
 
+#: the modes' names, as scenarios and the command line spell them
+MODES: tuple[str, ...] = tuple(m.value for m in MigrateMode)
+
+#: ``remove.strategy`` values every installation knows (plugins may register more): "auto"
+#: lets the plugins decide per a_ops, "writeback" forces the fallback everywhere
+DEFAULT_POLICY = "auto"
+WRITEBACK_POLICY = "writeback"
+BUILTIN_POLICIES: tuple[str, ...] = (DEFAULT_POLICY, WRITEBACK_POLICY)
+
+
 class Errno(enum.IntEnum):
     """Outcomes of one migration attempt, with the kernel's negative errno values.
 
