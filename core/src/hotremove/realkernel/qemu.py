@@ -194,7 +194,7 @@ def choose_accel(bundle: KernelBundle, probe_dir: Path | None = None) -> str:
     result = "tcg"
     try:
         run = run_machine(
-            MachineSpec(bundle, dimm_bytes=128 << 20, console=console, accel="kvm"), timeout=60
+            MachineSpec(bundle, dimm_bytes=128 << 20, console=console, accel="kvm"), timeout=20
         )
         if "RK boot " in run.text:
             result = "kvm"

@@ -157,11 +157,12 @@ def _classes(rec: Record) -> dict[str, int]:
     return {k: int(v) for k, v in rec.fields.items() if k not in ("tag", "sim", "block")}
 
 
-def verify_md5s(
-    records: list[Record], expected: Mapping[tuple[str, str], str]
-) -> dict[str, Any]:
+def verify_md5s(records: list[Record], expected: Mapping[tuple[str, str], str]) -> dict[str, Any]:
     """Every file's md5 after unmount and remount against the golden bytes' md5."""
-    seen = {(r.fields.get("fs", ""), r.fields.get("path", "")): r.fields.get("sum", "") for r in every(records, "md5")}
+    seen = {
+        (r.fields.get("fs", ""), r.fields.get("path", "")): r.fields.get("sum", "")
+        for r in every(records, "md5")
+    }
     mismatches = []
     for (fs, path), want in sorted(expected.items()):
         got = seen.get((fs, path))
@@ -225,7 +226,9 @@ def build_report(
         if rec is not None:
             times[f"{kind}_seconds"] = round(rec.float("t1") - rec.float("t0"), 2)
     times["offline_seconds"] = round(sum(b.seconds for b in per_block), 2)
-    sysctls = {r.fields["name"]: r.int("value") for r in every(records, "sysctl") if "name" in r.fields}
+    sysctls = {
+        r.fields["name"]: r.int("value") for r in every(records, "sysctl") if "name" in r.fields
+    }
     return GuestReport(
         scenario=scenario,
         kernel=kernel,

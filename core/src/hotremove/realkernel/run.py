@@ -208,7 +208,9 @@ def run_in_guest(
     disks.append(Disk(job, guest.JOB_SERIAL))
     log = workdir / f"console-{version}.log"
     accel = accel or choose_accel(bundle)
-    spec = MachineSpec(bundle, dimm_bytes=scenario.memory.size, console=log, disks=disks, accel=accel)
+    spec = MachineSpec(
+        bundle, dimm_bytes=scenario.memory.size, console=log, disks=disks, accel=accel
+    )
     limit = timeout or default_guest_timeout(scenario, off_timeout)
     say(f"booting {bundle.release} ({accel}, limit {limit:.0f} s)")
     run = run_machine(spec, timeout=limit)
