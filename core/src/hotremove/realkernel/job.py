@@ -96,7 +96,7 @@ def _q(value: str) -> str:
     return shlex.quote(value)
 
 
-SCRIPT_HEAD = r"""# hotremove job: replay a scenario's workload, offline memory blocks, check the files.
+SCRIPT_HEAD = r"""# hotremove job: replay a scenario's workload, offline memory blocks, check files.
 set -u
 rk() { echo "RK $*"; }
 now() { read UP _ < /proc/uptime; }
@@ -119,7 +119,8 @@ fail() { rk error what="$1"; dmesg | tail -20 | sed 's/^/RK dmesg /'; exit 1; }
 #                  16 COMPOUND_TAIL 20 NOPAGE 22 THP 35 PRIVATE (buffer_heads)
 # Read in one bounded chunk per block (od -j/-N): /proc/kpageflags is a file of 8-byte words.
 scan() {  # $1 memory block number, $2 simulated index, $3 tag
-    od -An -v -tu8 -j $(( $1 * PPB * 8 )) -N $(( PPB * 8 )) /proc/kpageflags | awk -v n="$1" -v s="$2" -v t="$3" '
+    od -An -v -tu8 -j $(( $1 * PPB * 8 )) -N $(( PPB * 8 )) /proc/kpageflags |
+    awk -v n="$1" -v s="$2" -v t="$3" '
     { for (i = 1; i <= NF; i++) { f = $i; tot++
         if (and(rshift(f, 20), 1)) { nopage++; continue }
         if (and(rshift(f, 10), 1)) { buddy++; continue }
@@ -133,8 +134,10 @@ scan() {  # $1 memory block number, $2 simulated index, $3 tag
             if (and(rshift(f, 8), 1)) fwb++ }
         if (anon || sb) anonsb++
         if (and(rshift(f, 22), 1)) thp++ } }
-    END { printf "RK kpf tag=%s sim=%d block=%d pages=%d nopage=%d buddy=%d used=%d slab=%d file=%d file_dirty=%d file_private=%d file_writeback=%d anon=%d thp=%d\n",
-          t, s, n, tot, nopage, buddy, used, slab, file, fdirty, fpriv, fwb, anonsb, thp }'
+    END { printf "RK kpf tag=%s sim=%d block=%d pages=%d nopage=%d buddy=%d used=%d slab=%d",
+                 t, s, n, tot, nopage, buddy, used, slab
+          printf " file=%d file_dirty=%d file_private=%d file_writeback=%d anon=%d thp=%d\n",
+                 file, fdirty, fpriv, fwb, anonsb, thp }'
 }
 scan_dimm() {  # $1 tag: every online block of the DIMM
     i=0
@@ -152,7 +155,8 @@ PPB=$((BS / 4096))
 DIMM=
 for d in /sys/devices/system/memory/memory*; do
     n=${d##*memory}
-    [ "$(cat "$d/state")" = online ] && grep -q '^Movable$' "$d/valid_zones" 2>/dev/null && DIMM="$DIMM $n"
+    [ "$(cat "$d/state")" = online ] && grep -q '^Movable$' "$d/valid_zones" 2>/dev/null &&
+        DIMM="$DIMM $n"
 done
 DIMM=$(for n in $DIMM; do echo "$n"; done | sort -n | tr '\n' ' ')
 rk dimm block_size=$BS blocks=$(echo $DIMM | tr ' ' ',')
@@ -206,9 +210,14 @@ for i in $REMOVE; do
     n=$(echo $DIMM | cut -d' ' -f$((i + 1)))
     d=/sys/devices/system/memory/memory$n
     now; t0=$UP
-    if timeout -s TERM "$OFFTO" sh -c "echo offline > $d/state" 2>/tmp/off.err; then rc=0; else rc=$?; fi
+    if timeout -s TERM "$OFFTO" sh -c "echo offline > $d/state" 2>/tmp/off.err; then
+        rc=0
+    else
+        rc=$?
+    fi
     now
-    rk offline sim=$i block=$n rc=$rc t0=$t0 t1=$UP state=$(cat $d/state) err=$(tr ' ' '_' < /tmp/off.err | tr -d '\n')
+    err=$(tr ' ' '_' < /tmp/off.err | tr -d '\n')
+    rk offline sim=$i block=$n rc=$rc t0=$t0 t1=$UP state=$(cat $d/state) err=$err
     snap after_offline_$i
     scan_dimm after_offline_$i
 done
@@ -217,7 +226,8 @@ now; t0=$UP
 sync
 now; rk sync t0=$t0 t1=$UP
 snap after_sync
-dmesg | grep -iE 'offlin|migrat|hotplug|dump_page|page dumped|EXT[234]-fs|jbd2|warn|bug|error' | tail -40 | sed 's/^/RK dmesg /'
+dmesg | grep -iE 'offlin|migrat|hotplug|dump_page|page dumped|EXT[234]-fs|jbd2|warn|bug|error' |
+    tail -40 | sed 's/^/RK dmesg /'
 
 now; t0=$UP
 for spec in $FILESYSTEMS; do

@@ -83,6 +83,8 @@ class GuestReport:
     pages_in_region: int
     file_pages_in_region: int
     dirty_pages_in_region: int
+    #: used pages in the region that are not page cache: the guest's own (shell, kernel)
+    other_pages_in_region: int
     migrated: int
     written_back: int
     pgpgout_kib: int
@@ -118,6 +120,7 @@ class GuestReport:
             "pages_in_region": self.pages_in_region,
             "file_pages_in_region": self.file_pages_in_region,
             "dirty_pages_in_region": self.dirty_pages_in_region,
+            "other_pages_in_region": self.other_pages_in_region,
             "migrated": self.migrated,
             "written_back": self.written_back,
             "pgpgout_kib": self.pgpgout_kib,
@@ -238,6 +241,7 @@ def build_report(
         pages_in_region=sum(c.get("used", 0) for c in region),
         file_pages_in_region=sum(c.get("file", 0) for c in region),
         dirty_pages_in_region=sum(c.get("file_dirty", 0) for c in region),
+        other_pages_in_region=sum(c.get("used", 0) - c.get("file", 0) for c in region),
         migrated=_delta(end, start, "pgmigrate_success"),
         written_back=_delta(end, start, "nr_written"),
         pgpgout_kib=_delta(end, start, "pgpgout"),

@@ -1,0 +1,119 @@
+"""Simulator against real kernel: one row per measurable quantity, with a stated tolerance.
+
+A pure function of two report dicts (the simulator's :meth:`Report.as_dict` and the guest's
+:meth:`GuestReport.as_dict`), so it is tested without booting anything. The tolerances say
+what "the same" means given what the guest cannot mirror:
+
+* ``offlined``, ``verify`` (files byte-equal after remount) and ``files_checked``: exact.
+* ``migrated``: within 2 % — plus the guest's own pages in the region (its shell's
+  anonymous memory, kernel allocations: ``other_pages_in_region``), which the kernel moves
+  too and the simulator does not have.
+* ``written_back``: within 1 % or 8 pages, whichever is larger (the kernel's ``nr_written``
+  also counts a stray metadata page written during the offline).
+* ``failed``: both zero or both non-zero — the kernel counts failed *attempts*
+  (``pgmigrate_fail`` grows on every pass of ``offline_pages``), the simulator failed pages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How one metric is compared, and the sentence that says so."""
+
+    metric: str
+    tolerance: str
+    agree: Callable[[Any, Any, dict[str, Any]], bool]
+    simulated: Callable[[dict[str, Any]], Any]
+    real: Callable[[dict[str, Any]], Any]
+
+
+def _exact(sim: Any, real: Any, _ctx: dict[str, Any]) -> bool:
+    return bool(sim == real)
+
+
+def _within(rel: float, floor: int = 0, slack_key: str | None = None) -> Callable[..., bool]:
+    def check(sim: Any, real: Any, ctx: dict[str, Any]) -> bool:
+        if sim is None or real is None:
+            return False
+        slack = int(ctx.get(slack_key, 0) or 0) if slack_key else 0
+        allowed = max(rel * max(abs(sim), abs(real)), floor) + slack
+        return abs(sim - real) <= allowed
+
+    return check
+
+
+def _both_or_neither(sim: Any, real: Any, _ctx: dict[str, Any]) -> bool:
+    return bool(sim) == bool(real)
+
+
+def _failed_count(report: dict[str, Any]) -> int:
+    failed = report.get("failed", 0)
+    return len(failed) if isinstance(failed, list) else int(failed or 0)
+
+
+def _verify(key: str) -> Callable[[dict[str, Any]], Any]:
+    def get(report: dict[str, Any]) -> Any:
+        verify = report.get("verify") or {}
+        return verify.get(key)
+
+    return get
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("offlined", "exact", _exact, lambda s: s.get("offlined"), lambda r: r.get("offlined")),
+    Rule(
+        "migrated",
+        "within 2 % + the guest's own pages in the region",
+        _within(0.02, slack_key="other_pages_in_region"),
+        lambda s: s.get("migrated"),
+        lambda r: r.get("migrated"),
+    ),
+    Rule(
+        "written_back",
+        "within 1 % or 8 pages",
+        _within(0.01, floor=8),
+        lambda s: s.get("written_back"),
+        lambda r: r.get("written_back"),
+    ),
+    Rule(
+        "failed",
+        "both zero or both non-zero (kernel: attempts, simulator: pages)",
+        _both_or_neither,
+        _failed_count,
+        _failed_count,
+    ),
+    Rule("verify.ok", "exact", _exact, _verify("ok"), _verify("ok")),
+    Rule(
+        "verify.files_checked",
+        "exact",
+        _exact,
+        _verify("files_checked"),
+        _verify("files_checked"),
+    ),
+)
+
+
+def compare(simulated: dict[str, Any], real: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per rule: {metric, simulated, real, tolerance, agree}."""
+    rows = []
+    for rule in RULES:
+        sim_value, real_value = rule.simulated(simulated), rule.real(real)
+        rows.append(
+            {
+                "metric": rule.metric,
+                "simulated": sim_value,
+                "real": real_value,
+                "tolerance": rule.tolerance,
+                "agree": rule.agree(sim_value, real_value, real),
+            }
+        )
+    return rows
+
+
+def all_agree(rows: list[dict[str, Any]]) -> bool:
+    return all(row["agree"] for row in rows)

@@ -1,0 +1,75 @@
+"""The simulator-vs-kernel table: each metric's stated tolerance decides agreement."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hotremove.realkernel.diff import all_agree, compare
+
+SIM: dict[str, Any] = {
+    "offlined": True,
+    "migrated": 2048,
+    "written_back": 0,
+    "failed": [],
+    "verify": {"ok": True, "files_checked": 64, "mismatches": []},
+}
+REAL: dict[str, Any] = {
+    "offlined": True,
+    "migrated": 2113,
+    "other_pages_in_region": 72,
+    "written_back": 0,
+    "failed": 0,
+    "verify": {"ok": True, "files_checked": 64, "mismatches": []},
+}
+
+
+def _rows(sim: dict[str, Any], real: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {row["metric"]: row for row in compare(sim, real)}
+
+
+def test_agreeing_runs_agree_on_every_row() -> None:
+    rows = compare(SIM, REAL)
+    assert [r["metric"] for r in rows] == [
+        "offlined",
+        "migrated",
+        "written_back",
+        "failed",
+        "verify.ok",
+        "verify.files_checked",
+    ]
+    assert all_agree(rows)
+    assert all(r["tolerance"] for r in rows)
+
+
+def test_migrated_tolerance_is_two_percent_plus_the_guests_own_pages() -> None:
+    # 2 % of 2113 = 42.3, plus 72 own pages: 114 apart is the most that agrees
+    assert _rows({**SIM, "migrated": 2113 - 114}, REAL)["migrated"]["agree"]
+    assert not _rows({**SIM, "migrated": 2113 - 115}, REAL)["migrated"]["agree"]
+    assert not _rows(SIM, {**REAL, "other_pages_in_region": 0})["migrated"]["agree"]
+
+
+def test_written_back_within_one_percent_or_eight_pages() -> None:
+    assert _rows({**SIM, "written_back": 8}, REAL)["written_back"]["agree"]
+    assert not _rows({**SIM, "written_back": 9}, REAL)["written_back"]["agree"]
+    big = _rows({**SIM, "written_back": 3600}, {**REAL, "written_back": 3585})
+    assert big["written_back"]["agree"]  # 15 apart, 1 % of 3600 is 36
+    assert not _rows({**SIM, "written_back": 3600}, {**REAL, "written_back": 0})["written_back"][
+        "agree"
+    ]
+
+
+def test_offlined_and_verify_are_exact_and_failures_compare_as_present_or_not() -> None:
+    rows = _rows({**SIM, "offlined": False, "failed": [{"pfn": 1}]}, REAL)
+    assert not rows["offlined"]["agree"]
+    assert rows["failed"] == {
+        "metric": "failed",
+        "simulated": 1,
+        "real": 0,
+        "tolerance": "both zero or both non-zero (kernel: attempts, simulator: pages)",
+        "agree": False,
+    }
+    both = _rows({**SIM, "failed": [{"pfn": 1}] * 3}, {**REAL, "failed": 372438})
+    assert both["failed"]["agree"]
+    rows = _rows(SIM, {**REAL, "verify": {"ok": False, "files_checked": 63}})
+    assert not rows["verify.ok"]["agree"] and not rows["verify.files_checked"]["agree"]
+    assert not all_agree(compare(SIM, {**REAL, "verify": None}))
