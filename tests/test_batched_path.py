@@ -1,4 +1,4 @@
-"""The batched path (hotremove.migrate_batch) is an optimisation, not a different model: on
+"""The batched path (hotremove.engine.batch) is an optimisation, not a different model: on
 the same machine it must leave every struct page field, every buffer_head, every frame's
 bytes, the page-cache trees, the I/O counts and the report exactly as the per-page path
 does — while actually moving most pages itself. Real images, real plugins, every class of
@@ -125,7 +125,7 @@ def test_the_vectorised_checks_catch_a_broken_batched_step(
 ):
     """With checks on, the batched path is checked like a strategy: skip the copy, or
     leave a buffer on the old page, and the run reports it page by page."""
-    from hotremove.migrate_batch import BatchMover
+    from hotremove.engine.batch import BatchMover
 
     if damage == "copy":
         monkeypatch.setattr(BatchMover, "copy_frames", lambda self, dsts, srcs: None)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from hotremove.engine import offline
+from hotremove.faults import FaultSettings
 from hotremove.model.memory import ONLINE
 from hotremove.model.migrate_mode import MigrateMode
-from hotremove.scenario import FaultsConfig
 from hotremove.testing import small_scenario
 
 FILESYSTEMS = {
@@ -38,7 +38,7 @@ def run(built, plugins, faults, **kw):
         mode=MigrateMode.SYNC,
         policy=rm.strategy,
         checks=True,
-        faults=FaultsConfig(**faults),
+        faults=FaultSettings(**faults),
         fault_seed=built.scenario.workload.seed,
         **kw,
     )

@@ -12,7 +12,6 @@ Verification always runs after the faults are switched off: "a clean sync".
 
 from __future__ import annotations
 
-import errno
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,11 +24,13 @@ from hotremove.model.migrate_mode import Errno, MigrateMode
 from hotremove.model.page import Page, PG_private
 
 
-class BlockIOError(OSError):
-    """A block write failed (the simulated device returned an I/O error)."""
+@dataclass(frozen=True)
+class FaultSettings:
+    """The faults one offline injects (the engine's view of a scenario's ``[faults]``)."""
 
-    def __init__(self, where: str) -> None:
-        super().__init__(errno.EIO, f"I/O error writing {where}")
+    writeback_eio: float = 0.0
+    enomem_after: int | None = None
+    plugin_raises: str | None = None
 
 
 class InjectedFault(RuntimeError):

@@ -12,7 +12,6 @@ import structlog
 
 from hotremove.engine import ProgressFn, offline
 from hotremove.errors import ScenarioError
-from hotremove.model.migrate_mode import MigrateMode
 from hotremove.plugins import PluginSet, load_plugins
 from hotremove.report import Report
 from hotremove.scenario import Scenario
@@ -98,14 +97,9 @@ def offline_built(
         machine,
         plugins.hooks,
         list(rm.blocks),
-        mode=MigrateMode(rm.mode),
-        policy=rm.strategy,
-        checks=rm.checks,
-        max_rounds=rm.max_rounds,
         progress=progress(in_region) if progress else None,
-        faults=scenario.faults,
-        fault_seed=scenario.workload.seed,
         should_stop=should_stop,
+        **scenario.offline_kwargs(),
     )
     migration_ios = sum(s.write_requests for s in result.per_aops.values())
     report = Report(

@@ -17,6 +17,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from hotremove.cost import PRESETS
 from hotremove.errors import ScenarioError
+from hotremove.faults import FaultSettings
+from hotremove.model.migrate_mode import DEFAULT_POLICY, MigrateMode
 from hotremove.model.page import PAGE_SIZE
 
 MAX_MEMORY = 16 << 30  # simulated RAM: the frames are real bytes on this machine
@@ -158,8 +160,8 @@ class WorkloadConfig(_Strict):
 
 class RemoveConfig(_Strict):
     blocks: list[int] = [1]
-    mode: Literal["async", "sync_light", "sync"] = "sync"
-    strategy: str = Field(default="auto", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    mode: Literal["async", "sync_light", "sync"] = MigrateMode.SYNC.value
+    strategy: str = Field(default=DEFAULT_POLICY, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     checks: bool = True
     max_rounds: int = Field(default=3, ge=1, le=100)
 
@@ -182,6 +184,10 @@ class FaultsConfig(_Strict):
     writeback_eio: float = Field(default=0.0, ge=0.0, le=1.0)
     enomem_after: int | None = Field(default=None, ge=0)
     plugin_raises: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+
+    def settings(self) -> FaultSettings:
+        """The engine's plain view of these settings."""
+        return FaultSettings(self.writeback_eio, self.enomem_after, self.plugin_raises)
 
 
 class Scenario(_Strict):
@@ -226,6 +232,21 @@ class Scenario(_Strict):
                 f"is {self.memory.size >> 20}MiB"
             )
         return self
+
+    def offline_kwargs(self, **overrides: Any) -> dict[str, Any]:
+        """The engine's ``offline()`` keyword arguments this scenario asks for — the one bridge
+        from a scenario to the engine. ``overrides`` replace single arguments."""
+        rm = self.remove
+        kwargs: dict[str, Any] = {
+            "mode": MigrateMode(rm.mode),
+            "policy": rm.strategy,
+            "checks": rm.checks,
+            "max_rounds": rm.max_rounds,
+            "faults": self.faults.settings(),
+            "fault_seed": self.workload.seed,
+        }
+        kwargs.update({k: v for k, v in overrides.items() if v is not None})
+        return kwargs
 
     def with_overrides(self, **sections: dict[str, Any]) -> Scenario:
         """A copy with some keys replaced (command-line flags win over the file)."""

@@ -60,7 +60,7 @@ from hotremove.model.page import (
 )
 
 if TYPE_CHECKING:
-    from hotremove.engine import AopsStats, OfflineResult
+    from hotremove.engine.result import AopsStats, OfflineResult
     from hotremove.migrate import MigrateControl
     from hotremove.model.memory import PhysicalMemory
 

@@ -7,6 +7,7 @@ seconds are what ``hotremove compare`` shows.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from collections import Counter
@@ -15,6 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hotremove.cost import DevicePreset, SimClock
+
+
+class BlockIOError(OSError):
+    """A block write failed (the simulated device returned an I/O error)."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(errno.EIO, f"I/O error writing {where}")
 
 
 @dataclass
@@ -87,8 +95,6 @@ class BlockDevice:
         if nbytes % self.block_size:
             raise ValueError(f"partial block write of {nbytes} bytes")
         if self.fault is not None and self.fault():
-            from hotremove.faults import BlockIOError
-
             raise BlockIOError(f"{self.path.name} block {blocknr}")
         if self.source is not None:
             self.materialise()

@@ -91,19 +91,15 @@ def hotremove_machine(hotremove_build: Callable[..., Any]) -> Callable[..., Any]
 def hotremove_offline(hotremove_plugins: Any) -> Callable[..., Any]:
     """``offline(built, **kw) -> OfflineResult`` with the scenario's remove settings."""
     from hotremove.engine import offline
-    from hotremove.model.migrate_mode import MigrateMode
 
     def _offline(built: Any, plugins: Any = None, **kw: Any) -> Any:
-        rm = built.scenario.remove
-        options = {
-            "mode": MigrateMode(rm.mode),
-            "policy": rm.strategy,
-            "checks": True,
-            "max_rounds": rm.max_rounds,
-            **kw,
-        }
+        options = built.scenario.offline_kwargs(checks=True)
+        options.update(kw)
         return offline(
-            built.machine, (plugins or hotremove_plugins).hooks, list(rm.blocks), **options
+            built.machine,
+            (plugins or hotremove_plugins).hooks,
+            list(built.scenario.remove.blocks),
+            **options,
         )
 
     return _offline

@@ -234,10 +234,12 @@ def run_offline(
             machine,
             plugins.hooks,
             blocks,
-            mode=MigrateMode(mode or rm.mode),
-            policy=policy or rm.strategy,
-            checks=checks,
-            max_rounds=max_rounds or rm.max_rounds,
+            **built.scenario.offline_kwargs(
+                mode=MigrateMode(mode) if mode else None,
+                policy=policy,
+                checks=checks,
+                max_rounds=max_rounds,
+            ),
         )
     io = IOStats(
         **{

@@ -1,0 +1,86 @@
+"""What one offline did: the per-a_ops table, the page classes, the failures and their reason.
+
+The engine fills these in as it goes; :mod:`hotremove.report` turns them into the user's
+report. The reason line is worded the way ``offline_pages`` logs its failures ("memory
+offlining … failed due to …"), with the kernel's error names.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from hotremove.checks import CheckFailure
+from hotremove.model.migrate_mode import Errno, MigrateMode
+
+ANON = "anon"  # the report's a_ops label for anonymous memory
+SWAP = "swap_aops"  # anonymous pages in the swap cache
+
+
+@dataclass
+class AopsStats:
+    """One row of the per-a_ops table."""
+
+    plugin: str
+    strategy: str
+    pages: int = 0
+    migrated: int = 0
+    rebound: int = 0
+    written_back: int = 0
+    write_requests: int = 0
+    failed: int = 0
+
+
+@dataclass
+class OfflineResult:
+    """What ``offline_pages`` did; :mod:`hotremove.report` turns it into the user's report."""
+
+    blocks: list[int]
+    mode: MigrateMode
+    policy: str
+    pages_in_region: int = 0
+    isolated_free: int = 0
+    migrated: int = 0
+    rebound: int = 0
+    written_back: int = 0
+    passes: int = 0
+    rounds: int = 0
+    offlined: bool = False
+    failed: list[dict[str, object]] = field(default_factory=list)
+    retries: Counter[str] = field(default_factory=Counter)
+    per_aops: dict[str, AopsStats] = field(default_factory=dict)
+    check_failures: list[CheckFailure] = field(default_factory=list)
+    wall_seconds: float = 0.0
+    #: page class → {"pages", "migrated", "failed"} (see :mod:`hotremove.classify`)
+    classes: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: why the offline did not complete ("" when it did), as offline_pages would log it
+    reason: str = ""
+    #: pages moved by the batched path (:mod:`hotremove.engine.batch`), part of ``migrated``
+    batched: int = 0
+
+    def add_failure(self, pfn: int, reason: str, rc: Errno) -> None:
+        self.failed.append({"pfn": pfn, "reason": reason, "errno": rc.label})
+
+    def totals(self) -> None:
+        """``rebound`` and ``written_back`` are the per-a_ops rows' sums."""
+        self.rebound = sum(s.rebound for s in self.per_aops.values())
+        self.written_back = sum(s.written_back for s in self.per_aops.values())
+
+
+def failure_reason(failed: dict[int, Errno], reasons: Counter[str], rounds: int) -> str:
+    """The one-line reason of a failed offline: the error that decided it, then how many pages
+    failed for which reason."""
+    summary = ", ".join(f"{n} {reason}" for reason, n in sorted(reasons.items()))
+    errors = set(failed.values())
+    if Errno.EINTR in errors:
+        return f"signal backoff (-EINTR): interrupted, rolled back: {summary}"
+    if Errno.ENOMEM in errors:
+        return f"no memory to migrate to (-ENOMEM): {summary}"
+    if Errno.EIO in errors:
+        return f"I/O error while writing back (-EIO): {summary}"
+    if Errno.EPLUGIN in errors:
+        return f"a migration strategy raised: {summary}"
+    return f"gave up after {rounds} rounds of migrate_pages: {summary}"
+
+
+__all__ = ["ANON", "SWAP", "AopsStats", "OfflineResult", "failure_reason"]
