@@ -34,8 +34,8 @@ from hotremove.model.locks import (
     Mutex,
     SpinLock,
     Task,
-    _current,
     call_path,
+    current,
     describe,
     set_tracker,
     sleep_in_atomic,
@@ -308,7 +308,7 @@ class InstrumentedLocks:
 
     # -- buffer and page locks (bit locks) ----------------------------------------------------
     def lock_buffer(self, bh: BufferHead) -> None:
-        task = _current[-1]
+        task = current()
         self._sleep_for(task, "lock_buffer", bh)
         self._will_take(task, "buffer_lock", bh)
         while bh.b_state & BH_Lock:
@@ -321,7 +321,7 @@ class InstrumentedLocks:
         if bh.b_state & BH_Lock:
             return False
         bh.b_state |= BH_Lock
-        self._acquired(_current[-1], "buffer_lock", bh)
+        self._acquired(current(), "buffer_lock", bh)
         return True
 
     def unlock_buffer(self, bh: BufferHead) -> None:
@@ -332,7 +332,7 @@ class InstrumentedLocks:
         self.preempt("unlock_buffer", bh)
 
     def lock_page(self, page: Page) -> None:
-        task = _current[-1]
+        task = current()
         self._sleep_for(task, "lock_page", page)
         self._will_take(task, "page_lock", page)
         while page.flags & PG_locked:
@@ -345,7 +345,7 @@ class InstrumentedLocks:
         if page.flags & PG_locked:
             return False
         page.flags |= PG_locked
-        self._acquired(_current[-1], "page_lock", page)
+        self._acquired(current(), "page_lock", page)
         return True
 
     def unlock_page(self, page: Page) -> None:
@@ -357,7 +357,7 @@ class InstrumentedLocks:
 
     # -- spinlocks and mutexes ----------------------------------------------------------------
     def spin_lock(self, lock: SpinLock) -> None:
-        task = _current[-1]
+        task = current()
         self.preempt("spin_lock", lock)
         if lock.held and lock.owner is task:
             raise DeadlockError(f"spin_lock({lock.name}): already held (recursive spinlock)")
@@ -374,7 +374,7 @@ class InstrumentedLocks:
     def spin_unlock(self, lock: SpinLock) -> None:
         if not lock.held:
             raise AssertionError(f"spin_unlock({lock.name}) of an unlocked lock")
-        owner = lock.owner or _current[-1]
+        owner = lock.owner or current()
         lock.held = False
         lock.owner = None
         if lock in owner.held_spinlocks:
@@ -383,7 +383,7 @@ class InstrumentedLocks:
         self.preempt("spin_unlock", lock)
 
     def mutex_lock(self, lock: Mutex) -> None:
-        task = _current[-1]
+        task = current()
         self._sleep_for(task, "mutex_lock", lock)
         self._will_take(task, lock.lock_class, lock)
         while lock.held:

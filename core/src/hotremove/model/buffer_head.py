@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from hotremove.model.locks import _current
+from hotremove.model.locks import current, register_tracker_user
 from hotremove.model.page import (
     Page,
     PG_dirty,
@@ -359,7 +359,7 @@ def lock_buffer(bh: BufferHead) -> None:
     if _tracker is not None:
         _tracker.lock_buffer(bh)
         return
-    task = _current[-1]
+    task = current()
     task.might_sleep("lock_buffer")
     if bh.b_state & BH_Lock:
         task.wait_for(bh, "lock_buffer")
@@ -449,3 +449,5 @@ __all__ = [
     "trylock_buffer",
     "unlock_buffer",
 ]
+
+register_tracker_user(__name__)

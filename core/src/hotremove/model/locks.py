@@ -333,6 +333,9 @@ class LockTracker(Protocol):
 
 
 _tracker: LockTracker | None = None
+#: Modules whose lock primitives keep their own copy of the tracker in a ``_tracker`` global
+#: (page, buffer_head): they register here, so this module imports neither.
+_tracker_users: list[Any] = []
 
 
 def tracker() -> LockTracker | None:
@@ -340,15 +343,20 @@ def tracker() -> LockTracker | None:
     return _tracker
 
 
+def register_tracker_user(module_name: str) -> None:
+    """Let the module named ``module_name`` keep a fast-path copy of the tracker."""
+    module = sys.modules[module_name]
+    module._tracker = _tracker
+    _tracker_users.append(module)
+
+
 def set_tracker(new: LockTracker | None) -> LockTracker | None:
     """Install ``new`` as the slow path of every lock primitive (``None``: back to the fast
     path); returns the previous one. The flag is a module global in each primitive's module,
     so the fast path pays one ``is None`` test."""
     global _tracker
-    from hotremove.model import buffer_head, page
-
     old = _tracker
     _tracker = new
-    buffer_head._tracker = new
-    page._tracker = new
+    for module in _tracker_users:
+        module._tracker = new
     return old

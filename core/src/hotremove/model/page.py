@@ -10,12 +10,11 @@ from __future__ import annotations
 import enum
 import sys
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, overload
+from typing import Any, overload
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from hotremove.model.buffer_head import BufferHead
+from hotremove.model.locks import current, register_tracker_user
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
@@ -285,7 +284,7 @@ class Page:
         mm._mapping_id[self.pfn] = mm.mapping_index(value)
 
     @property
-    def private(self) -> BufferHead | Any:
+    def private(self) -> Any:
         """The head of the buffer ring; the swap entry in the swap cache; else None."""
         mm = self._mm
         bh = mm._private_bh[self.pfn]
@@ -294,7 +293,7 @@ class Page:
         return mm.private.get(self.pfn)
 
     @private.setter
-    def private(self, value: BufferHead | Any) -> None:
+    def private(self, value: Any) -> None:
         mm = self._mm
         pfn = self.pfn
         index = getattr(value, "_bh_index", None)
@@ -341,14 +340,14 @@ def page_has_buffers(page: Page) -> bool:
     return page.flags & PG_private != 0 and page.private is not None
 
 
-def attach_page_private(page: Page, data: BufferHead) -> None:
+def attach_page_private(page: Page, data: Any) -> None:
     """``folio_attach_private``: PG_private and one page reference travel with ->private."""
     page.private = data
     page._refcount += 1
     page.flags |= PG_private
 
 
-def detach_page_private(page: Page) -> BufferHead | None:
+def detach_page_private(page: Page) -> Any:
     """``folio_detach_private``: the inverse of :func:`attach_page_private`."""
     if not page.flags & PG_private:
         return None
@@ -382,8 +381,6 @@ def lock_page(page: Page) -> None:
     if _tracker is not None:
         _tracker.lock_page(page)
         return
-    from hotremove.model.locks import current
-
     task = current()
     task.might_sleep("lock_page")
     if page.flags & PG_locked:
@@ -393,3 +390,5 @@ def lock_page(page: Page) -> None:
 
 #: The lock tracker (lockdep, the explorer) while one runs: see locks.set_tracker.
 _tracker: Any = None
+
+register_tracker_user(__name__)
