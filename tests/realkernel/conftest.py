@@ -1,9 +1,10 @@
 """Shared set-up of the real-kernel tests.
 
-Tests marked ``realkernel`` boot Debian's kernels under QEMU (minutes under TCG): select them
-with ``pytest -m realkernel``, leave them out with ``-m 'not realkernel'``. Without
-qemu-system-x86_64 they are skipped on a developer's machine but fail in CI (``CI=true``), where
-the tools must be installed.
+Tests marked ``realkernel`` boot Debian's kernels under QEMU (about a minute each under TCG),
+so they are opt-in: they run with ``pytest -m realkernel`` (or ``HOTREMOVE_REALKERNEL=1``) and
+are skipped otherwise, keeping a plain ``pytest`` fast. Without qemu-system-x86_64 or busybox
+they are skipped on a developer's machine but fail in CI (``CI=true``), where the tools must be
+installed.
 """
 
 from __future__ import annotations
@@ -20,13 +21,22 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def _selected(config: pytest.Config) -> bool:
+    markexpr = str(config.getoption("markexpr", "") or "")
+    return "realkernel" in markexpr or os.environ.get("HOTREMOVE_REALKERNEL") == "1"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if os.environ.get("CI") == "true":
+    reason = None
+    if not _selected(config):
+        reason = "real-kernel test: run with pytest -m realkernel"
+    elif os.environ.get("CI") != "true":
+        missing = [t for t in ("qemu-system-x86_64", "busybox") if shutil.which(t) is None]
+        if missing:
+            reason = f"{', '.join(missing)} not installed"
+    if reason is None:
         return
-    missing = [t for t in ("qemu-system-x86_64", "busybox") if shutil.which(t) is None]
-    if not missing:
-        return
-    skip = pytest.mark.skip(reason=f"{', '.join(missing)} not installed")
+    skip = pytest.mark.skip(reason=reason)
     for item in items:
-        if "realkernel" in item.keywords:
+        if item.get_closest_marker("realkernel") is not None:
             item.add_marker(skip)

@@ -275,3 +275,64 @@ def test_what_is_not_mirrored_is_named() -> None:
     for word in ("placement", "workload.cached", "workload.anon", "workload.unmovable"):
         assert word in notes
     assert writeback_sysctls(scenario)["dirty_writeback_centisecs"] == 0
+
+
+def test_missing_tools_are_one_line_saying_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hotremove.realkernel.fetch import fetch_kernel
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(HotremoveError) as exc:
+        fetch_kernel("6.1", cache=tmp_path / "cache")
+    message = str(exc.value)
+    assert "\n" not in message
+    assert "qemu-system-x86_64" in message and "apt-get install" in message
+    assert "qemu-system-x86" in message.split("apt-get install")[1]
+    assert not (tmp_path / "cache").exists()
+
+
+def _kernel_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "hotremove.cli.kernel", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = _kernel_cli("fetch", "5.10")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("hotremove: error: unknown kernel version '5.10'")
+    assert result.stderr.count("\n") == 1
+    result = _kernel_cli("run", str(tmp_path / "nope.toml"), "--kernel", "6.1")
+    assert result.returncode == 2 and "no such scenario file" in result.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text(SMALL.replace('block_size = "128MiB"', 'block_size = "64MiB"'))
+    result = _kernel_cli("run", str(bad), "--kernel", "6.1", "--json")
+    assert result.returncode == 2 and result.stdout == ""
+    assert "memory.block_size" in result.stderr and result.stderr.count("\n") == 1
+    result = _kernel_cli("diff", str(bad), "--kernel", "6.1,4.19")
+    assert result.returncode == 2 and "'4.19'" in result.stderr
+
+
+def test_a_guest_without_a_result_is_a_guest_error_naming_the_log(tmp_path: Path) -> None:
+    from hotremove.realkernel.qemu import GuestError
+    from hotremove.realkernel.run import check_finished
+
+    log = tmp_path / "console.log"
+    panic = "RK boot release=x\n[ 1.0] Kernel panic - not syncing: Attempted to kill init!\n"
+    cases = {
+        panic: "guest kernel: Kernel panic - not syncing: Attempted to kill init!",
+        "RK boot release=x\nRK error what=mount_data\n": "guest: mount_data",
+        "RK boot release=x\nRK read t0=1 t1=2\n": "guest ended without a result",
+    }
+    for text, start in cases.items():
+        with pytest.raises(GuestError) as exc:
+            check_finished(text, console.parse(text), log)
+        assert str(exc.value).startswith(start)
+        assert str(log) in str(exc.value) and "\n" not in str(exc.value)
+    check_finished("RK end\n", console.parse("RK end\n"), log)
