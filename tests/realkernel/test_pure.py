@@ -317,6 +317,10 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert "memory.block_size" in result.stderr and result.stderr.count("\n") == 1
     result = _kernel_cli("diff", str(bad), "--kernel", "6.1,4.19")
     assert result.returncode == 2 and "'4.19'" in result.stderr
+    good = tmp_path / "good.toml"
+    good.write_text(SMALL)
+    result = _kernel_cli("run", str(good))  # no --kernel and no [kernel] version
+    assert result.returncode == 2 and "--kernel: name a version (6.1, 6.12)" in result.stderr
 
 
 def test_a_guest_without_a_result_is_a_guest_error_naming_the_log(tmp_path: Path) -> None:

@@ -41,6 +41,12 @@ def simulate(scenario: Scenario, version: str) -> dict[str, Any]:
     return report.as_dict()
 
 
+def _scenario_version(scenario: Scenario) -> str:
+    """The scenario's ``[kernel] version`` when the schema has one, else "" (an error)."""
+    kernel_section = getattr(scenario, "kernel", None)
+    return str(getattr(kernel_section, "version", None) or "")
+
+
 def _versions(value: str) -> list[str]:
     versions = [v.strip() for v in value.split(",") if v.strip()]
     if not versions:
@@ -132,7 +138,12 @@ _keep_opt = click.option(
 
 @kernel.command("run")
 @_scenario_arg
-@click.option("--kernel", "version", required=True, help="Kernel version: 6.1 or 6.12.")
+@click.option(
+    "--kernel",
+    "version",
+    default=None,
+    help="Kernel version: 6.1 or 6.12 (default: the scenario's [kernel] version).",
+)
 @click.option("--json", "json_out", is_flag=True, help="One JSON object on stdout.")
 @_timeout_opt
 @_offline_opt
@@ -150,8 +161,10 @@ def run_command(
 ) -> int:
     """Replay SCENARIO's workload on a real kernel, offline its blocks, report."""
     settings = _begin(ctx)
-    check_version(version)
+    if version is not None:
+        check_version(version)
     scn = scenario_mod.load(scenario_file)
+    version = _versions(version or _scenario_version(scn))[0]
     try:
         report = _guest_run(
             scn,
@@ -174,7 +187,10 @@ def run_command(
 @kernel.command("diff")
 @_scenario_arg
 @click.option(
-    "--kernel", "versions", required=True, help="Kernel version(s): 6.1, 6.12 or 6.1,6.12."
+    "--kernel",
+    "versions",
+    default=None,
+    help="Kernel version(s): 6.1, 6.12 or 6.1,6.12 (default: the scenario's [kernel] version).",
 )
 @click.option("--json", "json_out", is_flag=True, help="One JSON object on stdout.")
 @_timeout_opt
@@ -195,8 +211,10 @@ def diff_command(
     from hotremove.realkernel.diff import all_agree, compare
 
     settings = _begin(ctx)
-    chosen = _versions(versions)
+    if versions is not None:
+        _versions(versions)
     scn = scenario_mod.load(scenario_file)
+    chosen = _versions(versions or _scenario_version(scn))
     quiet = settings.quiet or json_out
     out: dict[str, Any] = {"scenario": str(scenario_file), "kernels": {}}
     agree = True

@@ -55,6 +55,9 @@ class BlockResult:
     written_back: int
     pgpgout_kib: int
     before: dict[str, int]  #: the block's kpageflags classes before the first offline
+    #: its classes right after its own offline attempt (empty once offlined: no struct pages
+    #: to read) — where the pages that would not move still are
+    after: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -68,6 +71,7 @@ class BlockResult:
             "written_back": self.written_back,
             "pgpgout_kib": self.pgpgout_kib,
             "before": self.before,
+            "after": self.after,
         }
 
 
@@ -217,6 +221,14 @@ def build_report(
                 written_back=_delta(after, prev, "nr_written"),
                 pgpgout_kib=_delta(after, prev, "pgpgout"),
                 before=before_kpf.get(sim, {}),
+                after=next(
+                    (
+                        _classes(r)
+                        for r in every(records, "kpf", tag=f"after_offline_{sim}")
+                        if r.int("sim") == sim
+                    ),
+                    {},
+                ),
             )
         )
         prev = after
