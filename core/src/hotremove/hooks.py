@@ -1,13 +1,18 @@
 """Typed facade over ``pm.hook``: the only way the core calls plugins.
 
-Besides types, the facade attributes answers to plugins: ``migrate_strategy`` walks the hook
-implementations itself, in pluggy's own call order, so the report can say which plugin serves
-which a_ops and a plugin that returns the wrong type is named in the error.
+Besides types, the facade attributes answers to plugins. Every call goes through pluggy's own
+machinery (hook wrappers, ``add_hookcall_monitoring``, ``HOTREMOVE_TRACE_HOOKS``): a
+``firstresult`` hook whose answer must be attributed asks the plugins one at a time, in
+pluggy's call order, through :func:`call_plugin` — a ``subset_hook_caller`` that leaves out
+every other plugin — so the report can say which plugin serves which a_ops and a plugin that
+returns the wrong type is named in the error. The loader and the conformance kit use the same
+helper when they ask one plugin alone.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 import structlog
@@ -27,13 +32,36 @@ class PluginError(HotremoveError):
     """A plugin broke the hook contract at run time (the message names the plugin)."""
 
 
-def _call_order(caller: pluggy.HookCaller) -> list[pluggy.HookImpl]:
-    """Implementations in the order pluggy calls them (tryfirst … trylast), wrappers excluded."""
+def call_order(pm: pluggy.PluginManager, hook: str) -> list[str]:
+    """The plugins implementing ``hook``, in the order pluggy calls them (tryfirst … trylast),
+    wrappers excluded."""
+    caller: pluggy.HookCaller = getattr(pm.hook, hook)
     return [
-        impl
+        impl.plugin_name
         for impl in reversed(caller.get_hookimpls())
         if not (impl.hookwrapper or getattr(impl, "wrapper", False))
     ]
+
+
+def plugin_caller(pm: pluggy.PluginManager, hook: str, plugin: str) -> Callable[..., Any]:
+    """``hook`` of the plugin named ``plugin`` alone, as a pluggy hook caller (its wrappers
+    and monitoring still run): call it with the hook's keyword arguments."""
+    others = [
+        p
+        for name, p in pm.list_name_plugin()
+        if name != plugin and p is not None and not pm.is_blocked(name)
+    ]
+    subset = pm.subset_hook_caller(hook, remove_plugins=others)
+    spec = getattr(pm.hook, hook).spec
+    if spec is not None and spec.opts.get("firstresult"):
+        return subset
+    return lambda **kwargs: next(iter(subset(**kwargs)), None)
+
+
+def call_plugin(pm: pluggy.PluginManager, hook: str, plugin: str, **kwargs: Any) -> Any:
+    """Call ``hook`` on the plugin named ``plugin`` alone (see :func:`plugin_caller`); returns
+    its answer (``None`` when it declines)."""
+    return plugin_caller(pm, hook, plugin)(**kwargs)
 
 
 class Hooks:
@@ -44,18 +72,24 @@ class Hooks:
         self.trace = trace
         self.wants_page_events = bool(pm.hook.hotremove_on_page_migrated.get_hookimpls())
         self.wants_writeback_events = bool(pm.hook.hotremove_on_writeback.get_hookimpls())
+        #: (plugin, its hotremove_migrate_strategy alone) in call order, made on first use
+        self._strategy_callers: list[tuple[str, Callable[..., Any]]] | None = None
 
     def migrate_strategy(self, mapping: AddressSpace, policy: str) -> tuple[MigrateStrategy, str]:
         """The strategy for ``mapping`` and the name of the plugin that gave it."""
-        caller = self.pm.hook.hotremove_migrate_strategy
-        for impl in _call_order(caller):
-            args = {"mapping": mapping, "policy": policy}
-            result = impl.function(*[args[name] for name in impl.argnames])
+        hook = "hotremove_migrate_strategy"
+        if self._strategy_callers is None:
+            self._strategy_callers = [
+                (plugin, plugin_caller(self.pm, hook, plugin))
+                for plugin in call_order(self.pm, hook)
+            ]
+        for plugin, caller in self._strategy_callers:
+            result = caller(mapping=mapping, policy=policy)
             if self.trace:
                 log.debug(
                     "hook_called",
-                    hook="hotremove_migrate_strategy",
-                    plugin=impl.plugin_name,
+                    hook=hook,
+                    plugin=plugin,
                     a_ops=mapping.a_ops.name,
                     result=getattr(result, "name", None),
                 )
@@ -63,10 +97,10 @@ class Hooks:
                 continue
             if not isinstance(result, MigrateStrategy):
                 raise PluginError(
-                    f"plugin {impl.plugin_name!r} returned {type(result).__name__} from "
+                    f"plugin {plugin!r} returned {type(result).__name__} from "
                     "hotremove_migrate_strategy (expected a MigrateStrategy or None)"
                 )
-            return result, impl.plugin_name
+            return result, plugin
         raise PluginError(
             f"no plugin migrates {mapping.a_ops.name} pages under policy {policy!r} "
             "(is hotremove-generic-writeback installed?)"

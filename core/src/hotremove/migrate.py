@@ -310,3 +310,25 @@ BUFFER_MIGRATE_FOLIO = FunctionStrategy("buffer_migrate_folio", True, buffer_mig
 BUFFER_MIGRATE_FOLIO_NOREFS = FunctionStrategy(
     "buffer_migrate_folio_norefs", True, buffer_migrate_folio_norefs
 )
+
+
+__all__ = [
+    "BUFFER_MIGRATE_FOLIO",
+    "BUFFER_MIGRATE_FOLIO_NOREFS",
+    "FILEMAP_MIGRATE_FOLIO",
+    "MIGRATED_FLAGS",
+    "MIGRATE_FOLIO",
+    "FunctionStrategy",
+    "MigrateControl",
+    "MigrateStrategy",
+    "buffer_migrate_folio",
+    "buffer_migrate_folio_norefs",
+    "buffer_migrate_lock_buffers",
+    "buffers_busy",
+    "filemap_migrate_folio",
+    "folio_copy",
+    "folio_expected_refs",
+    "folio_migrate_flags",
+    "folio_migrate_mapping",
+    "migrate_folio",
+]

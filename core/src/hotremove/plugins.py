@@ -21,7 +21,8 @@ import pluggy
 import structlog
 
 from hotremove import hookspecs
-from hotremove.hooks import Hooks
+from hotremove.hooks import Hooks, call_order, call_plugin
+from hotremove.model.migrate_mode import DEFAULT_POLICY
 
 ENTRY_POINT_GROUP = "hotremove"
 log = structlog.get_logger("hotremove.plugins")
@@ -125,7 +126,8 @@ def _collect_filesystems(
     aops_owner: dict[str, str] = {}
     policy_owner: dict[str, str] = {}
     for impl in pm.hook.hotremove_register_filesystems.get_hookimpls():
-        info = by_name.setdefault(impl.plugin_name, PluginInfo(name=impl.plugin_name))
+        name = impl.plugin_name
+        info = by_name.setdefault(name, PluginInfo(name=name))
 
         def register(
             fs_type: str,
@@ -153,7 +155,7 @@ def _collect_filesystems(
             _info.aops.extend(names)
 
         try:
-            impl.function(register)
+            call_plugin(pm, "hotremove_register_filesystems", name, register=register)
         except Exception as exc:
             info.error = f"hotremove_register_filesystems: {type(exc).__name__}: {exc}"
             log.warning("plugin_register_failed", plugin=info.name, error=info.error)
@@ -165,17 +167,16 @@ def _probe_strategies(pm: pluggy.PluginManager, report: list[PluginInfo]) -> Non
     at load time: a plugin that raises or answers with something that is not a strategy is
     reported by name and left out, before any run depends on it."""
     from hotremove.migrate import MigrateStrategy
-    from hotremove.model.address_space import AddressSpace, Inode, SuperBlock
+    from hotremove.model.address_space import probe_mapping
     from hotremove.model.aops import AOPS
 
     by_name = {info.name: info for info in report}
-    for impl in list(pm.hook.hotremove_migrate_strategy.get_hookimpls()):
+    hook = "hotremove_migrate_strategy"
+    for name in call_order(pm, hook):
         for a_ops in AOPS.values():
-            sb = SuperBlock("probe", a_ops.fs_type, 4096, s_bdev=None)  # type: ignore[arg-type]
-            mapping = AddressSpace(Inode(0, "probe", 0, sb, []), a_ops)
-            args = {"mapping": mapping, "policy": "auto"}
+            mapping = probe_mapping(a_ops)
             try:
-                result = impl.function(*[args[name] for name in impl.argnames])
+                result = call_plugin(pm, hook, name, mapping=mapping, policy=DEFAULT_POLICY)
             except Exception as exc:
                 error = f"hotremove_migrate_strategy raised {type(exc).__name__}: {exc}"
             else:
@@ -185,10 +186,10 @@ def _probe_strategies(pm: pluggy.PluginManager, report: list[PluginInfo]) -> Non
                     f"hotremove_migrate_strategy returned {type(result).__name__} for "
                     f"{a_ops.name} (expected a MigrateStrategy or None)"
                 )
-            info = by_name.setdefault(impl.plugin_name, PluginInfo(name=impl.plugin_name))
+            info = by_name.setdefault(name, PluginInfo(name=name))
             info.error = error
-            log.warning("plugin_rejected", plugin=impl.plugin_name, error=error)
-            plugin = pm.get_plugin(impl.plugin_name)
+            log.warning("plugin_rejected", plugin=name, error=error)
+            plugin = pm.get_plugin(name)
             if plugin is not None:
                 pm.unregister(plugin)
             break

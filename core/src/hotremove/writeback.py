@@ -156,3 +156,15 @@ def wait_for_all(machine: Machine) -> None:
     while machine.waiters:
         key = next(iter(machine.waiters))
         machine.waiters.pop(key)()
+
+
+__all__ = [
+    "Block",
+    "clear_page_dirty",
+    "dirty_blocks",
+    "start_writeback",
+    "submit_block_runs",
+    "sync_mapping",
+    "wait_for_all",
+    "writeout",
+]

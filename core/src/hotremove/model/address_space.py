@@ -205,3 +205,13 @@ class SwapCache:
 
     def __repr__(self) -> str:
         return f"<SwapCache {len(self.i_pages)} pages>"
+
+
+def probe_mapping(
+    a_ops: AddressSpaceOps, *, blocksize: int = 4096, name: str = "probe"
+) -> AddressSpace:
+    """An address_space of ``a_ops`` on an empty inode and no device: what asking a plugin
+    "how would you migrate this a_ops's pages?" needs (the loader's probe, ``plan``, the
+    conformance kit), without a machine."""
+    sb = SuperBlock(name, a_ops.fs_type, blocksize, s_bdev=None)  # type: ignore[arg-type]
+    return AddressSpace(Inode(0, name, 0, sb, []), a_ops)

@@ -217,12 +217,12 @@ class ConformanceChecks:
 
     def _ask(self, plugins: PluginSet, mapping: Any, policy: str) -> tuple[bool, Any]:
         """Call this plugin's ``hotremove_migrate_strategy`` alone: (implemented, answer)."""
-        caller = plugins.pm.hook.hotremove_migrate_strategy
-        impl = next((i for i in caller.get_hookimpls() if i.plugin_name == self.plugin), None)
-        if impl is None:
+        from hotremove.hooks import call_order, call_plugin
+
+        hook = "hotremove_migrate_strategy"
+        if self.plugin not in call_order(plugins.pm, hook):
             return False, None
-        args = {"mapping": mapping, "policy": policy}
-        return True, impl.function(*[args[name] for name in impl.argnames])
+        return True, call_plugin(plugins.pm, hook, self.plugin, mapping=mapping, policy=policy)
 
     def check_answers_for_own(self, plugins: PluginSet, built: Built) -> None:
         """For every a_ops it claims, under ``auto``, it returns a MigrateStrategy."""
