@@ -54,9 +54,14 @@ def parse(text: str) -> list[Record]:
 
 
 def panic_line(text: str) -> str | None:
-    """The first line saying the kernel panicked or hit a BUG, if any."""
-    m = _PANIC.search(text)
-    return m.group(0).strip() if m else None
+    """The first kernel line (not a guest record) saying it panicked or hit a BUG."""
+    for line in text.replace("\r", "").splitlines():
+        if line.startswith("RK "):
+            continue
+        m = _PANIC.search(line)
+        if m:
+            return m.group(0).strip()
+    return None
 
 
 def last_line(text: str) -> str:

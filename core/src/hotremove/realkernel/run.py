@@ -168,7 +168,7 @@ def default_guest_timeout(scenario: Scenario, offline_seconds: int) -> float:
     """Wall-clock limit for the whole guest: boot, the workload, every offline at its limit,
     and the checks; generous, since TCG is slow and a busy host slower still."""
     data = sum(fs.files * fs.file_size for fs in scenario.filesystem)
-    return 300 + offline_seconds * len(scenario.remove.blocks) + data / (1 << 20)
+    return 600 + offline_seconds * len(scenario.remove.blocks) + data / (1 << 20)
 
 
 def run_in_guest(
@@ -231,13 +231,13 @@ def run_in_guest(
 
 def check_finished(text: str, records: list[console.Record], log: Path) -> None:
     """A guest that panicked, reported an error or stopped early is a :class:`GuestError`."""
-    panic = console.panic_line(text)
-    if panic:
-        raise GuestError(f"guest kernel: {panic} (console log kept: {log})")
     error = console.first(records, "error")
     if error is not None:
         raise GuestError(f"guest: {error.fields.get('what', 'error')} (console log kept: {log})")
     if console.first(records, "end") is None:
+        panic = console.panic_line(text)
+        if panic:
+            raise GuestError(f"guest kernel: {panic} (console log kept: {log})")
         raise GuestError(
             f"guest ended without a result (last line: {console.last_line(text)}; "
             f"console log kept: {log})"
