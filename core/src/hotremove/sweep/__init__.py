@@ -36,12 +36,13 @@ has no row, is reported, and runs again with ``--resume``.
 
 from __future__ import annotations
 
+from hotremove.sweep.columns import STATUSES
 from hotremove.sweep.driver import SweepResult, existing_rows, summarize, sweep
 from hotremove.sweep.grid import Grid, GridError, RunSpec, check_strategies, load_grid
 from hotremove.sweep.grid import _show as _show  # the CLI formats axis values with it
 from hotremove.sweep.plot import plot
 from hotremove.sweep.results import ResultsFile
-from hotremove.sweep.rows import STATUSES, failure_reason, header, identity, run_one
+from hotremove.sweep.rows import failure_reason, header, identity, run_one
 
 __all__ = [
     "STATUSES",

@@ -18,7 +18,7 @@ import structlog
 
 from hotremove.errors import ScenarioError
 from hotremove.scenario import FilesystemConfig, Scenario, validate
-from hotremove.sweep.rows import REPORT_COLUMNS
+from hotremove.sweep.columns import REPORT_COLUMNS
 
 log = structlog.get_logger("hotremove.sweep")
 

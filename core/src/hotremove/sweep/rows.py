@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from hotremove.scenario import validate
+from hotremove.sweep.columns import HEAD_COLUMNS, REPORT_COLUMNS, TIMING_COLUMNS
 
 if TYPE_CHECKING:
     from hotremove.sweep.grid import Grid
@@ -23,55 +24,6 @@ log = structlog.get_logger("hotremove.sweep")
 FAILED_KEPT = 50
 
 # --------------------------------------------------------------------------- rows
-
-
-#: The report's columns (DESIGN §7 keys, flattened) and how to read them back from CSV.
-#: Lists and variable-key dicts are JSON; report keys not listed here land in ``extra``.
-REPORT_COLUMNS: dict[str, str] = {
-    "scenario": "str",
-    "seed": "int",
-    "device": "str",
-    "mode": "str",
-    "policy": "str",
-    "blocks": "json",
-    "pages_in_region": "int",
-    "isolated_free": "int",
-    "migrated": "int",
-    "rebound": "int",
-    "written_back": "int",
-    "writeback_ios": "int",
-    "writeback_bytes": "int",
-    "journal_ios": "int",
-    "offlined": "bool",
-    "passes": "int",
-    "rounds": "int",
-    "retries": "json",
-    "simulated_seconds": "float",
-    "cpu_seconds": "float",
-    "io_seconds": "float",
-    "failed_pages": "int",
-    "failed": "json",
-    "check_failures": "int",
-    "checks": "json",
-    "lock_violations": "json",
-    "verify_ok": "bool",
-    "verify_files_checked": "int",
-    "verify_mismatches": "int",
-    "verify": "json",
-    "strategies": "json",
-    "per_aops": "json",
-    "ok": "bool",
-    "extra": "json",
-}
-#: Wall-clock columns: they differ from run to run and are not part of a row's identity.
-TIMING_COLUMNS: dict[str, str] = {"wall_seconds": "float", "run_seconds": "float", "worker": "str"}
-HEAD_COLUMNS: dict[str, str] = {
-    "run_id": "str",
-    "run_index": "int",
-    "status": "str",
-    "reason": "str",
-}
-STATUSES = ("ok", "failed", "error")
 
 
 def header(grid: Grid) -> list[str]:
