@@ -4,6 +4,7 @@ write merging, console parsing, the guest report, the QEMU command line, refusal
 from __future__ import annotations
 
 import io
+import shutil
 import subprocess
 import tarfile
 from pathlib import Path
@@ -76,6 +77,7 @@ def test_modules_come_after_their_dependencies() -> None:
     assert module_name("kernel/arch/x86/crypto/crc32c-intel.ko.zst") == "crc32c_intel"
 
 
+@pytest.mark.skipif(shutil.which("cpio") is None, reason="cpio not installed")
 def test_cpio_archive_lists_with_cpio(tmp_path: Path) -> None:
     entries = [
         cpio.directory("bin"),
@@ -147,6 +149,7 @@ def test_job_files_carry_the_plan() -> None:
         job_files(bad)
 
 
+@pytest.mark.skipif(shutil.which("busybox") is None, reason="busybox not installed")
 def test_the_guest_script_is_valid_shell() -> None:
     subprocess.run(["busybox", "sh", "-n", "-c", script(_plan())], check=True)
 
