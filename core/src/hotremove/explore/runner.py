@@ -1,7 +1,7 @@
 """Run the migration against actors under many seeded schedules; stop at the first failure.
 
 One :class:`Explorer` builds on one machine: it records the machine once
-(:class:`~hotremove.explore.snapshot.Snapshot`) and, for schedule ``k`` of seed ``S``, puts it
+(:class:`~hotremove.explore.state.SavedState`) and, for schedule ``k`` of seed ``S``, puts it
 back, derives every random choice from ``(S, k)`` — which actors do how many operations on
 which pages, and who runs at each preemption point — runs the engine's ``offline()`` as one
 actor among the others, then checks the end invariants. ``(S, k)`` replays the schedule bit
@@ -35,7 +35,7 @@ from hotremove.explore.scheduler import (
     TraceEvent,
     actor_main,
 )
-from hotremove.explore.snapshot import Snapshot
+from hotremove.explore.state import SavedState
 from hotremove.hooks import Hooks
 from hotremove.lockdep import InstrumentedLocks, Lockdep
 from hotremove.model.locks import Mutex, SpinLock, Task, set_tracker
@@ -135,7 +135,7 @@ class Explorer:
             self._serialise_flush(sb)
         machine.materialise_images()  # restored between schedules: must not be shared
         images = sorted({sb.s_bdev.path for sb in machine.superblocks})
-        self.snapshot = Snapshot((machine, self.golden), images)
+        self.saved = SavedState((machine, self.golden), images)
 
     def _serialise_flush(self, sb: Any) -> None:
         """kjournald and the plugin's own ``flush`` (run between migration passes and by
@@ -154,7 +154,7 @@ class Explorer:
 
     def close(self) -> None:
         """Put the machine back as it was given, without the explorer's wrappers."""
-        self.snapshot.restore()
+        self.saved.restore()
         for journal in self._wrapped:
             journal.__dict__.pop("flush", None)
 
@@ -167,7 +167,7 @@ class Explorer:
         *,
         full: bool = False,
     ) -> ScheduleResult:
-        self.snapshot.restore()
+        self.saved.restore()
         rng = random.Random(f"hotremove-explore/{seed}/{schedule}")
         chooser = chooser or RandomChooser(random.Random(rng.getrandbits(64)))
         world = World(self.machine, self.golden, rng, journal_locks=self.journal_locks)

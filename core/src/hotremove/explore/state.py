@@ -1,4 +1,5 @@
-"""Put a machine back exactly as it was, in place, between two schedules.
+"""The explorer's saved state: put a machine back exactly as it was, in place, between two
+schedules.
 
 Building a machine runs mke2fs and debugfs; a schedule runs in milliseconds. So the explorer
 builds once, records the state of every object reachable from the machine (pages, buffers,
@@ -42,7 +43,7 @@ def _slots(cls: type) -> list[str]:
     return [n for n in names if n not in ("__dict__", "__weakref__")]
 
 
-class Snapshot:
+class SavedState:
     """The recorded state of an object graph (see module doc)."""
 
     def __init__(self, root: Any, images: list[Path] | None = None) -> None:
