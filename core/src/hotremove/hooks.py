@@ -18,6 +18,7 @@ import pluggy
 import structlog
 
 from hotremove.errors import HotremoveError
+from hotremove.kernels import DEFAULT_KERNEL, Kernel, get_kernel
 from hotremove.migrate import MigrateStrategy
 
 if TYPE_CHECKING:
@@ -75,8 +76,13 @@ class Hooks:
         #: (plugin, its hotremove_migrate_strategy alone) in call order, made on first use
         self._strategy_callers: list[tuple[str, Callable[..., Any]]] | None = None
 
-    def migrate_strategy(self, mapping: AddressSpace, policy: str) -> tuple[MigrateStrategy, str]:
-        """The strategy for ``mapping`` and the name of the plugin that gave it."""
+    def migrate_strategy(
+        self, mapping: AddressSpace, policy: str, kernel: Kernel | None = None
+    ) -> tuple[MigrateStrategy, str]:
+        """The strategy for ``mapping`` in ``kernel`` (default: the newest modelled) and the
+        name of the plugin that gave it."""
+        if kernel is None:
+            kernel = get_kernel(DEFAULT_KERNEL)
         hook = "hotremove_migrate_strategy"
         if self._strategy_callers is None:
             self._strategy_callers = [
@@ -84,7 +90,7 @@ class Hooks:
                 for plugin in call_order(self.pm, hook)
             ]
         for plugin, caller in self._strategy_callers:
-            result = caller(mapping=mapping, policy=policy)
+            result = caller(mapping=mapping, policy=policy, kernel=kernel)
             if self.trace:
                 log.debug(
                     "hook_called",

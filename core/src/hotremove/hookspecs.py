@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from hotremove.kernels import Kernel
     from hotremove.migrate import MigrateStrategy
     from hotremove.model.address_space import AddressSpace, SuperBlock
     from hotremove.model.machine import Machine
@@ -36,9 +37,16 @@ def hotremove_register_filesystems(register: Callable[..., None]) -> None:
 
 
 @hookspec(firstresult=True)
-def hotremove_migrate_strategy(mapping: AddressSpace, policy: str) -> MigrateStrategy | None:
+def hotremove_migrate_strategy(
+    mapping: AddressSpace, policy: str, kernel: Kernel
+) -> MigrateStrategy | None:
     """Return the strategy that migrates ``mapping``'s pages, or ``None`` for "not mine"
     (since 0.1).
+
+    ``kernel`` (since 0.2) is the :class:`hotremove.kernels.Kernel` being simulated
+    (``kernel.version`` is ``"2004"``, ``"6.1"``, ``"6.12"``; ``kernel.at_least("6.3")``):
+    answer with what that kernel's ``a_ops->migrate_folio`` is, ``None`` where it has none (the
+    fallback then answers). Implementations that do not take ``kernel`` keep working.
 
     Asked **once per address_space** per run; the engine caches the answer and calls
     ``strategy.migrate_folio(mc, mapping, dst, src, mode)`` for each page (see

@@ -11,6 +11,7 @@ plugins``) and left out; the others keep working. Environment switches:
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ import structlog
 
 from hotremove import hookspecs
 from hotremove.hooks import Hooks, call_order, call_plugin
+from hotremove.kernels import KERNELS
 from hotremove.model.migrate_mode import DEFAULT_POLICY
 
 ENTRY_POINT_GROUP = "hotremove"
@@ -173,10 +175,12 @@ def _probe_strategies(pm: pluggy.PluginManager, report: list[PluginInfo]) -> Non
     by_name = {info.name: info for info in report}
     hook = "hotremove_migrate_strategy"
     for name in call_order(pm, hook):
-        for a_ops in AOPS.values():
+        for kernel, a_ops in itertools.product(KERNELS.values(), AOPS.values()):
             mapping = probe_mapping(a_ops)
             try:
-                result = call_plugin(pm, hook, name, mapping=mapping, policy=DEFAULT_POLICY)
+                result = call_plugin(
+                    pm, hook, name, mapping=mapping, policy=DEFAULT_POLICY, kernel=kernel
+                )
             except Exception as exc:
                 error = f"hotremove_migrate_strategy raised {type(exc).__name__}: {exc}"
             else:

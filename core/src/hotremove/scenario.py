@@ -18,6 +18,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from hotremove.cost import PRESETS
 from hotremove.errors import ScenarioError
 from hotremove.faults import FaultSettings
+from hotremove.kernels import DEFAULT_KERNEL, KERNELS, get_kernel
 from hotremove.model.migrate_mode import DEFAULT_POLICY, MigrateMode
 from hotremove.model.page import PAGE_SIZE
 
@@ -163,7 +164,32 @@ class RemoveConfig(_Strict):
     mode: Literal["async", "sync_light", "sync"] = MigrateMode.SYNC.value
     strategy: str = Field(default=DEFAULT_POLICY, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     checks: bool = True
+    #: rounds of migrate_pages before giving up, in kernels that give up (the 2004 seed)
     max_rounds: int = Field(default=3, ge=1, le=100)
+    #: simulated seconds the offline may take before the user's signal stops it (-EINTR):
+    #: ``timeout 120 sh -c 'echo offline > /sys/devices/system/memory/memoryN/state'``
+    timeout: float = Field(default=120.0, gt=0.0, le=86_400.0)
+    #: simulated seconds from the workload's writes to the start of the offline; background
+    #: work (jbd2's commit timer, the flusher) runs in between
+    start: float = Field(default=10.0, ge=0.0, le=86_400.0)
+
+
+class KernelConfig(_Strict):
+    """Which kernel's offline to simulate, and its writeback sysctls (vm.*)."""
+
+    version: str = DEFAULT_KERNEL
+    #: vm.dirty_writeback_centisecs: the flusher wakes this often (0: periodic writeback off)
+    dirty_writeback_centisecs: int = Field(default=500, ge=0, le=8_640_000)
+    #: vm.dirty_expire_centisecs: dirty data older than this is written by the flusher
+    dirty_expire_centisecs: int = Field(default=3000, ge=0, le=8_640_000)
+
+    @model_validator(mode="after")
+    def _known(self) -> KernelConfig:
+        if self.version not in KERNELS:
+            raise ValueError(
+                f"version: unknown kernel {self.version!r} (modelled: {', '.join(KERNELS)})"
+            )
+        return self
 
 
 class DeviceConfig(_Strict):
@@ -197,6 +223,7 @@ class Scenario(_Strict):
     remove: RemoveConfig = RemoveConfig()
     device: DeviceConfig = DeviceConfig()
     faults: FaultsConfig = FaultsConfig()
+    kernel: KernelConfig = KernelConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> Scenario:
@@ -244,6 +271,9 @@ class Scenario(_Strict):
             "max_rounds": rm.max_rounds,
             "faults": self.faults.settings(),
             "fault_seed": self.workload.seed,
+            "kernel": get_kernel(self.kernel.version),
+            "timeout": rm.timeout,
+            "start": rm.start,
         }
         kwargs.update({k: v for k, v in overrides.items() if v is not None})
         return kwargs

@@ -20,6 +20,7 @@ from hotremove.model.buffer_head import (
     BH_JBDDirty,
     BH_Lock,
     page_buffers,
+    try_to_free_buffers,
 )
 from hotremove.model.locks import current
 from hotremove.model.machine import Machine
@@ -105,6 +106,17 @@ def writeout(frames: np.ndarray, mapping: AddressSpace, page: Page) -> int:
     return requests
 
 
+def filemap_release_folio(mapping: AddressSpace, page: Page) -> bool:
+    """``filemap_release_folio``: drop the page's buffers if nothing holds them — through the
+    journal's ``try_to_free_buffers`` when the filesystem journals (its heads on clean,
+    checkpointed buffers go first), else ``try_to_free_buffers``."""
+    journal = mapping.host.i_sb.s_journal
+    release = getattr(journal, "try_to_free_buffers", None)
+    if release is not None:
+        return bool(release(page))
+    return try_to_free_buffers(page)
+
+
 def sync_mapping(frames: np.ndarray, mapping: AddressSpace) -> int:
     """Write every dirty page of one file, merging adjacent blocks across pages."""
     blocks: list[Block] = []
@@ -162,6 +174,7 @@ __all__ = [
     "Block",
     "clear_page_dirty",
     "dirty_blocks",
+    "filemap_release_folio",
     "start_writeback",
     "submit_block_runs",
     "sync_mapping",

@@ -30,6 +30,7 @@ from hotremove.engine.result import ANON, SWAP, OfflineResult, failure_reason
 from hotremove.errors import HotremoveError
 from hotremove.faults import FaultSettings, eio_injector
 from hotremove.hooks import Hooks
+from hotremove.kernels import Kernel
 from hotremove.model.locks import running
 from hotremove.model.machine import Machine
 from hotremove.model.memory import ISOLATED, OFFLINE, ONLINE
@@ -39,6 +40,8 @@ from hotremove.model.page import PG_UNMOVABLE, PageArray, PG_swapcache, PG_tail
 log = structlog.get_logger("hotremove.engine")
 
 DEFAULT_MAX_ROUNDS = 3
+#: seconds until the user's signal (``timeout 120 sh -c 'echo offline > …'``)
+DEFAULT_TIMEOUT = 120.0
 
 #: Errors after which another round cannot help: stop and roll back.
 FATAL = {Errno.ENOMEM, Errno.EIO, Errno.EPLUGIN}
@@ -231,6 +234,9 @@ def offline(
     fault_seed: int = 0,
     should_stop: Callable[[], bool] | None = None,
     batching: bool = True,
+    kernel: Kernel | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    start: float = 0.0,
 ) -> OfflineResult:
     """Offline memory ``blocks`` of ``machine``: move every in-use page out, or roll back.
     ``batching=False`` sends every page through the per-page path (the reference the

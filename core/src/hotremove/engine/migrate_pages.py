@@ -121,7 +121,9 @@ class Migrator:
             return None, MIGRATE_FOLIO, self.anon
         cached = self._strategies.get(id(mapping))
         if cached is None:
-            strategy, plugin = self.hooks.migrate_strategy(mapping, self.policy)
+            strategy, plugin = self.hooks.migrate_strategy(
+                mapping, self.policy, self.machine.kernel
+            )
             if plugin == self.faults.plugin_raises:
                 strategy = RaisingStrategy(strategy, plugin)
             name = mapping.a_ops.name

@@ -24,12 +24,18 @@ AOPS: dict[str, AddressSpaceOps] = {
 
 
 def select_aops(
-    fs_type: str, options: tuple[str, ...] | list[str], data_mode: str | None
+    fs_type: str,
+    options: tuple[str, ...] | list[str],
+    data_mode: str | None,
+    driver: str | None = None,
 ) -> AddressSpaceOps:
-    """The table a regular file of this filesystem gets, as the kernel chooses it."""
-    if fs_type == "ext2":
+    """The table a regular file of this filesystem gets, as the kernel chooses it. ``driver``
+    is the filesystem driver that mounts the image (default: its own type; in Linux ≥ 4.3
+    ext3 images are mounted by ext4, whose ``ext4_set_aops`` then picks the table)."""
+    driver = driver or fs_type
+    if driver == "ext2":
         return AOPS["ext2_nobh_aops" if "nobh" in options else "ext2_aops"]
-    if fs_type == "ext3":
+    if driver == "ext3":
         mode = data_mode or "ordered"
         return AOPS["ext3_journalled_aops" if mode == "journal" else f"ext3_{mode}_aops"]
     if data_mode == "journal":

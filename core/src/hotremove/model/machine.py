@@ -6,10 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hotremove.cost import DevicePreset, SimClock
+from hotremove.kernels import DEFAULT_KERNEL, Kernel, get_kernel
 from hotremove.model.address_space import AddressSpace, AnonVma, SuperBlock, SwapCache
 from hotremove.model.blockdev import IOStats
 from hotremove.model.locks import Task
 from hotremove.model.memory import PhysicalMemory
+from hotremove.model.timers import Timers
 
 
 @dataclass
@@ -21,6 +23,7 @@ class VmStat:
     nr_rebound: int = 0  # pages whose buffer_heads moved to the new page
     nr_written_back: int = 0  # pages written out so that they could move
     nr_buffers_freed: int = 0  # pages whose buffers were dropped (try_to_free_buffers)
+    nr_flushed: int = 0  # pages the flusher wrote back (periodic writeback)
 
 
 @dataclass(eq=False)
@@ -43,9 +46,14 @@ class Machine:
     daemons: list[Callable[[Machine], None]] = field(default_factory=list)
     #: Extra references held by someone else (a pinned read, get_page elsewhere): id → count.
     pins: dict[object, int] = field(default_factory=dict)
+    #: the kernel whose behaviour this machine has (see :mod:`hotremove.kernels`)
+    kernel: Kernel = field(default_factory=lambda: get_kernel(DEFAULT_KERNEL))
+    #: kernel timers on the simulated clock (jbd2 commits, flusher wakeups)
+    timers: Timers = field(init=False)
 
     def __post_init__(self) -> None:
         self.task.waiter = self.wake
+        self.timers = Timers(self.clock)
 
     def wake(self, obj: object) -> bool:
         """The task sleeps on ``obj``: its holder runs to completion and releases it."""

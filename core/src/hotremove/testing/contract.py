@@ -218,11 +218,15 @@ class ConformanceChecks:
     def _ask(self, plugins: PluginSet, mapping: Any, policy: str) -> tuple[bool, Any]:
         """Call this plugin's ``hotremove_migrate_strategy`` alone: (implemented, answer)."""
         from hotremove.hooks import call_order, call_plugin
+        from hotremove.kernels import DEFAULT_KERNEL, get_kernel
 
         hook = "hotremove_migrate_strategy"
         if self.plugin not in call_order(plugins.pm, hook):
             return False, None
-        return True, call_plugin(plugins.pm, hook, self.plugin, mapping=mapping, policy=policy)
+        kernel = get_kernel(DEFAULT_KERNEL)
+        return True, call_plugin(
+            plugins.pm, hook, self.plugin, mapping=mapping, policy=policy, kernel=kernel
+        )
 
     def check_answers_for_own(self, plugins: PluginSet, built: Built) -> None:
         """For every a_ops it claims, under ``auto``, it returns a MigrateStrategy."""

@@ -16,6 +16,7 @@ import structlog
 
 from hotremove.cost import preset as device_preset
 from hotremove.hooks import Hooks
+from hotremove.kernels import get_kernel
 from hotremove.model.address_space import AddressSpace, Inode, SuperBlock
 from hotremove.model.aops import select_aops
 from hotremove.model.blockdev import BlockDevice
@@ -48,7 +49,8 @@ def build(
     wl = scenario.workload
     rng = np.random.default_rng(wl.seed)
     memory = PhysicalMemory(scenario.memory.size, scenario.memory.block_size)
-    machine = Machine(memory=memory, preset=device_preset(scenario.device.preset))
+    kernel = get_kernel(scenario.kernel.version)
+    machine = Machine(memory=memory, preset=device_preset(scenario.device.preset), kernel=kernel)
     golden = Golden()
     frames = FrameAllocator(memory, wl.placement, rng)
     # huge pages first, as a booted system gets them: later, fragmentation leaves no room
@@ -72,7 +74,7 @@ def build(
         )
         machine.superblocks.append(sb)
         hooks.mount(machine, sb)
-        a_ops = select_aops(cfg.type, cfg.options, cfg.data_mode)
+        a_ops = select_aops(cfg.type, cfg.options, cfg.data_mode, kernel.driver(cfg.type))
         for ino, (path, data) in enumerate(files.items(), start=12):
             # the golden model takes the generated buffer itself (no copy): nothing reads
             # ``files`` after the page cache is filled, and only the golden model changes it
