@@ -87,7 +87,7 @@ def test_clean_and_partially_dirty_buffers_rebound_without_io(
     assert any(not s & BH_Dirty for s in states.values()), "partially dirty pages"
     result = hotremove_offline(built)
     assert built.machine.io.write_requests == 0
-    assert result.classes["file_clean"]["migrated"] == result.classes["file_clean"]["pages"] > 0
+    assert result.classes["file_buffers"]["migrated"] == result.classes["file_buffers"]["pages"] > 0
     assert result.classes["file_dirty"]["migrated"] == len(dirty) > 0
     for mapping, index, _ in dirty:
         new = mapping.i_pages[index]

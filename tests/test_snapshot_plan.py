@@ -21,15 +21,8 @@ from hotremove.cli.snapshot import plan_command, snapshot_command
 from hotremove.plugins import load_plugins
 from hotremove.realmachine import snapshot as snapmod
 from hotremove.realmachine import synthesize as snapmach
-from hotremove.realmachine.plan import (
-    CLASS_NAMES,
-    BlockPlan,
-    Plan,
-    classify,
-    plan,
-    resolve_fs,
-    unit_name,
-)
+from hotremove.realmachine.classes import CLASS_NAMES, classify, unit_name
+from hotremove.realmachine.plan import BlockPlan, Plan, plan, resolve_fs
 from hotremove.realmachine.run import run_snapshot
 from hotremove.realmachine.snapshot import (
     KPF_ANON,
@@ -64,7 +57,7 @@ SYNTHETIC_CLASSES = {
     0: {"free": 128, "flagless": 896},
     1: {
         "file_buffers": 16,
-        "file_clean": 8,
+        "file_clean_nobh": 8,
         "file_dirty": 16,
         "writeback": 6,
         "anon": 20,

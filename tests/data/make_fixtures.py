@@ -93,7 +93,7 @@ def synthetic() -> Snapshot:
     f[0, 0] = f[0, 64] = BUDDY
     # 1: every movable kind (current kernels: BUDDY on every free page)
     at = _fill(f[1], c[1], 0, 16, FILE_BH)  # file_buffers 16
-    at = _fill(f[1], c[1], at, 8, FILE_NOBH)  # file_clean 8
+    at = _fill(f[1], c[1], at, 8, FILE_NOBH)  # file_clean_nobh 8
     at = _fill(f[1], c[1], at, 12, FILE_DIRTY_BH)  # file_dirty 12 (with buffers)
     at = _fill(f[1], c[1], at, 4, FILE_DIRTY_NOBH)  # file_dirty 4 (no buffers)
     at = _fill(f[1], c[1], at, 4, FILE_WRITEBACK)  # writeback 4

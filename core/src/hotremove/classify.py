@@ -1,9 +1,10 @@
-"""Page classes: what kind of frame a page is, for the report and the fidelity table.
+"""Page classes of simulated frames, for the engine's report and the fidelity table (the names
+are :mod:`hotremove.pageclass`'s, shared with the real-machine plan).
 
 | class | what the engine does (every mode unless said) |
 |---|---|
 | free | isolated with the range; nothing to move |
-| file_clean | page cache with buffers, clean: rebound by buffer_migrate_folio, no I/O |
+| file_buffers | page cache with buffers, clean: rebound by buffer_migrate_folio, no I/O |
 | file_dirty | page cache with (partly) dirty buffers: rebound, every BH_Dirty kept, no I/O |
 | file_nobh | page cache without buffers: plain migrate_folio |
 | writeback | PG_writeback, buffers locked by I/O: async/sync_light -EBUSY, sync waits for the I/O |
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from hotremove import pageclass as pc
 from hotremove.model.address_space import AnonVma
 from hotremove.model.buffer_head import BH_JBD, BH_Dirty, BH_Lock
 from hotremove.model.machine import Machine
@@ -37,19 +39,19 @@ from hotremove.model.page import (
 )
 
 CLASSES = (
-    "free",
-    "file_clean",
-    "file_dirty",
-    "file_nobh",
-    "writeback",
-    "locked_buffers",
-    "pinned",
-    "journal_held",
-    "anon",
-    "swapcache",
-    "mlocked",
-    "thp",
-    "unmovable",
+    pc.FREE,
+    pc.FILE_BUFFERS,
+    pc.FILE_DIRTY,
+    pc.FILE_NOBH,
+    pc.WRITEBACK,
+    pc.LOCKED_BUFFERS,
+    pc.PINNED,
+    pc.JOURNAL_HELD,
+    pc.ANON,
+    pc.SWAPCACHE,
+    pc.MLOCKED,
+    pc.THP,
+    pc.UNMOVABLE,
 )
 
 
@@ -73,20 +75,20 @@ def classify_frames(machine: Machine, pfns: np.ndarray) -> np.ndarray:
     state = np.zeros(n, np.uint32)  # the OR of every buffer's state bits, per page
     np.bitwise_or.at(state, owners, pool.b_state[members])
     pinned = np.isin(pfns, [page.pfn for page in machine.pins])
-    cls = np.full(n, CLASSES.index("file_clean"), np.int8)
+    cls = np.full(n, CLASSES.index(pc.FILE_BUFFERS), np.int8)
     rules = [  # lowest precedence first
-        ("file_dirty", (flags & PG_dirty != 0) | (state & BH_Dirty != 0)),
-        ("journal_held", (state & BH_JBD != 0) & journalled),
-        ("locked_buffers", state & BH_Lock != 0),
-        ("file_nobh", flags & PG_private == 0),
-        ("anon", anon),
-        ("swapcache", anon & (flags & PG_swapcache != 0)),
-        ("mlocked", anon & (flags & (PG_mlocked | PG_unevictable) != 0)),
-        ("writeback", flags & PG_writeback != 0),
-        ("pinned", pinned),
-        ("thp", flags & PG_head != 0),
-        ("unmovable", flags & PG_UNMOVABLE != 0),
-        ("free", (mm.refcount[pfns] == 0) & (flags & PG_tail == 0)),
+        (pc.FILE_DIRTY, (flags & PG_dirty != 0) | (state & BH_Dirty != 0)),
+        (pc.JOURNAL_HELD, (state & BH_JBD != 0) & journalled),
+        (pc.LOCKED_BUFFERS, state & BH_Lock != 0),
+        (pc.FILE_NOBH, flags & PG_private == 0),
+        (pc.ANON, anon),
+        (pc.SWAPCACHE, anon & (flags & PG_swapcache != 0)),
+        (pc.MLOCKED, anon & (flags & (PG_mlocked | PG_unevictable) != 0)),
+        (pc.WRITEBACK, flags & PG_writeback != 0),
+        (pc.PINNED, pinned),
+        (pc.THP, flags & PG_head != 0),
+        (pc.UNMOVABLE, flags & PG_UNMOVABLE != 0),
+        (pc.FREE, (mm.refcount[pfns] == 0) & (flags & PG_tail == 0)),
     ]
     for name, where in rules:
         cls[where] = CLASSES.index(name)

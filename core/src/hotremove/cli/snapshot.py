@@ -32,7 +32,8 @@ from hotremove import log as hlog
 from hotremove.cost import PRESETS
 from hotremove.errors import HotremoveError
 from hotremove.plugins import load_plugins
-from hotremove.realmachine.plan import CLASSES, Plan, resolve_fs, unit_name
+from hotremove.realmachine.classes import CLASSES, unit_name
+from hotremove.realmachine.plan import Plan, resolve_fs
 from hotremove.realmachine.plan import plan as make_plan
 from hotremove.realmachine.plot import plot
 from hotremove.realmachine.snapshot import SnapshotError, load, take
@@ -282,7 +283,7 @@ def print_plan(p: Plan, console: Console) -> None:
     for b in p.blocks:
         c = b.classes
         free = c.get("free", 0) + (c.get("flagless", 0) if p.flagless == "free" else 0)
-        file = c.get("file_clean", 0) + c.get("file_buffers", 0) + c.get("file_dirty", 0)
+        file = c.get("file_clean_nobh", 0) + c.get("file_buffers", 0) + c.get("file_dirty", 0)
         blocked = sum(b.blockers.values())
         ok = b.offlinable
         table.add_row(

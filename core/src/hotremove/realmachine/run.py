@@ -12,7 +12,8 @@ from hotremove.cost import preset as device_preset
 from hotremove.engine import ProgressFn
 from hotremove.hooks import Hooks
 from hotremove.plugins import PluginSet, load_plugins
-from hotremove.realmachine.plan import classify, resolve_fs
+from hotremove.realmachine.classes import classify
+from hotremove.realmachine.plan import resolve_fs
 from hotremove.realmachine.snapshot import (
     Snapshot,
     SnapshotError,
@@ -28,7 +29,6 @@ from hotremove.runner import offline_built
 from hotremove.workload import Built
 
 
-#: Largest buddy block (MAX_PAGE_ORDER 10 on x86_64): 4 MiB.
 # -- run --snapshot: the same block, simulated --------------------------------------------------
 @dataclass
 class SnapshotBuilt(Built):
