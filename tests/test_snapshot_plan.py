@@ -19,12 +19,11 @@ from click.testing import CliRunner
 
 from hotremove.cli.snapshot import plan_command, snapshot_command
 from hotremove.plugins import load_plugins
+from hotremove.realmachine import kpageflags as kpfmod
 from hotremove.realmachine import snapshot as snapmod
 from hotremove.realmachine import synthesize as snapmach
 from hotremove.realmachine.classes import CLASS_NAMES, classify, unit_name
-from hotremove.realmachine.plan import BlockPlan, Plan, plan, resolve_fs
-from hotremove.realmachine.run import run_snapshot
-from hotremove.realmachine.snapshot import (
+from hotremove.realmachine.kpageflags import (
     KPF_ANON,
     KPF_BUDDY,
     KPF_COMPOUND_HEAD,
@@ -38,10 +37,14 @@ from hotremove.realmachine.snapshot import (
     KPF_SWAPBACKED,
     KPF_THP,
     KPF_UPTODATE,
+    kpf,
+)
+from hotremove.realmachine.plan import BlockPlan, Plan, plan, resolve_fs
+from hotremove.realmachine.run import run_snapshot
+from hotremove.realmachine.snapshot import (
     BlockInfo,
     Snapshot,
     SnapshotError,
-    kpf,
     load,
     take,
 )
@@ -95,9 +98,9 @@ def ext2_plan(synthetic: Snapshot, plugins) -> Plan:
 
 
 def test_kpf_bit_numbers_are_the_kernels_including_the_ones_above_31() -> None:
-    assert (snapmod.KPF_BUDDY, snapmod.KPF_NOPAGE, snapmod.KPF_PGTABLE) == (10, 20, 26)
+    assert (kpfmod.KPF_BUDDY, kpfmod.KPF_NOPAGE, kpfmod.KPF_PGTABLE) == (10, 20, 26)
     assert (KPF_RESERVED, KPF_MLOCKED, KPF_MAPPEDTODISK, KPF_PRIVATE) == (32, 33, 34, 35)
-    assert snapmod.kpf_names(kpf(KPF_LRU, KPF_PRIVATE)) == ["lru", "private"]
+    assert kpfmod.kpf_names(kpf(KPF_LRU, KPF_PRIVATE)) == ["lru", "private"]
 
 
 def _fake_machine(root: Path, nr_entries: int) -> tuple[Path, Path]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hotremove.realmachine.snapshot import (
+from hotremove.realmachine.kpageflags import (
     KPF_ANON,
     KPF_BUDDY,
     KPF_COMPOUND_HEAD,
@@ -39,10 +39,12 @@ from hotremove.realmachine.snapshot import (
     KPF_UNEVICTABLE,
     KPF_UPTODATE,
     KPF_WRITEBACK,
+    kpf,
+)
+from hotremove.realmachine.snapshot import (
     BlockInfo,
     Mount,
     Snapshot,
-    kpf,
     load,
 )
 

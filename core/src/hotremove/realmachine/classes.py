@@ -36,7 +36,7 @@ import numpy as np
 
 from hotremove import pageclass as pc
 from hotremove.model.page import HPAGE_NR
-from hotremove.realmachine.snapshot import (
+from hotremove.realmachine.kpageflags import (
     KPF_ACTIVE,
     KPF_ANON,
     KPF_BUDDY,
@@ -62,6 +62,8 @@ from hotremove.realmachine.snapshot import (
     KPF_UPTODATE,
     KPF_WRITEBACK,
     KPF_ZERO_PAGE,
+)
+from hotremove.realmachine.snapshot import (
     Snapshot,
 )
 from hotremove.realmachine.synthesize import (

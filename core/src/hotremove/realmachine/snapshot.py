@@ -17,10 +17,9 @@ The two files are read one after the other, not atomically: a page can change be
 flags and its count (a buddy page with a mapcount is such a race). Pfns past the end of
 ``/proc/kpageflags`` are stored as ``KPF_NOPAGE``: a hole is recorded, never guessed.
 
-A snapshot also turns back into a simulated machine (:func:`synthesize`): every frame gets a
-page of the *kind* the plan derived from its flags (:class:`Layout`), page-cache pages are
-pages of files on a real image made with mke2fs, so the engine and the verification run on it
-exactly as on a scenario's machine. The plan's probes and ``run --snapshot`` share it.
+The page-flag bits are :mod:`hotremove.realmachine.kpageflags`'s; a snapshot's frames are
+classified by :mod:`hotremove.realmachine.classes` and rebuilt as a simulated machine by
+:mod:`hotremove.realmachine.synthesize`.
 
 File format (``.npz``, no pickles): ``header`` (UTF-8 JSON, see :data:`FORMAT`), ``flags``
 (uint64, one row per memory block in header order, ``pages_per_block`` columns) and ``counts``
@@ -44,73 +43,10 @@ from typing import Any
 import numpy as np
 
 from hotremove.errors import HotremoveError
-from hotremove.model.page import (
-    PAGE_SIZE,
-)
+from hotremove.model.page import PAGE_SIZE
+from hotremove.realmachine.kpageflags import KPF_NOPAGE
 
 FORMAT = "hotremove-snapshot/1"
-
-# -- include/uapi/linux/kernel-page-flags.h (stable, documented in pagemap.rst) ---------------
-KPF_LOCKED = 0
-KPF_ERROR = 1  # no longer set by current kernels (PG_error is gone)
-KPF_REFERENCED = 2
-KPF_UPTODATE = 3
-KPF_DIRTY = 4
-KPF_LRU = 5
-KPF_ACTIVE = 6
-KPF_SLAB = 7
-KPF_WRITEBACK = 8
-KPF_RECLAIM = 9
-KPF_BUDDY = 10  # first page of a free buddy block (current kernels: every free page)
-KPF_MMAP = 11
-KPF_ANON = 12
-KPF_SWAPCACHE = 13
-KPF_SWAPBACKED = 14
-KPF_COMPOUND_HEAD = 15
-KPF_COMPOUND_TAIL = 16
-KPF_HUGE = 17  # hugetlbfs page
-KPF_UNEVICTABLE = 18
-KPF_HWPOISON = 19
-KPF_NOPAGE = 20  # no struct page: a hole
-KPF_KSM = 21
-KPF_THP = 22  # large folio on the LRU (transparent huge page or large page-cache folio)
-KPF_OFFLINE = 23  # PageOffline: ballooned out / unplugged by virtio-mem (was KPF_BALLOON)
-KPF_ZERO_PAGE = 24
-KPF_IDLE = 25
-KPF_PGTABLE = 26
-# -- include/linux/kernel-page-flags.h ("kernel hacking" bits, exported unconditionally) -----
-KPF_RESERVED = 32
-KPF_MLOCKED = 33
-KPF_MAPPEDTODISK = 34  # PG_mappedtodisk, KPF_OWNER_2 since ≈2024
-KPF_OWNER_2 = KPF_MAPPEDTODISK
-KPF_PRIVATE = 35  # PG_private: buffer_heads (or other fs data) attached
-KPF_PRIVATE_2 = 36
-KPF_OWNER_PRIVATE = 37  # PG_owner_priv_1 (PG_checked, ...)
-KPF_ARCH = 38  # PG_arch_1
-KPF_UNCACHED = 39
-KPF_SOFTDIRTY = 40
-KPF_ARCH_2 = 41
-KPF_ARCH_3 = 42
-
-KPF_NAMES: dict[int, str] = {
-    value: name.removeprefix("KPF_").lower()
-    for name, value in globals().items()
-    if name.startswith("KPF_") and isinstance(value, int) and name != "KPF_OWNER_2"
-}
-
-
-def kpf(*bits: int) -> int:
-    """The mask of ``bits`` (``kpf(KPF_LRU, KPF_DIRTY)``)."""
-    mask = 0
-    for bit in bits:
-        mask |= 1 << bit
-    return mask
-
-
-def kpf_names(value: int) -> list[str]:
-    """``0x28`` → ``['uptodate', 'lru']`` (unknown bits as ``bitN``)."""
-    return [KPF_NAMES.get(b, f"bit{b}") for b in range(64) if value >> b & 1]
-
 
 #: Entries per read of /proc/kpageflags (512 KiB): one huge read fails with EINVAL.
 CHUNK_ENTRIES = 64 * 1024
@@ -455,8 +391,6 @@ __all__ = [
     "Mount",
     "Snapshot",
     "SnapshotError",
-    "kpf",
-    "kpf_names",
     "load",
     "take",
 ]
