@@ -30,6 +30,11 @@ CAPABILITIES = {
     "first_pass": "moves every page of its a_ops in the first pass, in every mode",
     "contention": "waits for buffers locked by I/O (SYNC) or backs off (ASYNC)",
     "conformance": "passes the suite at all (declare it for a case that reproduces a bug)",
+    "answers": (
+        "answers with a strategy for every a_ops it claims, in the suite's kernel (declare it "
+        "for a table that kernel gives no migrate_folio: the plugin must then answer None, "
+        "and the fallback's runs are not the plugin's to test)"
+    ),
 }
 
 #: Which probe rules and engine checks each test looks at (see hotremove.testing.probe.RULES).

@@ -24,13 +24,20 @@ Capabilities a plugin does not have are *declared*, not deleted: ``unsupported =
 (``"first_pass[ext3_journalled_aops]"`` declares it for one a_ops only,
 ``"conformance[ext2_aops@ext2-seed2004]"`` leaves a deliberately buggy variant out, by name).
 See :data:`CAPABILITIES`.
+
+Answers are per kernel: the suite simulates ``kernel`` (a :mod:`hotremove.kernels` version;
+default: the newest), asks the plugin's ``hotremove_migrate_strategy`` with it and builds its
+machines with it. A suite per kernel whose answers differ (``class TestMinix61(...): kernel =
+"6.1"``) pins them all; a table that kernel gives no ``migrate_folio`` is declared
+``"answers[minix_aops]": "no migrate_folio before 6.8"`` — the plugin must answer ``None``
+for it there, and its pages, served by the fallback, are not run as the plugin's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pytest
 
@@ -54,13 +61,109 @@ from hotremove.testing.contract import ConformanceChecks
 from hotremove.testing.helpers import ConformanceError, find_lockdep, small_scenario
 
 if TYPE_CHECKING:
+    from hotremove.kernels import Kernel
     from hotremove.plugins import PluginSet
+    from hotremove.scenario import Scenario
     from hotremove.workload import Built
 
 
 class ConformanceSuite(ConformanceChecks):
     """Subclass me (``class TestXConformance(ConformanceSuite)``) and declare the plugin; see
     :class:`~hotremove.testing.contract.ConformanceChecks` for what may be declared."""
+
+    #: The kernel the suite simulates (a :mod:`hotremove.kernels` version; None: the default).
+    kernel: ClassVar[str | None] = None
+
+    # -- the suite's kernel ------------------------------------------------------------------
+    def suite_kernel(self) -> Kernel:
+        from hotremove.kernels import DEFAULT_KERNEL, get_kernel
+
+        return get_kernel(self.kernel or DEFAULT_KERNEL)
+
+    def check_declaration(self) -> None:
+        from hotremove.errors import ScenarioError
+
+        try:
+            self.suite_kernel()
+        except ScenarioError as exc:
+            raise ConformanceError(f"{type(self).__name__}: kernel: {exc}") from None
+        super().check_declaration()
+
+    def _in_kernel(self, scenario: Scenario) -> Scenario:
+        if self.kernel is None:
+            return scenario
+        return scenario.with_overrides(kernel={"version": self.kernel})
+
+    def scenario_for(self, case: Case, mode: str) -> Scenario:
+        return self._in_kernel(super().scenario_for(case, mode))
+
+    def exploration_scenario(self, case: Case) -> Scenario:
+        return self._in_kernel(super().exploration_scenario(case))
+
+    def unavailable(self, case: Case) -> str | None:
+        """Also not run: a table declared ``answers[...]`` (the fallback serves it in this
+        kernel) and a filesystem type this kernel mounts with another driver (ext3 in 6.x)."""
+        kernel = self.suite_kernel()
+        reason = self.declared("answers", case)
+        if reason is not None:
+            return (
+                f"{case.id}: no migrate_folio in kernel {kernel} ({reason}): the fallback "
+                "serves its pages"
+            )
+        driver = kernel.driver(case.fs_type)
+        if driver != case.fs_type:
+            return (
+                f"{case.id}: kernel {kernel} mounts {case.fs_type} images with the {driver} "
+                f"driver, so no file gets {case.a_ops}"
+            )
+        return super().unavailable(case)
+
+    def _ask(self, plugins: PluginSet, mapping: Any, policy: str) -> tuple[bool, Any]:
+        """This plugin's ``hotremove_migrate_strategy`` alone, in the suite's kernel."""
+        from hotremove.hooks import call_order, call_plugin
+
+        hook = "hotremove_migrate_strategy"
+        if self.plugin not in call_order(plugins.pm, hook):
+            return False, None
+        return True, call_plugin(
+            plugins.pm, hook, self.plugin, mapping=mapping, policy=policy,
+            kernel=self.suite_kernel(),
+        )  # fmt: skip
+
+    def check_answers_for_own(self, plugins: PluginSet, built: Built) -> None:
+        """For every a_ops it claims, under ``auto``, it returns a MigrateStrategy — or
+        ``None`` where it declares ``answers[a_ops]`` (no migrate_folio in this kernel)."""
+        from hotremove.migrate import MigrateStrategy
+
+        claimed = set(self.claimed_aops())
+        if not claimed:
+            return
+        none_here = {a for a in claimed if self.declared("answers", Case("", a)) is not None}
+        for mapping in self.sample_mappings(built):
+            name = mapping.a_ops.name
+            if name not in claimed:
+                continue
+            implemented, answer = self._ask(plugins, mapping, "auto")
+            if not implemented:
+                raise ConformanceError(
+                    f"plugin {self.plugin!r} claims {sorted(claimed)} but does not implement "
+                    "hotremove_migrate_strategy"
+                )
+            if name in none_here:
+                if answer is not None:
+                    raise ConformanceError(
+                        f"plugin {self.plugin!r} answered {answer!r} for {name} in kernel "
+                        f"{self.suite_kernel()}, where it declares no migrate_folio "
+                        f"({self.declared('answers', Case('', name))}): expected None"
+                    )
+                continue
+            if not isinstance(answer, MigrateStrategy) or not isinstance(answer.rebinds, bool):
+                raise ConformanceError(
+                    f"plugin {self.plugin!r} answered {answer!r} for its own {name} under "
+                    f"policy 'auto' in kernel {self.suite_kernel()}: expected a MigrateStrategy "
+                    "(name: str, rebinds: bool, migrate_folio(mc, mapping, dst, src, mode)); "
+                    f'if this kernel has none, declare "answers[{name}]"'
+                )
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         names = metafunc.fixturenames
@@ -190,8 +293,10 @@ class ConformanceSuite(ConformanceChecks):
         check_locks saw its reports)."""
         if find_lockdep() is None:
             pytest.skip(LOCKDEP_MISSING)
-        case = self.all_cases()[0]
-        assert conformance_runs.get(case, self.modes[-1]).run.lockdep
+        cases = [c for c in self.all_cases() if self.unavailable(c) is None]
+        if not cases:
+            pytest.skip("no case to run (see test_every_declared_case_can_run)")
+        assert conformance_runs.get(cases[0], self.modes[-1]).run.lockdep
 
     def test_bounded_exploration(self, tmp_path: Path) -> None:
         if find_explorer() is None:

@@ -1,7 +1,9 @@
-"""The 2004 seed patch's strategy, step by step (remove.strategy = "ext2-seed2004").
+"""The 2004 seed patch's strategy, step by step: what kernel "2004" migrates ext2 pages with
+(and ext3's ordered/writeback pages, "with trivial changes"), and what the ext2 plugin's
+policy variant ``ext2-seed2004`` runs in any kernel.
 
-IWAMOTO Toshihiro's "rebinding buffer_head to new (remapped) page" (LKML, July 2004), applied
-to ext2 pages, in the patch's own order and names:
+IWAMOTO Toshihiro's "rebinding buffer_head to new (remapped) page" (linux-kernel, 15 July
+2004, over linux-2.6.7), in the patch's own order and names:
 
 ``remap_onepage`` (the engine: ``lock_page(page)``, wait for writeback) →
 ``remap_preparepage``: a dirty page with buffers → ``remap_move_buffer_ext2``:
@@ -17,12 +19,22 @@ then ``put_bh`` + ``unlock_buffer`` on each buffer under ``private_lock`` again 
 buffer locks held, so ``buffer_lock → private_lock`` meets the earlier
 ``private_lock → buffer_lock``: lockdep's circular dependency.
 
+ext3: the mail says "I've also tried with ext3 with trivial changes to the patch, and it also
+seems to work". The changes are not in the mail; the trivial reading, modelled here, is that
+``remap_preparepage``'s ``mapping->a_ops == &ext2_aops`` test also admits
+``ext3_ordered_aops`` and ``ext3_writeback_aops``, so ext3 pages run the very same
+``remap_move_buffer_ext2`` (an ordered buffer's journal_head travels with it: the
+buffer_head itself does not change). ``ext3_journalled_aops`` was not admitted: its pages
+were written back, like every other filesystem's.
+
 Kept as it was, bugs included: this is the test subject the lock checker must flag (and the
 reason ``buffer_migrate_folio`` locks buffers first, under no spinlock). Differences forced
 by the engine's contract: the engine locks, unlocks and releases the old page itself (the
 patch's ``unlock_page(page)`` and ``__put_page(page)`` in ``remap_exchange_pages``), and
 ``set_page_dirty`` dirties only mapped buffers (the kernel's writeback cleans the unmapped
 ones past EOF; the simulator's sync would otherwise write block -1).
+
+Plugins use :data:`SEED2004` (a :class:`~hotremove.migrate.MigrateStrategy`) as their answer.
 """
 
 from __future__ import annotations
@@ -43,13 +55,11 @@ from hotremove.model.buffer_head import (
     lock_buffer,
     put_bh,
     set_bh_page,
-    try_to_free_buffers,
     unlock_buffer,
 )
 from hotremove.model.migrate_mode import Errno, MigrateMode
 from hotremove.model.page import Page, PG_dirty, PG_private, PG_uptodate, get_page, put_page
-
-POLICY = "ext2-seed2004"
+from hotremove.writeback import filemap_release_folio
 
 
 def remap_move_buffer_ext2(page: Page, newpage: Page) -> None:
@@ -77,11 +87,13 @@ def remap_move_buffer_ext2(page: Page, newpage: Page) -> None:
 def remap_preparepage(
     mc: MigrateControl, mapping: AddressSpace, page: Page, newpage: Page, mode: MigrateMode
 ) -> Errno:
-    """Dirty ext2 pages with buffers rebind them; other pages with buffers must drop them."""
+    """Dirty pages with buffers rebind them; other pages with buffers must drop them
+    (``try_to_release_page``: ``->releasepage`` — ext3's asks the journal — else
+    ``try_to_free_buffers``; today's ``filemap_release_folio``)."""
     if page.flags & PG_private and page.flags & PG_dirty:
         remap_move_buffer_ext2(page, newpage)
     if page.flags & PG_private:  # "XXX copied from shrink_list()": try_to_release_page
-        if not try_to_free_buffers(page):
+        if not filemap_release_folio(mapping, page):
             return Errno.EAGAIN
         mc.vmstat.nr_buffers_freed += 1
     return Errno.OK
@@ -113,7 +125,8 @@ def remap_exchange_pages(mapping: AddressSpace, newpage: Page, was_dirty: bool) 
 
 
 class Seed2004Strategy:
-    """``remap_onepage`` with the seed's ext2 buffer handling, as a migration strategy."""
+    """``remap_onepage`` with the seed's buffer handling, as a migration strategy (its name is
+    the seed's rebinding function, for ext2 and ext3 alike)."""
 
     name = "remap_move_buffer_ext2"
     rebinds = True
@@ -149,3 +162,12 @@ class Seed2004Strategy:
 
 
 SEED2004 = Seed2004Strategy()
+
+__all__ = [
+    "SEED2004",
+    "Seed2004Strategy",
+    "remap_exchange_pages",
+    "remap_move_buffer_ext2",
+    "remap_preparepage",
+    "set_page_dirty_buffers",
+]

@@ -1,0 +1,82 @@
+"""ext2 per kernel: the 2004 seed rebinds with its own (buggy) code, Linux 6.x with
+buffer_migrate_folio — either way without writing a dirty page."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from hotremove.kernels import KERNELS
+from hotremove.migrate import BUFFER_MIGRATE_FOLIO, MIGRATE_FOLIO
+from hotremove.model.aops import AOPS
+from hotremove.model.page import PG_dirty
+from hotremove.seed2004 import SEED2004
+from hotremove.testing import assert_clean_result, small_scenario, snapshot_region
+from hotremove_ext2 import plugin
+from hotremove_ext2.plugin import SEED2004_POLICY
+
+
+def answer(a_ops: str, version: str, policy: str = "auto"):
+    mapping = SimpleNamespace(a_ops=AOPS[a_ops])
+    return plugin.hotremove_migrate_strategy(mapping, policy, KERNELS[version])
+
+
+@pytest.mark.parametrize(
+    ("version", "ext2_aops", "nobh"),
+    [
+        ("2004", SEED2004, MIGRATE_FOLIO),
+        ("6.1", BUFFER_MIGRATE_FOLIO, MIGRATE_FOLIO),
+        ("6.12", BUFFER_MIGRATE_FOLIO, MIGRATE_FOLIO),
+    ],
+)
+def test_each_kernel_gets_its_migrate_folio(version, ext2_aops, nobh):
+    assert answer("ext2_aops", version) is ext2_aops
+    assert answer("ext2_nobh_aops", version) is nobh
+    assert answer("ext2_aops", version, SEED2004_POLICY) is SEED2004  # the variant, anywhere
+    assert answer("ext2_aops", version, "writeback") is None
+    assert answer("ext4_da_aops", version) is None
+
+
+def ext2_machine(hotremove_build, version: str):
+    scenario = small_scenario({"type": "ext2", "block_size": 1024}, dirty=0.6)
+    return hotremove_build(scenario.with_overrides(kernel={"version": version}))
+
+
+def test_2004_rebinds_with_the_seeds_code_and_its_bugs(
+    hotremove_build, hotremove_offline, hotremove_verify
+):
+    built = ext2_machine(hotremove_build, "2004")
+    dirty = [s for s in snapshot_region(built, [1]) if s.flags & PG_dirty]
+    assert dirty
+
+    result = hotremove_offline(built)
+
+    stats = result.per_aops["ext2_aops"]
+    assert result.offlined and (stats.plugin, stats.strategy) == ("ext2", SEED2004.name)
+    assert built.machine.io.write_requests == 0 and stats.written_back == 0
+    assert stats.rebound >= len(dirty)
+    kinds = {v.kind for v in built.machine.task.violations}
+    assert "sleep_in_atomic" in kinds, "lock_buffer() under private_lock"
+    assert any(c.check == "bh_state" for c in result.check_failures), "whole pages dirtied"
+    assert hotremove_verify(built).ok
+
+
+@pytest.mark.parametrize("version", ["6.1", "6.12"])
+def test_6x_rebinds_with_buffer_migrate_folio(
+    version, hotremove_build, hotremove_offline, hotremove_verify
+):
+    """kernel-reference "Observed on real kernels": ext2, 6.1 and 6.12 — 0 pages written,
+    the dirty pages still dirty after the offline."""
+    built = ext2_machine(hotremove_build, version)
+    dirty = [s for s in snapshot_region(built, [1]) if s.flags & PG_dirty]
+
+    result = hotremove_offline(built)
+
+    assert_clean_result(result)
+    assert result.per_aops["ext2_aops"].strategy == "buffer_migrate_folio"
+    assert built.machine.io.write_requests == 0
+    assert built.machine.task.violations == []
+    for shot in dirty:
+        assert shot.mapping.i_pages[shot.index].flags & PG_dirty
+    assert hotremove_verify(built).ok

@@ -1,0 +1,1 @@
+"""hotremove plugin package."""

@@ -1,0 +1,79 @@
+"""ext4 (fs/ext4/inode.c): its buffered-I/O tables per kernel, and jbd2 for the images it mounts.
+
+========================== ============ ======================== ===============================
+a_ops                      "2004"       Linux 6.1                Linux 6.12
+========================== ============ ======================== ===============================
+``ext4_aops``              none (†)     ``buffer_migrate_folio`` ``buffer_migrate_folio``
+``ext4_da_aops``           none (†)     ``buffer_migrate_folio`` ``buffer_migrate_folio``
+``ext4_journalled_aops``   none (†)     none: fallback           ``buffer_migrate_folio_norefs``
+========================== ============ ======================== ===============================
+
+(†) ext4 did not exist in 2004 (it forked from ext3 as "ext4dev" in 2.6.19, 2006); a
+scenario that asks for ext4 images there gets the seed's answer for every filesystem it did
+not rebind: the fallback writes the page back.
+
+* ``ext4_aops`` (``nodelalloc``) and ``ext4_da_aops`` (delayed allocation, the default) point
+  ``.migrate_folio`` at ``buffer_migrate_folio``: buffers locked (trylock in ASYNC), page
+  cache entry replaced, ``bh->b_folio`` repointed, bytes copied — no I/O.
+* ``ext4_journalled_aops`` (``data=journal``): ``buffer_migrate_folio_norefs`` since ≈v6.3
+  (Jan Kara's data=journal series, Dec 2022: "mm: export buffer_migrate_folio_norefs()" —
+  "Ext4 needs this function to allow safe migration for journalled data pages"). A buffer
+  with a journal_head (``b_count > 0``) is busy: ``-EAGAIN`` until jbd2 drops the head. Before
+  that the table had no ``migrate_folio``: ``fallback_migrate_folio`` writes the dirty page out
+  (``writeout()``) and moves it clean (Linux 6.1, kernel-reference "Observed on real kernels").
+
+Mount: the ext4 driver mounts ext4 images and, from v4.3 (c290ea01abb7 "fs: Remove ext3
+filesystem driver"), ext3 images too; both journal through :mod:`hotremove.jbd2`. ext4 tracks
+ordered data per inode (``jbd2_inode``), not with journal heads on data buffers, so
+``ordered_data_heads=False``. (ext2 images keep the ext2 driver in hotremove; Debian mounts
+them with ext4 without a journal, which migrates them with ``buffer_migrate_folio`` too.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from hotremove import hookimpl
+from hotremove.jbd2 import attach_journal
+from hotremove.kernels import Kernel
+from hotremove.migrate import BUFFER_MIGRATE_FOLIO, BUFFER_MIGRATE_FOLIO_NOREFS, MigrateStrategy
+from hotremove.model.address_space import AddressSpace, SuperBlock
+from hotremove.model.machine import Machine
+
+#: The tables this plugin claims.
+AOPS = ("ext4_aops", "ext4_da_aops", "ext4_journalled_aops")
+#: Image types the ext4 driver mounts with a journal.
+JOURNALLED_TYPES = ("ext3", "ext4")
+
+
+def migrate_folio_of(a_ops: str, kernel: Kernel) -> MigrateStrategy | None:
+    """``a_ops->migrate_folio`` of one of ext4's tables in ``kernel`` (None: no callback)."""
+    if kernel.version == "2004" or a_ops not in AOPS:
+        return None
+    if a_ops == "ext4_journalled_aops":
+        return BUFFER_MIGRATE_FOLIO_NOREFS if kernel.at_least("6.3") else None
+    return BUFFER_MIGRATE_FOLIO
+
+
+@hookimpl
+def hotremove_register_filesystems(register: Callable[..., None]) -> None:
+    register(
+        "ext4",
+        aops=list(AOPS),
+        description="buffer_head rebinding; data=journal: norefs (≥ 6.3) or writeback (6.1)",
+    )
+
+
+@hookimpl
+def hotremove_mount(machine: Machine, sb: SuperBlock) -> None:
+    if sb.s_type in JOURNALLED_TYPES and machine.kernel.driver(sb.s_type) == "ext4":
+        attach_journal(machine, sb, ordered_data_heads=False)
+
+
+@hookimpl
+def hotremove_migrate_strategy(
+    mapping: AddressSpace, policy: str, kernel: Kernel
+) -> MigrateStrategy | None:
+    if policy != "auto":  # "writeback" (or another plugin's variant) is not ours to serve
+        return None
+    return migrate_folio_of(mapping.a_ops.name, kernel)
