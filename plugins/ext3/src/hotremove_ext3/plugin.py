@@ -1,15 +1,30 @@
-"""ext3 (journal aware): rebinding for ordered/writeback data, the ``_norefs`` rule for
-journalled data, and a small jbd2 journal that runs between migration passes.
+"""ext3 (the ext3 driver, fs/ext3 + jbd): its three tables, per kernel, and its journal.
 
-* ``ext3_ordered_aops`` / ``ext3_writeback_aops``: ``buffer_migrate_folio`` (historic ext3 had
-  ``.migratepage = buffer_migrate_page`` since 2.6.16). A buffer locked for I/O is waited
-  for in SYNC and ``-EAGAIN`` in ASYNC; a journal_head attached to a buffer stays with it,
-  because the buffer_head itself does not change, only its page.
-* ``ext3_journalled_aops``: ``buffer_migrate_folio_norefs`` — the rule ext4 adopted for
-  ``data=journal`` in ≈v6.3 "so that buffers cannot be modified under jbd2's hands". A buffer
-  the journal holds (BH_JBD, extra ``b_count``) is busy: ``-EAGAIN`` until the journal has
-  committed and checkpointed it. (Historic ext3 had no migratepage here and fell back to
-  writeback; the issue asks for the _norefs rule.)
+Only kernel "2004" mounts ext3 images with the ext3 driver; from v4.3 (c290ea01abb7 "fs: Remove
+ext3 filesystem driver") the ext4 driver mounts them and their files get ext4's tables (the
+``ext4`` plugin). The 6.x answers below are never asked for in a run; they say what the
+historic driver had, for the probes and ``hotremove kernels``.
+
+========================== ============================================ ==========================
+a_ops                      kernel "2004"                                6.x (historic ext3)
+========================== ============================================ ==========================
+``ext3_ordered_aops``      the seed's rebinding, "with trivial changes" ``buffer_migrate_folio``
+``ext3_writeback_aops``    the seed's rebinding, "with trivial changes" ``buffer_migrate_folio``
+``ext3_journalled_aops``   none: the fallback writes the page back      none
+========================== ============================================ ==========================
+
+* 2004: IWAMOTO's mail: "I've also tried with ext3 with trivial changes to the patch, and it
+  also seems to work" — :data:`hotremove.seed2004.SEED2004`, bugs included (an ordered
+  buffer's journal_head travels with the rebound buffer_head). data=journal pages were not
+  rebound: written back and their buffers released through the journal
+  (``ext3_releasepage`` → ``journal_try_to_free_buffers``).
+* 2.6.16–4.2: ``ext3_ordered_aops`` / ``ext3_writeback_aops`` had ``.migratepage =
+  buffer_migrate_page``; ``ext3_journalled_aops`` had none (fallback).
+
+Mount: when the ext3 driver mounts the image (``machine.kernel.driver("ext3") == "ext3"``)
+the filesystem gets a :mod:`hotremove.jbd2` journal whose ordered mode puts journal heads on
+dirty data buffers (the old driver's ``t_sync_datalist``). The journal commits on its own
+timer (kjournald, 5 s), as the simulated clock runs.
 """
 
 from __future__ import annotations
@@ -17,16 +32,31 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from hotremove import hookimpl
-from hotremove.migrate import BUFFER_MIGRATE_FOLIO, BUFFER_MIGRATE_FOLIO_NOREFS, MigrateStrategy
+from hotremove.jbd2 import attach_journal
+from hotremove.kernels import Kernel
+from hotremove.migrate import BUFFER_MIGRATE_FOLIO, MigrateStrategy
 from hotremove.model.address_space import AddressSpace, SuperBlock
 from hotremove.model.machine import Machine
-from hotremove_ext3.journal import Jbd2Journal
+from hotremove.seed2004 import SEED2004
 
-STRATEGIES: dict[str, MigrateStrategy] = {
+#: a_ops → ``.migrate_folio`` in kernel "2004" (None: no callback, the fallback answers).
+SEED2004_STRATEGIES: dict[str, MigrateStrategy | None] = {
+    "ext3_ordered_aops": SEED2004,
+    "ext3_writeback_aops": SEED2004,
+    "ext3_journalled_aops": None,
+}
+
+#: a_ops → ``.migratepage`` of the historic driver (2.6.16–4.2), answered for 6.x.
+STRATEGIES: dict[str, MigrateStrategy | None] = {
     "ext3_ordered_aops": BUFFER_MIGRATE_FOLIO,
     "ext3_writeback_aops": BUFFER_MIGRATE_FOLIO,
-    "ext3_journalled_aops": BUFFER_MIGRATE_FOLIO_NOREFS,
+    "ext3_journalled_aops": None,
 }
+
+
+def strategies_for(kernel: Kernel) -> dict[str, MigrateStrategy | None]:
+    """ext3's tables → their ``migrate_folio`` in ``kernel``."""
+    return SEED2004_STRATEGIES if kernel.version == "2004" else STRATEGIES
 
 
 @hookimpl
@@ -34,26 +64,20 @@ def hotremove_register_filesystems(register: Callable[..., None]) -> None:
     register(
         "ext3",
         aops=sorted(STRATEGIES),
-        description="rebinding; data=journal buffers wait for jbd2 checkpoint",
+        description="2004: the seed's rebinding; data=journal written back (ext3 driver only)",
     )
 
 
 @hookimpl
 def hotremove_mount(machine: Machine, sb: SuperBlock) -> None:
-    if sb.s_type == "ext3":
-        sb.s_journal = Jbd2Journal(sb, machine.memory.frames)
+    if sb.s_type == "ext3" and machine.kernel.driver("ext3") == "ext3":
+        attach_journal(machine, sb, ordered_data_heads=True)
 
 
 @hookimpl
-def hotremove_migrate_strategy(mapping: AddressSpace, policy: str) -> MigrateStrategy | None:
+def hotremove_migrate_strategy(
+    mapping: AddressSpace, policy: str, kernel: Kernel
+) -> MigrateStrategy | None:
     if policy != "auto":
         return None
-    return STRATEGIES.get(mapping.a_ops.name)
-
-
-@hookimpl
-def hotremove_background_work(machine: Machine, reason: str) -> None:
-    """kjournald: commit the running transaction and checkpoint, while migration sleeps."""
-    for sb in machine.superblocks:
-        if isinstance(sb.s_journal, Jbd2Journal):
-            sb.s_journal.flush()
+    return strategies_for(kernel).get(mapping.a_ops.name)
