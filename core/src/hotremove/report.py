@@ -12,6 +12,7 @@ from rich.text import Text
 
 from hotremove.engine import OfflineResult
 from hotremove.model.locks import LockViolation
+from hotremove.units import format_seconds
 from hotremove.verify import Verdict
 
 
@@ -34,6 +35,8 @@ class Report:
     background_ios: int = 0
     #: the user interrupted the run (Ctrl-C): the offline backed off and rolled back
     interrupted: bool = False
+    #: pages the flusher wrote back during the offline (periodic writeback, not migration)
+    flushed: int = 0
 
     @property
     def simulated_seconds(self) -> float:
@@ -60,6 +63,7 @@ class Report:
         off = self.offline
         return {
             "scenario": self.scenario,
+            "kernel": off.kernel,
             "seed": self.seed,
             "device": self.device,
             "mode": off.mode.value,
@@ -74,7 +78,10 @@ class Report:
             "writeback_bytes": self.writeback_bytes,
             "journal_ios": self.journal_ios,
             "background_ios": self.background_ios,
+            "flushed": self.flushed,
             "failed": off.failed,
+            "failed_attempts": off.failed_attempts,
+            "spun_rounds": off.spun_rounds,
             "offlined": off.offlined,
             "reason": off.reason,
             "passes": off.passes,
@@ -107,20 +114,15 @@ class Report:
         }
 
 
-def _seconds(value: float) -> str:
-    if value >= 1:
-        return f"{value:.2f} s"
-    if value >= 1e-3:
-        return f"{value * 1e3:.2f} ms"
-    return f"{value * 1e6:.1f} µs"
-
-
 def render(report: Report) -> Group:
     """Tables and verdict lines for a terminal."""
     off = report.offline
     table = Table(
-        title=f"hotremove: offline blocks {off.blocks} ({off.mode.value}, "
+        title=f"hotremove: offline blocks {off.blocks} (Linux {off.kernel}, {off.mode.value}, "
         f"strategy {off.policy}, {report.device})"
+        if off.kernel and off.kernel != "2004"
+        else f"hotremove: offline blocks {off.blocks} ({off.kernel or 'kernel'}, "
+        f"{off.mode.value}, strategy {off.policy}, {report.device})"
     )
     table.add_column("a_ops", no_wrap=True)
     table.add_column("strategy (plugin)", no_wrap=True)
@@ -147,10 +149,11 @@ def render(report: Report) -> Group:
         f"{off.migrated} migrated, {len(off.failed)} failed, {off.passes} passes"
     )
     cost = Text(
-        f"simulated {_seconds(report.simulated_seconds)} (CPU {_seconds(report.cpu_seconds)}, "
-        f"I/O {_seconds(report.io_seconds)}; {report.writeback_ios} writeback requests, "
+        f"simulated {format_seconds(report.simulated_seconds)} "
+        f"(CPU {format_seconds(report.cpu_seconds)}, "
+        f"I/O {format_seconds(report.io_seconds)}; {report.writeback_ios} writeback requests, "
         f"{report.background_ios} background writes, {report.journal_ios} journal log "
-        f"requests) — wall {_seconds(off.wall_seconds)}"
+        f"requests) — wall {format_seconds(off.wall_seconds)}"
     )
     lines: list[Any] = [table, outcome, cost]
     busy = {name: row for name, row in off.classes.items() if name != "free" and row["pages"]}

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
-import structlog
-from rich.console import Console
 from rich.table import Table
 
-from hotremove import log as hlog
 from hotremove.bench import run_bench, run_scaling
+from hotremove.cli.base import Command
+from hotremove.cli.output import emit_json, print_table, stdout_console
+from hotremove.cli.settings import begin, check_strategy, shared_options
 from hotremove.errors import ScenarioError
+from hotremove.model.migrate_mode import BUILTIN_POLICIES
+from hotremove.plugins import load_plugins
 from hotremove.scenario import parse_size
 from hotremove.workload import default_image_cache as default_cache
 
 
-def _size(value: str) -> int:
+def _region_size(value: str) -> int:
     try:
         size = parse_size(value)
     except ValueError as exc:
@@ -27,7 +28,7 @@ def _size(value: str) -> int:
     return size
 
 
-@click.command("bench")
+@click.command("bench", cls=Command)
 @click.option("--size", default="1GiB", show_default=True, help="Size of the removed region.")
 @click.option(
     "--dirty",
@@ -47,7 +48,7 @@ def _size(value: str) -> int:
     "--strategy",
     "strategies",
     multiple=True,
-    default=("auto", "writeback"),
+    default=BUILTIN_POLICIES,
     show_default=True,
     help="Strategies to time (repeatable).",
 )
@@ -65,7 +66,10 @@ def _size(value: str) -> int:
 )
 @click.option("--no-cache", is_flag=True, help="Always build fresh images.")
 @click.option("--json", "json_out", is_flag=True, help="One JSON object on stdout.")
+@shared_options
+@click.pass_context
 def bench_command(
+    ctx: click.Context,
     size: str,
     dirty: float,
     checks: str,
@@ -74,26 +78,28 @@ def bench_command(
     cache: Path | None,
     no_cache: bool,
     json_out: bool,
-) -> None:
+) -> int:
     """Offline a region full of ext2 page cache; print pages/s, memory and simulated cost."""
-    if not structlog.is_configured():  # run on its own: logs to stderr, stdout stays JSON
-        hlog.configure("warning", "auto")
-    region = _size(size)
+    settings = begin(ctx)
+    region = _region_size(size)
+    plugins = load_plugins()
+    for strategy in strategies:
+        check_strategy(strategy, plugins, option="--strategy")
     image_cache = None if no_cache else (cache or default_cache())
     out = run_bench(region, dirty, checks, tuple(strategies), image_cache)
     if scaling:
-        sizes = [_size(s) for s in scaling.split(",") if s.strip()]
+        sizes = [_region_size(s) for s in scaling.split(",") if s.strip()]
         out["scaling"] = run_scaling(sizes, dirty, image_cache)
     if json_out:
-        click.echo(json.dumps(out, indent=2))
-    else:
+        emit_json(out)
+    elif not settings.quiet:
         _print(out)
     ok = out["ok"] and (not scaling or out["scaling"]["ok"])
-    raise SystemExit(0 if ok else 1)
+    return 0 if ok else 1
 
 
 def _print(out: dict) -> None:
-    console = Console()
+    console = stdout_console()
     table = Table(
         title=f"hotremove bench: {out['size_bytes'] >> 20} MiB region, "
         f"{out['dirty']:.0%} dirty, ext2 1 KiB blocks"
@@ -128,7 +134,7 @@ def _print(out: dict) -> None:
             f"{r['metadata_bytes_per_page']:.0f}",
             "yes" if r["verified"] else "NO",
         )
-    console.print(table)
+    print_table(console, table)
     if "writeback_over_auto" in out:
         ratios = ", ".join(f"{k} {v:,.0f}×" for k, v in out["writeback_over_auto"].items())
         console.print(f"forced writeback / rebinding, simulated time: {ratios}")

@@ -1,12 +1,13 @@
-"""The ``hotremove`` command: demo | run | compare | plugins | scenario.
+"""The ``hotremove`` group, its small commands (plugins, scenario) and the entry point.
 
 Contract (DESIGN §7, scripts rely on it):
 
 * ``--json`` prints exactly one JSON object on stdout, at the very end; logs and progress go to
   stderr only.
 * Exit status 0 = offlined and verified, 1 = the offline or the verification failed, 2 = bad
-  input (one line ``hotremove: error: <message>`` on stderr, never a traceback), 130 = Ctrl-C.
-* Logging is configured here and only here (:mod:`hotremove.log`).
+  input (one line ``hotremove: error: <message>`` on stderr, never a traceback), 130 = Ctrl-C
+  (:mod:`hotremove.cli.base`).
+* Logging is configured in one place, :func:`hotremove.cli.settings.begin`.
 
 Options shared by every command (``--log-level``, ``--log-format``, ``--quiet``,
 ``--progress/--no-progress``) are accepted before or after the command name.
@@ -15,13 +16,10 @@ Options shared by every command (``--log-level``, ``--log-format``, ``--quiet``,
 from __future__ import annotations
 
 import importlib
-import os
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from importlib import resources
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import click
 from rich.table import Table
@@ -29,33 +27,16 @@ from rich.text import Text
 
 from hotremove import __version__
 from hotremove import scenario as scenario_mod
+from hotremove.cli.base import CONTEXT_SETTINGS, PROG, Group, run_command
 from hotremove.cli.compare import compare, ratio
 from hotremove.cli.display import describe
-from hotremove.cli.execute import (
-    _apply_overrides,
-    _failure_line,
-    _keep_dir,
-    _plugins,
-    _run_and_show,
-    run_options,
-)
-from hotremove.cli.settings import (
-    PROG,
-    _begin,
-    _emit_json,
-    _stdout,
-    shared_options,
-)
-from hotremove.errors import HotremoveError
+from hotremove.cli.output import emit_json, stdout_console
+from hotremove.cli.run import builtin_text, demo, run
+from hotremove.cli.settings import begin, shared_options
 from hotremove.plugins import load_plugins
-from hotremove.report import print_report
-from hotremove.runner import check_policy
-from hotremove.scenario import Scenario
-
-# --------------------------------------------------------------------------- commands
 
 
-class _Group(click.Group):
+class _LazyGroup(Group):
     """The top-level group; commands that live in their own module load on first use."""
 
     lazy: ClassVar[dict[str, tuple[str, str]]] = {
@@ -78,11 +59,7 @@ class _Group(click.Group):
         return super().get_command(ctx, cmd_name)
 
 
-@click.group(
-    name=PROG,
-    cls=_Group,
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-)
+@click.group(name=PROG, cls=_LazyGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "-V", "--version", prog_name=PROG)
 @shared_options
 def cli() -> None:
@@ -97,198 +74,21 @@ def cli() -> None:
     """
 
 
-def _builtin(name: str) -> str:
-    return resources.files("hotremove").joinpath("scenarios", name).read_text(encoding="utf-8")
-
-
-def demo_scenario() -> Scenario:
-    return scenario_mod.loads(_builtin("demo.toml"), source="demo.toml")
-
-
-@cli.command()
-@run_options
-@shared_options
-@click.pass_context
-def demo(
-    ctx: click.Context,
-    json_out: bool,
-    strategy: str | None,
-    mode: str | None,
-    seed: int | None,
-    device: str | None,
-    keep_images: Path | None,
-    checks_mode: str | None,
-    faults: tuple[str, ...],
-) -> int:
-    """Run the built-in demo: ext2, ext3 (ordered and journal), ext4 and anonymous pages
-    spread over a 512 MiB machine; offline memory blocks 2 and 5.
-
-    See the scenario with `hotremove scenario --demo`.
-    """
-    scn = _apply_overrides(
-        demo_scenario(), strategy=strategy, mode=mode, seed=seed, device=device, faults=faults
-    )
-    header = "hotremove demo: offline two memory blocks full of page cache from real images"
-    return _run_and_show(
-        ctx,
-        scn,
-        "demo",
-        json_out=json_out,
-        keep_images=keep_images,
-        checks_mode=checks_mode,
-        header=header,
-        footer="rebinding vs forced writeback: "
-        "hotremove scenario --demo > demo.toml && hotremove compare demo.toml",
-    )
-
-
-@cli.command()
-@click.argument(
-    "scenario_file", metavar="SCENARIO.toml", required=False, type=click.Path(path_type=Path)
-)
-@run_options
-@click.option(
-    "--snapshot",
-    "snapshot_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Instead of a scenario: rebuild real memory blocks from `hotremove snapshot`.",
-)
-@click.option("--blocks", metavar="N[,N...]", help="With --snapshot: the memory blocks to remove.")
-@click.option("--fs", "fs_type", metavar="TYPE", help="With --snapshot: page-cache filesystem.")
-@click.option("--fs-options", metavar="OPTS", help="With --snapshot: its options (comma list).")
-@click.option(
-    "--flagless",
-    type=click.Choice(["free", "unmovable"]),
-    default="free",
-    help="With --snapshot: how to read pages that carry no flags (as `plan` does).",
-)
-@shared_options
-@click.pass_context
-def run(
-    ctx: click.Context,
-    scenario_file: Path | None,
-    json_out: bool,
-    strategy: str | None,
-    mode: str | None,
-    seed: int | None,
-    device: str | None,
-    keep_images: Path | None,
-    checks_mode: str | None,
-    faults: tuple[str, ...],
-    snapshot_file: Path | None,
-    blocks: str | None,
-    fs_type: str | None,
-    fs_options: str | None,
-    flagless: str,
-) -> int:
-    """Run one scenario: build the machine, offline the blocks, verify, report.
-
-    Command-line options override the scenario file. With --snapshot SNAPSHOT --blocks N the
-    machine is rebuilt from real memory blocks of a snapshot instead (what `plan` predicted).
-    """
-    if snapshot_file is not None:
-        if scenario_file is not None:
-            raise HotremoveError("give a scenario file or --snapshot, not both")
-        return _run_snapshot(
-            ctx,
-            snapshot_file,
-            blocks,
-            json_out=json_out,
-            strategy=strategy,
-            mode=mode,
-            device=device,
-            keep_images=keep_images,
-            fs_type=fs_type,
-            fs_options=fs_options,
-            flagless=flagless,
-        )
-    if scenario_file is None:
-        raise HotremoveError("missing SCENARIO.toml (or --snapshot SNAPSHOT --blocks N)")
-    scn = _apply_overrides(
-        scenario_mod.load(scenario_file),
-        strategy=strategy,
-        mode=mode,
-        seed=seed,
-        device=device,
-        faults=faults,
-    )
-    return _run_and_show(
-        ctx,
-        scn,
-        scenario_file.stem,
-        json_out=json_out,
-        keep_images=keep_images,
-        checks_mode=checks_mode,
-    )
-
-
-def _parse_blocks(blocks: str | None) -> list[int]:
-    if not blocks:
-        raise HotremoveError("--blocks: name the snapshot's memory blocks to remove (e.g. 12)")
-    try:
-        return [int(b) for b in blocks.split(",") if b.strip()]
-    except ValueError:
-        raise HotremoveError(f"--blocks: not a list of block numbers: {blocks!r}") from None
-
-
-def _run_snapshot(
-    ctx: click.Context,
-    snapshot_file: Path,
-    blocks: str | None,
-    *,
-    json_out: bool,
-    strategy: str | None,
-    mode: str | None,
-    device: str | None,
-    keep_images: Path | None,
-    fs_type: str | None,
-    fs_options: str | None,
-    flagless: str,
-) -> int:
-    """``run --snapshot``: the measurement a plan's prediction is checked against."""
-    from hotremove.realmachine.plan import resolve_fs
-    from hotremove.realmachine.run import run_snapshot
-    from hotremove.realmachine.snapshot import load as load_snapshot
-
-    settings = _begin(ctx)
-    plugins = _plugins(settings)
-    check_policy(strategy or "auto", plugins)
-    snap = load_snapshot(snapshot_file)
-    report = run_snapshot(
-        snap,
-        _parse_blocks(blocks),
-        plugins=plugins,
-        workdir=_keep_dir(keep_images),
-        fs=resolve_fs(snap, fs_type, fs_options),
-        device=device or "nvme",
-        policy=strategy or "auto",
-        flagless=flagless,
-        mode=mode or "sync",
-    )
-    if json_out:
-        _emit_json(report.as_dict())
-    elif not settings.quiet:
-        print_report(report, _stdout())
-    if not report.ok and not json_out:
-        click.echo(f"{PROG}: {_failure_line(report)}", err=True)
-    return report.exit_status
-
-
 @cli.command()
 @click.option("--json", "json_out", is_flag=True, help="Print a JSON list.")
 @shared_options
 @click.pass_context
 def plugins(ctx: click.Context, json_out: bool) -> int:
     """Installed plugins: distribution, version, hooks, the a_ops each claims, load errors."""
-    settings = _begin(ctx)
+    settings = begin(ctx)
     loaded = load_plugins()
     infos = [info.as_dict() for info in loaded.report]
     if json_out:
-        _emit_json(infos)
+        emit_json(infos)
         return 0
     if settings.quiet:
         return 0
-    out = _stdout()
+    out = stdout_console()
     table = Table(title=f"hotremove plugins (entry-point group {PROG!r})")
     for column in ("plugin", "distribution", "filesystems", "a_ops", "hooks (hotremove_*)"):
         table.add_column(column, overflow="fold")
@@ -327,9 +127,9 @@ def scenario(ctx: click.Context, example: bool, show_demo: bool) -> int:
                 f"--{'example' if example else 'demo'} takes no subcommand", ctx=ctx
             )
         return 0
-    _begin(ctx)
+    begin(ctx)
     if example or show_demo:
-        sys.stdout.write(_builtin("example.toml" if example else "demo.toml"))
+        sys.stdout.write(builtin_text("example.toml" if example else "demo.toml"))
         return 0
     click.echo(ctx.get_help())
     return 0
@@ -341,69 +141,24 @@ def scenario(ctx: click.Context, example: bool, show_demo: bool) -> int:
 @click.pass_context
 def check(ctx: click.Context, scenario_file: Path) -> int:
     """Validate a scenario file: `ok: <summary>` (exit 0) or one error line (exit 2)."""
-    settings = _begin(ctx)
+    settings = begin(ctx)
     scn = scenario_mod.load(scenario_file)
     if not settings.quiet:
         click.echo(f"ok: {scenario_file}: {describe(scn)}")
     return 0
 
 
-cli.add_command(compare)
+for _command in (compare, demo, run):
+    cli.add_command(_command)
 
 
 # --------------------------------------------------------------------------- entry point
 
 
-def _error(message: str) -> None:
-    click.echo(f"{PROG}: error: {' '.join(message.split())}", err=True)
-
-
-@contextmanager
-def _quiet_broken_pipe() -> Iterator[None]:
-    try:
-        yield
-    except BrokenPipeError:
-        # the reader went away (`| head`): stop quietly, and keep Python's exit flush quiet too
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        raise
-
-
-#: click ≥ 8.2 raises this for a bare group; older versions print the help themselves.
-_NO_ARGS_IS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
-
-
 def run_cli(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the command; returns the exit status (never raises for user
     errors)."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    try:
-        with _quiet_broken_pipe():
-            try:
-                with cli.make_context(PROG, args) as ctx:
-                    rv = cli.invoke(ctx)
-            except click.exceptions.Exit as exc:
-                return exc.exit_code
-        return rv if isinstance(rv, int) else 0
-    except BrokenPipeError:
-        return 141
-    except (KeyboardInterrupt, click.exceptions.Abort):
-        click.echo(f"{PROG}: interrupted", err=True)
-        return 130
-    except _NO_ARGS_IS_HELP as exc:  # bare `hotremove`: help, not an error
-        ctx = getattr(exc, "ctx", None)
-        click.echo(ctx.get_help() if ctx is not None else str(exc))
-        return 0
-    except click.UsageError as exc:
-        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
-        _error(exc.format_message() + hint)
-        return 2
-    except click.ClickException as exc:
-        _error(exc.format_message())
-        return 2
-    except HotremoveError as exc:
-        _error(str(exc))
-        return 2
+    return run_command(cli, argv, PROG)
 
 
 def main() -> None:

@@ -10,22 +10,19 @@ from rich.table import Table
 from rich.text import Text
 
 from hotremove import scenario as scenario_mod
-from hotremove.cli.execute import (
-    Run,
-    _apply_overrides,
-    _failure_line,
-    _plugins,
-    execute,
-)
+from hotremove.cli.base import PROG, Command
+from hotremove.cli.execute import Run, execute, failure_line, plugins_for
+from hotremove.cli.output import emit_json, stdout_console
 from hotremove.cli.settings import (
-    PROG,
-    _begin,
-    _emit_json,
-    _stdout,
+    apply_overrides,
+    begin,
+    device_option,
+    mode_option,
     shared_options,
 )
-from hotremove.cost import PRESETS
-from hotremove.report import Report, _seconds
+from hotremove.model.migrate_mode import DEFAULT_POLICY, WRITEBACK_POLICY
+from hotremove.report import Report
+from hotremove.units import format_seconds
 
 
 def ratio(value: float, base: float) -> float | str | None:
@@ -48,14 +45,12 @@ def _ratio_text(r: float | str | None) -> str:
 RATIO_KEYS = ("writeback_ios", "simulated_seconds", "wall_seconds")
 
 
-@click.command()
+@click.command(cls=Command)
 @click.argument("scenario_file", metavar="SCENARIO.toml", type=click.Path(path_type=Path))
 @click.option("--json", "json_out", is_flag=True, help="Print {auto, writeback, ratios}.")
 @click.option("--seed", type=int, help="Override workload.seed (both runs).")
-@click.option(
-    "--mode", type=click.Choice(["async", "sync_light", "sync"]), help="Override remove.mode."
-)
-@click.option("--device", type=click.Choice(sorted(PRESETS)), help="Override device.preset.")
+@mode_option()
+@device_option()
 @shared_options
 @click.pass_context
 def compare(
@@ -68,12 +63,12 @@ def compare(
 ) -> int:
     """Run a scenario twice on identical state (same seed, fresh images): `auto` strategies
     (rebinding where a plugin can) versus forced `writeback`. Ratios are writeback / auto."""
-    settings = _begin(ctx)
-    base = _apply_overrides(scenario_mod.load(scenario_file), seed=seed, mode=mode, device=device)
-    plugins = _plugins(settings)
+    settings = begin(ctx)
+    base = apply_overrides(scenario_mod.load(scenario_file), seed=seed, mode=mode, device=device)
+    plugins = plugins_for(settings)
     name = scenario_file.stem
     runs: dict[str, Run] = {}
-    for policy in ("auto", "writeback"):
+    for policy in (DEFAULT_POLICY, WRITEBACK_POLICY):
         scn = base.with_overrides(remove={"strategy": policy})
         runs[policy] = execute(
             scn,
@@ -83,24 +78,25 @@ def compare(
             json_out=json_out,
             label=f"{name} [{policy}]",
         )
-    auto, wb = runs["auto"].report.as_dict(), runs["writeback"].report.as_dict()
+    auto = runs[DEFAULT_POLICY].report.as_dict()
+    wb = runs[WRITEBACK_POLICY].report.as_dict()
     ratios = {key: ratio(wb[key], auto[key]) for key in RATIO_KEYS}
     status = max(r.report.exit_status for r in runs.values())
     if json_out:
-        _emit_json({"auto": auto, "writeback": wb, "ratios": ratios})
+        emit_json({"auto": auto, "writeback": wb, "ratios": ratios})
     elif not settings.quiet:
-        _print_comparison(_stdout(), name, runs, ratios)
+        _print_comparison(stdout_console(), name, runs, ratios)
     if status and (json_out or settings.quiet):
         for policy, r in runs.items():
             if not r.report.ok:
-                click.echo(f"{PROG}: {policy}: {_failure_line(r.report)}", err=True)
+                click.echo(f"{PROG}: {policy}: {failure_line(r.report)}", err=True)
     return status
 
 
 def _print_comparison(
     out: Console, name: str, runs: dict[str, Run], ratios: dict[str, float | str | None]
 ) -> None:
-    a, w = runs["auto"], runs["writeback"]
+    a, w = runs[DEFAULT_POLICY], runs[WRITEBACK_POLICY]
     ad, wd = a.report.as_dict(), w.report.as_dict()
     table = Table(title=f"hotremove compare: {name} (blocks {ad['blocks']}, {ad['device']})")
     table.add_column("")
@@ -118,14 +114,14 @@ def _print_comparison(
         ),
         (
             "simulated time",
-            _seconds(ad["simulated_seconds"]),
-            _seconds(wd["simulated_seconds"]),
+            format_seconds(ad["simulated_seconds"]),
+            format_seconds(wd["simulated_seconds"]),
             _ratio_text(ratios["simulated_seconds"]),
         ),
         (
             "wall time (offline)",
-            _seconds(ad["wall_seconds"]),
-            _seconds(wd["wall_seconds"]),
+            format_seconds(ad["wall_seconds"]),
+            format_seconds(wd["wall_seconds"]),
             _ratio_text(ratios["wall_seconds"]),
         ),
         (

@@ -1,4 +1,4 @@
-"""Human output: a scenario's facts and the progress bar of a run."""
+"""Human output: a scenario's facts and the progress bars (of a run, of a sweep)."""
 
 from __future__ import annotations
 
@@ -10,41 +10,44 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     SpinnerColumn,
     TextColumn,
     TimeElapsedColumn,
+    TimeRemainingColumn,
 )
 
-from hotremove.cli.settings import PROGRESS_DELAY
+from hotremove.cli.output import stderr_console
 from hotremove.scenario import Scenario
+from hotremove.units import format_size
 
-# --------------------------------------------------------------------------- formatting
+#: The progress bar of a run appears only when the run is still going after this many seconds.
+PROGRESS_DELAY = 1.0
 
-
-def _size(n: int) -> str:
-    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if n >= 1 << shift:
-            value = n / (1 << shift)
-            return f"{value:g}{unit}" if value == int(value) else f"{value:.1f}{unit}"
-    return f"{n}B"
+# --------------------------------------------------------------------------- scenario
 
 
 def facts(scn: Scenario) -> list[tuple[str, str]]:
     """What a scenario builds and removes, as (topic, text) lines; one line per filesystem."""
     mem, wl, rm = scn.memory, scn.workload, scn.remove
     nr_blocks = mem.size // mem.block_size
-    out = [("memory", f"{_size(mem.size)} in {nr_blocks} blocks of {_size(mem.block_size)}")]
+    out = [
+        (
+            "memory",
+            f"{format_size(mem.size)} in {nr_blocks} blocks of {format_size(mem.block_size)}",
+        )
+    ]
     for i, fs in enumerate(scn.filesystem):
         options = [f"data={fs.data_mode}"] if fs.data_mode else []
         options += [o for o in fs.options if not o.startswith("data=")]
-        text = f"{fs.name}: {fs.type}, {_size(fs.block_size)} blocks, "
-        text += f"{fs.files} files of {_size(fs.file_size)}"
+        text = f"{fs.name}: {fs.type}, {format_size(fs.block_size)} blocks, "
+        text += f"{fs.files} files of {format_size(fs.file_size)}"
         text += f" ({', '.join(options)})" if options else ""
         out.append(("filesystems" if i == 0 else "", text))
     if not scn.filesystem:
         out.append(("filesystems", "none"))
     if wl.anon:
-        out.append(("anon", _size(wl.anon)))
+        out.append(("anon", format_size(wl.anon)))
     blocks = ", ".join(str(b) for b in rm.blocks)
     out.append(("remove", f"block(s) {blocks}, mode {rm.mode}, strategy {rm.strategy}"))
     out.append(("device", f"{scn.device.preset}, seed {wl.seed}"))
@@ -57,7 +60,7 @@ def describe(scn: Scenario) -> str:
     types = ", ".join(fs.type for fs in scn.filesystem) or "none"
     files = sum(fs.files for fs in scn.filesystem)
     return (
-        f"{_size(mem.size)} memory in blocks of {_size(mem.block_size)}; "
+        f"{format_size(mem.size)} memory in blocks of {format_size(mem.block_size)}; "
         f"{len(scn.filesystem)} filesystem(s) ({types}), {files} files; "
         f"remove block(s) {', '.join(str(b) for b in rm.blocks)} "
         f"(mode {rm.mode}, strategy {rm.strategy}, device {scn.device.preset})"
@@ -67,23 +70,44 @@ def describe(scn: Scenario) -> str:
 # --------------------------------------------------------------------------- progress
 
 
+def progress_bar(
+    console: Console | None = None,
+    *,
+    tally: bool = False,
+    transient: bool = False,
+    disable: bool = False,
+    redirect_stderr: bool = False,
+) -> Progress:
+    """The command line's progress bar on stderr: spinner, description, bar, done/total,
+    elapsed time; a sweep's also shows its tally of outcomes and the time remaining."""
+    columns: list[ProgressColumn | str] = [
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+    ]
+    if tally:
+        columns.append(TextColumn("{task.fields[tally]}"))
+    columns.append(TimeElapsedColumn())
+    if tally:
+        columns.append(TimeRemainingColumn())
+    return Progress(
+        *columns,
+        console=console or stderr_console(),
+        transient=transient,
+        disable=disable,
+        redirect_stdout=False,
+        redirect_stderr=redirect_stderr,
+    )
+
+
 class RunProgress:
     """A transient progress display on stderr that appears only if the run is still going
     after ``delay`` seconds: building → migrating pages (a bar) → verifying."""
 
     def __init__(self, console: Console, label: str, delay: float = PROGRESS_DELAY) -> None:
         self.label = label
-        self.progress = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-            redirect_stdout=False,
-            redirect_stderr=True,
-        )
+        self.progress = progress_bar(console, transient=True, redirect_stderr=True)
         self.task = self.progress.add_task(f"{label}: building (mke2fs, page cache)", total=None)
         self._lock = threading.Lock()
         self._shown = False

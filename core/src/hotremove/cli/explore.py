@@ -1,6 +1,6 @@
 """``hotremove explore``: run a scenario's offline under many seeded interleavings.
 
-Register with ``cli.add_command(explore)``. Like the other commands it returns its exit status
+Registered in the ``hotremove`` group. Like the other commands it returns its exit status
 (0 every schedule passed, 1 a schedule failed — its findings, the replay command and the end of
 its trace are printed, 2 bad input raised as :class:`~hotremove.errors.HotremoveError`).
 """
@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import json
-import sys
 import time
 from pathlib import Path
 from types import ModuleType
@@ -18,6 +16,9 @@ from typing import Any
 
 import click
 
+from hotremove.cli.base import PROG, Command
+from hotremove.cli.output import emit_json
+from hotremove.cli.settings import begin, check_strategy, mode_option, shared_options
 from hotremove.errors import HotremoveError
 
 DEFAULT_ACTORS = "writeback,writer,journal,reader"
@@ -45,25 +46,7 @@ def _load_plugin(spec: str) -> tuple[str, ModuleType]:
         raise HotremoveError(f"--plugin: cannot import {spec!r}: {exc}") from None
 
 
-def _check_strategy(policy: str, plugins: Any) -> None:
-    """A registered policy, or one some plugin other than the catch-all fallback answers."""
-    if policy in ("auto", "writeback") or policy in plugins.policies:
-        return
-    from hotremove.model.address_space import AddressSpace, Inode, SuperBlock
-    from hotremove.model.aops import AOPS
-
-    for a_ops in AOPS.values():
-        sb = SuperBlock("probe", a_ops.fs_type, 4096, s_bdev=None)  # type: ignore[arg-type]
-        answer = plugins.pm.hook.hotremove_migrate_strategy(
-            mapping=AddressSpace(Inode(0, "probe", 0, sb, []), a_ops), policy=policy
-        )
-        if answer is not None and getattr(answer, "name", "") != "fallback_migrate_folio":
-            return
-    known = ", ".join(["auto", *sorted(plugins.policies)])
-    raise HotremoveError(f"--strategy: unknown strategy {policy!r} (installed: {known})")
-
-
-@click.command("explore")
+@click.command("explore", cls=Command)
 @click.argument("scenario", metavar="SCENARIO.toml")
 @click.option(
     "-n", "--schedules", type=click.IntRange(1), default=200, show_default=True,
@@ -79,9 +62,7 @@ def _check_strategy(policy: str, plugins: Any) -> None:
     help="What runs beside the migration: writeback, writer, journal, reader ('' for none).",
 )  # fmt: skip
 @click.option("--strategy", metavar="NAME", help="Override remove.strategy.")
-@click.option(
-    "--mode", type=click.Choice(["async", "sync_light", "sync"]), help="Override remove.mode."
-)
+@mode_option()
 @click.option(
     "--plugin", "plugin_specs", multiple=True, metavar="FILE.py|MODULE",
     help="Load this plugin module beside the installed ones (repeatable).",
@@ -95,7 +76,10 @@ def _check_strategy(policy: str, plugins: Any) -> None:
     help="Also run e2fsck and the debugfs read-back every K schedules (always on the first).",
 )  # fmt: skip
 @click.option("--json", "json_out", is_flag=True, help="Print the outcome as one JSON object.")
+@shared_options
+@click.pass_context
 def explore(
+    ctx: click.Context,
     scenario: str,
     schedules: int,
     seed: int,
@@ -114,7 +98,6 @@ def explore(
     Each schedule is derived from --seed and its number; the first failing one is printed
     with the command that replays it, bit for bit.
     """
-    from hotremove import log as hlog
     from hotremove.explore.actors import ACTORS
     from hotremove.explore.session import (
         explore_scenario,
@@ -124,7 +107,7 @@ def explore(
     )
     from hotremove.plugins import load_plugins
 
-    hlog.configure("warning")
+    settings = begin(ctx)
     chosen = tuple(a.strip() for a in actors.split(",") if a.strip())
     unknown = [a for a in chosen if a not in ACTORS]
     if unknown:
@@ -133,7 +116,7 @@ def explore(
         )
     scn = load_scenario(scenario).with_overrides(remove={"strategy": strategy, "mode": mode})
     plugins = load_plugins(extra=[_load_plugin(spec) for spec in plugin_specs])
-    _check_strategy(scn.remove.strategy, plugins)
+    check_strategy(scn.remove.strategy, plugins, option="--strategy")
     first, count = (only, 1) if only is not None else (0, schedules)
     start = time.perf_counter()
     result = explore_scenario(
@@ -175,9 +158,11 @@ def explore(
                 "digest": failure.digest,
                 "replay": replay,
             }
-        sys.stdout.write(json.dumps(out, indent=2) + "\n")
+        emit_json(out)
         return 0 if result.ok else 1
     if failure is None:
+        if settings.quiet:
+            return 0
         what = f"schedule {first}" if only is not None else f"{result.schedules_run} schedules"
         digest = f", trace digest {result.digests[-1]}" if only is not None else ""
         click.echo(
@@ -200,7 +185,7 @@ def explore(
 
 
 def main() -> None:  # pragma: no cover - for running the command on its own
-    sys.exit(explore.main(standalone_mode=False) or 0)
+    explore.main(prog_name=f"{PROG} explore")
 
 
 __all__ = ["explore"]

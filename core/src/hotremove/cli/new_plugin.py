@@ -22,6 +22,8 @@ from string import Template
 import click
 
 from hotremove import __version__
+from hotremove.cli.base import Command
+from hotremove.cli.settings import begin, shared_options
 
 FS_TYPES = ("ext2", "ext3", "ext4")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -152,7 +154,7 @@ def _installed_claims() -> tuple[set[str], dict[str, str]]:
     return {p.name for p in plugins.report}, dict(plugins.aops_owner)
 
 
-@click.command("new-plugin")
+@click.command("new-plugin", cls=Command)
 @click.argument("name")
 @click.option(
     "--dir",
@@ -176,11 +178,14 @@ def _installed_claims() -> tuple[set[str], dict[str, str]]:
     help="An a_ops table to claim (repeatable; default: the fs type's tables but journalled "
     "data, e.g. ext4_aops and ext4_da_aops).",
 )
+@shared_options
+@click.pass_context
 def new_plugin_command(
-    name: str, directory: Path | None, fs_type: str, aops: tuple[str, ...]
+    ctx: click.Context, name: str, directory: Path | None, fs_type: str, aops: tuple[str, ...]
 ) -> None:
     """Write a ready plugin package NAME: pyproject.toml with the entry point, the plugin
     module, a conformance test module and a README. Install it and run its tests."""
+    settings = begin(ctx)
     if not NAME_RE.match(name):
         raise click.BadParameter(
             f"{name!r}: use lowercase letters, digits and underscores, starting with a letter "
@@ -209,9 +214,6 @@ def new_plugin_command(
         path = target / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
-    click.echo(f"created {target}/ (plugin {name!r} for {fs_type}: {', '.join(claimed_names)})")
-    for rel in files:
-        click.echo(f"  {rel}")
     for a_ops in claimed_names:
         if a_ops in owners:
             click.echo(
@@ -219,6 +221,11 @@ def new_plugin_command(
                 "only one plugin may claim a table, so install one or the other",
                 err=True,
             )
+    if settings.quiet:
+        return
+    click.echo(f"created {target}/ (plugin {name!r} for {fs_type}: {', '.join(claimed_names)})")
+    for rel in files:
+        click.echo(f"  {rel}")
     click.echo("next:")
     click.echo(f"  pip install -e '{target}[test]'      (or: uv pip install -e ...)")
     click.echo(f"  pytest {target}/tests")

@@ -8,29 +8,23 @@ Two click commands, registered on the ``hotremove`` group by :mod:`hotremove.cli
   every block that cannot go; ``--json`` prints one object, ``--plot FILE.png`` draws them.
 
 Errors are one line ``hotremove: error: ...`` on stderr and exit status 2, also when the
-commands run on their own (tests); logging goes to stderr and is configured here only if the
-group has not configured it already.
+commands run on their own (tests): :class:`hotremove.cli.base.Command`.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import click
-import structlog
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from hotremove import log as hlog
-from hotremove.cost import PRESETS
-from hotremove.errors import HotremoveError
+from hotremove.cli.base import Command
+from hotremove.cli.output import emit_json, fit_table, stdout_console
+from hotremove.cli.settings import begin, check_strategy, device_option, shared_options
+from hotremove.model.migrate_mode import DEFAULT_POLICY
 from hotremove.plugins import load_plugins
 from hotremove.realmachine.classes import CLASSES, unit_name
 from hotremove.realmachine.plan import Plan, resolve_fs
@@ -38,55 +32,17 @@ from hotremove.realmachine.plan import plan as make_plan
 from hotremove.realmachine.plot import plot
 from hotremove.realmachine.snapshot import SnapshotError, load, take
 from hotremove.realmachine.synthesize import FS_OPTIONS
-
-PROG = "hotremove"
-PIPE_WIDTH = 160
-
-
-@contextmanager
-def _one_line_errors() -> Iterator[None]:
-    """A user's mistake (or a missing permission) is one line on stderr and exit status 2."""
-    try:
-        yield
-    except HotremoveError as exc:
-        click.echo(f"{PROG}: error: {' '.join(str(exc).split())}", err=True)
-        raise click.exceptions.Exit(2) from None
-
-
-def _logging() -> None:
-    if not structlog.is_configured():
-        hlog.configure("warning", "auto")
+from hotremove.units import format_seconds, format_size
 
 
 def _size(n: int) -> str:
-    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if n >= 1 << shift:
-            value = n / (1 << shift)
-            return f"{value:g} {unit}" if value == int(value) else f"{value:.1f} {unit}"
-    return f"{n} B"
-
-
-def _seconds(value: float) -> str:
-    if value >= 1:
-        return f"{value:.2f} s"
-    if value >= 1e-3:
-        return f"{value * 1e3:.2f} ms"
-    if value > 0:
-        return f"{value * 1e6:.1f} µs"
-    return "0"
-
-
-def _console() -> Console:
-    console = Console(highlight=False)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console.width = PIPE_WIDTH
-    return console
+    return format_size(n, sep=" ")
 
 
 # --------------------------------------------------------------------------- snapshot
 
 
-@click.command("snapshot")
+@click.command("snapshot", cls=Command)
 @click.option(
     "-o",
     "--output",
@@ -96,19 +52,22 @@ def _console() -> Console:
 @click.option("--json", "json_out", is_flag=True, help="Print a summary as one JSON object.")
 @click.option("--proc", default="/proc", hidden=True, type=click.Path(path_type=Path))
 @click.option("--sysfs", default="/sys", hidden=True, type=click.Path(path_type=Path))
-def snapshot_command(output: Path | None, json_out: bool, proc: Path, sysfs: Path) -> None:
+@shared_options
+@click.pass_context
+def snapshot_command(
+    ctx: click.Context, output: Path | None, json_out: bool, proc: Path, sysfs: Path
+) -> None:
     """Snapshot this machine's page frames for `hotremove plan` (root only, read only).
 
     Reads /proc/kpageflags and /proc/kpagecount (in bounded chunks), the memory blocks in
     /sys/devices/system/memory and /proc/mounts into one compressed .npz file.
     """
-    _logging()
-    with _one_line_errors():
-        start = time.perf_counter()
-        snap = take(proc, sysfs)
-        path = output or Path(f"snapshot-{time.strftime('%Y%m%d-%H%M%S')}.npz")
-        snap.save(path)
-        wall = time.perf_counter() - start
+    settings = begin(ctx)
+    start = time.perf_counter()
+    snap = take(proc, sysfs)
+    path = output or Path(f"snapshot-{time.strftime('%Y%m%d-%H%M%S')}.npz")
+    snap.save(path)
+    wall = time.perf_counter() - start
     root = snap.root
     summary = {
         "file": str(path),
@@ -122,7 +81,9 @@ def snapshot_command(output: Path | None, json_out: bool, proc: Path, sysfs: Pat
         "wall_seconds": round(wall, 3),
     }
     if json_out:
-        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+        emit_json(summary)
+        return
+    if settings.quiet:
         return
     fs = f", root {root.fstype} on {root.device}" if root else ""
     click.echo(
@@ -135,7 +96,7 @@ def snapshot_command(output: Path | None, json_out: bool, proc: Path, sysfs: Pat
 # --------------------------------------------------------------------------- plan
 
 
-@click.command("plan")
+@click.command("plan", cls=Command)
 @click.argument("snapshot_file", metavar="SNAPSHOT", type=click.Path(path_type=Path))
 @click.option(
     "--fs",
@@ -150,17 +111,11 @@ def snapshot_command(output: Path | None, json_out: bool, proc: Path, sysfs: Pat
     help=f"Its mount options, comma separated ({', '.join(FS_OPTIONS)}); default: the root "
     "filesystem's when --fs is its type.",
 )
-@click.option(
-    "--device",
-    type=click.Choice(sorted(PRESETS)),
-    default="nvme",
-    show_default=True,
-    help="Device preset for the simulated time.",
-)
+@device_option(default="nvme", show_default=True, help="Device preset for the simulated time.")
 @click.option(
     "--strategy",
     "policy",
-    default="auto",
+    default=DEFAULT_POLICY,
     show_default=True,
     metavar="auto|writeback|NAME",
     help="Strategy policy the plugins are asked with.",
@@ -179,7 +134,10 @@ def snapshot_command(output: Path | None, json_out: bool, proc: Path, sysfs: Pat
     type=click.Path(dir_okay=False, path_type=Path),
     help="Draw one cell per memory block into this PNG.",
 )
+@shared_options
+@click.pass_context
 def plan_command(
+    ctx: click.Context,
     snapshot_file: Path,
     fs_type: str | None,
     fs_options: str | None,
@@ -196,32 +154,31 @@ def plan_command(
     their buffer_heads, by writeback or by a plain copy, and what that costs. Blocks that
     cannot go are listed last, with the reason.
     """
-    _logging()
-    with _one_line_errors():
-        start = time.perf_counter()
-        if plot_path is not None and not (plot_path.parent or Path(".")).is_dir():
-            raise SnapshotError(f"--plot: cannot write {plot_path}: no such directory")
-        snap = load(snapshot_file)
-        fs = resolve_fs(snap, fs_type, fs_options)
-        plugins = load_plugins()
-        if policy != "auto" and policy not in plugins.policies:
-            known = ", ".join(["auto", *sorted(plugins.policies)])
-            raise SnapshotError(f"--strategy: unknown strategy {policy!r} (installed: {known})")
-        p = make_plan(snap, plugins.hooks, fs=fs, device=device, policy=policy, flagless=flagless)
-        if plot_path is not None:
-            try:
-                plot(p, plot_path)
-            except OSError as exc:
-                raise SnapshotError(f"--plot: cannot write {plot_path}: {exc.strerror}") from None
-        wall = time.perf_counter() - start
+    settings = begin(ctx)
+    start = time.perf_counter()
+    if plot_path is not None and not (plot_path.parent or Path(".")).is_dir():
+        raise SnapshotError(f"--plot: cannot write {plot_path}: no such directory")
+    snap = load(snapshot_file)
+    fs = resolve_fs(snap, fs_type, fs_options)
+    plugins = load_plugins()
+    check_strategy(policy, plugins, option="--strategy")
+    p = make_plan(snap, plugins.hooks, fs=fs, device=device, policy=policy, flagless=flagless)
+    if plot_path is not None:
+        try:
+            plot(p, plot_path)
+        except OSError as exc:
+            raise SnapshotError(f"--plot: cannot write {plot_path}: {exc.strerror}") from None
+    wall = time.perf_counter() - start
     if json_out:
         out = p.as_dict()
         out["wall_seconds"] = round(wall, 3)
         if plot_path is not None:
             out["plot"] = str(plot_path)
-        sys.stdout.write(json.dumps(out, indent=2, allow_nan=False) + "\n")
+        emit_json(out)
         return
-    console = _console()
+    if settings.quiet:
+        return
+    console = stdout_console()
     print_plan(p, console)
     if plot_path is not None:
         console.print(f"picture: {plot_path}")
@@ -230,36 +187,6 @@ def plan_command(
 
 def print_plan(p: Plan, console: Console) -> None:
     """The header (what decides), the ranked table, and a footer on the heuristics."""
-    snap = p.snapshot
-    nok = sum(b.offlinable for b in p.blocks)
-    console.print(
-        Text(
-            f"{len(p.blocks)} memory blocks of {_size(snap.block_size)} "
-            f"({snap.source} snapshot, kernel {snap.kernel or '?'}, {snap.taken or '?'}): "
-            f"{nok} can be offlined",
-            style="bold",
-        )
-    )
-    console.print(
-        f"  page cache   {p.fs.label}: {p.a_ops} → {p.strategy} (plugin {p.plugin}, "
-        f"{'rebinds buffer_heads, no I/O' if p.rebinds else 'no rebinding'})"
-    )
-    console.print(f"  device       {p.device}    strategy policy {p.policy}")
-    costs = ", ".join(
-        f"{unit_name(c)}: "
-        + (
-            f"fails ({u.reason})"
-            if u.failed
-            else "rebind"
-            if u.rebound
-            else f"write {u.write_requests}+copy"
-            if u.written_back
-            else "copy"
-        )
-        for c, u in sorted(p.probes.items())
-    )
-    if costs:
-        console.print(f"  per page     {costs}")
     table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
     for name, justify in (
         ("#", "right"),
@@ -301,9 +228,40 @@ def print_plan(p: Plan, console: Console) -> None:
             _n(b.copied) if ok else "",
             _n(b.written_back) if ok else "",
             _n(b.write_requests + b.journal_requests) if ok else "",
-            _seconds(b.simulated_seconds) if ok else "",
+            format_seconds(b.simulated_seconds, zero="0") if ok else "",
             Text("ok", style="green") if ok else Text("; ".join(b.reasons), style="red"),
         )
+    fit_table(console, table)  # into a pipe the table is never cropped
+    snap = p.snapshot
+    nok = sum(b.offlinable for b in p.blocks)
+    console.print(
+        Text(
+            f"{len(p.blocks)} memory blocks of {_size(snap.block_size)} "
+            f"({snap.source} snapshot, kernel {snap.kernel or '?'}, {snap.taken or '?'}): "
+            f"{nok} can be offlined",
+            style="bold",
+        )
+    )
+    console.print(
+        f"  page cache   {p.fs.label}: {p.a_ops} → {p.strategy} (plugin {p.plugin}, "
+        f"{'rebinds buffer_heads, no I/O' if p.rebinds else 'no rebinding'})"
+    )
+    console.print(f"  device       {p.device}    strategy policy {p.policy}")
+    costs = ", ".join(
+        f"{unit_name(c)}: "
+        + (
+            f"fails ({u.reason})"
+            if u.failed
+            else "rebind"
+            if u.rebound
+            else f"write {u.write_requests}+copy"
+            if u.written_back
+            else "copy"
+        )
+        for c, u in sorted(p.probes.items())
+    )
+    if costs:
+        console.print(f"  per page     {costs}")
     console.print(table)
     flagless = p.totals.get("flagless", 0)
     if flagless:

@@ -1,8 +1,8 @@
 """``hotremove sweep GRID.toml``: run a grid of scenarios on a process pool or a Dask cluster.
 
-The command is a plain click command (:data:`sweep_command`) that ``hotremove.cli`` registers
-in its group; it also runs on its own (:func:`main`). It follows the CLI's contract itself, so
-it behaves the same either way:
+The command (:data:`sweep_command`) is registered in the ``hotremove`` group; it also runs on
+its own (:func:`main`), through the same error path (:mod:`hotremove.cli.base`), so it behaves
+the same either way:
 
 * stdout: the summary table (or the ``--list`` table); stderr: logs, progress, errors;
 * exit status 0 = every run of the grid has a row and all of them are ok, 1 = some run failed,
@@ -12,73 +12,27 @@ it behaves the same either way:
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.measure import Measurement
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 from rich.text import Text
 
-from hotremove import log as hlog
 from hotremove import sweep as sw
+from hotremove.cli.base import CONTEXT_SETTINGS, PROG, Command
+from hotremove.cli.display import progress_bar
+from hotremove.cli.output import print_table, stdout_console
+from hotremove.cli.settings import begin, shared_options
 from hotremove.errors import HotremoveError
-
-PROG = "hotremove"
-#: Where ``hotremove.cli`` keeps the shared options typed before the command name.
-_GROUP_SETTINGS = "hotremove.settings"
-PIPE_WIDTH = 120
-
-
-def _stdout() -> Console:
-    console = Console(highlight=False)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console.width = PIPE_WIDTH
-    return console
-
-
-def _print_table(out: Console, table: Table) -> None:
-    """A table on a terminal fits the terminal; into a pipe or a file it is never cropped."""
-    if not out.is_terminal and "COLUMNS" not in os.environ:
-        natural = Measurement.get(out, out.options.update_width(10_000), table).maximum
-        out.width = max(PIPE_WIDTH, natural)
-    out.print(table)
-
-
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return "—"
-    if value >= 1:
-        return f"{value:,.2f} s"
-    if value >= 1e-3:
-        return f"{value * 1e3:.2f} ms"
-    return f"{value * 1e6:.1f} µs"
+from hotremove.units import format_seconds
 
 
 def _number(value: float | None) -> str:
     if value is None:
         return "—"
     return f"{value:,.0f}" if value == int(value) else f"{value:,.1f}"
-
-
-def _setting(ctx: click.Context, name: str, value: Any, default: Any) -> Any:
-    """This command's option, else the group's (typed before ``sweep``), else the default."""
-    if value is not None:
-        return value
-    stored = ctx.meta.get(_GROUP_SETTINGS, {})  # ctx.meta is shared along the context chain
-    return stored[name][0] if name in stored else default
 
 
 def _run_table(grid: sw.Grid, rows: dict[str, dict[str, Any]], output: Path) -> Table:
@@ -123,7 +77,7 @@ def _summary_table(result: sw.SweepResult) -> Table:
             _number(group.mean("rebound")),
             _number(group.mean("written_back")),
             _number(group.mean("writeback_ios")),
-            _seconds(group.mean("simulated_seconds")),
+            format_seconds(group.mean("simulated_seconds"), grouping=True),
         ]
         if grid.aggregated:
             cells.append(_spread(group.span("simulated_seconds"), group.mean("simulated_seconds")))
@@ -161,132 +115,7 @@ def _footer(result: sw.SweepResult) -> list[Text]:
     return lines
 
 
-def _progress(enabled: bool) -> Progress:
-    return Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[tally]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True, highlight=False),
-        disable=not enabled,
-        redirect_stdout=False,
-        redirect_stderr=False,
-    )
-
-
-def _do_sweep(
-    grid_file: Path,
-    output: Path | None,
-    executor: str,
-    scheduler: str | None,
-    workers: int | None,
-    resume: bool,
-    overwrite: bool,
-    list_runs: bool,
-    plot_file: Path | None,
-    log_level: str,
-    log_format: str,
-    quiet: bool,
-    progress: bool | None,
-) -> int:
-    hlog.configure(log_level, log_format)
-    if resume and overwrite:
-        raise click.UsageError("give either --resume or --overwrite")
-    if workers is not None and workers < 1:
-        raise HotremoveError("--workers: must be at least 1")
-    grid = sw.load_grid(grid_file)
-    output = output or Path(f"{grid.name}.csv")
-    if output.suffix.lower() in (".parquet", ".pq"):
-        raise HotremoveError(
-            f"--output {output}: results are CSV (Parquet would need pyarrow); name a .csv file"
-        )
-    from hotremove.plugins import load_plugins
-
-    sw.check_strategies(grid, load_plugins().policies)
-    out = _stdout()
-    if list_runs:
-        rows, _ = sw.existing_rows(grid, output)
-        if not quiet:
-            _print_table(out, _run_table(grid, rows, output))
-            out.print(
-                f"{len(grid.runs)} runs over {len(grid.axes)} axes; "
-                f"{len(rows)} have rows in {output}"
-            )
-        return 0
-    show_progress = progress if progress is not None else (not quiet and sys.stderr.isatty())
-    with _progress(show_progress) as bar:
-        task = bar.add_task(f"sweep {grid.name}", total=len(grid.runs), tally="")
-        tally = {"ok": 0, "failed": 0, "error": 0}
-
-        def started(todo: int, done: int, description: str) -> None:
-            bar.update(task, completed=done, description=f"sweep {grid.name} ({description})")
-
-        def landed(run: sw.RunSpec, row: dict[str, Any]) -> None:
-            tally[row["status"]] += 1
-            text = f"{tally['ok']} ok" + "".join(
-                f", {n} {s}" for s, n in tally.items() if s != "ok" and n
-            )
-            bar.update(task, advance=1, tally=text)
-
-        try:
-            result = sw.sweep(
-                grid,
-                output,
-                executor=executor,
-                scheduler=scheduler,
-                workers=workers,
-                resume=resume,
-                overwrite=overwrite,
-                log_level=log_level,
-                on_start=started,
-                on_row=landed,
-            )
-        except KeyboardInterrupt:
-            bar.stop()
-            rows, _ = sw.existing_rows(grid, output)
-            click.echo(
-                f"{PROG}: interrupted: {len(rows)} of {len(grid.runs)} runs have rows in "
-                f"{output}; continue with --resume",
-                err=True,
-            )
-            return 130
-    if not quiet:
-        _print_table(out, _summary_table(result))
-        for line in _footer(result):
-            out.print(line)
-    if result.stray:
-        click.echo(
-            f"{PROG}: {result.stray} row(s) in {output} are no run of this grid "
-            "(was the base or an axis changed?); kept, not summarised",
-            err=True,
-        )
-    if result.lost:
-        click.echo(
-            f"{PROG}: {len(result.lost)} run(s) lost with their worker "
-            f"(first: {result.lost[0].reason}); run again with --resume",
-            err=True,
-        )
-    if quiet and result.exit_status:
-        bad = sum(1 for row in result.rows.values() if row["status"] != "ok")
-        click.echo(
-            f"{PROG}: {bad} run(s) not ok and {len(result.missing)} without a row, "
-            f"of {len(grid.runs)} (see {output})",
-            err=True,
-        )
-    if plot_file is not None:
-        lines = sw.plot(grid, result.rows, plot_file)
-        if not quiet:
-            out.print(Text(f"figure: {plot_file} ({lines} lines)", style="dim"))
-    return result.exit_status
-
-
-@click.command(
-    "sweep",
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-)
+@click.command("sweep", cls=Command, context_settings=CONTEXT_SETTINGS)
 @click.argument("grid_file", metavar="GRID.toml", type=click.Path(path_type=Path))
 @click.option(
     "-o",
@@ -326,24 +155,7 @@ def _do_sweep(
     help="Draw the grid's figure (default: simulated time, log scale, against the dirty share; "
     "one line per strategy and device).",
 )
-@click.option(
-    "--log-level",
-    type=click.Choice(hlog.LEVELS, case_sensitive=False),
-    envvar="HOTREMOVE_LOG_LEVEL",
-    help="Logs on stderr (default warning).",
-)
-@click.option(
-    "--log-format",
-    type=click.Choice(hlog.FORMATS, case_sensitive=False),
-    envvar="HOTREMOVE_LOG_FORMAT",
-    help="console, json or auto (default).",
-)
-@click.option("-q", "--quiet", is_flag=True, default=None, help="No output except errors.")
-@click.option(
-    "--progress/--no-progress",
-    default=None,
-    help="Progress bar over runs (default: on a terminal).",
-)
+@shared_options
 @click.pass_context
 def sweep_command(
     ctx: click.Context,
@@ -356,11 +168,7 @@ def sweep_command(
     overwrite: bool,
     list_runs: bool,
     plot_file: Path | None,
-    log_level: str | None,
-    log_format: str | None,
-    quiet: bool | None,
-    progress: bool | None,
-) -> None:
+) -> int:
     """Run a grid of scenarios: every combination of the grid's axes, one row per run.
 
     GRID.toml names a base scenario and the axes to vary (see docs/sweep.md). Rows are appended
@@ -370,29 +178,98 @@ def sweep_command(
     \b
     Exit status: 0 every run ok, 1 some run failed or is missing, 2 bad input, 130 interrupted.
     """
-    try:
-        status = _do_sweep(
-            grid_file,
-            output,
-            executor,
-            scheduler,
-            workers,
-            resume,
-            overwrite,
-            list_runs,
-            plot_file,
-            str(_setting(ctx, "log_level", log_level, "warning")).lower(),
-            str(_setting(ctx, "log_format", log_format, "auto")).lower(),
-            bool(_setting(ctx, "quiet", quiet, False)),
-            _setting(ctx, "progress", progress, None),
+    settings = begin(ctx)
+    quiet = settings.quiet
+    if resume and overwrite:
+        raise click.UsageError("give either --resume or --overwrite")
+    if workers is not None and workers < 1:
+        raise HotremoveError("--workers: must be at least 1")
+    grid = sw.load_grid(grid_file)
+    output = output or Path(f"{grid.name}.csv")
+    if output.suffix.lower() in (".parquet", ".pq"):
+        raise HotremoveError(
+            f"--output {output}: results are CSV (Parquet would need pyarrow); name a .csv file"
         )
-    except HotremoveError as exc:
-        click.echo(f"{PROG}: error: {' '.join(str(exc).split())}", err=True)
-        status = 2
-    except click.UsageError as exc:
-        click.echo(f"{PROG}: error: {exc.format_message()}", err=True)
-        status = 2
-    ctx.exit(status)
+    from hotremove.plugins import load_plugins
+
+    sw.check_strategies(grid, load_plugins().policies)
+    out = stdout_console()
+    if list_runs:
+        rows, _ = sw.existing_rows(grid, output)
+        if not quiet:
+            print_table(out, _run_table(grid, rows, output))
+            out.print(
+                f"{len(grid.runs)} runs over {len(grid.axes)} axes; "
+                f"{len(rows)} have rows in {output}"
+            )
+        return 0
+    show = settings.progress
+    if show is None:
+        show = not quiet and sys.stderr.isatty()
+    with progress_bar(tally=True, disable=not show) as bar:
+        task = bar.add_task(f"sweep {grid.name}", total=len(grid.runs), tally="")
+        tally = {"ok": 0, "failed": 0, "error": 0}
+
+        def started(todo: int, done: int, description: str) -> None:
+            bar.update(task, completed=done, description=f"sweep {grid.name} ({description})")
+
+        def landed(run: sw.RunSpec, row: dict[str, Any]) -> None:
+            tally[row["status"]] += 1
+            text = f"{tally['ok']} ok" + "".join(
+                f", {n} {s}" for s, n in tally.items() if s != "ok" and n
+            )
+            bar.update(task, advance=1, tally=text)
+
+        try:
+            result = sw.sweep(
+                grid,
+                output,
+                executor=executor,
+                scheduler=scheduler,
+                workers=workers,
+                resume=resume,
+                overwrite=overwrite,
+                log_level=settings.log_level,
+                on_start=started,
+                on_row=landed,
+            )
+        except KeyboardInterrupt:
+            bar.stop()
+            rows, _ = sw.existing_rows(grid, output)
+            click.echo(
+                f"{PROG}: interrupted: {len(rows)} of {len(grid.runs)} runs have rows in "
+                f"{output}; continue with --resume",
+                err=True,
+            )
+            return 130
+    if not quiet:
+        print_table(out, _summary_table(result))
+        for line in _footer(result):
+            out.print(line)
+    if result.stray:
+        click.echo(
+            f"{PROG}: {result.stray} row(s) in {output} are no run of this grid "
+            "(was the base or an axis changed?); kept, not summarised",
+            err=True,
+        )
+    if result.lost:
+        click.echo(
+            f"{PROG}: {len(result.lost)} run(s) lost with their worker "
+            f"(first: {result.lost[0].reason}); run again with --resume",
+            err=True,
+        )
+    if quiet and result.exit_status:
+        bad = sum(1 for row in result.rows.values() if row["status"] != "ok")
+        click.echo(
+            f"{PROG}: {bad} run(s) not ok and {len(result.missing)} without a row, "
+            f"of {len(grid.runs)} (see {output})",
+            err=True,
+        )
+    if plot_file is not None:
+        lines = sw.plot(grid, result.rows, plot_file)
+        if not quiet:
+            out.print(Text(f"figure: {plot_file} ({lines} lines)", style="dim"))
+    return result.exit_status
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,213 @@
+"""``hotremove demo`` and ``hotremove run``: one scenario (or real memory blocks of a snapshot)
+built, offlined, verified and reported."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import click
+from rich.text import Text
+
+from hotremove import lockdep
+from hotremove import scenario as scenario_mod
+from hotremove.cli.base import PROG, Command
+from hotremove.cli.display import facts
+from hotremove.cli.execute import execute, failure_line, keep_dir, plugins_for
+from hotremove.cli.output import emit_json, stdout_console
+from hotremove.cli.settings import (
+    RunOptions,
+    begin,
+    check_strategy,
+    run_options,
+    shared_options,
+)
+from hotremove.errors import HotremoveError
+from hotremove.model.migrate_mode import DEFAULT_POLICY, MigrateMode
+from hotremove.report import Report, print_report
+from hotremove.scenario import Scenario
+from hotremove.units import format_seconds
+
+
+def builtin_text(name: str) -> str:
+    """A scenario file shipped with hotremove (``demo.toml``, ``example.toml``)."""
+    return resources.files("hotremove").joinpath("scenarios", name).read_text(encoding="utf-8")
+
+
+def demo_scenario() -> Scenario:
+    return scenario_mod.loads(builtin_text("demo.toml"), source="demo.toml")
+
+
+@click.command(cls=Command)
+@run_options
+@shared_options
+@click.pass_context
+def demo(ctx: click.Context, opts: RunOptions) -> int:
+    """Run the built-in demo: ext2, ext3 (ordered and journal), ext4 and anonymous pages
+    spread over a 512 MiB machine; offline memory blocks 2 and 5.
+
+    See the scenario with `hotremove scenario --demo`.
+    """
+    return show_run(
+        ctx,
+        opts.apply(demo_scenario()),
+        "demo",
+        opts,
+        header="hotremove demo: offline two memory blocks full of page cache from real images",
+        footer="rebinding vs forced writeback: "
+        "hotremove scenario --demo > demo.toml && hotremove compare demo.toml",
+    )
+
+
+@click.command(cls=Command)
+@click.argument(
+    "scenario_file", metavar="SCENARIO.toml", required=False, type=click.Path(path_type=Path)
+)
+@run_options
+@click.option(
+    "--snapshot",
+    "snapshot_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Instead of a scenario: rebuild real memory blocks from `hotremove snapshot`.",
+)
+@click.option("--blocks", metavar="N[,N...]", help="With --snapshot: the memory blocks to remove.")
+@click.option("--fs", "fs_type", metavar="TYPE", help="With --snapshot: page-cache filesystem.")
+@click.option("--fs-options", metavar="OPTS", help="With --snapshot: its options (comma list).")
+@click.option(
+    "--flagless",
+    type=click.Choice(["free", "unmovable"]),
+    default="free",
+    help="With --snapshot: how to read pages that carry no flags (as `plan` does).",
+)
+@shared_options
+@click.pass_context
+def run(
+    ctx: click.Context,
+    scenario_file: Path | None,
+    opts: RunOptions,
+    snapshot_file: Path | None,
+    blocks: str | None,
+    fs_type: str | None,
+    fs_options: str | None,
+    flagless: str,
+) -> int:
+    """Run one scenario: build the machine, offline the blocks, verify, report.
+
+    Command-line options override the scenario file. With --snapshot SNAPSHOT --blocks N the
+    machine is rebuilt from real memory blocks of a snapshot instead (what `plan` predicted).
+    """
+    if snapshot_file is not None:
+        if scenario_file is not None:
+            raise HotremoveError("give a scenario file or --snapshot, not both")
+        return _run_snapshot(ctx, snapshot_file, blocks, opts, fs_type, fs_options, flagless)
+    if scenario_file is None:
+        raise HotremoveError("missing SCENARIO.toml (or --snapshot SNAPSHOT --blocks N)")
+    return show_run(ctx, opts.apply(scenario_mod.load(scenario_file)), scenario_file.stem, opts)
+
+
+def _parse_blocks(blocks: str | None) -> list[int]:
+    if not blocks:
+        raise HotremoveError("--blocks: name the snapshot's memory blocks to remove (e.g. 12)")
+    try:
+        return [int(b) for b in blocks.split(",") if b.strip()]
+    except ValueError:
+        raise HotremoveError(f"--blocks: not a list of block numbers: {blocks!r}") from None
+
+
+def _run_snapshot(
+    ctx: click.Context,
+    snapshot_file: Path,
+    blocks: str | None,
+    opts: RunOptions,
+    fs_type: str | None,
+    fs_options: str | None,
+    flagless: str,
+) -> int:
+    """``run --snapshot``: the measurement a plan's prediction is checked against."""
+    from hotremove.realmachine.plan import resolve_fs
+    from hotremove.realmachine.run import run_snapshot
+    from hotremove.realmachine.snapshot import load as load_snapshot
+
+    settings = begin(ctx)
+    plugins = plugins_for(settings)
+    policy = opts.strategy or DEFAULT_POLICY
+    check_strategy(policy, plugins)
+    snap = load_snapshot(snapshot_file)
+    report = run_snapshot(
+        snap,
+        _parse_blocks(blocks),
+        plugins=plugins,
+        workdir=keep_dir(opts.keep_images),
+        fs=resolve_fs(snap, fs_type, fs_options),
+        device=opts.device or "nvme",
+        policy=policy,
+        flagless=flagless,
+        mode=opts.mode or MigrateMode.SYNC.value,
+    )
+    if opts.json_out:
+        emit_json(report.as_dict())
+    elif not settings.quiet:
+        print_report(report, stdout_console())
+    if not report.ok and not opts.json_out:
+        click.echo(f"{PROG}: {failure_line(report)}", err=True)
+    return report.exit_status
+
+
+def show_run(
+    ctx: click.Context,
+    scn: Scenario,
+    name: str,
+    opts: RunOptions,
+    *,
+    header: str | None = None,
+    footer: str | None = None,
+) -> int:
+    """``run`` and ``demo``: one run, its report as JSON or tables, its exit status."""
+    settings = begin(ctx)
+    if opts.checks_mode is not None:
+        scn = scn.with_overrides(remove={"checks": opts.checks_mode != "off"})
+    plugins = plugins_for(settings)
+    check_strategy(scn.remove.strategy, plugins)  # before any image is built
+    workdir = keep_dir(opts.keep_images)
+    human = not opts.json_out and not settings.quiet
+    out = stdout_console()
+    if human and header:
+        out.print(Text(header, style="bold"))
+        for topic, text in facts(scn):
+            out.print(f"  {topic:<12} {text}")
+        out.print()
+    try:
+        with lockdep.checks(opts.checks_mode or "off"):
+            run = execute(
+                scn,
+                name=name,
+                plugins=plugins,
+                settings=settings,
+                json_out=opts.json_out,
+                workdir=workdir,
+            )
+    except lockdep.LockdepStop as stop:  # --checks strict: the first violation ends the run
+        click.echo(stop.violation.details, err=True)
+        click.echo(f"{PROG}: stopped at the first lock violation (--checks strict)", err=True)
+        return 1
+    report: Report = run.report
+    if opts.json_out:
+        emit_json(report.as_dict())
+    if human:
+        print_report(report, out)
+        out.print(
+            Text(
+                f"whole run: {format_seconds(run.wall_seconds)} wall, including mke2fs, filling "
+                "the page cache and verification"
+                + (f"; images kept in {workdir}" if workdir else ""),
+                style="dim",
+            )
+        )
+        if footer:
+            out.print(Text(footer, style="dim"))
+    elif not report.ok:
+        click.echo(f"{PROG}: {failure_line(report)}", err=True)
+    return report.exit_status
+
+
+__all__ = ["builtin_text", "demo", "demo_scenario", "run", "show_run"]
