@@ -3,31 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
+
+from .conftest import invoke
 
 
 def test_bench_json_has_the_figures(tmp_path):
-    env = {**os.environ, "HOTREMOVE_CACHE": str(tmp_path / "cache")}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hotremove",
-            "bench",
-            "--size",
-            "16MiB",
-            "--checks",
-            "both",
-            "--scaling",
-            "8MiB,16MiB",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
+    proc = invoke(
+        *("bench", "--size", "16MiB", "--checks", "both", "--scaling", "8MiB,16MiB", "--json"),
+        env={"HOTREMOVE_CACHE": str(tmp_path / "cache")},
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout)
@@ -56,3 +39,9 @@ def test_bench_json_has_the_figures(tmp_path):
     assert out["checks_slowdown"] > 0
     assert [r["pages"] for r in out["scaling"]["scaling"]] == [2048, 4096]
     assert list(tmp_path.joinpath("cache", "images").glob("*.img")), "images are cached"
+
+
+def test_bench_refuses_an_unknown_strategy_before_any_work():
+    proc = invoke("bench", "--size", "8MiB", "--strategy", "teleport")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("hotremove: error: --strategy: unknown strategy 'teleport'")

@@ -1,17 +1,11 @@
-"""`--checks` and `explore` through the console script: the seed strategy's sleeping-in-atomic
+"""`--checks` and `explore` through the command line: the seed strategy's sleeping-in-atomic
 bug stops a strict run; the default ext2 strategy runs clean under the same checks."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
-
-def hotremove(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hotremove", *args], capture_output=True, text=True, timeout=300
-    )
+from .conftest import invoke as hotremove
 
 
 def test_seed_strategy_stops_a_strict_run_with_the_kernels_message():

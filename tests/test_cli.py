@@ -1,18 +1,15 @@
-"""The ``hotremove`` command from the outside: a subprocess per invocation, as scripts use it.
+"""The ``hotremove`` command as scripts use it: its output, messages and exit status.
 
 Pins the DESIGN §7 contract: ``--json`` is one JSON object on stdout with logs on stderr, exit
 0 / 1 / 2, one-line errors for bad input, and the comparison, plugin listing and scenario
-commands other tools read.
+commands other tools read. Commands run in this process (:func:`invoke`) unless the test is
+about the process itself (:func:`hotremove`); Ctrl-C is tested in ``test_interrupt_cli``.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +17,8 @@ import pytest
 
 from hotremove.cli import ratio
 from hotremove.scenario import Scenario
+
+from .conftest import hotremove, invoke
 
 #: A machine small enough that one run takes a few tenths of a second.
 SMALL = """\
@@ -76,20 +75,6 @@ REPORT_KEYS = {
 }
 
 
-def hotremove(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m hotremove ARGS`` with a clean hotremove environment."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTREMOVE_")}
-    env.pop("COLUMNS", None)
-    return subprocess.run(
-        [sys.executable, "-m", "hotremove", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        check=False,
-    )
-
-
 @pytest.fixture
 def small(tmp_path: Path) -> Path:
     path = tmp_path / "small.toml"
@@ -113,6 +98,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str)
 
 
 def test_run_json_is_one_object_on_stdout_and_logs_go_to_stderr(small: Path) -> None:
+    # a process: its stdout and its stderr are what a script reads
     proc = hotremove("run", small, "--json", "--log-level", "info", "--log-format", "json")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)  # the whole of stdout is one object
@@ -131,19 +117,19 @@ def test_run_json_is_one_object_on_stdout_and_logs_go_to_stderr(small: Path) -> 
 
 
 def test_run_human_report_and_quiet(small: Path) -> None:
-    proc = hotremove("run", small)
+    proc = invoke("run", small)
     assert proc.returncode == 0, proc.stderr
     for needle in ("ext2_aops", "buffer_migrate_folio", "offlined", "verified", "e2fsck clean"):
         assert needle in proc.stdout
     assert proc.stderr == ""  # default log level is warning: nothing to say
 
-    quiet = hotremove("run", small, "--quiet")
+    quiet = invoke("run", small, "--quiet")
     assert quiet.returncode == 0
     assert quiet.stdout == "" and quiet.stderr == ""
 
 
 def test_debug_logs_one_event_per_migrated_page(small: Path) -> None:
-    proc = hotremove("--log-level", "debug", "--log-format", "json", "run", small, "--json")
+    proc = invoke("--log-level", "debug", "--log-format", "json", "run", small, "--json")
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     events = [json.loads(line)["event"] for line in proc.stderr.splitlines()]
@@ -151,7 +137,7 @@ def test_debug_logs_one_event_per_migrated_page(small: Path) -> None:
 
 
 def test_console_log_format_is_not_json(small: Path) -> None:
-    proc = hotremove("run", small, "--json", "--log-level", "info", "--log-format", "console")
+    proc = invoke("run", small, "--json", "--log-level", "info", "--log-format", "console")
     assert proc.returncode == 0
     json.loads(proc.stdout)
     assert "pass_finished" in proc.stderr
@@ -159,7 +145,7 @@ def test_console_log_format_is_not_json(small: Path) -> None:
 
 
 def test_flags_override_the_scenario_file(small: Path) -> None:
-    proc = hotremove(
+    proc = invoke(
         "run", small, "--json", "--strategy", "writeback", "--seed", "7", "--mode", "sync_light"
     )
     assert proc.returncode in (0, 1), proc.stderr
@@ -175,7 +161,7 @@ def test_keep_images_creates_the_directory_and_keeps_every_image(
     small: Path, tmp_path: Path
 ) -> None:
     keep = tmp_path / "kept" / "images"
-    proc = hotremove("run", small, "--json", "--keep-images", keep)
+    proc = invoke("run", small, "--json", "--keep-images", keep)
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in keep.iterdir()) == ["data4.img", "home.img", "mail.img"]
 
@@ -185,7 +171,7 @@ def test_failed_offline_exits_1_with_a_json_report(tmp_path: Path) -> None:
     path.write_text(
         SMALL.replace('anon = "512KiB"', 'anon = "512KiB"\nunmovable = 2\nunmovable_blocks = [1]')
     )
-    proc = hotremove("run", path, "--json")
+    proc = invoke("run", path, "--json")
     assert proc.returncode == 1
     report = json.loads(proc.stdout)
     assert report["offlined"] is False
@@ -210,7 +196,7 @@ def test_bad_scenario_is_one_line_and_exit_2(case: str, tmp_path: Path) -> None:
     text, needles = BAD_SCENARIOS[case]
     path = tmp_path / "bad.toml"
     path.write_text(text)
-    assert_one_line_error(hotremove("run", path, "--json"), *needles)
+    assert_one_line_error(invoke("run", path, "--json"), *needles)
 
 
 @pytest.mark.parametrize("command", [["compare", "FILE", "--json"], ["scenario", "check", "FILE"]])
@@ -220,11 +206,11 @@ def test_every_command_reports_bad_scenarios_the_same_way(
     path = tmp_path / "bad.toml"
     path.write_text(BAD_SCENARIOS["unknown key"][0])
     args = [path if arg == "FILE" else arg for arg in command]
-    assert_one_line_error(hotremove(*args), "memory.colour: unknown key")
+    assert_one_line_error(invoke(*args), "memory.colour: unknown key")
 
 
 def test_missing_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    assert_one_line_error(hotremove("run", tmp_path / "nope.toml", "--json"), "nope.toml")
+    assert_one_line_error(invoke("run", tmp_path / "nope.toml", "--json"), "nope.toml")
 
 
 @pytest.mark.parametrize(
@@ -237,16 +223,16 @@ def test_missing_file_is_one_line_and_exit_2(tmp_path: Path) -> None:
     ],
 )
 def test_bad_flag_is_one_line_and_exit_2(small: Path, args: list[str], needle: str) -> None:
-    assert_one_line_error(hotremove("run", small, *args), needle)
+    assert_one_line_error(invoke("run", small, *args), needle)
 
 
 def test_usage_errors_are_one_line() -> None:
-    assert_one_line_error(hotremove("run"), "SCENARIO.toml")
-    assert_one_line_error(hotremove("teleport"), "teleport")
+    assert_one_line_error(invoke("run"), "SCENARIO.toml")
+    assert_one_line_error(invoke("teleport"), "teleport")
 
 
 def test_keep_images_that_cannot_be_created_is_one_line(small: Path) -> None:
-    assert_one_line_error(hotremove("run", small, "--keep-images", small / "sub"), "--keep-images")
+    assert_one_line_error(invoke("run", small, "--keep-images", small / "sub"), "--keep-images")
 
 
 def test_missing_e2fsprogs_is_one_line(small: Path, tmp_path: Path) -> None:
@@ -254,16 +240,7 @@ def test_missing_e2fsprogs_is_one_line(small: Path, tmp_path: Path) -> None:
         "import sys, hotremove.extfs.tools as tools; tools._SBIN_DIRS = (); "
         "from hotremove.cli import run_cli; sys.exit(run_cli(sys.argv[1:]))"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTREMOVE_")}
-    env["PATH"] = str(tmp_path)  # no mke2fs anywhere
-    proc = subprocess.run(
-        [sys.executable, "-c", code, "run", str(small), "--json"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    proc = hotremove("run", small, "--json", code=code, env={"PATH": str(tmp_path)}, timeout=60)
     assert_one_line_error(proc, "e2fsprogs", "apt-get install e2fsprogs")
 
 
@@ -271,7 +248,7 @@ def test_missing_e2fsprogs_is_one_line(small: Path, tmp_path: Path) -> None:
 
 
 def test_compare_json_rebinding_against_writeback(small: Path) -> None:
-    proc = hotremove("compare", small, "--json")
+    proc = invoke("compare", small, "--json")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert set(out) == {"auto", "writeback", "ratios"}
@@ -293,7 +270,7 @@ def test_compare_json_rebinding_against_writeback(small: Path) -> None:
 
 
 def test_compare_human_table(small: Path) -> None:
-    proc = hotremove("compare", small)
+    proc = invoke("compare", small)
     assert proc.returncode == 0, proc.stderr
     for needle in ("auto", "writeback", "write I/Os", "simulated time", "ext2_aops"):
         assert needle in proc.stdout
@@ -310,7 +287,7 @@ def test_ratio_never_divides_by_zero() -> None:
 
 
 def test_plugins_json_lists_the_builtin_plugins_with_their_dists() -> None:
-    proc = hotremove("plugins", "--json")
+    proc = invoke("plugins", "--json")
     assert proc.returncode == 0, proc.stderr
     plugins = {p["name"]: p for p in json.loads(proc.stdout)}
     expected = {
@@ -330,7 +307,7 @@ def test_plugins_json_lists_the_builtin_plugins_with_their_dists() -> None:
 
 
 def test_plugins_table() -> None:
-    proc = hotremove("plugins")
+    proc = invoke("plugins")
     assert proc.returncode == 0, proc.stderr
     for needle in ("ext2", "hotremove-ext3", "generic_writeback", "ext2_aops", "migrate_strategy"):
         assert needle in proc.stdout
@@ -354,11 +331,11 @@ def _keys(model: type[Any], prefix: str = "") -> set[str]:
 
 
 def test_example_scenario_passes_check_and_shows_every_key(tmp_path: Path) -> None:
-    proc = hotremove("scenario", "--example")
+    proc = invoke("scenario", "--example")
     assert proc.returncode == 0, proc.stderr
     path = tmp_path / "example.toml"
     path.write_text(proc.stdout)
-    check = hotremove("scenario", "check", path)
+    check = invoke("scenario", "check", path)
     assert check.returncode == 0, check.stderr
     assert check.stdout.startswith("ok: ")
     lines = proc.stdout.splitlines()
@@ -374,15 +351,15 @@ def test_example_scenario_passes_check_and_shows_every_key(tmp_path: Path) -> No
 
 
 def test_demo_scenario_is_printable_and_valid(tmp_path: Path) -> None:
-    proc = hotremove("scenario", "--demo")
+    proc = invoke("scenario", "--demo")
     assert proc.returncode == 0
     path = tmp_path / "demo.toml"
     path.write_text(proc.stdout)
-    assert hotremove("scenario", "check", path).returncode == 0
+    assert invoke("scenario", "check", path).returncode == 0
 
 
 def test_scenario_without_arguments_prints_help() -> None:
-    proc = hotremove("scenario")
+    proc = invoke("scenario")
     assert proc.returncode == 0
     assert "check" in proc.stdout and "--example" in proc.stdout
 
@@ -391,7 +368,7 @@ def test_scenario_without_arguments_prints_help() -> None:
 
 
 def test_demo_smoke() -> None:
-    proc = hotremove("demo")
+    proc = invoke("demo")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for needle in (
         "ext2_aops",
@@ -409,34 +386,15 @@ def test_demo_smoke() -> None:
     assert proc.stderr == ""
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_interrupt_is_one_line_exit_130_and_no_partial_json(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTREMOVE_")}
-    env["HOTREMOVE_TRACE_HOOKS"] = "1"  # logs the first mount, while images are being built
-    proc = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "hotremove", "demo", "--json"),
-            *("--log-level", "debug", "--log-format", "json"),
-            *("--keep-images", str(tmp_path / "images")),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    assert proc.stderr is not None
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line or "hotremove_mount" in line:
-            break
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=60)
-    if proc.returncode == 0:  # the run won the race: nothing to check
-        pytest.skip("the demo finished before the interrupt arrived")
-    assert proc.returncode == 130, stderr
-    assert stdout == ""
-    assert "Traceback" not in stderr
-    assert stderr.splitlines()[-1] == "hotremove: interrupted"
-    leftovers = [p.name for p in (tmp_path / "images").iterdir() if not p.name.endswith(".img")]
-    assert leftovers == []
+def test_fault_flags_roll_back_and_still_verify() -> None:
+    proc = invoke("demo", "--json", "--strategy", "writeback", "--fault", "writeback_eio=0.5")
+    assert proc.returncode == 1, proc.stderr
+    report = json.loads(proc.stdout)
+    assert not report["offlined"] and "-EIO" in report["reason"]
+    assert report["verify"]["ok"] and report["checks"] == []
+
+
+def test_bad_fault_flag_is_one_line() -> None:
+    proc = invoke("demo", "--fault", "no_such_fault=1")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "hotremove: error: faults.no_such_fault: unknown key"

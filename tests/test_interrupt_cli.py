@@ -1,28 +1,28 @@
-"""Ctrl-C during the offline: the engine backs off at a page boundary (the kernel's "signal
-backoff"), rolls the range back, verifies, reports what it did and exits 130."""
+"""Ctrl-C (SIGINT) sent to the ``hotremove`` process: exit status 130 and never a traceback.
+
+During the offline the engine backs off at a page boundary (the kernel's "signal backoff"),
+rolls the range back, verifies and reports what it did; at any other moment the command stops
+at once with one line ``hotremove: interrupted`` and no partial JSON.
+"""
 
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 
-def test_sigint_during_the_offline_rolls_back_and_reports(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HOTREMOVE_")}
-    proc = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "hotremove", "demo", "--json", "--no-progress"),
-            *("--log-level", "debug", "--log-format", "json"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
+from .conftest import spawn
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+
+def test_sigint_during_the_offline_rolls_back_and_reports() -> None:
+    proc = spawn(
+        *("demo", "--json", "--no-progress"), *("--log-level", "debug", "--log-format", "json")
     )
     assert proc.stderr is not None
     deadline = time.monotonic() + 120
@@ -45,35 +45,25 @@ def test_sigint_during_the_offline_rolls_back_and_reports(tmp_path: Path) -> Non
     assert '"interrupt_requested"' in stderr
 
 
-def test_fault_flags_roll_back_and_still_verify() -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hotremove",
-            "demo",
-            "--json",
-            "--strategy",
-            "writeback",
-            "--fault",
-            "writeback_eio=0.5",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+def test_sigint_while_building_is_one_line_exit_130_and_no_partial_json(tmp_path: Path) -> None:
+    proc = spawn(
+        *("demo", "--json", "--log-level", "debug", "--log-format", "json"),
+        *("--keep-images", tmp_path / "images"),
+        env={"HOTREMOVE_TRACE_HOOKS": "1"},  # logs the first mount, while images are being built
     )
-    assert proc.returncode == 1, proc.stderr
-    report = json.loads(proc.stdout)
-    assert not report["offlined"] and "-EIO" in report["reason"]
-    assert report["verify"]["ok"] and report["checks"] == []
-
-
-def test_bad_fault_flag_is_one_line() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "hotremove", "demo", "--fault", "no_such_fault=1"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 2
-    assert proc.stderr.strip() == "hotremove: error: faults.no_such_fault: unknown key"
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line or "hotremove_mount" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    if proc.returncode == 0:  # the run won the race: nothing to check
+        pytest.skip("the demo finished before the interrupt arrived")
+    assert proc.returncode == 130, stderr
+    assert stdout == ""
+    assert "Traceback" not in stderr
+    assert stderr.splitlines()[-1] == "hotremove: interrupted"
+    leftovers = [p.name for p in (tmp_path / "images").iterdir() if not p.name.endswith(".img")]
+    assert leftovers == []

@@ -1,19 +1,13 @@
-"""`hotremove plan` and `hotremove run --snapshot` through the installed console script."""
+"""`hotremove plan` and `hotremove run --snapshot` through the command line."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
+from .conftest import invoke as hotremove
+
 DATA = Path(__file__).parent / "data"
-
-
-def hotremove(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hotremove", *args], capture_output=True, text=True, timeout=300
-    )
 
 
 def test_plan_prediction_matches_run_on_a_snapshot_block():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,6 +15,8 @@ from hotremove import sweep as sw
 from hotremove.cli.sweep import sweep_command
 from hotremove.scenario import validate
 from hotremove.verify import Verdict
+
+from .conftest import spawn
 
 BASE = """
 name = "tiny"
@@ -266,11 +267,9 @@ def test_existing_results_need_resume_or_overwrite(tmp_path):
 
 
 def start_sweep(grid_file: Path, output: Path, *extra: str) -> subprocess.Popen:
-    code = "from hotremove.cli.sweep import main; main()"
-    return subprocess.Popen(
-        [sys.executable, "-c", code, str(grid_file), "-o", str(output), "--workers", "1", *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+    return spawn(
+        *(grid_file, "-o", output, "--workers", "1", *extra),
+        code="from hotremove.cli.sweep import main; main()",
         start_new_session=True,  # the pool's workers too, for the SIGKILL
     )
 
@@ -307,7 +306,7 @@ def test_an_interrupted_sweep_resumes_with_one_row_per_run(tmp_path):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
-    assert b"continue with --resume" in err
+    assert "continue with --resume" in err
     assert len(csv_ids(output)) < len(grid.runs)
     assert output.read_bytes().startswith(kept)
 
