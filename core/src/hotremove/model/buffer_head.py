@@ -4,6 +4,11 @@ A page with 1 KiB blocks carries a ring of four buffer_heads (``b_this_page``); 
 page (``b_page``), where its bytes are (``b_offset``, the kernel's ``b_data`` minus the page
 address), its disk block (``b_blocknr``) and its state bits. Rebinding a buffer to a new page
 means changing ``b_page``/``b_offset`` — exactly what ``set_bh_page`` does.
+
+Longer than 450 lines because it is one kernel object, as include/linux/buffer_head.h is: the
+slab of its fields (:class:`BufferHeadPool`), the handle with the kernel's field names
+(:class:`BufferHead`) and the helpers of fs/buffer.c share the state bits and the
+``b_this_page`` ring; apart, each would reach into the other's arrays.
 """
 
 from __future__ import annotations
