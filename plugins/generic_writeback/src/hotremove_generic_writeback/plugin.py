@@ -1,16 +1,31 @@
-"""generic_writeback: the fallback for every mapping no other plugin migrates.
+"""generic_writeback: the fallback for every mapping no other plugin migrates — per kernel.
 
-mm/migrate.c's ``fallback_migrate_folio`` as the seed and the v6.7-era kernel did it: a dirty
-page cannot move with its buffers, so in ``sync`` mode it is written out synchronously (each
-run of adjacent dirty blocks one request through the image's block device), its buffers are
-dropped (``try_to_free_buffers``) and the now clean page moves by plain copy. In ``async`` and
-``sync_light`` a dirty page is ``-EBUSY`` (no I/O allowed). A page whose buffers cannot be
-freed (locked, or held by someone) is ``-EAGAIN`` in sync, ``-EBUSY`` otherwise.
+It is mm/migrate.c's ``fallback_migrate_folio`` (the seed's ``remap_preparepage`` for
+"unsupported" filesystems), the answer whenever the simulated kernel's
+``a_ops->migrate_folio`` is NULL. What it does with a **dirty** page is the kernel's
+``fallback_dirty`` rule (:mod:`hotremove.kernels`):
 
-Deliberate difference from the kernel's v6.7 ``writeout()``: the kernel returns ``-EAGAIN``
-after starting the write and migrates the page on a later pass; here the write completes
-within the attempt (the seed's behaviour), which costs the same I/O in fewer passes.
-Current kernels (≈v6.16+) no longer write at all and return ``-EBUSY`` for dirty pages.
+==================== ======================================================================
+``writeout_sync``    kernel "2004" (``remap_preparepage``): in SYNC the page is written and
+                     waited for, its buffers released, and it moves in the same attempt.
+``writeout``         Linux 6.1, 6.12 (v6.7-era ``writeout()``, kernel-reference §3.2): in
+                     SYNC the page is written out and the attempt returns ``-EAGAIN``; a
+                     later attempt finds it clean, releases its buffers and moves it.
+``ebusy``            ≥ v6.16 (7ee3647243e5 "migrate: Remove call to ->writepage"): a dirty
+                     page is ``-EBUSY`` in every mode; nothing is written.
+==================== ======================================================================
+
+In ASYNC and SYNC_LIGHT a dirty page is ``-EBUSY`` in every kernel (no I/O allowed). A clean
+page's buffers are released with ``filemap_release_folio`` (2.6: ``try_to_release_page``):
+``->release_folio`` when the filesystem journals — jbd2 drops the heads of committed buffers
+that were written home (``jbd2_journal_try_to_free_buffers``) — else ``try_to_free_buffers``.
+If they cannot be released (locked, dirty, or held by someone): ``-EAGAIN`` in SYNC,
+``-EBUSY`` otherwise. Then the page moves by plain copy (``migrate_folio``).
+
+Each write is one request per run of adjacent dirty blocks, through the image's block
+device. The simulated ``writeout()`` completes its write within the call (the kernel queues
+``->writepage`` and a later pass waits for PG_writeback in ``migrate_folio_unmap``): the same
+I/O, the same ``-EAGAIN``, one wait fewer.
 """
 
 from __future__ import annotations
@@ -19,18 +34,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hotremove import hookimpl
+from hotremove.kernels import FallbackDirty, Kernel
 from hotremove.migrate import MigrateControl, MigrateStrategy, migrate_folio
 from hotremove.model.address_space import AddressSpace
-from hotremove.model.buffer_head import try_to_free_buffers
 from hotremove.model.migrate_mode import Errno, MigrateMode
 from hotremove.model.page import Page, PG_dirty, PG_private
-from hotremove.writeback import writeout
+from hotremove.writeback import filemap_release_folio, writeout
 
 
 @dataclass(frozen=True)
 class FallbackMigrateFolio:
-    """``fallback_migrate_folio`` with the seed's synchronous writeout."""
+    """``fallback_migrate_folio`` with one kernel's rule for dirty pages (``dirty``)."""
 
+    dirty: FallbackDirty = "writeout_sync"
     name: str = "fallback_migrate_folio"
     rebinds: bool = False
 
@@ -44,21 +60,49 @@ class FallbackMigrateFolio:
     ) -> Errno:
         assert mapping is not None  # the engine moves anonymous pages itself
         if src.flags & PG_dirty:
-            if mode is not MigrateMode.SYNC:
-                return Errno.EBUSY
-            try:
-                writeout(mc.frames, mapping, src)
-            except OSError:  # the page stays dirty with its buffers: nothing is lost
-                return Errno.EIO
-            mc.vmstat.nr_written_back += 1
-        if src.flags & PG_private:
-            if not try_to_free_buffers(src):
-                return Errno.EAGAIN if mode is MigrateMode.SYNC else Errno.EBUSY
-            mc.vmstat.nr_buffers_freed += 1
+            rc = self.dirty_folio(mc, mapping, src, mode)
+            if rc:
+                return rc
+        if src.flags & PG_private and not self.release(mc, mapping, src):
+            return Errno.EAGAIN if mode is MigrateMode.SYNC else Errno.EBUSY
         return migrate_folio(mc, mapping, dst, src, mode)
 
+    def dirty_folio(
+        self, mc: MigrateControl, mapping: AddressSpace, src: Page, mode: MigrateMode
+    ) -> Errno:
+        """A dirty ``src``: write it out where the kernel does (SYNC only); ``OK`` when it may
+        go on to move in this attempt."""
+        if self.dirty == "ebusy" or mode is not MigrateMode.SYNC:
+            return Errno.EBUSY
+        try:
+            writeout(mc.frames, mapping, src)
+        except OSError:  # the page stays dirty with its buffers: nothing is lost
+            return Errno.EIO
+        mc.vmstat.nr_written_back += 1
+        if self.dirty == "writeout":
+            return Errno.EAGAIN  # writeout(): "this attempt will fail anyway"
+        return Errno.OK  # the seed waited for the write, then went on
 
-FALLBACK = FallbackMigrateFolio()
+    @staticmethod
+    def release(mc: MigrateControl, mapping: AddressSpace, src: Page) -> bool:
+        """``filemap_release_folio``: drop the page's buffers (through the journal)."""
+        if not filemap_release_folio(mapping, src):
+            return False
+        mc.vmstat.nr_buffers_freed += 1
+        return True
+
+
+#: one ``fallback_migrate_folio`` per ``Kernel.fallback_dirty`` rule
+FALLBACKS: dict[str, FallbackMigrateFolio] = {
+    rule: FallbackMigrateFolio(rule) for rule in ("writeout_sync", "writeout", "ebusy")
+}
+#: the seed's (kernel "2004"): write, wait, release, copy
+FALLBACK = FALLBACKS["writeout_sync"]
+
+
+def fallback_for(kernel: Kernel) -> FallbackMigrateFolio:
+    """``fallback_migrate_folio`` as ``kernel`` has it."""
+    return FALLBACKS[kernel.fallback_dirty]
 
 
 @hookimpl
@@ -72,5 +116,7 @@ def hotremove_register_filesystems(register: Callable[..., None]) -> None:
 
 
 @hookimpl(trylast=True)
-def hotremove_migrate_strategy(mapping: AddressSpace, policy: str) -> MigrateStrategy:
-    return FALLBACK
+def hotremove_migrate_strategy(
+    mapping: AddressSpace, policy: str, kernel: Kernel
+) -> MigrateStrategy:
+    return fallback_for(kernel)
