@@ -277,7 +277,19 @@ def test_what_is_not_mirrored_is_named() -> None:
     notes = " ".join(not_comparable(scenario))
     for word in ("placement", "workload.cached", "workload.anon", "workload.unmovable"):
         assert word in notes
+    assert "kernel.dirty_writeback_centisecs: not set in the scenario" in notes
     assert writeback_sysctls(scenario)["dirty_writeback_centisecs"] == 0
+    assert writeback_sysctls(scenario)["dirty_ratio"] == 95
+
+
+def test_writeback_follows_the_scenario_only_where_it_says_so() -> None:
+    scenario = loads(SMALL + "\n[kernel]\ndirty_writeback_centisecs = 500\n")
+    sysctls = writeback_sysctls(scenario)
+    assert sysctls["dirty_writeback_centisecs"] == 500
+    assert sysctls["dirty_expire_centisecs"] == 360_000  # not set: still off
+    notes = " ".join(not_comparable(scenario))
+    assert "kernel.dirty_writeback_centisecs" not in notes
+    assert "kernel.dirty_expire_centisecs" in notes
 
 
 def test_missing_tools_are_one_line_saying_what_to_install(

@@ -33,10 +33,11 @@ from hotremove.scenario import Scenario
 
 
 def simulate(scenario: Scenario, version: str) -> dict[str, Any]:
-    """The simulator's report for ``scenario`` as kernel ``version`` would behave.
-    (The simulator has no kernel-version setting yet: ``version`` is recorded only.)"""
+    """The simulator's report for ``scenario`` with ``[kernel] version`` set to ``version``."""
     from hotremove.runner import run_scenario
 
+    if "kernel" in type(scenario).model_fields:  # the simulator models kernel versions
+        scenario = scenario.with_overrides(kernel={"version": version})
     report = run_scenario(scenario, name=f"simulated-{version}")
     return report.as_dict()
 
@@ -44,7 +45,9 @@ def simulate(scenario: Scenario, version: str) -> dict[str, Any]:
 def _scenario_version(scenario: Scenario) -> str:
     """The scenario's ``[kernel] version`` when the schema has one, else "" (an error)."""
     kernel_section = getattr(scenario, "kernel", None)
-    return str(getattr(kernel_section, "version", None) or "")
+    if kernel_section is None or "version" not in kernel_section.model_fields_set:
+        return ""  # the schema's default version is the simulator's, not a choice to boot
+    return str(kernel_section.version)
 
 
 def _versions(value: str) -> list[str]:
@@ -126,7 +129,8 @@ _offline_opt = click.option(
     "--offline-timeout",
     type=click.IntRange(min=1, max=3600),
     default=None,
-    help="Give up one block's offline after this many seconds (signal → -EINTR); default 60.",
+    help="Give up one block's offline after this many seconds (signal → -EINTR); "
+    "default: the scenario's remove.timeout.",
 )
 _keep_opt = click.option(
     "--keep",

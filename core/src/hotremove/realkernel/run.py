@@ -8,6 +8,7 @@ reproduce is either refused up front (one line) or named in the report's ``not_c
 
 from __future__ import annotations
 
+import math
 import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -81,6 +82,13 @@ def not_comparable(scenario: Scenario) -> list[str]:
         "pages_in_region: every used page of the block (kernel allocations included), "
         "from /proc/kpageflags",
     ]
+    kernel = getattr(scenario, "kernel", None)
+    for key in ("dirty_writeback_centisecs", "dirty_expire_centisecs"):
+        if kernel is not None and _explicit(kernel, key) is None:
+            notes.append(
+                f"kernel.{key}: not set in the scenario; the guest runs with periodic "
+                f"writeback off, the simulator with its default {getattr(kernel, key)}"
+            )
     if wl.cached < 1:
         notes.append(f"workload.cached={wl.cached}: the guest reads whole files")
     planted = {
@@ -99,23 +107,32 @@ def not_comparable(scenario: Scenario) -> list[str]:
     return notes
 
 
+def _explicit(section: Any, key: str) -> Any:
+    """``section.key`` when the scenario file set it, else None (schema defaults do not
+    count: a scenario that says nothing about writeback gets the guest's default, off)."""
+    if section is None or key not in getattr(section, "model_fields_set", ()):
+        return None
+    return getattr(section, key, None)
+
+
 def writeback_sysctls(scenario: Scenario) -> dict[str, int]:
-    """Writeback off unless the scenario's ``[kernel]`` section (when the schema has one)
-    sets the flusher's period or the dirty expiry."""
+    """Writeback off unless the scenario's ``[kernel]`` section sets the flusher's period or
+    the dirty expiry (then those values, as the simulator uses them)."""
     sysctls = dict(WRITEBACK_OFF)
     kernel = getattr(scenario, "kernel", None)
     for key in ("dirty_writeback_centisecs", "dirty_expire_centisecs"):
-        value = getattr(kernel, key, None) if kernel is not None else None
+        value = _explicit(kernel, key)
         if value is not None:
             sysctls[key] = int(value)
     return sysctls
 
 
 def offline_timeout(scenario: Scenario, override: int | None) -> int:
+    """Seconds one block's offline may take: the command line, else ``remove.timeout``."""
     if override is not None:
         return override
     value = getattr(scenario.remove, "timeout", None)
-    return int(value) if value else DEFAULT_OFFLINE_TIMEOUT
+    return max(1, math.ceil(value)) if value else DEFAULT_OFFLINE_TIMEOUT
 
 
 def dirtying_writes(built: Any) -> list[tuple[str, str, int, int]]:
