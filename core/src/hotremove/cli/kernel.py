@@ -24,7 +24,9 @@ from rich.table import Table
 from rich.text import Text
 
 from hotremove import scenario as scenario_mod
-from hotremove.cli.settings import PROG, _begin, _emit_json, _stdout, shared_options
+from hotremove.cli.base import CONTEXT_SETTINGS, PROG, Group, error, run_command
+from hotremove.cli.output import emit_json, stdout_console
+from hotremove.cli.settings import begin, shared_options
 from hotremove.errors import HotremoveError
 from hotremove.realkernel.fetch import KNOWN_VERSIONS, check_version, fetch_kernel
 from hotremove.realkernel.qemu import GuestError
@@ -66,7 +68,8 @@ def _progress(quiet: bool):  # type: ignore[no-untyped-def]
 
 
 def _fail(message: str) -> int:
-    click.echo(f"{PROG}: error: {' '.join(message.split())}", err=True)
+    """A guest that gave no result: the one-line error, but exit status 1 (not bad input)."""
+    error(message)
     return 1
 
 
@@ -100,7 +103,7 @@ def _guest_run(
     return report
 
 
-@click.group("kernel")
+@click.group("kernel", cls=Group, context_settings=CONTEXT_SETTINGS)
 def kernel() -> None:
     """Run scenarios on Debian's real Linux kernels (6.1, 6.12) under QEMU."""
 
@@ -109,9 +112,9 @@ def kernel() -> None:
 @click.argument("version")
 @shared_options
 @click.pass_context
-def fetch_command(ctx: click.Context, version: str) -> int:
+def fetch_cmd(ctx: click.Context, version: str) -> int:
     """Download Debian's kernel VERSION (6.1 or 6.12) and build its initramfs (cached)."""
-    settings = _begin(ctx)
+    settings = begin(ctx)
     bundle = fetch_kernel(version, progress=_progress(settings.quiet))
     if not settings.quiet:
         click.echo(f"{bundle.version}: {bundle.release} ({bundle.package}) in {bundle.directory}")
@@ -154,7 +157,7 @@ _keep_opt = click.option(
 @_keep_opt
 @shared_options
 @click.pass_context
-def run_command(
+def run_cmd(
     ctx: click.Context,
     scenario_file: Path,
     version: str,
@@ -164,7 +167,7 @@ def run_command(
     keep: Path | None,
 ) -> int:
     """Replay SCENARIO's workload on a real kernel, offline its blocks, report."""
-    settings = _begin(ctx)
+    settings = begin(ctx)
     if version is not None:
         check_version(version)
     scn = scenario_mod.load(scenario_file)
@@ -182,9 +185,9 @@ def run_command(
     except GuestError as exc:
         return _fail(str(exc))
     if json_out:
-        _emit_json(report.as_dict())
+        emit_json(report.as_dict())
     elif not settings.quiet:
-        _stdout().print(render(report))
+        stdout_console().print(render(report))
     return report.exit_status
 
 
@@ -202,7 +205,7 @@ def run_command(
 @_keep_opt
 @shared_options
 @click.pass_context
-def diff_command(
+def diff_cmd(
     ctx: click.Context,
     scenario_file: Path,
     versions: str,
@@ -214,7 +217,7 @@ def diff_command(
     """The simulator and the real kernel on SCENARIO, metric by metric."""
     from hotremove.realkernel.diff import all_agree, compare
 
-    settings = _begin(ctx)
+    settings = begin(ctx)
     if versions is not None:
         _versions(versions)
     scn = scenario_mod.load(scenario_file)
@@ -246,10 +249,10 @@ def diff_command(
             "simulated": {k: sim.get(k) for k in _SIM_KEYS},
         }
         if not quiet:
-            _stdout().print(render_rows(version, real, rows))
+            stdout_console().print(render_rows(version, real, rows))
     out["agree"] = agree
     if json_out:
-        _emit_json(out)
+        emit_json(out)
     return 0 if agree else 1
 
 
@@ -312,16 +315,9 @@ def render_rows(version: str, report: GuestReport, rows: list[dict[str, Any]]) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the group on its own (until the lead registers it in the top-level CLI)."""
-    try:
-        rv = kernel.main(args=argv, prog_name=f"{PROG} kernel", standalone_mode=False)
-    except click.UsageError as exc:
-        click.echo(f"{PROG}: error: {exc.format_message()}", err=True)
-        return 2
-    except HotremoveError as exc:
-        click.echo(f"{PROG}: error: {' '.join(str(exc).split())}", err=True)
-        return 2
-    return rv if isinstance(rv, int) else 0
+    """Run the group on its own (``python -m hotremove.cli.kernel``), through the CLI's one
+    error path."""
+    return run_command(kernel, argv, prog_name=f"{PROG} kernel")
 
 
 if __name__ == "__main__":  # pragma: no cover
