@@ -37,7 +37,9 @@ from hotremove.errors import ScenarioError
 #: ``batched``: ``migrate_pages()`` ≥ v6.3 — ``migrate_pages_batch`` over batches of
 #: ``NR_MAX_BATCHED_MIGRATION``; in a sync mode ``migrate_pages_sync`` (3 ASYNC passes, then
 #: every failed folio alone for 7 passes in the requested mode).
-PassStyle = Literal["classic", "batched"]
+#: ``seed``: the 2004 patchset's loop as this project first modelled it — the first pass in
+#: the requested mode, every later pass in SYNC, waits allowed from the first pass.
+PassStyle = Literal["seed", "classic", "batched"]
 
 #: What ``fallback_migrate_folio`` does with a dirty page in MIGRATE_SYNC.
 #: ``writeout_sync``: the seed's ``remap_preparepage`` — write the page and wait, then move it.
@@ -85,7 +87,7 @@ KERNELS: dict[str, Kernel] = {
         Kernel(
             version="2004",
             title="the 2004 seed (linux-2.6.7 + IWAMOTO's hot-remove patchset)",
-            passes="classic",
+            passes="seed",
             fallback_dirty="writeout_sync",
             retry_until_signal=False,
             rules=(

@@ -35,6 +35,8 @@ class Report:
     background_ios: int = 0
     #: the user interrupted the run (Ctrl-C): the offline backed off and rolled back
     interrupted: bool = False
+    #: pages the flusher wrote back during the offline (periodic writeback, not migration)
+    flushed: int = 0
 
     @property
     def simulated_seconds(self) -> float:
@@ -61,6 +63,7 @@ class Report:
         off = self.offline
         return {
             "scenario": self.scenario,
+            "kernel": off.kernel,
             "seed": self.seed,
             "device": self.device,
             "mode": off.mode.value,
@@ -75,7 +78,10 @@ class Report:
             "writeback_bytes": self.writeback_bytes,
             "journal_ios": self.journal_ios,
             "background_ios": self.background_ios,
+            "flushed": self.flushed,
             "failed": off.failed,
+            "failed_attempts": off.failed_attempts,
+            "spun_rounds": off.spun_rounds,
             "offlined": off.offlined,
             "reason": off.reason,
             "passes": off.passes,
@@ -112,8 +118,11 @@ def render(report: Report) -> Group:
     """Tables and verdict lines for a terminal."""
     off = report.offline
     table = Table(
-        title=f"hotremove: offline blocks {off.blocks} ({off.mode.value}, "
+        title=f"hotremove: offline blocks {off.blocks} (Linux {off.kernel}, {off.mode.value}, "
         f"strategy {off.policy}, {report.device})"
+        if off.kernel and off.kernel != "2004"
+        else f"hotremove: offline blocks {off.blocks} ({off.kernel or 'kernel'}, "
+        f"{off.mode.value}, strategy {off.policy}, {report.device})"
     )
     table.add_column("a_ops", no_wrap=True)
     table.add_column("strategy (plugin)", no_wrap=True)

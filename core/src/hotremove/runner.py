@@ -88,7 +88,9 @@ def offline_built(
     machine = built.machine
     scenario = built.scenario
     rm = scenario.remove
+    machine.timers.idle_until(rm.start)  # what runs between the writes and the offline
     io = machine.io
+    flushed = machine.vmstat.nr_flushed
     before = (io.write_requests, io.bytes_written, io.journal_requests)
     cpu0, io0 = machine.clock.cpu_seconds, machine.clock.io_seconds
     memory = machine.memory
@@ -115,6 +117,7 @@ def offline_built(
         io_seconds=machine.clock.io_seconds - io0,
         verify=None,
         lock_violations=list(machine.task.violations),
+        flushed=machine.vmstat.nr_flushed - flushed,
     )
     if inspect is not None:
         inspect(built)

@@ -25,8 +25,14 @@ import structlog
 
 from hotremove.checks import check_machine
 from hotremove.classify import CLASSES, classify_frames
-from hotremove.engine.migrate_pages import Interrupted, Migrator, ProgressFn
-from hotremove.engine.result import ANON, SWAP, OfflineResult, failure_reason
+from hotremove.engine.migrate_pages import (
+    ATTEMPT_SECONDS,
+    NR_MAX_MIGRATE_PAGES_RETRY,
+    Interrupted,
+    Migrator,
+    ProgressFn,
+)
+from hotremove.engine.result import ANON, SWAP, OfflineResult, busy_reason, failure_reason
 from hotremove.errors import HotremoveError
 from hotremove.faults import FaultSettings, eio_injector
 from hotremove.hooks import Hooks
@@ -36,6 +42,7 @@ from hotremove.model.machine import Machine
 from hotremove.model.memory import ISOLATED, OFFLINE, ONLINE
 from hotremove.model.migrate_mode import DEFAULT_POLICY, Errno, MigrateMode
 from hotremove.model.page import PG_UNMOVABLE, PageArray, PG_swapcache, PG_tail
+from hotremove.writeback import wait_for_all
 
 log = structlog.get_logger("hotremove.engine")
 
@@ -63,6 +70,7 @@ class Offliner:
         mode: MigrateMode,
         max_rounds: int,
         fault_seed: int,
+        timeout: float = 120.0,
     ) -> None:
         self.machine = machine
         self.memory = machine.memory
@@ -71,7 +79,14 @@ class Offliner:
         self.blocks = sorted(set(blocks))
         self.mode = mode
         self.max_rounds = max_rounds
+        self.timeout = timeout
         self.fault_seed = fault_seed
+        #: the simulated time the offline began (``remove.timeout`` counts from it)
+        self.started = machine.clock.now
+        #: each page's error in the last round (an -EINTR report keeps them)
+        self.last_errors: dict[int, Errno] = {}
+        #: how a signal ended the offline ("" when none did)
+        self.interrupted = ""
         #: every frame of the blocks being offlined, in order
         self.region = np.concatenate(
             [
@@ -132,16 +147,14 @@ class Offliner:
             for bdev in devices:
                 bdev.fault = inject
             try:
-                for rnd in range(1, self.max_rounds + 1):
-                    result.rounds = rnd
-                    mode = self.mode if rnd == 1 else MigrateMode.SYNC
-                    failed = self.do_migrate_range(mode)
-                    if not failed or FATAL & set(failed.values()):
-                        break
-                    self.migrator.background_work()  # a rescan after a cond_resched()
+                if self.machine.kernel.retry_until_signal:
+                    failed = self.rescan_until_signal()
+                else:
+                    failed = self.bounded_rounds()
             except Interrupted:
                 self.migrator.mc.flush_copies()
                 failed = {p.pfn: Errno.EINTR for p in self.scan_movable_pages()}
+                self.interrupted = "interrupted"
             finally:
                 for bdev in devices:
                     bdev.fault = None
@@ -171,20 +184,94 @@ class Offliner:
         )
         return result
 
+    def bounded_rounds(self) -> dict[int, Errno]:
+        """The 2004 seed's retries: at most ``max_rounds`` rounds of ``migrate_pages`` (the
+        first in the requested mode, then SYNC); -ENOMEM, -EIO and a plugin's exception end
+        it at once."""
+        failed: dict[int, Errno] = {}
+        for rnd in range(1, self.max_rounds + 1):
+            self.result.rounds = rnd
+            mode = self.mode if rnd == 1 else MigrateMode.SYNC
+            failed = self.do_migrate_range(mode)
+            self.result.failed_attempts += len(failed)
+            if not failed or FATAL & set(failed.values()):
+                break
+            self.migrator.background_work()  # a rescan after a cond_resched()
+        return failed
+
+    def rescan_until_signal(self) -> dict[int, Errno]:
+        """``offline_pages`` since v4.15 (72b39cfc4d75, ecde0f3e7f9e): ``do_migrate_range``
+        ignores what ``migrate_pages`` returns and the range is rescanned until every page is
+        gone — or a signal arrives (the user's ``timeout``: ``remove.timeout`` simulated
+        seconds, then -EINTR). A round that moves nothing would be repeated identically until
+        the next kernel timer (a jbd2 commit, the flusher) changes something, so the clock
+        skips ahead to it and the rounds in between are counted, not run."""
+        result = self.result
+        machine = self.machine
+        clock, timers = machine.clock, machine.timers
+        deadline = self.started + self.timeout
+        while True:
+            result.rounds += 1
+            moved, t0 = result.migrated, clock.now
+            retries = Counter(result.retries)
+            failed = self.do_migrate_range(self.mode)
+            if not failed:
+                return failed
+            result.failed_attempts += len(failed)  # PGMIGRATE_FAIL: once per folio per call
+            self.last_errors = failed
+            if Errno.EPLUGIN in failed.values():  # a plugin's bug, not a kernel state
+                return failed
+            self.migrator.background_work()
+            if clock.now >= deadline:
+                return self.timed_out(failed)
+            if result.migrated > moved or machine.daemons:
+                continue  # progress, or holders that let go pass by pass: rescan at once
+            if machine.waiters:  # in-flight I/O completes, other holders unlock meanwhile
+                wait_for_all(machine)
+                continue
+            nxt = timers.next_expiry()
+            until = deadline if nxt is None else min(nxt, deadline)
+            per_round = max(
+                clock.now - t0, len(failed) * NR_MAX_MIGRATE_PAGES_RETRY * ATTEMPT_SECONDS
+            )
+            spins = int((until - clock.now) / per_round)
+            if spins > 0:
+                result.rounds += spins
+                result.spun_rounds += spins
+                result.failed_attempts += spins * len(failed)
+                for label, n in (Counter(result.retries) - retries).items():
+                    result.retries[label] += spins * n
+            timers.idle_until(until)
+            if until >= deadline:
+                return self.timed_out(failed)
+
+    def timed_out(self, failed: dict[int, Errno]) -> dict[int, Errno]:
+        """The signal: every page still here backs off with -EINTR ("signal backoff"); each
+        keeps the error of its last attempt for the report."""
+        self.last_errors = failed
+        self.interrupted = f"stopped after {self.timeout:g} s"
+        return {p.pfn: Errno.EINTR for p in self.scan_movable_pages()}
+
     # -- accounting -------------------------------------------------------------------------
     def record_failures(self, failed: dict[int, Errno]) -> None:
-        """Pages that never moved, with the kernel error name of their last attempt."""
+        """Pages that never moved, with the reason of their last attempt (the kernel's error
+        name, and for -EAGAIN what held the page)."""
         result = self.result
         plugin_errors = self.migrator.plugin_errors
         for pfn, rc in sorted(failed.items()):
-            reason = "busy" if rc is Errno.EAGAIN else rc.label
-            if rc is Errno.EPLUGIN and plugin_errors:
+            last = self.last_errors.get(pfn, rc) if rc is Errno.EINTR else rc
+            page = self.memory.pages[pfn]
+            if last is Errno.EAGAIN:
+                reason = busy_reason(page)
+            elif last is Errno.EPLUGIN and plugin_errors:
                 reason = plugin_errors[-1]
+            else:
+                reason = last.label
             result.add_failure(pfn, reason, rc)
-            self.migrator.strategy_for(self.memory.pages[pfn])[2].failed += 1
+            self.migrator.strategy_for(page)[2].failed += 1
             self.machine.vmstat.pgmigrate_fail += 1
         reasons = Counter(str(f["reason"]) for f in result.failed)
-        result.reason = failure_reason(failed, reasons, result.rounds)
+        result.reason = failure_reason(failed, reasons, result.rounds, self.interrupted)
 
     def classify_region(self) -> tuple[np.ndarray, np.ndarray]:
         """Every head page or free frame of the range, and its class (before anything
@@ -251,7 +338,12 @@ def offline(
             )
         if machine.memory.block_state[b] != ONLINE:
             raise OfflineError(f"remove.blocks: block {b} is {machine.memory.block_state[b]}")
-    result = OfflineResult(sorted(set(blocks)), mode, policy)
+    if kernel is not None and kernel is not machine.kernel:
+        raise OfflineError(
+            f"kernel.version: this machine was built for kernel {machine.kernel.version}, "
+            f"not {kernel.version}"
+        )
+    result = OfflineResult(sorted(set(blocks)), mode, policy, kernel=machine.kernel.version)
     migrator = Migrator(
         machine,
         hooks,
@@ -263,8 +355,15 @@ def offline(
         should_stop=should_stop,
         batching=batching,
     )
+    machine.timers.idle_until(start)  # the time between the workload's writes and the offline
     offliner = Offliner(
-        machine, blocks, migrator, mode=mode, max_rounds=max_rounds, fault_seed=fault_seed
+        machine,
+        blocks,
+        migrator,
+        mode=mode,
+        max_rounds=max_rounds,
+        fault_seed=fault_seed,
+        timeout=timeout,
     )
     # A cyclic collection in the middle of the run (the per-page path makes many short-lived
     # handles) is a cost the kernel does not have; the offline creates no reference cycles.

@@ -41,11 +41,13 @@ from hotremove.model.migrate_mode import Errno, MigrateMode
 from hotremove.model.page import (
     Page,
     PageArray,
+    PG_head,
     PG_locked,
     PG_lru,
     PG_mlocked,
     PG_private,
     PG_swapcache,
+    PG_tail,
     PG_writeback,
     folio_nr_pages,
     lock_page,
@@ -57,7 +59,12 @@ from hotremove.model.page import (
 log = structlog.get_logger("hotremove.engine")
 
 NR_MAX_MIGRATE_PAGES_RETRY = 10
+NR_MAX_MIGRATE_ASYNC_RETRY = 3
+NR_MAX_MIGRATE_SYNC_RETRY = NR_MAX_MIGRATE_PAGES_RETRY - NR_MAX_MIGRATE_ASYNC_RETRY
 NR_MAX_BATCHED_MIGRATION = 512  # HPAGE_PMD_NR
+#: simulated CPU time of one failed migration attempt on one folio (isolate, trylock, a
+#: reference check, put back): what a spinning offline burns per page and pass
+ATTEMPT_SECONDS = 1e-6
 
 ProgressFn = Callable[[int], None]
 Strategy = tuple[MigrateStrategy, AopsStats]
@@ -135,16 +142,23 @@ class Migrator:
         return mapping, cached[0], cached[1]
 
     # -- one folio ------------------------------------------------------------------------
-    def migrate_folio_unmap(self, src: Page, mode: MigrateMode) -> tuple[Errno, Page | None]:
-        """Lock src, deal with writeback, get a destination, unmap. On error nothing held."""
+    def migrate_folio_unmap(
+        self, src: Page, mode: MigrateMode, force: bool = True
+    ) -> tuple[Errno, Page | None]:
+        """Lock src, deal with writeback, get a destination, unmap. On error nothing held.
+        ``force`` is v6.1's ``pass > 2``: before it, a contended page lock or writeback in
+        flight is -EAGAIN instead of a wait (``__unmap_and_move``)."""
         if not trylock_page(src):
-            if mode is MigrateMode.ASYNC:
+            if mode is MigrateMode.ASYNC or not force:
                 return Errno.EAGAIN, None
             lock_page(src)
         if src.flags & PG_writeback:
             if mode is not MigrateMode.SYNC:
                 unlock_page(src)
                 return Errno.EBUSY, None
+            if not force:
+                unlock_page(src)
+                return Errno.EAGAIN, None
             self.machine.task.wait_for(src, "folio_wait_writeback")
         if src.order or self._alloc_budget is not None:
             dst = self.alloc_migration_target(src)
@@ -265,7 +279,7 @@ class Migrator:
             self.hooks.on_page_migrated(mapping, src.pfn, dst.pfn, strategy.name)
         return Errno.OK
 
-    def migrate_folio(self, src: Page, mode: MigrateMode) -> Errno:
+    def migrate_folio(self, src: Page, mode: MigrateMode, force: bool = True) -> Errno:
         """One attempt on one folio: isolate, unmap, move — or put it back."""
         mapping = src.mapping
         cached = self._strategies.get(id(mapping))
@@ -274,7 +288,7 @@ class Migrator:
         else:
             strategy, stats = cached
         isolate_folio(src)
-        rc, dst = self.migrate_folio_unmap(src, mode)
+        rc, dst = self.migrate_folio_unmap(src, mode, force)
         if rc:
             putback_folio(src)
             return rc
@@ -283,21 +297,64 @@ class Migrator:
 
     # -- passes ---------------------------------------------------------------------------
     def migrate_pages(self, pages: Sequence[Page], mode: MigrateMode) -> dict[int, Errno]:
-        """Up to NR_MAX_MIGRATE_PAGES_RETRY passes, the first in ``mode`` and the rest in
-        SYNC; returns the pages that did not move with their last error. Each pass goes
-        through the pages in batches of NR_MAX_BATCHED_MIGRATION (``migrate_pages_batch``)."""
+        """One ``migrate_pages`` call over ``pages``, run the way the simulated kernel runs
+        it (:mod:`hotremove.kernels`); returns the pages that did not move with their last
+        error."""
+        style = self.machine.kernel.passes
+        if style == "batched" and mode is not MigrateMode.ASYNC:
+            return self.migrate_pages_sync(pages, mode)
+        if style == "batched":
+            return self.passes(pages, [MigrateMode.ASYNC] * NR_MAX_MIGRATE_PAGES_RETRY)
+        if style == "classic":  # v6.1: the same mode every pass, waits forced from pass 3
+            return self.passes(pages, [mode] * NR_MAX_MIGRATE_PAGES_RETRY, force_from=3)
+        # the seed: the requested mode first, then SYNC
+        return self.passes(pages, [mode] + [MigrateMode.SYNC] * (NR_MAX_MIGRATE_PAGES_RETRY - 1))
+
+    def migrate_pages_sync(self, pages: Sequence[Page], mode: MigrateMode) -> dict[int, Errno]:
+        """``migrate_pages_sync`` (v6.3+): each batch first in ASYNC for
+        ``NR_MAX_MIGRATE_ASYNC_RETRY`` passes, then every folio that failed — -EBUSY included —
+        alone in ``mode`` for ``NR_MAX_MIGRATE_SYNC_RETRY`` passes ("All failed folios except
+        split THPs will be retried", mm/migrate.c)."""
+        failed: dict[int, Errno] = {}
+        mm = self.memory.pages
+        for start in range(0, len(pages), NR_MAX_BATCHED_MIGRATION):
+            batch = pages[start : start + NR_MAX_BATCHED_MIGRATION]
+            first = self.passes(batch, [MigrateMode.ASYNC] * NR_MAX_MIGRATE_ASYNC_RETRY)
+            if Errno.ENOMEM in first.values():  # no memory: stop, as migrate_pages does
+                failed.update(first)
+                for page in pages[start + NR_MAX_BATCHED_MIGRATION :]:
+                    failed.setdefault(page.pfn, Errno.ENOMEM)
+                return failed
+            for pfn in first:
+                page = Page(mm, pfn)
+                if not page._refcount:
+                    continue
+                again = self.passes([page], [mode] * NR_MAX_MIGRATE_SYNC_RETRY)
+                failed.update(again)
+                if Errno.ENOMEM in again.values():
+                    return failed
+        return failed
+
+    def passes(
+        self, pages: Sequence[Page], modes: list[MigrateMode], force_from: int = 0
+    ) -> dict[int, Errno]:
+        """Passes over ``pages`` (``migrate_pages_batch``'s retry loop), pass *i* in
+        ``modes[i]``: -EAGAIN is retried in the next pass, any other error is final for this
+        call, -ENOMEM stops it. Each pass goes through the pages in batches of
+        NR_MAX_BATCHED_MIGRATION; the migrating task sleeps between passes (background work
+        runs)."""
         failed: dict[int, Errno] = {}
         todo: Sequence[Page] = pages
-        for pass_idx in range(NR_MAX_MIGRATE_PAGES_RETRY):
+        for pass_idx, mode in enumerate(modes):
             if not todo:
                 break
-            mode = mode if pass_idx == 0 else MigrateMode.SYNC
             self.result.passes += 1
             retry: list[Page] = []
             moved = 0
+            force = pass_idx >= force_from
             for start in range(0, len(todo), NR_MAX_BATCHED_MIGRATION):
                 batch = todo[start : start + NR_MAX_BATCHED_MIGRATION]
-                n, enomem = self.migrate_pages_batch(batch, mode, retry, failed)
+                n, enomem = self.migrate_pages_batch(batch, mode, retry, failed, force)
                 moved += n
                 if enomem:  # stop: every page not moved yet fails with -ENOMEM
                     for rest in [*retry, *todo[start:]]:
@@ -325,6 +382,7 @@ class Migrator:
         mode: MigrateMode,
         retry: list[Page],
         failed: dict[int, Errno],
+        force: bool = True,
     ) -> tuple[int, bool]:
         """Move one batch; -EAGAIN pages go to ``retry``, permanent errors to ``failed``.
         Returns (pages moved, whether -ENOMEM stopped the batch). The batch's data copies
@@ -344,7 +402,7 @@ class Migrator:
         fast_moved = 0  # the per-page path counts its own into result.migrated
         try:
             if not batched:
-                return self.one_by_one(batch, mode, retry, failed)
+                return self.one_by_one(batch, mode, retry, failed, force)
             mover = self.mover
             pfns = (
                 batch.pfns
@@ -372,7 +430,7 @@ class Migrator:
                         rest = rest[n:]
                 if rest:
                     per_page_ran = True
-                    n, enomem = self.one_by_one(rest, mode, retry, failed)
+                    n, enomem = self.one_by_one(rest, mode, retry, failed, force)
                     moved += n
                     if enomem:
                         break
@@ -390,6 +448,7 @@ class Migrator:
         mode: MigrateMode,
         retry: list[Page],
         failed: dict[int, Errno],
+        force: bool = True,
     ) -> tuple[int, bool]:
         """The per-page path: :meth:`migrate_folio` for each page, checking for a signal at
         every page boundary."""
@@ -403,12 +462,19 @@ class Migrator:
                     raise Interrupted
                 if not page._refcount:  # freed under us (truncated): nothing to move
                     continue
-                rc = migrate_folio(page, mode)
+                large = page.order
+                rc = migrate_folio(page, mode, force)
                 if rc is Errno.OK:
                     moved += 1
                 elif rc is Errno.EAGAIN:
                     retry.append(page)
                     counts[rc.label] += 1
+                elif rc is Errno.ENOMEM and large and self.machine.kernel.retry_until_signal:
+                    # migrate_pages: a large folio that cannot get a destination is split
+                    # (try_split_folio) and its base pages go on the list (v6.x)
+                    retry.extend(try_split_folio(self.machine, page))
+                    counts[rc.label] += 1
+                    self.result.thp_split += 1
                 elif rc is Errno.ENOMEM:
                     return moved, True
                 else:
@@ -420,8 +486,10 @@ class Migrator:
 
     def background_work(self) -> None:
         """What runs while the migrating task sleeps: the machine's own holders (pins being
-        dropped) and the plugins' daemons (jbd2 commit)."""
+        dropped), the kernel timers that are due (jbd2 commits, the flusher) and the plugins'
+        background work."""
         self.machine.run_daemons()
+        self.machine.timers.run_timers()
         self.hooks.background_work(self.machine, "pass")
 
 
@@ -435,6 +503,24 @@ def putback_folio(src: Page) -> None:
     """``folio_putback_lru``: back on the LRU, the isolation reference dropped."""
     src.flags |= PG_lru
     put_page(src)
+
+
+def try_split_folio(machine: Machine, head: Page) -> list[Page]:
+    """``split_folio`` of an anonymous huge page (mm/huge_memory.c ``__split_huge_page``):
+    every subpage becomes an order-0 page with the head's flags, its own index, its own PTE
+    (one mapping and one reference each), in the same frame — nothing is copied."""
+    mm = machine.memory.pages
+    nr = folio_nr_pages(head)
+    pfns = np.arange(head.pfn, head.pfn + nr, dtype=np.int64)
+    flags = int(head.flags) & ~(PG_head | PG_tail)
+    mapping, index, mapcount = head.mapping, head.index, head._mapcount
+    head.order = 0
+    mm.flags[pfns] = flags
+    mm.index[pfns] = index + np.arange(nr)
+    mm.mapping_id[pfns] = mm.mapping_index(mapping)
+    mm.mapcount[pfns] = mapcount
+    mm.refcount[pfns] = head._refcount
+    return [Page(mm, int(pfn)) for pfn in pfns]
 
 
 def try_to_migrate(src: Page) -> None:

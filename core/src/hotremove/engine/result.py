@@ -11,7 +11,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from hotremove.checks import CheckFailure
+from hotremove.model.buffer_head import BH_JBD, BH_Lock, buffer_ring
 from hotremove.model.migrate_mode import Errno, MigrateMode
+from hotremove.model.page import Page, PG_locked, PG_private, PG_writeback
 
 ANON = "anon"  # the report's a_ops label for anonymous memory
 SWAP = "swap_aops"  # anonymous pages in the swap cache
@@ -57,6 +59,15 @@ class OfflineResult:
     reason: str = ""
     #: pages moved by the batched path (:mod:`hotremove.engine.batch`), part of ``migrated``
     batched: int = 0
+    #: the simulated kernel (:mod:`hotremove.kernels`)
+    kernel: str = ""
+    #: folios a ``migrate_pages`` call failed to move, summed over every call
+    #: (``pgmigrate_fail``: a spinning offline fails the same pages again and again)
+    failed_attempts: int = 0
+    #: rounds skipped over while nothing could change before the next kernel timer
+    spun_rounds: int = 0
+    #: huge pages split because no 2 MiB destination was free (``thp_split_page``)
+    thp_split: int = 0
 
     def add_failure(self, pfn: int, reason: str, rc: Errno) -> None:
         self.failed.append({"pfn": pfn, "reason": reason, "errno": rc.label})
@@ -67,13 +78,38 @@ class OfflineResult:
         self.written_back = sum(s.written_back for s in self.per_aops.values())
 
 
-def failure_reason(failed: dict[int, Errno], reasons: Counter[str], rounds: int) -> str:
+def busy_reason(page: Page) -> str:
+    """Why a page kept failing with -EAGAIN, read from its state the way a kernel developer
+    would look at ``dump_page``: a journal_head (jbd2 holds the buffer), another reference
+    on a buffer, a locked buffer or page, writeback, or a reference nobody accounts for."""
+    if page.flags & PG_writeback:
+        return "busy: under writeback"
+    if page.flags & PG_locked:
+        return "busy: page locked"
+    if page.flags & PG_private:
+        ring = buffer_ring(page.private)
+        if any(bh.b_state & BH_JBD for bh in ring):
+            return "busy: buffer held by jbd2 (journal_head)"
+        if any(bh.b_count for bh in ring):
+            return "busy: buffer referenced"
+        if any(bh.b_state & BH_Lock for bh in ring):
+            return "busy: buffer locked"
+    expected = (page.mapping is not None) + bool(page.flags & PG_private) + page._mapcount
+    if page._refcount > expected:
+        return "busy: extra reference"
+    return "busy"
+
+
+def failure_reason(
+    failed: dict[int, Errno], reasons: Counter[str], rounds: int, interrupted: str = ""
+) -> str:
     """The one-line reason of a failed offline: the error that decided it, then how many pages
     failed for which reason."""
     summary = ", ".join(f"{n} {reason}" for reason, n in sorted(reasons.items()))
     errors = set(failed.values())
     if Errno.EINTR in errors:
-        return f"signal backoff (-EINTR): interrupted, rolled back: {summary}"
+        how = interrupted or "interrupted"
+        return f"signal backoff (-EINTR): {how}, rolled back: {summary}"
     if Errno.ENOMEM in errors:
         return f"no memory to migrate to (-ENOMEM): {summary}"
     if Errno.EIO in errors:
@@ -83,4 +119,4 @@ def failure_reason(failed: dict[int, Errno], reasons: Counter[str], rounds: int)
     return f"gave up after {rounds} rounds of migrate_pages: {summary}"
 
 
-__all__ = ["ANON", "SWAP", "AopsStats", "OfflineResult", "failure_reason"]
+__all__ = ["ANON", "SWAP", "AopsStats", "OfflineResult", "busy_reason", "failure_reason"]

@@ -152,7 +152,7 @@ class XArray(MutableMapping[int, "Page"]):
 class AddressSpace:
     """``struct address_space``: one file's page cache."""
 
-    __slots__ = ("a_ops", "dirty_tags", "host", "i_pages", "private_lock")
+    __slots__ = ("a_ops", "dirtied_when", "dirty_tags", "host", "i_pages", "private_lock")
 
     def __init__(self, host: Inode, a_ops: AddressSpaceOps) -> None:
         self.host = host
@@ -160,6 +160,8 @@ class AddressSpace:
         self.i_pages = XArray()
         self.private_lock = SpinLock(f"{host.path}:private_lock")
         self.dirty_tags: set[int] = set()  # PAGECACHE_TAG_DIRTY
+        #: ``inode->dirtied_when``: simulated time the file was first dirtied (None: clean)
+        self.dirtied_when: float | None = None
 
     def __repr__(self) -> str:
         return f"<AddressSpace {self.host.i_sb.s_id}:{self.host.path} {self.a_ops.name}>"
@@ -170,6 +172,11 @@ class AddressSpace:
 
     def tag_dirty(self, index: int) -> None:
         self.dirty_tags.add(index)
+
+    def mark_dirtied(self, now: float) -> None:
+        """``__mark_inode_dirty``: the flusher's expiry counts from the first dirtying."""
+        if self.dirtied_when is None:
+            self.dirtied_when = now
 
     def clear_dirty_tag(self, index: int) -> None:
         self.dirty_tags.discard(index)

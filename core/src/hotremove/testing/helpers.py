@@ -46,10 +46,12 @@ def small_scenario(
     blocks: tuple[int, ...] = (1,),
     mode: str = "sync",
     strategy: str = "auto",
+    kernel: str | None = None,
     **workload: Any,
 ) -> Scenario:
     """A scenario small enough for a unit test (a few hundred pages), spread placement so the
-    removed block holds pages of every filesystem."""
+    removed block holds pages of every filesystem. ``kernel``: the simulated version
+    (default: the newest)."""
     fs_list = [
         {"name": f"fs{i}", "size": "8MiB", "files": 16, "file_size": "32KiB", **fs}
         for i, fs in enumerate(filesystems or ({"type": "ext2"},))
@@ -60,6 +62,8 @@ def small_scenario(
         "workload": {"seed": 7, "dirty": 0.5, **workload},
         "remove": {"blocks": list(blocks), "mode": mode, "strategy": strategy},
     }
+    if kernel is not None:
+        data["kernel"] = {"version": kernel}
     return validate(data)
 
 

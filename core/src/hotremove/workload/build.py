@@ -15,6 +15,7 @@ import numpy as np
 import structlog
 
 from hotremove.cost import preset as device_preset
+from hotremove.flusher import start_flusher
 from hotremove.hooks import Hooks
 from hotremove.kernels import get_kernel
 from hotremove.model.address_space import AddressSpace, Inode, SuperBlock
@@ -89,6 +90,8 @@ def build(
     plant_page_classes(machine, rng, wl)
     anon_pages(machine, golden, frames, rng, wl, huge)
     unmovable_pages(machine, frames, wl.unmovable, wl.unmovable_blocks)
+    kcfg = scenario.kernel
+    start_flusher(machine, kcfg.dirty_writeback_centisecs, kcfg.dirty_expire_centisecs)
     log.info(
         "machine_built",
         pages=memory.nr_pages - memory.nr_free(),

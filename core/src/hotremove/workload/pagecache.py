@@ -210,6 +210,7 @@ def write_extents(
             journal.dirty_data(BufferHead(pool, index))
     else:
         machine.memory.bh_pool.b_state[buffered] |= np.uint32(BH_Dirty)
+    mapping.mark_dirtied(machine.clock.now)
     dirty = np.unique(pfns if journal is None else pfns[bhs < 0])
     mm.flags[dirty] |= np.uint32(PG_dirty)
     mapping.dirty_tags.update(mm.index[dirty].tolist())

@@ -1,0 +1,68 @@
+"""Periodic writeback: the flusher thread (mm/page-writeback.c, fs/fs-writeback.c).
+
+``wb_workfn`` wakes every ``vm.dirty_writeback_centisecs`` (``wb_check_old_data_flush``) and
+writes back the inodes dirtied longer ago than ``vm.dirty_expire_centisecs``; 0 switches the
+periodic wakeup off (what the real-kernel measurements did, so that nothing cleaned the pages
+behind the offline's back). A data-journalled file's pages are written by its journal's
+``writepages``: only committed buffers go home, and their journal heads stay until jbd2 cleans
+its checkpoint list (see :mod:`hotremove.jbd2`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import structlog
+
+from hotremove.model.machine import Machine
+from hotremove.writeback import sync_mapping
+
+log = structlog.get_logger("hotremove.flusher")
+
+
+@dataclass(eq=False)
+class Flusher:
+    machine: Machine
+    #: seconds between wakeups (``dirty_writeback_centisecs`` / 100); 0: periodic writeback off
+    interval: float
+    #: dirty data older than this is written (``dirty_expire_centisecs`` / 100)
+    expire: float
+    wakeups: int = 0
+
+    def arm(self) -> None:
+        """``wb_wakeup_delayed``: the next wakeup, one interval from now."""
+        if self.interval > 0:
+            self.machine.timers.add_timer(
+                self.machine.clock.now + self.interval, "flush", self.wb_workfn
+            )
+
+    def wb_workfn(self) -> None:
+        """Write every expired dirty file, then sleep for another interval."""
+        self.wakeups += 1
+        machine = self.machine
+        now = machine.clock.now
+        written = 0
+        for mapping in machine.mappings:
+            when = mapping.dirtied_when
+            if when is None or not mapping.dirty_tags or when + self.expire > now:
+                continue
+            pages = [mapping.i_pages[i] for i in sorted(mapping.dirty_tags) if i in mapping.i_pages]
+            journal = mapping.host.i_sb.s_journal
+            if mapping.a_ops.journalled_data and hasattr(journal, "writepages"):
+                written += journal.writepages(mapping, pages)
+            else:
+                sync_mapping(machine.memory.frames, mapping)
+                written += len(pages)
+            if not mapping.dirty_tags:
+                mapping.dirtied_when = None
+        if written:
+            machine.vmstat.nr_flushed += written
+            log.info("flusher_wrote", pages=written, at=round(now, 3))
+        self.arm()
+
+
+def start_flusher(machine: Machine, writeback_centisecs: int, expire_centisecs: int) -> Flusher:
+    """Arm the flusher with the scenario's ``[kernel]`` sysctls."""
+    flusher = Flusher(machine, writeback_centisecs / 100, expire_centisecs / 100)
+    flusher.arm()
+    return flusher
