@@ -42,6 +42,7 @@ class _LazyGroup(Group):
     lazy: ClassVar[dict[str, tuple[str, str]]] = {
         "bench": ("hotremove.cli.bench", "bench_command"),
         "explore": ("hotremove.cli.explore", "explore"),
+        "kernel": ("hotremove.cli.kernel", "kernel"),
         "new-plugin": ("hotremove.cli.new_plugin", "new_plugin_command"),
         "plan": ("hotremove.cli.snapshot", "plan_command"),
         "snapshot": ("hotremove.cli.snapshot", "snapshot_command"),

@@ -20,7 +20,6 @@ from click.core import ParameterSource
 
 from hotremove import log as hlog
 from hotremove.cli.base import PROG
-from hotremove.cli.output import emit_json, stdout_console
 from hotremove.cost import PRESETS
 from hotremove.errors import HotremoveError, ScenarioError
 from hotremove.model.migrate_mode import MODES
@@ -232,10 +231,6 @@ def run_options(f: Callable[..., Any]) -> Callable[..., Any]:
         command = option(command)
     return command
 
-
-# The names cli/kernel.py (in progress elsewhere) still imports; it should import ``begin``,
-# ``emit_json`` and ``stdout_console`` (hotremove.cli.output) and ``PROG`` (hotremove.cli.base).
-_begin, _emit_json, _stdout = begin, emit_json, stdout_console
 
 __all__ = [
     "PROG",
