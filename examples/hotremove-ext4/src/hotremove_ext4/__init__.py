@@ -1,3 +1,0 @@
-"""hotremove-ext4: an example third-party hotremove plugin (see README.md)."""
-
-__version__ = "0.1.0"
