@@ -11,7 +11,6 @@ out of those blocks (ramfs pages are not movable; tmpfs pages would be).
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -209,7 +208,3 @@ def choose_accel(bundle: KernelBundle, probe_dir: Path | None = None) -> str:
     tmp.write_text(result + "\n")
     os.replace(tmp, verdict)
     return result
-
-
-def have_qemu() -> bool:
-    return shutil.which("qemu-system-x86_64") is not None

@@ -9,7 +9,6 @@ reproduce is either refused up front (one line) or named in the report's ``not_c
 from __future__ import annotations
 
 import math
-import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -259,7 +258,3 @@ def check_finished(text: str, records: list[console.Record], log: Path) -> None:
             f"guest ended without a result (last line: {console.last_line(text)}; "
             f"console log kept: {log})"
         )
-
-
-def remove_workdir(workdir: Path) -> None:
-    shutil.rmtree(workdir, ignore_errors=True)
