@@ -3,12 +3,11 @@ buffer_migrate_folio — either way without writing a dirty page."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
 from hotremove.kernels import KERNELS
 from hotremove.migrate import BUFFER_MIGRATE_FOLIO, MIGRATE_FOLIO
+from hotremove.model.address_space import probe_mapping
 from hotremove.model.aops import AOPS
 from hotremove.model.page import PG_dirty
 from hotremove.seed2004 import SEED2004
@@ -18,7 +17,7 @@ from hotremove_ext2.plugin import SEED2004_POLICY
 
 
 def answer(a_ops: str, version: str, policy: str = "auto"):
-    mapping = SimpleNamespace(a_ops=AOPS[a_ops])
+    mapping = probe_mapping(AOPS[a_ops])
     return plugin.hotremove_migrate_strategy(mapping, policy, KERNELS[version])
 
 

@@ -5,13 +5,12 @@ fallback after jbd2 (core ``hotremove.jbd2``) committed them on its timer."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
 from hotremove.jbd2 import Jbd2Journal, JournalHead
 from hotremove.kernels import KERNELS
 from hotremove.migrate import BUFFER_MIGRATE_FOLIO
+from hotremove.model.address_space import probe_mapping
 from hotremove.model.aops import AOPS
 from hotremove.model.buffer_head import BH_JBD, page_buffers
 from hotremove.model.page import PG_dirty, PG_private
@@ -43,7 +42,7 @@ def test_entry_point_claims_the_three_ext3_tables(hotremove_plugins):
 )
 def test_answers_per_kernel(version, rebinding):
     def ask(a_ops, policy="auto"):
-        mapping = SimpleNamespace(a_ops=AOPS[a_ops])
+        mapping = probe_mapping(AOPS[a_ops])
         return plugin.hotremove_migrate_strategy(mapping, policy, KERNELS[version])
 
     assert ask("ext3_ordered_aops") is ask("ext3_writeback_aops") is rebinding

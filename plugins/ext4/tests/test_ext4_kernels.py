@@ -5,13 +5,12 @@ and refused by buffer_migrate_folio_norefs in 6.12 until the offline's signal.""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
 from hotremove.jbd2 import Jbd2Journal
 from hotremove.kernels import KERNELS
 from hotremove.migrate import BUFFER_MIGRATE_FOLIO, BUFFER_MIGRATE_FOLIO_NOREFS
+from hotremove.model.address_space import probe_mapping
 from hotremove.model.aops import AOPS
 from hotremove.model.buffer_head import BH_JBD, page_buffers
 from hotremove.model.page import PG_dirty, PG_private
@@ -27,7 +26,7 @@ TABLES = ("ext4_aops", "ext4_da_aops", "ext4_journalled_aops")
 
 
 def ask(a_ops: str, version: str, policy: str = "auto"):
-    mapping = SimpleNamespace(a_ops=AOPS[a_ops])
+    mapping = probe_mapping(AOPS[a_ops])
     return plugin.hotremove_migrate_strategy(mapping, policy, KERNELS[version])
 
 

@@ -5,11 +5,10 @@ it (-EBUSY) without writing. Writes are one request per run of adjacent dirty bl
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
 from hotremove.kernels import KERNELS
+from hotremove.model.address_space import probe_mapping
 from hotremove.model.aops import AOPS
 from hotremove.model.buffer_head import BH_JBD, BH_Dirty, page_buffers
 from hotremove.model.page import PG_dirty, PG_private
@@ -43,7 +42,7 @@ def test_each_kernel_gets_its_fallback(version):
     kernel = KERNELS[version]
     for a_ops in ("ext2_aops", "ext4_journalled_aops"):
         for policy in ("auto", "writeback"):
-            mapping = SimpleNamespace(a_ops=AOPS[a_ops])
+            mapping = probe_mapping(AOPS[a_ops])
             got = plugin.hotremove_migrate_strategy(mapping, policy, kernel)
             assert got.name == "fallback_migrate_folio" and not got.rebinds
             assert got.dirty == kernel.fallback_dirty
