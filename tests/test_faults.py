@@ -1,5 +1,10 @@
 """Injected faults never lose data: every run either offlines or rolls back, every lock and
-reference balances, and verification after a clean sync is byte-exact (issue: reliability)."""
+reference balances, and verification after a clean sync is byte-exact (issue: reliability).
+
+The kernel is the newest modelled (6.12): its ``offline_pages`` does not stop on -ENOMEM or
+-EIO — ``do_migrate_range`` ignores them and the range is rescanned until the user's signal
+(``remove.timeout``) — while a plugin's exception (a bug, not a kernel state) ends the run.
+ext3 images are mounted by the ext4 driver, so the ext4 plugin migrates them."""
 
 from __future__ import annotations
 
@@ -16,15 +21,15 @@ FILESYSTEMS = {
     "ext3-ordered": ({"type": "ext3", "options": ["data=ordered"]}, "auto"),
     "ext3-writeback": ({"type": "ext3", "options": ["data=writeback"]}, "auto"),
     "ext3-journal": ({"type": "ext3", "options": ["data=journal"]}, "auto"),
-    "fallback-ext4": ({"type": "ext4", "block_size": 1024}, "auto"),
+    "ext4": ({"type": "ext4", "block_size": 1024}, "auto"),
     "forced-writeback-ext2": ({"type": "ext2"}, "writeback"),
 }
 OWNER = {
     "ext2": "ext2",
-    "ext3-ordered": "ext3",
-    "ext3-writeback": "ext3",
-    "ext3-journal": "ext3",
-    "fallback-ext4": "generic_writeback",
+    "ext3-ordered": "ext4",
+    "ext3-writeback": "ext4",
+    "ext3-journal": "ext4",
+    "ext4": "ext4",
     "forced-writeback-ext2": "generic_writeback",
 }
 
@@ -68,19 +73,16 @@ def region_pages(built):
 def test_writeback_eio(case, hotremove_build, hotremove_plugins, hotremove_verify):
     fs, strategy = FILESYSTEMS[case]
     built = hotremove_build(small_scenario(fs, strategy=strategy, dirty=0.6))
-    before = {(id(m), i): p for m, i, p in region_pages(built)}
 
     result = run(built, hotremove_plugins, {"writeback_eio": 0.5})
 
-    writes_needed = OWNER[case] == "generic_writeback"
-    if writes_needed:
-        assert not result.offlined and "-EIO" in result.reason
-        eio = [f for f in result.failed if f["reason"] == "-EIO"]
-        assert eio
-        for m, i, p in region_pages(built):  # the failed pages are still dirty where they were
-            if p.pfn in {f["pfn"] for f in eio}:
-                assert before[(id(m), i)] == p and p.flags & 0x10  # PG_dirty
-    elif case in ("ext2", "ext3-writeback", "ext3-ordered"):
+    if OWNER[case] == "generic_writeback":
+        # a failed write leaves the page dirty where it was; the rescan writes it again
+        assert result.offlined, result.reason
+        assert result.retries["-EIO"] >= 1, "some writes failed on the way"
+    elif case == "ext3-journal":  # 6.12: jbd2 holds the buffers: -EINTR, whatever the I/O
+        assert not result.offlined and result.reason.startswith("signal backoff (-EINTR)")
+    else:
         assert result.offlined, "rebinding issues no write, so no write can fail"
     assert_safe(built, result, hotremove_verify)
 
@@ -90,13 +92,17 @@ def test_enomem_after_five_pages(case, hotremove_build, hotremove_plugins, hotre
     fs, strategy = FILESYSTEMS[case]
     built = hotremove_build(small_scenario(fs, strategy=strategy))
     result = run(built, hotremove_plugins, {"enomem_after": 5})
-    assert not result.offlined and "-ENOMEM" in result.reason
-    # five target frames, then -ENOMEM; refused attempts (journal-held pages) use some up
-    if case == "ext3-journal":
-        assert result.migrated < 5
+    # five target frames, then -ENOMEM on every rescan until the signal
+    assert not result.offlined and result.reason.startswith("signal backoff (-EINTR)")
+    assert "-ENOMEM" in result.reason
+    if case == "ext3-journal" or OWNER[case] == "generic_writeback":
+        # refused attempts (journal-held pages; 6.12's writeout() returns -EAGAIN after
+        # queueing the write) take a target frame each, too
+        assert result.migrated <= 5
     else:
         assert result.migrated == 5
-    assert all(f["reason"] == "-ENOMEM" for f in result.failed)
+        assert all(f["reason"] == "-ENOMEM" for f in result.failed)
+    assert {f["errno"] for f in result.failed} == {"-EINTR"}
     assert_safe(built, result, hotremove_verify)
 
 
@@ -107,9 +113,10 @@ def test_plugin_raises(case, hotremove_build, hotremove_plugins, hotremove_verif
     plugin = OWNER[case]
     result = run(built, hotremove_plugins, {"plugin_raises": plugin})
     assert not result.offlined
-    assert result.failed and all(
-        f"plugin {plugin!r} raised InjectedFault" in f["reason"] for f in result.failed
-    )
+    raised = [f for f in result.failed if f"plugin {plugin!r} raised InjectedFault" in f["reason"]]
+    assert raised, result.failed
+    if case != "ext3-journal":  # there, pages jbd2 holds fail busy before the plugin is asked
+        assert len(raised) == len(result.failed)
     assert result.reason.startswith("a migration strategy raised")
     assert_safe(built, result, hotremove_verify)
 

@@ -48,11 +48,14 @@ class Flusher:
                 continue
             pages = [mapping.i_pages[i] for i in sorted(mapping.dirty_tags) if i in mapping.i_pages]
             journal = mapping.host.i_sb.s_journal
-            if mapping.a_ops.journalled_data and hasattr(journal, "writepages"):
-                written += journal.writepages(mapping, pages)
-            else:
-                sync_mapping(machine.memory.frames, mapping)
-                written += len(pages)
+            try:
+                if mapping.a_ops.journalled_data and hasattr(journal, "writepages"):
+                    written += journal.writepages(mapping, pages)
+                else:
+                    sync_mapping(machine.memory.frames, mapping)
+                    written += len(pages)
+            except OSError as exc:  # the pages stay dirty: the next wakeup writes them again
+                log.warning("flusher_write_failed", file=mapping.host.path, error=str(exc))
             if not mapping.dirty_tags:
                 mapping.dirtied_when = None
         if written:

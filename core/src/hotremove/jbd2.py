@@ -77,7 +77,20 @@ class Jbd2Journal:
     checkpoints: int = 0
     #: journal heads released by checkpoint-list cleaning (not by a full checkpoint)
     cleaned: int = 0
+    #: log blocks taken by committed transactions not yet checkpointed
+    log_used: int = 0
     _timer_armed: bool = False
+
+    @property
+    def capacity(self) -> int:
+        """The on-disk log's size in blocks (0: unknown — the log never fills)."""
+        return self.sb.journal_blocks
+
+    @property
+    def max_transaction(self) -> int:
+        """``j_max_transaction_buffers``: a quarter of the log; a fuller running transaction
+        is committed at once (``jbd2_journal_get_max_txn_bufs``)."""
+        return self.capacity // 4
 
     @property
     def frames(self):
@@ -101,6 +114,9 @@ class Jbd2Journal:
             if bh not in self.running:
                 self.running.append(bh)
                 self._start_transaction()
+                full = self.max_transaction
+                if full and len(self.running) + COMMIT_OVERHEAD_BLOCKS >= full:
+                    self.commit()  # start_this_handle: no credits left, commit and go on
         page = bh.b_page
         if not page.flags & PG_dirty:
             page.flags |= PG_dirty
@@ -169,7 +185,11 @@ class Jbd2Journal:
                 self._put_journal_head(bh)
             self.ordered = []
         if self.running:
-            self.sb.s_bdev.account_journal_write(len(self.running) + COMMIT_OVERHEAD_BLOCKS)
+            nblocks = len(self.running) + COMMIT_OVERHEAD_BLOCKS
+            if self.capacity and self.capacity - self.log_used < nblocks + self.max_transaction:
+                self.checkpoint()  # __jbd2_log_wait_for_space: the log is full, make room
+            self.sb.s_bdev.account_journal_write(nblocks)
+            self.log_used += nblocks
             for bh in self.running:
                 bh.b_state = (bh.b_state & ~BH_JBDDirty) | BH_Dirty
                 self.checkpoint_list.append(bh)
@@ -191,6 +211,8 @@ class Jbd2Journal:
                 done += 1
         self.checkpoint_list = keep
         self.cleaned += done
+        if not keep:
+            self.log_used = 0  # every transaction checkpointed: the log tail moves up
         return done
 
     def checkpoint(self) -> None:
@@ -204,6 +226,7 @@ class Jbd2Journal:
         for bh in self.checkpoint_list:
             self._put_journal_head(bh)
         self.checkpoint_list = []
+        self.log_used = 0
         self.checkpoints += 1
 
     def flush(self) -> None:

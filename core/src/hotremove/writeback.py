@@ -121,9 +121,21 @@ def sync_mapping(frames: np.ndarray, mapping: AddressSpace) -> int:
     """Write every dirty page of one file, merging adjacent blocks across pages."""
     blocks: list[Block] = []
     pages = [mapping.i_pages[i] for i in sorted(mapping.dirty_tags) if i in mapping.i_pages]
+    dirty = [
+        bh
+        for page in pages
+        if page.flags & PG_private
+        for bh in page_buffers(page)
+        if bh.b_state & BH_Dirty
+    ]
     for page in pages:
         blocks.extend(dirty_blocks(frames, mapping, page))
-    requests = submit_block_runs(mapping.host.i_sb.s_bdev, blocks)
+    try:
+        requests = submit_block_runs(mapping.host.i_sb.s_bdev, blocks)
+    except OSError:  # nothing is lost: every buffer that was to be written stays dirty
+        for bh in dirty:
+            bh.b_state |= BH_Dirty
+        raise
     for page in pages:
         clear_page_dirty(mapping, page)
     return requests

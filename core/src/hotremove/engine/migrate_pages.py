@@ -248,11 +248,13 @@ class Migrator:
         rebound, written = vm.nr_rebound, vm.nr_written_back
         requests = self.machine.io.write_requests
         rc = self.move_to_new_folio(strategy, stats, mapping, dst, src, mode)
+        wrote_back = vm.nr_written_back != written
+        if wrote_back:  # counted whether or not this attempt moves the page (writeout())
+            self.account_writeback(stats, mapping, src, requests)
         if rc:
             self.migrate_folio_undo_src(src)
             self.migrate_folio_undo_dst(src, dst, strategy, rc)
             return rc
-        wrote_back = vm.nr_written_back != written
         if check is not None:
             self.result.check_failures.extend(check.verify(mc.frames, dst, wrote_back))
         if src._mapcount or dst.mapping is not mapping:  # anonymous: PTEs follow the page
@@ -267,17 +269,21 @@ class Migrator:
         self.moved[src.pfn] = True
         stats.migrated += 1
         stats.rebound += vm.nr_rebound - rebound
-        if wrote_back:
-            stats.written_back += 1
-            issued = self.machine.io.write_requests - requests
-            stats.write_requests += issued
-            if self.hooks.wants_writeback_events:
-                self.hooks.on_writeback(mapping, src.pfn, issued)
         vm.pgmigrate_success += 1
         if self.hooks.wants_page_events:
             mc.flush_copies()
             self.hooks.on_page_migrated(mapping, src.pfn, dst.pfn, strategy.name)
         return Errno.OK
+
+    def account_writeback(
+        self, stats: AopsStats, mapping: AddressSpace | SwapCache | None, src: Page, requests: int
+    ) -> None:
+        """The strategy wrote ``src`` back so that it could move: one page, its requests."""
+        stats.written_back += 1
+        issued = self.machine.io.write_requests - requests
+        stats.write_requests += issued
+        if self.hooks.wants_writeback_events:
+            self.hooks.on_writeback(mapping, src.pfn, issued)
 
     def migrate_folio(self, src: Page, mode: MigrateMode, force: bool = True) -> Errno:
         """One attempt on one folio: isolate, unmap, move — or put it back."""

@@ -6,7 +6,7 @@ real on-disk format, never against the simulator's own bookkeeping.
 
 from __future__ import annotations
 
-from hotremove.extfs.blockmap import block_maps
+from hotremove.extfs.blockmap import block_maps, journal_blocks
 from hotremove.extfs.fsck import FsckVerdict, fsck
 from hotremove.extfs.mkfs import make_image
 from hotremove.extfs.readback import read_files
@@ -17,6 +17,7 @@ __all__ = [
     "block_maps",
     "e2fsprogs_binary",
     "fsck",
+    "journal_blocks",
     "make_image",
     "read_files",
     "run_tool",

@@ -35,6 +35,16 @@ def block_maps(image: Path, paths: Sequence[str]) -> dict[str, list[int]]:
     }
 
 
+def journal_blocks(image: Path) -> int:
+    """The size of the image's journal in filesystem blocks (0: no journal): jbd2 must
+    checkpoint when its log fills, so a small journal writes data home early."""
+    run = run_debugfs(image, ["stats -h", "stat <8>"])
+    if "has_journal" not in run.outputs[0]:
+        return 0
+    size = _SIZE.search(run.outputs[1])
+    return int(size.group(1)) // _block_size(image, run.outputs[0]) if size else 0
+
+
 def _block_size(image: Path, stats: str) -> int:
     """The filesystem block size from ``stats -h``."""
     match = _BLOCK_SIZE.search(stats)

@@ -52,6 +52,8 @@ class SuperBlock:
     s_bdev: BlockDevice
     data_mode: str | None = None  # ordered | writeback | journal (ext3/ext4)
     options: tuple[str, ...] = ()
+    #: the on-disk journal's size in blocks (0: no journal, or not known)
+    journal_blocks: int = 0
     s_fs_info: dict[str, Any] = field(default_factory=dict)  # plugin-private
     s_journal: Journal | None = None
 

@@ -124,8 +124,10 @@ class StrategyProbe:
         lookup = hooks.migrate_strategy
         might_sleep = task.might_sleep
 
-        def probed_lookup(mapping: AddressSpace, policy: str) -> tuple[Any, str]:
-            strategy, plugin = lookup(mapping, policy)
+        def probed_lookup(
+            mapping: AddressSpace, policy: str, kernel: Any = None
+        ) -> tuple[Any, str]:
+            strategy, plugin = lookup(mapping, policy, kernel)
             return ProbedStrategy(strategy, self), plugin
 
         def recording_might_sleep(operation: str, *args: Any, **kwargs: Any) -> None:

@@ -60,7 +60,7 @@ def build(
     for fs_index, cfg in enumerate(scenario.filesystem):
         files = file_contents(wl.seed, fs_index, cfg)
         image = workdir / f"{cfg.name}.img"
-        source, maps = cached_image(image_cache, image, cfg, wl.seed, fs_index, files)
+        source, maps, journal = cached_image(image_cache, image, cfg, wl.seed, fs_index, files)
         images[cfg.name] = image
         bdev = BlockDevice(
             image, cfg.block_size, machine.preset, machine.clock, machine.io, source=source
@@ -72,6 +72,7 @@ def build(
             s_bdev=bdev,
             data_mode=cfg.data_mode,
             options=tuple(cfg.options),
+            journal_blocks=journal,
         )
         machine.superblocks.append(sb)
         hooks.mount(machine, sb)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hotremove.extfs import block_maps, make_image
+from hotremove.extfs import block_maps, journal_blocks, make_image
 from hotremove.scenario import FilesystemConfig
 
 
@@ -34,15 +34,17 @@ def cached_image(
     seed: int,
     fs_index: int,
     files: dict[str, bytearray],
-) -> tuple[Path | None, dict[str, list[int]]]:
+) -> tuple[Path | None, dict[str, list[int]], int]:
     """``make_image`` at ``image``, or an identical image made before: the key covers every
     input of the image (filesystem settings, seed, position, e2fsprogs' output format).
-    Returns the cached image to share copy-on-write (None: ``image`` was made in place) and
-    the files' block maps (read once with debugfs, then kept next to the cached image)."""
+    Returns the cached image to share copy-on-write (None: ``image`` was made in place), the
+    files' block maps and the journal's size in blocks (read once with debugfs, then kept next
+    to the cached image)."""
     data_mode = cfg.data_mode if cfg.type != "ext2" else None
+    journalled = cfg.type != "ext2"
     if cache is None:
         make_image(image, cfg.type, cfg.block_size, cfg.size, files, data_mode=data_mode)
-        return None, block_maps(image, list(files))
+        return None, block_maps(image, list(files)), journal_blocks(image) if journalled else 0
     key = hashlib.sha256(
         json.dumps([IMAGE_FORMAT, cfg.model_dump(), seed, fs_index], sort_keys=True).encode()
     ).hexdigest()[:24]
@@ -55,13 +57,19 @@ def cached_image(
     try:
         with np.load(maps_file) as saved:
             maps = {path: saved[path].tolist() for path in files}
+            journal = int(saved[JOURNAL_KEY][0])
     except (OSError, KeyError, ValueError):
         maps = block_maps(cached, list(files))
+        journal = journal_blocks(cached) if journalled else 0
         tmp = maps_file.with_name(f".{maps_file.stem}.tmp.npz")
-        np.savez(tmp, **{path: np.asarray(blocks, np.int64) for path, blocks in maps.items()})
+        arrays = {path: np.asarray(blocks, np.int64) for path, blocks in maps.items()}
+        np.savez(tmp, **arrays, **{JOURNAL_KEY: np.asarray([journal], np.int64)})
         os.replace(tmp, maps_file)
-    return cached, maps
+    return cached, maps, journal
 
+
+#: the key of the journal's size in a cached image's maps file (no file is named so)
+JOURNAL_KEY = "<journal>"
 
 IMAGE_FORMAT = 2  # bump when the image for equal inputs changes (make_image, file_contents)
 
