@@ -58,6 +58,11 @@ anon = "512KiB"
 
 [remove]
 blocks = [1]
+
+# Linux 6.12 cannot migrate data=journal pages while jbd2 holds their buffers (the offline
+# ends with the signal, -EINTR: test_kernels_cli); these tests are about the command line
+[kernel]
+version = "6.1"
 """
 
 REPORT_KEYS = {
@@ -368,26 +373,34 @@ def test_scenario_without_arguments_prints_help() -> None:
 
 
 def test_demo_smoke() -> None:
+    # the demo runs on Linux 6.1: ext3 images are mounted by ext4 (ext4_da_aops and
+    # ext4_journalled_aops), then the same scenario on each kernel (test_kernels_cli)
     proc = invoke("demo")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for needle in (
         "ext2_aops",
-        "ext3_ordered_aops",
-        "ext3_journalled_aops",
-        "ext4",
+        "ext4_da_aops",
+        "ext4_journalled_aops",
+        "Debian Linux 6.1",
         "anon",
         "generic_writeback",
         "offlined",
         "verified",
         "e2fsck clean",
         "whole run",
+        "the same scenario on each kernel",
     ):
         assert needle in proc.stdout
-    assert proc.stderr == ""
+    # one progress line per extra kernel run, nothing else
+    assert all(line.startswith("hotremove demo: ") for line in proc.stderr.splitlines())
 
 
 def test_fault_flags_roll_back_and_still_verify() -> None:
-    proc = invoke("demo", "--json", "--strategy", "writeback", "--fault", "writeback_eio=0.5")
+    # the seed writes a dirty page back and waits for it: the injected errors hit the offline
+    proc = invoke(
+        "demo",
+        *("--json", "--kernel", "2004", "--strategy", "writeback", "--fault", "writeback_eio=0.5"),
+    )
     assert proc.returncode == 1, proc.stderr
     report = json.loads(proc.stdout)
     assert not report["offlined"] and "-EIO" in report["reason"]

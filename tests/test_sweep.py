@@ -382,3 +382,41 @@ def test_an_exception_inside_a_run_is_an_error_row(tmp_path, monkeypatch):
     assert row["status"] == "error"
     assert row["reason"] == "RuntimeError: mke2fs exploded"
     assert row["run_id"] == run.run_id
+
+
+# --------------------------------------------------------------------------- kernel versions
+
+JOURNAL_BASE = BASE.replace('type = "ext2"', 'type = "ext3"\noptions = ["data=journal"]').replace(
+    "[base.remove]\nblocks = [1]",
+    "[base.workload]\ndirty = 1.0\n\n[base.remove]\nblocks = [1]\ntimeout = 5",
+)
+
+
+def test_kernel_version_is_a_grid_axis(tmp_path):
+    grid_file = write_grid(tmp_path, '[axes]\n"kernel.version" = ["6.1", "6.12"]\n', JOURNAL_BASE)
+    grid = sw.load_grid(grid_file)
+    assert [r.values["kernel.version"] for r in grid.runs] == ["6.1", "6.12"]
+    assert [validate(r.scenario).kernel.version for r in grid.runs] == ["6.1", "6.12"]
+    assert len({r.run_id for r in grid.runs}) == 2
+    output = tmp_path / "out.csv"
+    result = invoke(grid_file, "-o", output, "--workers", "1")
+    assert result.exit_code == 1, result.output  # 6.12 does not offline data=journal pages
+    rows, _ = sw.existing_rows(grid, output)
+    by_version = {r.values["kernel.version"]: rows[r.run_id] for r in grid.runs}
+    assert by_version["6.1"]["status"] == "ok"
+    assert by_version["6.12"]["status"] == "failed" and "jbd2" in by_version["6.12"]["reason"]
+    assert {v: row["extra"]["kernel"] for v, row in by_version.items()} == {
+        "6.1": "6.1",
+        "6.12": "6.12",
+    }
+
+
+@pytest.mark.parametrize(
+    ("values", "needle"),
+    [('["6.1", "5.0"]', "unknown kernel '5.0'"), ("[6.1, 6.12]", "as strings")],
+)
+def test_kernel_axis_values_are_modelled_versions_spelt_as_strings(tmp_path, values, needle):
+    grid_file = write_grid(tmp_path, f'[axes]\n"kernel.version" = {values}\n')
+    result = invoke(grid_file, "--list")
+    assert result.exit_code == 2
+    assert "axes.kernel.version" in result.stderr and needle in result.stderr

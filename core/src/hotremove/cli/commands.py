@@ -43,6 +43,7 @@ class _LazyGroup(Group):
         "bench": ("hotremove.cli.bench", "bench_command"),
         "explore": ("hotremove.cli.explore", "explore"),
         "kernel": ("hotremove.cli.kernel", "kernel"),
+        "kernels": ("hotremove.cli.kernels", "kernels_command"),
         "new-plugin": ("hotremove.cli.new_plugin", "new_plugin_command"),
         "plan": ("hotremove.cli.snapshot", "plan_command"),
         "snapshot": ("hotremove.cli.snapshot", "snapshot_command"),

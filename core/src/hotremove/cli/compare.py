@@ -1,4 +1,5 @@
-"""``hotremove compare``: one scenario twice from identical state, auto against forced writeback."""
+"""``hotremove compare``: one scenario twice from identical state, auto against forced writeback;
+or, with ``--kernel V,V,...``, once per kernel version, side by side."""
 
 from __future__ import annotations
 
@@ -12,16 +13,23 @@ from rich.text import Text
 from hotremove import scenario as scenario_mod
 from hotremove.cli.base import PROG, Command
 from hotremove.cli.execute import Run, execute, failure_line, plugins_for
+from hotremove.cli.kernels import print_kernels
 from hotremove.cli.output import emit_json, stdout_console
 from hotremove.cli.settings import (
+    Settings,
     apply_overrides,
     begin,
+    check_strategy,
     device_option,
+    kernels_option,
     mode_option,
     shared_options,
 )
+from hotremove.kernels import VERSIONS
 from hotremove.model.migrate_mode import DEFAULT_POLICY, WRITEBACK_POLICY
+from hotremove.plugins import PluginSet
 from hotremove.report import Report
+from hotremove.scenario import Scenario
 from hotremove.units import format_seconds
 
 
@@ -51,6 +59,10 @@ RATIO_KEYS = ("writeback_ios", "simulated_seconds", "wall_seconds")
 @click.option("--seed", type=int, help="Override workload.seed (both runs).")
 @mode_option()
 @device_option()
+@kernels_option(
+    f"Kernel version(s), comma separated ({', '.join(VERSIONS)}): one overrides [kernel] "
+    "version; several run the scenario once per version, side by side."
+)
 @shared_options
 @click.pass_context
 def compare(
@@ -60,13 +72,23 @@ def compare(
     seed: int | None,
     mode: str | None,
     device: str | None,
+    kernels: tuple[str, ...] | None,
 ) -> int:
     """Run a scenario twice on identical state (same seed, fresh images): `auto` strategies
-    (rebinding where a plugin can) versus forced `writeback`. Ratios are writeback / auto."""
+    (rebinding where a plugin can) versus forced `writeback`. Ratios are writeback / auto.
+
+    With --kernel 2004,6.1,6.12: the scenario (its own strategy) once per kernel version,
+    side by side: outcome, pages migrated, written back, write I/Os, flushed, simulated time,
+    failed attempts; --json prints {"scenario", "kernels": {VERSION: report}}."""
     settings = begin(ctx)
-    base = apply_overrides(scenario_mod.load(scenario_file), seed=seed, mode=mode, device=device)
+    kernel = kernels[0] if kernels and len(kernels) == 1 else None
+    base = apply_overrides(
+        scenario_mod.load(scenario_file), seed=seed, mode=mode, device=device, kernel=kernel
+    )
     plugins = plugins_for(settings)
     name = scenario_file.stem
+    if kernels and len(kernels) > 1:
+        return _compare_kernels(base, name, kernels, plugins, settings, json_out)
     runs: dict[str, Run] = {}
     for policy in (DEFAULT_POLICY, WRITEBACK_POLICY):
         scn = base.with_overrides(remove={"strategy": policy})
@@ -90,6 +112,49 @@ def compare(
         for policy, r in runs.items():
             if not r.report.ok:
                 click.echo(f"{PROG}: {policy}: {failure_line(r.report)}", err=True)
+    return status
+
+
+def _compare_kernels(
+    base: Scenario,
+    name: str,
+    versions: tuple[str, ...],
+    plugins: PluginSet,
+    settings: Settings,
+    json_out: bool,
+) -> int:
+    """``compare --kernel V,V,...``: the scenario once per version, from identical state."""
+    check_strategy(base.remove.strategy, plugins)  # before any image is built
+    reports: dict[str, Report] = {}
+    for version in versions:
+        reports[version] = execute(
+            base.with_overrides(kernel={"version": version}),
+            name=name,
+            plugins=plugins,
+            settings=settings,
+            json_out=json_out,
+            label=f"{name} [{version}]",
+        ).report
+        if reports[version].interrupted:
+            return 130
+    status = max(r.exit_status for r in reports.values())
+    if json_out:
+        emit_json({"scenario": name, "kernels": {v: r.as_dict() for v, r in reports.items()}})
+    elif not settings.quiet:
+        first = next(iter(reports.values())).as_dict()
+        out = stdout_console()
+        out.print(
+            Text(
+                f"hotremove compare: {name} on each kernel (blocks {first['blocks']}, "
+                f"{first['device']}, strategy {first['policy']})",
+                style="bold",
+            )
+        )
+        print_kernels(out, None, reports, detail=True)
+    if status and (json_out or settings.quiet):
+        for version, r in reports.items():
+            if not r.ok:
+                click.echo(f"{PROG}: {version}: {failure_line(r)}", err=True)
     return status
 
 

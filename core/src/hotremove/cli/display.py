@@ -18,6 +18,7 @@ from rich.progress import (
 )
 
 from hotremove.cli.output import stderr_console
+from hotremove.kernels import get_kernel
 from hotremove.scenario import Scenario
 from hotremove.units import format_size
 
@@ -51,6 +52,7 @@ def facts(scn: Scenario) -> list[tuple[str, str]]:
     blocks = ", ".join(str(b) for b in rm.blocks)
     out.append(("remove", f"block(s) {blocks}, mode {rm.mode}, strategy {rm.strategy}"))
     out.append(("device", f"{scn.device.preset}, seed {wl.seed}"))
+    out.append(("kernel", get_kernel(scn.kernel.version).title))
     return out
 
 
@@ -63,7 +65,8 @@ def describe(scn: Scenario) -> str:
         f"{format_size(mem.size)} memory in blocks of {format_size(mem.block_size)}; "
         f"{len(scn.filesystem)} filesystem(s) ({types}), {files} files; "
         f"remove block(s) {', '.join(str(b) for b in rm.blocks)} "
-        f"(mode {rm.mode}, strategy {rm.strategy}, device {scn.device.preset})"
+        f"(mode {rm.mode}, strategy {rm.strategy}, device {scn.device.preset}, "
+        f"kernel {scn.kernel.version})"
     )
 
 

@@ -3,10 +3,12 @@ built, offlined, verified and reported."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
 import click
+import structlog
 from rich.text import Text
 
 from hotremove import lockdep
@@ -14,16 +16,21 @@ from hotremove import scenario as scenario_mod
 from hotremove.cli.base import PROG, Command
 from hotremove.cli.display import facts
 from hotremove.cli.execute import execute, failure_line, keep_dir, plugins_for
+from hotremove.cli.kernels import KernelRun, RunError, print_kernels, summary
 from hotremove.cli.output import emit_json, stdout_console
 from hotremove.cli.settings import (
     RunOptions,
+    Settings,
     begin,
     check_strategy,
+    log,
     run_options,
     shared_options,
 )
 from hotremove.errors import HotremoveError
+from hotremove.kernels import DEFAULT_KERNEL, VERSIONS, get_kernel
 from hotremove.model.migrate_mode import DEFAULT_POLICY, MigrateMode
+from hotremove.plugins import PluginSet
 from hotremove.report import Report, print_report
 from hotremove.scenario import Scenario
 from hotremove.units import format_seconds
@@ -44,9 +51,10 @@ def demo_scenario() -> Scenario:
 @click.pass_context
 def demo(ctx: click.Context, opts: RunOptions) -> int:
     """Run the built-in demo: ext2, ext3 (ordered and journal), ext4 and anonymous pages
-    spread over a 512 MiB machine; offline memory blocks 2 and 5.
+    spread over a 512 MiB machine; offline memory blocks 2 and 5 on Linux 6.1, then the same
+    scenario on every modelled kernel (2004, 6.1, 6.12), side by side.
 
-    See the scenario with `hotremove scenario --demo`.
+    --kernel V runs only V. See the scenario with `hotremove scenario --demo`.
     """
     return show_run(
         ctx,
@@ -56,6 +64,7 @@ def demo(ctx: click.Context, opts: RunOptions) -> int:
         header="hotremove demo: offline two memory blocks full of page cache from real images",
         footer="rebinding vs forced writeback: "
         "hotremove scenario --demo > demo.toml && hotremove compare demo.toml",
+        kernels=() if opts.kernel else VERSIONS,
     )
 
 
@@ -99,10 +108,20 @@ def run(
     if snapshot_file is not None:
         if scenario_file is not None:
             raise HotremoveError("give a scenario file or --snapshot, not both")
+        if opts.kernel is not None and opts.kernel != DEFAULT_KERNEL:
+            raise HotremoveError(
+                f"--kernel: a --snapshot run simulates Linux {DEFAULT_KERNEL} only (for now)"
+            )
         return _run_snapshot(ctx, snapshot_file, blocks, opts, fs_type, fs_options, flagless)
     if scenario_file is None:
         raise HotremoveError("missing SCENARIO.toml (or --snapshot SNAPSHOT --blocks N)")
-    return show_run(ctx, opts.apply(scenario_mod.load(scenario_file)), scenario_file.stem, opts)
+    return show_run(
+        ctx,
+        opts.apply(scenario_mod.load(scenario_file)),
+        scenario_file.stem,
+        opts,
+        header=f"hotremove run: {scenario_file}",
+    )
 
 
 def _parse_blocks(blocks: str | None) -> list[int]:
@@ -161,8 +180,13 @@ def show_run(
     *,
     header: str | None = None,
     footer: str | None = None,
+    kernels: Sequence[str] | None = None,
 ) -> int:
-    """``run`` and ``demo``: one run, its report as JSON or tables, its exit status."""
+    """``run`` and ``demo``: one run, its report as JSON or tables, its exit status.
+
+    ``kernels`` (the demo): after the main run, the same scenario on each of these versions
+    (the main run stands for its own), a table of them, and ``"kernels"`` in the JSON (with
+    no versions: the main run's summary alone). The exit status stays the main run's."""
     settings = begin(ctx)
     if opts.checks_mode is not None:
         scn = scn.with_overrides(remove={"checks": opts.checks_mode != "off"})
@@ -191,8 +215,16 @@ def show_run(
         click.echo(f"{PROG}: stopped at the first lock violation (--checks strict)", err=True)
         return 1
     report: Report = run.report
+    status = report.exit_status
+    each = kernels is not None and not report.interrupted and (opts.json_out or human)
     if opts.json_out:
-        emit_json(report.as_dict())
+        out_json = report.as_dict()
+        if each:
+            assert kernels is not None
+            reports = _each_kernel(scn, report, kernels, name, plugins, settings, opts)
+            out_json["kernels"] = {v: summary(r) for v, r in reports.items()}
+            status = 130 if any(r.interrupted for r in reports.values()) else status
+        emit_json(out_json)
     if human:
         print_report(report, out)
         out.print(
@@ -203,11 +235,61 @@ def show_run(
                 style="dim",
             )
         )
+        if each and kernels:
+            reports = _each_kernel(scn, report, kernels, name, plugins, settings, opts)
+            if any(r.interrupted for r in reports.values()):
+                return 130
+            out.print()
+            print_kernels(out, "the same scenario on each kernel", reports)
         if footer:
             out.print(Text(footer, style="dim"))
     elif not report.ok:
         click.echo(f"{PROG}: {failure_line(report)}", err=True)
-    return report.exit_status
+    return status
+
+
+def _each_kernel(
+    scn: Scenario,
+    main: Report,
+    versions: Sequence[str],
+    name: str,
+    plugins: PluginSet,
+    settings: Settings,
+    opts: RunOptions,
+) -> dict[str, KernelRun]:
+    """The scenario on each of ``versions`` (the main run stands for its own kernel), with a
+    line per run on stderr; a Ctrl-C ends the series at the interrupted run."""
+    version = main.offline.kernel
+    if not versions:
+        return {version: main}
+    say = settings.progress if settings.progress is not None else not settings.quiet
+    say = say and (settings.progress is True or not opts.json_out)
+    # a strict lock check stops one run; here every version must finish to be compared
+    checks = "on" if opts.checks_mode == "strict" else (opts.checks_mode or "off")
+    reports: dict[str, KernelRun] = {}
+    for v in versions:
+        if v == version:
+            reports[v] = main
+            continue
+        if say:
+            click.echo(f"{PROG} {name}: the same scenario on {get_kernel(v).title} …", err=True)
+        try:
+            with lockdep.checks(checks):
+                reports[v] = execute(
+                    scn.with_overrides(kernel={"version": v}),
+                    name=name,
+                    plugins=plugins,
+                    settings=settings,
+                    json_out=opts.json_out,
+                    label=f"{name} [{v}]",
+                ).report
+        except Exception as exc:  # the main run decides the status; this one is a row
+            structlog.contextvars.unbind_contextvars("scenario", "seed")  # the runner's
+            reports[v] = RunError(v, f"{type(exc).__name__}: {exc}")
+            log.error("kernel_run_failed", kernel=v, error=reports[v].error)
+        if reports[v].interrupted:
+            break
+    return reports
 
 
 __all__ = ["builtin_text", "demo", "demo_scenario", "run", "show_run"]

@@ -1,6 +1,7 @@
 """The command line's options: the ones every command shares (:func:`shared_options`, merged
 and applied by :func:`begin`), the ones of the commands that run a scenario
-(:func:`run_options`), and the one check of a ``--strategy`` (:func:`check_strategy`).
+(:func:`run_options`), the one check of a ``--strategy`` (:func:`check_strategy`) and of a
+``--kernel`` (:func:`check_kernel`, :func:`kernel_option`, :func:`kernels_option`).
 
 :func:`begin` is the only place logging is configured (:mod:`hotremove.log`): every command
 calls it first, under the group or on its own.
@@ -22,6 +23,7 @@ from hotremove import log as hlog
 from hotremove.cli.base import PROG
 from hotremove.cost import PRESETS
 from hotremove.errors import HotremoveError, ScenarioError
+from hotremove.kernels import VERSIONS, get_kernel
 from hotremove.model.migrate_mode import MODES
 
 if TYPE_CHECKING:
@@ -125,6 +127,59 @@ def check_strategy(policy: str, plugins: PluginSet, *, option: str | None = None
         raise ScenarioError(f"{option}: {why}") from None
 
 
+# --------------------------------------------------------------------------- kernel
+
+
+def check_kernel(version: str, *, option: str = "--kernel") -> str:
+    """The command line's one check of a kernel version, before any work: a modelled version
+    (:data:`hotremove.kernels.VERSIONS`), or the one-line error naming ``option``."""
+    try:
+        return get_kernel(version.strip()).version
+    except ScenarioError as exc:
+        _, _, why = str(exc).partition(": ")
+        raise ScenarioError(f"{option}: {why}") from None
+
+
+def _one_kernel(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    return None if value is None else check_kernel(value)
+
+
+def _kernel_list(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    versions = [v for v in (part.strip() for part in value.split(",")) if v]
+    if not versions:
+        raise ScenarioError(f"--kernel: name a version (modelled: {', '.join(VERSIONS)})")
+    checked = [check_kernel(v) for v in versions]
+    return tuple(dict.fromkeys(checked))  # in the order given, each once
+
+
+def kernel_option(
+    help: str = "Simulate this kernel (overrides [kernel] version).",
+) -> Callable[..., Any]:
+    """``--kernel VERSION``: one modelled version, checked while the command line is parsed."""
+    return click.option(
+        "--kernel",
+        metavar="|".join(VERSIONS),
+        callback=_one_kernel,
+        help=help,
+    )
+
+
+def kernels_option(help: str) -> Callable[..., Any]:
+    """``--kernel V[,V...]``: modelled versions (a tuple, in the order given), checked while
+    the command line is parsed."""
+    return click.option(
+        "--kernel",
+        "kernels",
+        metavar="V[,V...]",
+        callback=_kernel_list,
+        help=help,
+    )
+
+
 # --------------------------------------------------------------------------- run options
 
 
@@ -140,6 +195,7 @@ class RunOptions:
     keep_images: Path | None
     checks_mode: str | None
     faults: tuple[str, ...]
+    kernel: str | None
 
     def apply(self, scn: Scenario) -> Scenario:
         """The scenario with this command line's overrides."""
@@ -150,6 +206,7 @@ class RunOptions:
             seed=self.seed,
             device=self.device,
             faults=self.faults,
+            kernel=self.kernel,
         )
 
 
@@ -161,6 +218,7 @@ def apply_overrides(
     seed: int | None = None,
     device: str | None = None,
     faults: tuple[str, ...] = (),
+    kernel: str | None = None,
 ) -> Scenario:
     injected: dict[str, str] = {}
     for fault in faults:
@@ -173,6 +231,7 @@ def apply_overrides(
         workload={"seed": seed},
         device={"preset": device},
         faults=injected,
+        kernel={"version": kernel},
     )
 
 
@@ -215,6 +274,9 @@ _RUN = (
         help="Inject a fault (repeatable): writeback_eio=0.05, enomem_after=N, "
         "plugin_raises=NAME; overrides the scenario's [faults].",
     ),
+    kernel_option(
+        f"Simulate this kernel's offline ({', '.join(VERSIONS)}); overrides [kernel] version."
+    ),
 )
 _RUN_NAMES = tuple(f.name for f in fields(RunOptions))
 
@@ -238,8 +300,11 @@ __all__ = [
     "Settings",
     "apply_overrides",
     "begin",
+    "check_kernel",
     "check_strategy",
     "device_option",
+    "kernel_option",
+    "kernels_option",
     "log",
     "mode_option",
     "run_options",

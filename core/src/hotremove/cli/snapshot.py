@@ -23,7 +23,14 @@ from rich.text import Text
 
 from hotremove.cli.base import Command
 from hotremove.cli.output import emit_json, fit_table, stdout_console
-from hotremove.cli.settings import begin, check_strategy, device_option, shared_options
+from hotremove.cli.settings import (
+    begin,
+    check_strategy,
+    device_option,
+    kernel_option,
+    shared_options,
+)
+from hotremove.kernels import DEFAULT_KERNEL, VERSIONS, get_kernel
 from hotremove.model.migrate_mode import DEFAULT_POLICY
 from hotremove.plugins import load_plugins
 from hotremove.realmachine.classes import CLASSES, unit_name
@@ -127,6 +134,9 @@ def snapshot_command(
     show_default=True,
     help="Pages with no flags outside buddy blocks: free memory, or kernel allocations.",
 )
+@kernel_option(
+    f"The kernel whose rules the prediction uses ({', '.join(VERSIONS)}; default {DEFAULT_KERNEL})."
+)
 @click.option("--json", "json_out", is_flag=True, help="Print the plan as one JSON object.")
 @click.option(
     "--plot",
@@ -144,6 +154,7 @@ def plan_command(
     device: str,
     policy: str,
     flagless: str,
+    kernel: str | None,
     json_out: bool,
     plot_path: Path | None,
 ) -> None:
@@ -162,7 +173,15 @@ def plan_command(
     fs = resolve_fs(snap, fs_type, fs_options)
     plugins = load_plugins()
     check_strategy(policy, plugins, option="--strategy")
-    p = make_plan(snap, plugins.hooks, fs=fs, device=device, policy=policy, flagless=flagless)
+    p = make_plan(
+        snap,
+        plugins.hooks,
+        fs=fs,
+        device=device,
+        policy=policy,
+        flagless=flagless,
+        kernel=get_kernel(kernel or DEFAULT_KERNEL),
+    )
     if plot_path is not None:
         try:
             plot(p, plot_path)
@@ -247,6 +266,7 @@ def print_plan(p: Plan, console: Console) -> None:
         f"{'rebinds buffer_heads, no I/O' if p.rebinds else 'no rebinding'})"
     )
     console.print(f"  device       {p.device}    strategy policy {p.policy}")
+    console.print(f"  kernel       {get_kernel(p.kernel).title}")
     costs = ", ".join(
         f"{unit_name(c)}: "
         + (

@@ -36,6 +36,7 @@ import numpy as np
 
 from hotremove.cost import preset as device_preset
 from hotremove.hooks import Hooks
+from hotremove.kernels import DEFAULT_KERNEL, Kernel, get_kernel
 from hotremove.model.address_space import AddressSpace, Inode, SuperBlock
 from hotremove.model.page import PAGE_SIZE
 from hotremove.realmachine.classes import (
@@ -148,6 +149,8 @@ class Plan:
     blocks: list[BlockPlan]  # ranked: cheapest first, blocked last
     probes: dict[int, UnitCost]
     totals: dict[str, int]
+    #: the modelled kernel whose rules the prediction uses
+    kernel: str = DEFAULT_KERNEL
 
     def block(self, index: int) -> BlockPlan:
         for b in self.blocks:
@@ -174,6 +177,7 @@ class Plan:
                 "plugin": self.plugin,
                 "rebinds": self.rebinds,
             },
+            "kernel": self.kernel,
             "device": self.device,
             "policy": self.policy,
             "flagless": self.flagless,
@@ -217,11 +221,14 @@ def resolve_fs(
     return spec
 
 
-def strategy_for(fs: FsSpec, hooks: Hooks, policy: str) -> tuple[str, str, bool]:
-    """Ask the plugins, as the engine would, how this filesystem's pages migrate."""
+def strategy_for(
+    fs: FsSpec, hooks: Hooks, policy: str, kernel: Kernel | None = None
+) -> tuple[str, str, bool]:
+    """Ask the plugins, as the engine would, how this filesystem's pages migrate in
+    ``kernel`` (default: the newest modelled)."""
     sb = SuperBlock(s_id="plan", s_type=fs.type, s_blocksize=fs.block_size, s_bdev=None)  # type: ignore[arg-type]
     mapping = AddressSpace(Inode(0, "plan", 0, sb, []), fs.a_ops)
-    strategy, plugin = hooks.migrate_strategy(mapping, policy)
+    strategy, plugin = hooks.migrate_strategy(mapping, policy, kernel)
     return strategy.name, plugin, bool(strategy.rebinds)
 
 
@@ -233,11 +240,14 @@ def plan(
     device: str = "nvme",
     policy: str = "auto",
     flagless: str = "free",
+    kernel: Kernel | None = None,
 ) -> Plan:
-    """Classify, probe and predict every memory block of ``snap`` (see the module doc)."""
+    """Classify, probe and predict every memory block of ``snap`` (see the module doc), by
+    the rules of ``kernel`` (default: the newest modelled)."""
     fs = resolve_fs(snap, fs)
     device_preset(device)  # an unknown preset is a one-line error before any work
-    strategy, plugin, rebinds = strategy_for(fs, hooks, policy)
+    kernel = kernel or get_kernel(DEFAULT_KERNEL)
+    strategy, plugin, rebinds = strategy_for(fs, hooks, policy, kernel)
     cl = classify(snap, flagless)
     rows, ppb = cl.cls.shape
     lay = cl.layout
@@ -249,7 +259,9 @@ def plan(
     units = np.bincount(flat, minlength=rows * NR_CODES).reshape(rows, NR_CODES)
     blocked_rows = (class_counts[:, blocker_classes] > 0).any(axis=1)
     wanted = np.flatnonzero(units[~blocked_rows].sum(axis=0))
-    probes = probe_units([int(c) for c in wanted], fs, hooks, device=device, policy=policy)
+    probes = probe_units(
+        [int(c) for c in wanted], fs, hooks, device=device, policy=policy, kernel=kernel
+    )
 
     online = np.array([b.state == "online" for b in snap.blocks])
     free = (lay.kind == K_FREE) & online[:, None]
@@ -293,6 +305,7 @@ def plan(
         blocks,
         probes,
         totals,
+        kernel.version,
     )
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from hotremove.engine import offline
 from hotremove.hooks import Hooks
+from hotremove.kernels import Kernel
 from hotremove.model.migrate_mode import MigrateMode
 from hotremove.model.page import PAGE_SIZE
 from hotremove.realmachine.classes import decode_unit
@@ -47,9 +48,11 @@ def probe_units(
     device: str,
     policy: str = "auto",
     mode: MigrateMode = MigrateMode.SYNC,
+    kernel: Kernel | None = None,
 ) -> dict[int, UnitCost]:
     """Offline one unit of each kind on a machine of its own (two tiny blocks: free memory
-    first, the unit second) and record the outcome. Separate machines keep journals apart."""
+    first, the unit second) and record the outcome. Separate machines keep journals apart.
+    ``kernel``: whose offline runs (default: the machine's, the newest modelled)."""
     costs: dict[int, UnitCost] = {}
     with tempfile.TemporaryDirectory(prefix="hotremove-probe-") as tmp:
         for code in sorted(set(codes)):
@@ -72,6 +75,8 @@ def probe_units(
                 name=f"probe{code}",
             )
             machine = built.machine
+            if kernel is not None:
+                machine.kernel = kernel  # read by the offline only, not while building
             try:
                 io, clock = machine.io, machine.clock
                 before = (io.write_requests, io.journal_requests, io.bytes_written)

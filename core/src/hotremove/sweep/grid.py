@@ -214,6 +214,9 @@ def _axis(key: str, spec: Any, base: dict[str, Any], fail: Callable[[str], GridE
     if name not in fields:
         raise fail(f"{where}: unknown key ({section} has {', '.join(fields)})")
     values = _axis_values(spec, lambda message: fail(f"{where}: {message}"))
+    if key == "kernel.version" and not all(isinstance(v, str) for v in values):
+        # TOML reads 6.10 as the number 6.1: a version must be spelt as a string
+        raise fail(f'{where}: write kernel versions as strings, e.g. ["6.1", "6.12"]')
     seen: list[Any] = []
     for value in values:
         if any(value == s and type(value) is type(s) for s in seen):
