@@ -171,3 +171,24 @@ def test_forced_writeback_policy_overrides_ext2_rebinding(
     assert result.per_aops["ext2_aops"].rebound == 0
     assert built.machine.io.write_requests == expected_requests(dirty) > 0
     assert hotremove_verify(built).ok
+
+
+def test_6x_uncommitted_journalled_pages_wait_for_the_commit(
+    hotremove_build, hotremove_offline, hotremove_verify
+):
+    """An offline right after the writes (Linux 6.1, ext4 data=journal): the buffers belong
+    to the running transaction (BH_JBDDirty), which only the journal may write. writeout()
+    writes nothing and the page stays dirty (-EAGAIN, not counted as written back) until
+    kjournald2 commits on its 5 s timer; then it is written once and moves."""
+    scenario = in_kernel("6.1", {"type": "ext4", "block_size": 1024, "options": ["data=journal"]})
+    built = hotremove_build(scenario.with_overrides(remove={"start": 0.0}))
+    journal = built.machine.superblocks[0].s_journal
+    dirty = [s for s in snapshot_region(built, [1]) if s.flags & PG_dirty]
+    assert dirty and journal.running and journal.commits == 0
+
+    result = hotremove_offline(built)
+
+    assert_clean_result(result)
+    assert journal.commits >= 1
+    assert built.machine.vmstat.nr_written_back == len(dirty), "each page counted once"
+    assert hotremove_verify(built).ok

@@ -75,10 +75,13 @@ class FallbackMigrateFolio:
         if self.dirty == "ebusy" or mode is not MigrateMode.SYNC:
             return Errno.EBUSY
         try:
-            writeout(mc.frames, mapping, src)
+            requests = writeout(mc.frames, mapping, src)
         except OSError:  # the page stays dirty with its buffers: nothing is lost
             return Errno.EIO
-        mc.vmstat.nr_written_back += 1
+        if requests or not src.flags & PG_dirty:
+            mc.vmstat.nr_written_back += 1
+        # else: every dirty buffer is the running transaction's (BH_JBDDirty): only the
+        # journal's commit may write it, and the page stays dirty until then
         if self.dirty == "writeout":
             return Errno.EAGAIN  # writeout(): "this attempt will fail anyway"
         return Errno.OK  # the seed waited for the write, then went on
