@@ -38,30 +38,40 @@ def plugins():
     return load_plugins(extra=[("known_bad", known_bad)])
 
 
-def scenario(name: str, strategy: str = "auto", **fs: object):
+def scenario(name: str, strategy: str = "auto", kernel: str | None = None, **fs: object):
     data = load_scenario(name).model_dump()
     data["filesystem"][0].update(fs)
     data["remove"]["strategy"] = strategy
+    if kernel is not None:
+        data["kernel"]["version"] = kernel
     return validate(data)
 
 
 # -- the built-in strategies survive ---------------------------------------------------------
 @pytest.mark.parametrize(
-    ("name", "strategy", "fs"),
+    ("name", "strategy", "fs", "all_offline"),
     [
-        ("ext2", "auto", {}),  # buffer_migrate_folio
-        ("ext2", "auto", {"options": ["nobh"]}),  # migrate_folio
-        ("ext3-ordered", "auto", {}),  # buffer_migrate_folio with jbd2 ordered data
-        ("ext3-journal", "auto", {}),  # buffer_migrate_folio_norefs
-        ("ext3-journal", "writeback", {}),  # fallback_migrate_folio
+        ("ext2", "auto", {}, True),  # buffer_migrate_folio
+        ("ext2", "auto", {"options": ["nobh"]}, True),  # migrate_folio
+        ("ext3-ordered", "auto", {"kernel": "6.12"}, True),  # ext4's buffer_migrate_folio
+        # 6.12's buffer_migrate_folio_norefs: a schedule in which jbd2 still holds a buffer
+        # when the signal comes ends -EINTR, rolled back — the kernel's behaviour, not a bug
+        ("ext3-journal", "auto", {}, False),
+        # fallback_migrate_folio: written back, but jbd2 keeps the heads of buffers that the
+        # explored second did not let it commit and clean
+        ("ext3-journal", "writeback", {}, False),
     ],
 )
-def test_built_in_strategies_survive_exploration(plugins, name, strategy, fs):
+def test_built_in_strategies_survive_exploration(plugins, name, strategy, fs, all_offline):
     result = explore_scenario(
         scenario(name, strategy, **fs), schedules=SCHEDULES, seed=7, plugins=plugins
     )
     assert result.ok, "\n".join(result.problems)
-    assert result.schedules_run == SCHEDULES and result.offlined == SCHEDULES
+    assert result.schedules_run == SCHEDULES
+    if all_offline:
+        assert result.offlined == SCHEDULES
+    else:
+        assert 0 < result.offlined < SCHEDULES, "some schedules let jbd2 finish first"
     assert result.switches > SCHEDULES * 10, "the actors really interleaved"
 
 
@@ -70,6 +80,8 @@ def test_built_in_strategies_survive_exploration(plugins, name, strategy, fs):
 #: the bound the test allows.
 CAUGHT = [
     ("ext2-seed2004", "ext2", "sleep_in_atomic", 0, 1),
+    # 2004's ext3 ran the seed's code "with trivial changes", bugs included
+    ("auto", "ext3-ordered", "sleep_in_atomic", 0, 1),
     ("bad-unlocked-rebind", "ext3-ordered", "io_from_foreign_frame", 1, 10),
     ("bad-journal-rebind", "ext3-journal", "io_from_foreign_frame", 4, 20),
     ("bad-no-page-ref", "ext2", "check:refcount", 0, 1),
@@ -135,12 +147,12 @@ def explorers(tmp_path_factory, plugins):
     made: dict[tuple[str, str], Explorer] = {}
     builds = []
 
-    def get(name: str, policy: str) -> Explorer:
-        if (name, policy) not in made:
-            scn = scenario(name, policy)
+    def get(name: str, policy: str, kernel: str | None = None) -> Explorer:
+        if (name, policy, kernel) not in made:
+            scn = scenario(name, policy, kernel)
             built = build(scn, plugins.hooks, tmp_path_factory.mktemp(f"{name}-{policy}"))
             builds.append(built)
-            made[(name, policy)] = Explorer(
+            made[(name, policy, kernel)] = Explorer(
                 built.machine,
                 plugins.hooks,
                 scn.remove.blocks,
@@ -149,7 +161,7 @@ def explorers(tmp_path_factory, plugins):
                 golden=built.golden.files,
                 actors=ACTORS,
             )
-        return made[(name, policy)]
+        return made[(name, policy, kernel)]
 
     yield get
     for explorer in made.values():
@@ -158,8 +170,8 @@ def explorers(tmp_path_factory, plugins):
         built.machine.close()
 
 
-def _explorer_with(get, name, policy, actors):
-    explorer = get(name, policy)
+def _explorer_with(get, name, policy, actors, kernel=None):
+    explorer = get(name, policy, kernel)
     explorer.actors = tuple(a for a in actors if a != "journal" or name != "ext2")
     return explorer
 
@@ -175,7 +187,8 @@ def _explorer_with(get, name, policy, actors):
     choices=st.lists(st.integers(0, 7), max_size=200),
 )
 def test_property_built_ins_never_break(explorers, name, actors, seed, choices):
-    explorer = _explorer_with(explorers, name, "auto", actors)
+    # the built-ins of the newest kernel (2004's ext3 is the seed's code, bugs included)
+    explorer = _explorer_with(explorers, name, "auto", actors, kernel="6.12")
     result = explorer.run_schedule(seed, 0, ListChooser(choices))
     assert not result.failed, [str(f) for f in result.findings]
 

@@ -228,8 +228,10 @@ def test_plan_ranks_cheapest_first_and_names_every_blocker(ext2_plan: Plan) -> N
 
 def test_the_plugins_decide_rebinding_versus_writeback(synthetic: Snapshot, plugins) -> None:
     ext2 = plan(synthetic, plugins.hooks, fs=FsSpec("ext2"))
-    ext4 = plan(synthetic, plugins.hooks, fs=FsSpec("ext4"))
+    rebinding4 = plan(synthetic, plugins.hooks, fs=FsSpec("ext4"))
+    ext4 = plan(synthetic, plugins.hooks, fs=FsSpec("ext4"), policy="writeback")
     assert (ext2.strategy, ext2.plugin, ext2.rebinds) == ("buffer_migrate_folio", "ext2", True)
+    assert (rebinding4.strategy, rebinding4.plugin) == ("buffer_migrate_folio", "ext4")
     assert (ext4.strategy, ext4.plugin, ext4.rebinds) == (
         "fallback_migrate_folio",
         "generic_writeback",
@@ -237,7 +239,7 @@ def test_the_plugins_decide_rebinding_versus_writeback(synthetic: Snapshot, plug
     )
     b2, b4 = ext2.block(1), ext4.block(1)
     # ext2: every page with buffers is rebound (16 clean, 12 dirty, 4 under writeback, 8 of
-    # a large folio), nothing is written; ext4 falls back: the 16 dirty pages are written.
+    # a large folio), nothing is written; forced to fall back, the 16 dirty pages are written.
     assert (b2.rebound, b2.written_back, b2.write_requests) == (40, 0, 0)
     assert (b4.rebound, b4.written_back, b4.write_requests) == (0, 16, 16)
     assert b4.simulated_seconds > b2.simulated_seconds

@@ -167,7 +167,7 @@ class RemoveConfig(_Strict):
     #: rounds of migrate_pages before giving up, in kernels that give up (the 2004 seed)
     max_rounds: int = Field(default=3, ge=1, le=100)
     #: simulated seconds the offline may take before the user's signal stops it (-EINTR):
-    #: ``timeout 120 sh -c 'echo offline > /sys/devices/system/memory/memoryN/state'``
+    #: (``timeout 120`` around writing ``offline`` to ``memoryN/state``)
     timeout: float = Field(default=120.0, gt=0.0, le=86_400.0)
     #: simulated seconds from the workload's writes to the start of the offline; background
     #: work (jbd2's commit timer, the flusher) runs in between

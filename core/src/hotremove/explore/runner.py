@@ -52,6 +52,11 @@ TASK_NAMES = {
     "io": "irq",
 }
 
+#: simulated seconds until the explored offline's signal: a kernel that rescans until a
+#: signal (6.x) would otherwise spin through many rounds — and scheduler steps — on a page
+#: its actors never release; one second leaves every actor time to run
+EXPLORE_TIMEOUT = 1.0
+
 
 @dataclass
 class ScheduleResult:
@@ -187,6 +192,7 @@ class Explorer:
                     policy=self.policy,
                     checks=True,  # no deferred copies: other actors see the new pages at once
                     max_rounds=self.max_rounds,
+                    timeout=EXPLORE_TIMEOUT,
                 )
             )
 
