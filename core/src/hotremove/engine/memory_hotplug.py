@@ -210,6 +210,7 @@ class Offliner:
         machine = self.machine
         clock, timers = machine.clock, machine.timers
         deadline = self.started + self.timeout
+        waited = False  # the last round already let the holders finish, to no avail
         while True:
             result.rounds += 1
             moved, t0 = result.migrated, clock.now
@@ -225,10 +226,13 @@ class Offliner:
             if clock.now >= deadline:
                 return self.timed_out(failed)
             if result.migrated > moved or machine.daemons:
+                waited = False
                 continue  # progress, or holders that let go pass by pass: rescan at once
-            if machine.waiters:  # in-flight I/O completes, other holders unlock meanwhile
+            if machine.waiters and not waited:  # in-flight I/O completes, holders unlock
                 wait_for_all(machine)
+                waited = True
                 continue
+            waited = False
             nxt = timers.next_expiry()
             until = deadline if nxt is None else min(nxt, deadline)
             per_round = max(

@@ -2,7 +2,11 @@
 over real images and what each run must show. :class:`ConformanceChecks` knows nothing of
 pytest; :class:`~hotremove.testing.conformance.ConformanceSuite` adds the pytest layer. Every
 ``check_*`` raises :class:`~hotremove.testing.helpers.ConformanceError` naming the plugin, the
-rule and the page."""
+rule and the page.
+
+Longer than 450 lines because it is the contract itself, one short method per rule a plugin is
+held to; a plugin author reads the rules here side by side, and splitting them by topic would
+separate each rule from the run whose outcome it checks."""
 
 from __future__ import annotations
 
