@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from hotremove import __version__
 from hotremove.cli.new_plugin import new_plugin_command, tables_of
 from hotremove.testing import strict_plugins
 from hotremove.testing.isolated import IsolatedEnv, create_env, find_uv
@@ -61,7 +62,8 @@ def test_writes_a_ready_package(tmp_path):
     meta = tomllib.loads((pkg / "pyproject.toml").read_text())
     assert meta["project"]["name"] == "hotremove-myext4"
     assert meta["project"]["entry-points"]["hotremove"] == {"myext4": "hotremove_myext4.plugin"}
-    assert meta["project"]["dependencies"] == ["hotremove>=0.1"]
+    minor = ".".join(__version__.split(".")[:2])
+    assert meta["project"]["dependencies"] == [f"hotremove>={minor}"]
     assert meta["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"] == [
         "src/hotremove_myext4"
     ]

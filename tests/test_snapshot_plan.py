@@ -347,7 +347,10 @@ def test_plan_command_prints_a_ranked_table_json_and_a_picture(tmp_path: Path) -
     assert [b["block"] for b in out["blocks"]][:4] == [0, 9, 1, 2]
     assert out["blocks"][2]["predicted"]["rebound"] == 40
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    table = runner.invoke(plan_command, [str(SYNTHETIC), "--fs", "ext4", "--device", "ide-2004"])
+    table = runner.invoke(
+        plan_command,
+        [str(SYNTHETIC), "--fs", "ext4", "--device", "ide-2004", "--strategy", "writeback"],
+    )
     assert table.exit_code == 0, table.output
     assert "fallback_migrate_folio" in table.stdout and "unmovable: 2 slab" in table.stdout
     assert any(unit_name(3) in line for line in table.stdout.splitlines())
