@@ -16,6 +16,7 @@ from hotremove.model.memory import OFFLINE, ONLINE
 from hotremove.model.page import (
     HPAGE_PMD_ORDER,
     PG_dirty,
+    PG_lru,
     PG_mappedtodisk,
     PG_mlocked,
     PG_pgtable,
@@ -427,3 +428,30 @@ def test_swap_cache_page_keeps_its_entry(hotremove_build, hotremove_offline, hot
     new = built.machine.memory.pages[vma.ptes[vpn]]
     assert built.machine.swap_cache.i_pages[entry] == new and new.private == entry
     finish(built, result, hotremove_verify)
+
+
+def test_a_failed_migration_leaves_a_mapped_anon_page_and_a_cached_page_as_they_were(
+    hotremove_build, hotremove_offline, hotremove_verify
+):
+    """An extra reference makes ``migrate_folio`` fail *after* ``migrate_folio_unmap``
+    replaced the anon page's PTEs by migration entries: the undo must point the PTEs at the
+    page again (``remove_migration_ptes(src, src)``), give back the mapping's reference and
+    put it back on the LRU — and likewise for a page-cache page, minus the PTEs."""
+    built = build(hotremove_build, "sync", anon="1MiB", kernel="6.12")
+    vma, mapped = anon_in_region(built)
+    vpn, pfn = next(iter(mapped.items()))
+    memory = built.machine.memory
+    anon = memory.pages[pfn]
+    _, cached = region_pages(built, lambda m, p: True)[0]
+    pin_page(built.machine, anon, release_after=0)
+    pin_page(built.machine, cached, release_after=0)
+    before = {p.pfn: (p._refcount, p._mapcount, bool(p.flags & PG_lru)) for p in (anon, cached)}
+    assert before[anon.pfn] == (2, 1, True) and before[cached.pfn][2]
+
+    result = hotremove_offline(built)
+
+    assert {f["pfn"] for f in result.failed} == {anon.pfn, cached.pfn}
+    after = {p.pfn: (p._refcount, p._mapcount, bool(p.flags & PG_lru)) for p in (anon, cached)}
+    assert after == before, "refcount, mapcount and PG_lru as before the attempts"
+    assert vma.ptes[vpn] == anon.pfn, "the PTE points at the page again, not a migration entry"
+    finish(built, result, hotremove_verify, offlined=False)
