@@ -12,7 +12,7 @@ from hotremove.model.memory import OFFLINE, ONLINE
 from hotremove.model.migrate_mode import Errno, MigrateMode
 from hotremove.model.page import PG_reserved
 from hotremove.plugins import load_plugins
-from hotremove.testing import assert_clean_result, small_scenario, snapshot_region
+from hotremove.testing import assert_clean_result, cached_pages_before, small_scenario
 
 
 def test_region_with_unmovable_page_is_rolled_back(
@@ -23,7 +23,7 @@ def test_region_with_unmovable_page_is_rolled_back(
     block = memory.blocks[1]
     pfn = next(p for p in range(block.start_pfn, block.end_pfn) if memory.is_free(p))
     memory.alloc_page_at(pfn).flags |= PG_reserved
-    shots = snapshot_region(built, [1])
+    shots = cached_pages_before(built, [1])
 
     result = hotremove_offline(built)
 
@@ -111,7 +111,7 @@ class BrokenPlugin:
 def test_seed_poison_check_catches_a_strategy_that_skips_the_copy(hotremove_build):
     plugins = load_plugins(extra=[("broken", BrokenPlugin())])
     built = hotremove_build(small_scenario({"type": "ext2"}, dirty=0.0), plugins=plugins)
-    shots = snapshot_region(built, [1])
+    shots = cached_pages_before(built, [1])
 
     result = offline(built.machine, plugins.hooks, [1], mode=MigrateMode.SYNC, checks=True)
 

@@ -11,7 +11,7 @@ from hotremove.model.address_space import probe_mapping
 from hotremove.model.aops import AOPS
 from hotremove.model.page import PG_dirty
 from hotremove.seed2004 import SEED2004
-from hotremove.testing import assert_clean_result, small_scenario, snapshot_region
+from hotremove.testing import assert_clean_result, cached_pages_before, small_scenario
 from hotremove_ext2 import plugin
 from hotremove_ext2.plugin import SEED2004_POLICY
 
@@ -46,7 +46,7 @@ def test_2004_rebinds_with_the_seeds_code_and_its_bugs(
     hotremove_build, hotremove_offline, hotremove_verify
 ):
     built = ext2_machine(hotremove_build, "2004")
-    dirty = [s for s in snapshot_region(built, [1]) if s.flags & PG_dirty]
+    dirty = [s for s in cached_pages_before(built, [1]) if s.flags & PG_dirty]
     assert dirty
 
     result = hotremove_offline(built)
@@ -68,7 +68,7 @@ def test_6x_rebinds_with_buffer_migrate_folio(
     """kernel-reference "Observed on real kernels": ext2, 6.1 and 6.12 — 0 pages written,
     the dirty pages still dirty after the offline."""
     built = ext2_machine(hotremove_build, version)
-    dirty = [s for s in snapshot_region(built, [1]) if s.flags & PG_dirty]
+    dirty = [s for s in cached_pages_before(built, [1]) if s.flags & PG_dirty]
 
     result = hotremove_offline(built)
 

@@ -10,9 +10,9 @@ from hotremove.model.buffer_head import BH_Dirty, page_buffers
 from hotremove.model.page import PG_dirty, PG_private
 from hotremove.testing import (
     assert_clean_result,
+    cached_pages_before,
     rebinding_problems,
     small_scenario,
-    snapshot_region,
 )
 
 
@@ -33,7 +33,7 @@ def test_dirty_partial_buffers_rebound_without_io(
         {"type": "ext2", "block_size": block_size}, dirty=0.6, dirty_buffers="partial", mode=mode
     )
     built = hotremove_build(scenario)
-    shots = snapshot_region(built, [1])
+    shots = cached_pages_before(built, [1])
     dirty = [s for s in shots if s.flags & PG_dirty]
     assert dirty and shots, "the removed block must hold clean and dirty page-cache pages"
     if block_size == 1024:  # partial: some dirty pages keep clean buffers
@@ -57,7 +57,7 @@ def test_dirty_partial_buffers_rebound_without_io(
 
 def test_nobh_pages_move_by_plain_copy(hotremove_build, hotremove_offline, hotremove_verify):
     built = hotremove_build(small_scenario({"type": "ext2", "options": ["nobh"]}, dirty=0.5))
-    shots = snapshot_region(built, [1])
+    shots = cached_pages_before(built, [1])
     assert shots and all(not s.flags & PG_private for s in shots)
 
     result = hotremove_offline(built)
@@ -84,7 +84,7 @@ def test_strategy_is_asked_once_per_address_space(
 
     hotremove_plugins.pm.register(Recorder(), name="recorder")
     built = hotremove_build(small_scenario({"type": "ext2"}))
-    region_pages = snapshot_region(built, [1])
+    region_pages = cached_pages_before(built, [1])
 
     assert_clean_result(hotremove_offline(built))
 
@@ -95,7 +95,8 @@ def test_strategy_is_asked_once_per_address_space(
 def test_buffers_stay_with_their_blocks_after_offline(hotremove_build, hotremove_offline):
     built = hotremove_build(small_scenario({"type": "ext2", "block_size": 1024}))
     before = {
-        (id(s.mapping), s.index): [b for _, b, _ in s.buffers] for s in snapshot_region(built, [1])
+        (id(s.mapping), s.index): [b for _, b, _ in s.buffers]
+        for s in cached_pages_before(built, [1])
     }
     assert_clean_result(hotremove_offline(built))
     for mapping in built.machine.mappings:

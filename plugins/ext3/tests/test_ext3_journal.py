@@ -15,7 +15,7 @@ from hotremove.model.aops import AOPS
 from hotremove.model.buffer_head import BH_JBD, page_buffers
 from hotremove.model.page import PG_dirty, PG_private
 from hotremove.seed2004 import SEED2004
-from hotremove.testing import assert_clean_result, small_scenario, snapshot_region
+from hotremove.testing import assert_clean_result, cached_pages_before, small_scenario
 from hotremove_ext3 import plugin
 
 TABLES = ("ext3_ordered_aops", "ext3_writeback_aops", "ext3_journalled_aops")
@@ -67,7 +67,7 @@ def test_2004_rebinds_dirty_pages_with_the_seeds_code_and_no_io(
     data_mode, hotremove_build, hotremove_offline, hotremove_verify
 ):
     built = hotremove_build(ext3_2004(data_mode, start=0.0))
-    dirty = [s for s in snapshot_region(built, [1]) if s.flags & PG_dirty]
+    dirty = [s for s in cached_pages_before(built, [1]) if s.flags & PG_dirty]
     assert dirty
 
     result = hotremove_offline(built)
@@ -91,7 +91,7 @@ def test_2004_ordered_journal_heads_travel_with_rebound_buffers(
     built = hotremove_build(ext3_2004("ordered", start=0.0))
     held = [
         (bh, bh.b_private)
-        for s in snapshot_region(built, [1])
+        for s in cached_pages_before(built, [1])
         for bh, _, _ in s.buffers
         if bh.b_state & BH_JBD
     ]
@@ -116,7 +116,7 @@ def test_2004_ordered_data_goes_home_at_the_commit_before_a_late_offline(
     releases instead of rebinding — and the migration itself writes nothing."""
     built = hotremove_build(ext3_2004("ordered"))
     journal = built.machine.superblocks[0].s_journal
-    shots = snapshot_region(built, [1])
+    shots = cached_pages_before(built, [1])
     assert any(s.flags & PG_dirty for s in shots)
 
     result = hotremove_offline(built)
@@ -137,7 +137,7 @@ def test_2004_data_journal_is_written_back_by_the_fallback(
 ):
     built = hotremove_build(ext3_2004("journal"))
     journal = built.machine.superblocks[0].s_journal
-    shots = snapshot_region(built, [1])
+    shots = cached_pages_before(built, [1])
     dirty = [s for s in shots if s.flags & PG_dirty]
     assert dirty, "journalled dirty pages in the removed block"
 

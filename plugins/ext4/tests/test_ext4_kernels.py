@@ -16,9 +16,9 @@ from hotremove.model.buffer_head import BH_JBD, page_buffers
 from hotremove.model.page import PG_dirty, PG_private
 from hotremove.testing import (
     assert_clean_result,
+    cached_pages_before,
     rebinding_problems,
     small_scenario,
-    snapshot_region,
 )
 from hotremove_ext4 import plugin
 
@@ -77,7 +77,7 @@ def test_delalloc_pages_rebind_with_nothing_written(
     """ "ext4 data=ordered, delalloc: buffer_migrate_folio — 0 written, dirty unchanged"
     (6.1 and 6.12); an ext3 image is the same, mounted by ext4."""
     built = hotremove_build(in_kernel(version, {"type": fs_type, "block_size": 1024}, dirty=0.6))
-    shots = snapshot_region(built, [1])
+    shots = cached_pages_before(built, [1])
     dirty = [s for s in shots if s.flags & PG_dirty]
     assert dirty
 
@@ -104,7 +104,7 @@ def test_612_data_journal_is_refused_until_the_signal(hotremove_build, hotremove
     """ "ext4 data=journal (6.12: buffer_migrate_folio_norefs): not offlined, stopped by the
     signal (-EINTR); 0 written; the journal-held pages still in the block"."""
     built = hotremove_build(journalled("6.12", timeout=30.0))
-    shots = snapshot_region(built, [1])
+    shots = cached_pages_before(built, [1])
     held = [s for s in shots if any(state & BH_JBD for _, _, state in s.buffers)]
     assert held, "journalled buffers carry journal heads"
 
@@ -125,7 +125,7 @@ def test_61_data_journal_has_no_migrate_folio_the_fallback_writes_it_out(
     """ "ext4 data=journal (6.1: no migrate_folio → fallback writeout): offlined; the dirty
     pages written during the offline; clean, buffers dropped"."""
     built = hotremove_build(journalled("6.1"))
-    shots = snapshot_region(built, [1])
+    shots = cached_pages_before(built, [1])
     dirty = [s for s in shots if s.flags & PG_dirty]
 
     result = hotremove_offline(built)

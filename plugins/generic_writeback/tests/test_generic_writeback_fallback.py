@@ -12,7 +12,7 @@ from hotremove.model.address_space import probe_mapping
 from hotremove.model.aops import AOPS
 from hotremove.model.buffer_head import BH_JBD, BH_Dirty, page_buffers
 from hotremove.model.page import PG_dirty, PG_private
-from hotremove.testing import assert_clean_result, small_scenario, snapshot_region
+from hotremove.testing import assert_clean_result, cached_pages_before, small_scenario
 from hotremove_generic_writeback import plugin
 
 
@@ -56,7 +56,7 @@ def test_2004_writes_each_dirty_page_once_per_run_and_moves_it_at_once(
 ):
     """ext4 did not exist in 2004: its pages get the seed's writeback (remap_preparepage)."""
     built = hotremove_build(in_kernel("2004", {"type": "ext4"}, dirty=0.6, mode=mode))
-    shots = snapshot_region(built, [1])
+    shots = cached_pages_before(built, [1])
     dirty = [s for s in shots if s.flags & PG_dirty]
     assert dirty and len(dirty) < len(shots)
     want = expected_requests(dirty)
@@ -88,7 +88,7 @@ def test_6x_writeout_returns_eagain_then_moves_the_page_clean(
     version, hotremove_build, hotremove_offline, hotremove_verify
 ):
     built = hotremove_build(in_kernel(version, {"type": "ext2"}, dirty=0.6, strategy="writeback"))
-    shots = snapshot_region(built, [1])
+    shots = cached_pages_before(built, [1])
     dirty = [s for s in shots if s.flags & PG_dirty]
     assert dirty
 
@@ -117,7 +117,7 @@ def test_6x_release_goes_through_the_journal(hotremove_build, hotremove_offline,
         in_kernel("6.1", {"type": "ext4", "block_size": 1024, "options": ["data=journal"]})
     )
     journal = built.machine.superblocks[0].s_journal
-    shots = snapshot_region(built, [1])
+    shots = cached_pages_before(built, [1])
     dirty = [s for s in shots if s.flags & PG_dirty]
     assert dirty and all(any(state & BH_JBD for _, _, state in s.buffers) for s in dirty), (
         "journalled pages carry journal heads"
@@ -145,7 +145,7 @@ def test_ebusy_rule_refuses_dirty_pages_and_writes_nothing(
     monkeypatch.setitem(plugin.FALLBACKS, "writeout", plugin.FALLBACKS["ebusy"])
     scenario = in_kernel("6.12", {"type": "ext2"}, dirty=0.6, strategy="writeback")
     built = hotremove_build(scenario.with_overrides(remove={"timeout": 2.0}))
-    dirty = [s for s in snapshot_region(built, [1]) if s.flags & PG_dirty]
+    dirty = [s for s in cached_pages_before(built, [1]) if s.flags & PG_dirty]
 
     result = hotremove_offline(built)
 
@@ -162,7 +162,7 @@ def test_forced_writeback_policy_overrides_ext2_rebinding(
     hotremove_build, hotremove_offline, hotremove_verify
 ):
     built = hotremove_build(small_scenario({"type": "ext2"}, strategy="writeback"))
-    dirty = [s for s in snapshot_region(built, [1]) if s.flags & PG_dirty]
+    dirty = [s for s in cached_pages_before(built, [1]) if s.flags & PG_dirty]
 
     result = hotremove_offline(built)
 
@@ -183,7 +183,7 @@ def test_6x_uncommitted_journalled_pages_wait_for_the_commit(
     scenario = in_kernel("6.1", {"type": "ext4", "block_size": 1024, "options": ["data=journal"]})
     built = hotremove_build(scenario.with_overrides(remove={"start": 0.0}))
     journal = built.machine.superblocks[0].s_journal
-    dirty = [s for s in snapshot_region(built, [1]) if s.flags & PG_dirty]
+    dirty = [s for s in cached_pages_before(built, [1]) if s.flags & PG_dirty]
     assert dirty and journal.running and journal.commits == 0
 
     result = hotremove_offline(built)

@@ -25,7 +25,7 @@ _EXPORTS = {
     "EngineRun": "helpers",
     "HookCall": "helpers",
     "HookRecorder": "helpers",
-    "PageSnapshot": "helpers",
+    "CachedPage": "helpers",
     "assert_clean_result": "helpers",
     "block_map_problems": "helpers",
     "capture_events": "helpers",
@@ -33,12 +33,15 @@ _EXPORTS = {
     "rebinding_problems": "helpers",
     "run_offline": "helpers",
     "small_scenario": "helpers",
-    "snapshot_region": "helpers",
+    "cached_pages_before": "helpers",
     "strict_plugins": "helpers",
     "StrategyCall": "probe",
     "StrategyProbe": "probe",
     "Case": "conformance",
     "ConformanceSuite": "conformance",
+    # the 0.1 names of cached_pages_before / CachedPage
+    "snapshot_region": "helpers",
+    "PageSnapshot": "helpers",
 }
 
 
@@ -58,40 +61,40 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from hotremove.testing.conformance import Case, ConformanceSuite
     from hotremove.testing.helpers import (
+        CachedPage,
         ConformanceError,
         EngineRun,
         HookCall,
         HookRecorder,
-        PageSnapshot,
         assert_clean_result,
         block_map_problems,
+        cached_pages_before,
         capture_events,
         find_lockdep,
         rebinding_problems,
         run_offline,
         small_scenario,
-        snapshot_region,
         strict_plugins,
     )
     from hotremove.testing.probe import StrategyCall, StrategyProbe
 
 __all__ = [
+    "CachedPage",
     "Case",
     "ConformanceError",
     "ConformanceSuite",
     "EngineRun",
     "HookCall",
     "HookRecorder",
-    "PageSnapshot",
     "StrategyCall",
     "StrategyProbe",
     "assert_clean_result",
     "block_map_problems",
+    "cached_pages_before",
     "capture_events",
     "find_lockdep",
     "rebinding_problems",
     "run_offline",
     "small_scenario",
-    "snapshot_region",
     "strict_plugins",
 ]

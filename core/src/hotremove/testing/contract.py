@@ -35,9 +35,9 @@ from hotremove.testing.cases import (
 )
 from hotremove.testing.helpers import (
     ConformanceError,
+    cached_pages_before,
     run_offline,
     small_scenario,
-    snapshot_region,
     strict_plugins,
 )
 from hotremove.testing.probe import StrategyProbe
@@ -330,7 +330,7 @@ class ConformanceChecks:
             probe.inflight = inflight
             contended_bhs: list[BufferHead] = []
             if contended:
-                with_buffers = [s for s in snapshot_region(built, [1]) if s.buffers]
+                with_buffers = [s for s in cached_pages_before(built, [1]) if s.buffers]
                 for shot in with_buffers[::2]:
                     bh = shot.buffers[0][0]
                     bh.b_state |= BH_Lock  # type: ignore[attr-defined]

@@ -68,7 +68,7 @@ def small_scenario(
 
 
 @dataclass(frozen=True)
-class PageSnapshot:
+class CachedPage:
     """A cached page before the offline: where it was and what its buffers said."""
 
     mapping: AddressSpace
@@ -78,7 +78,7 @@ class PageSnapshot:
     buffers: tuple[tuple[object, int, int], ...]  # (bh, b_blocknr, b_state without BH_Lock)
 
 
-def snapshot_region(built: Built, blocks: list[int]) -> list[PageSnapshot]:
+def cached_pages_before(built: Built, blocks: list[int]) -> list[CachedPage]:
     """Every page-cache page in ``blocks``, with its buffers, before anything moves."""
     memory = built.machine.memory
     shots = []
@@ -87,7 +87,7 @@ def snapshot_region(built: Built, blocks: list[int]) -> list[PageSnapshot]:
             if memory.block_of(page.pfn) in blocks:
                 bhs = page_buffers(page) if page.flags & PG_private else []
                 shots.append(
-                    PageSnapshot(
+                    CachedPage(
                         mapping,
                         index,
                         page.pfn,
@@ -98,7 +98,7 @@ def snapshot_region(built: Built, blocks: list[int]) -> list[PageSnapshot]:
     return shots
 
 
-def rebinding_problems(built: Built, shots: list[PageSnapshot]) -> list[str]:
+def rebinding_problems(built: Built, shots: list[CachedPage]) -> list[str]:
     """What went wrong for pages that should have moved with their buffers: not moved, a
     buffer that does not point at the new page, a changed block number or state bit."""
     problems = []
@@ -188,7 +188,7 @@ class EngineRun:
 
     built: Built
     result: OfflineResult
-    shots: list[PageSnapshot]
+    shots: list[CachedPage]
     calls: list[StrategyCall]
     io: IOStats  # I/O issued during the offline (all devices, background work included)
     violations: list[LockViolation]  # lock-discipline records made during the offline
@@ -228,7 +228,7 @@ def run_offline(
     rm = built.scenario.remove
     machine = built.machine
     blocks = list(rm.blocks if blocks is None else blocks)
-    shots = snapshot_region(built, blocks)
+    shots = cached_pages_before(built, blocks)
     probe = probe or StrategyProbe(machine)
     before = replace(machine.io)
     seen = len(machine.task.violations)
@@ -371,18 +371,23 @@ def capture_events(level: int = logging.DEBUG) -> Iterator[list[dict[str, Any]]]
 
 
 __all__ = [
+    "CachedPage",
     "ConformanceError",
     "EngineRun",
     "HookCall",
     "HookRecorder",
-    "PageSnapshot",
     "assert_clean_result",
     "block_map_problems",
+    "cached_pages_before",
     "capture_events",
     "find_lockdep",
     "rebinding_problems",
     "run_offline",
     "small_scenario",
-    "snapshot_region",
     "strict_plugins",
 ]
+
+
+#: the names of 0.1 (``snapshot`` now only means a live machine's page-flag file)
+snapshot_region = cached_pages_before
+PageSnapshot = CachedPage
