@@ -77,13 +77,40 @@ def test_writeback_eio(case, hotremove_build, hotremove_plugins, hotremove_verif
     result = run(built, hotremove_plugins, {"writeback_eio": 0.5})
 
     if OWNER[case] == "generic_writeback":
-        # a failed write leaves the page dirty where it was; the rescan writes it again
+        # 6.x writeout(): an asynchronous write error is recorded on the mapping (AS_EIO,
+        # BH_Write_EIO), the page goes clean and moves: the offline completes, and exactly
+        # the failed blocks never reach the disk
         assert result.offlined, result.reason
-        assert result.retries["-EIO"] >= 1, "some writes failed on the way"
-    elif case == "ext3-journal":  # 6.12: jbd2 holds the buffers: -EINTR, whatever the I/O
+        lost = {(m.host.path, b) for m in built.machine.mappings for b in m.wb_err_blocks}
+        assert lost and all(m.wb_err == -5 for m in built.machine.mappings if m.wb_err_blocks)
+        assert not result.check_failures
+        verdict = hotremove_verify(built)
+        assert not verdict.ok and not verdict.mismatches, verdict.as_dict()
+        named = {(x["file"], b) for x in verdict.lost_to_eio for b in x["blocks"]}
+        assert named == lost, "verification names exactly the blocks that were lost"
+        return
+    if case == "ext3-journal":  # 6.12: jbd2 holds the buffers: -EINTR, whatever the I/O
         assert not result.offlined and result.reason.startswith("signal backoff (-EINTR)")
     else:
         assert result.offlined, "rebinding issues no write, so no write can fail"
+    assert_safe(built, result, hotremove_verify)
+
+
+def test_writeback_eio_in_the_seed_fails_the_page_and_loses_nothing(
+    hotremove_build, hotremove_plugins, hotremove_verify
+):
+    """The 2004 seed writes and waits: a failed write fails the attempt with -EIO, the page
+    stays dirty with its buffers, and -EIO ends the seed's bounded retries: rolled back."""
+    built = hotremove_build(
+        small_scenario({"type": "ext2"}, strategy="writeback", dirty=0.6, kernel="2004")
+    )
+    dirty = {p.pfn for m in built.machine.mappings for p in m.i_pages.values() if p.flags & 0x10}
+    result = run(built, hotremove_plugins, {"writeback_eio": 0.5})
+    assert not result.offlined and "-EIO" in result.reason
+    eio = {f["pfn"] for f in result.failed if f["reason"] == "-EIO"}
+    assert eio and eio <= dirty
+    memory = built.machine.memory
+    assert all(memory.pages[pfn].flags & 0x10 for pfn in eio), "still dirty where they were"
     assert_safe(built, result, hotremove_verify)
 
 

@@ -37,6 +37,9 @@ class Report:
     interrupted: bool = False
     #: pages the flusher wrote back during the offline (periodic writeback, not migration)
     flushed: int = 0
+    #: asynchronous writes that failed during the offline, as recorded on each mapping
+    #: (AS_EIO: what the file's next fsync reports): {fs, file, errno, blocks}
+    write_errors: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def simulated_seconds(self) -> float:
@@ -79,6 +82,7 @@ class Report:
             "journal_ios": self.journal_ios,
             "background_ios": self.background_ios,
             "flushed": self.flushed,
+            "write_errors": self.write_errors,
             "failed": off.failed,
             "failed_attempts": off.failed_attempts,
             "spun_rounds": off.spun_rounds,
@@ -184,6 +188,15 @@ def render(report: Report) -> Group:
         )
     for violation in report.lock_violations[:10]:
         lines.append(Text(f"  {violation.message}", style="red"))
+    if report.write_errors:
+        blocks = sum(len(e["blocks"]) for e in report.write_errors)
+        lines.append(
+            Text(
+                f"write errors: {blocks} block(s) of {len(report.write_errors)} file(s) failed "
+                "to write (-EIO, recorded on the mapping: the next fsync reports it)",
+                style="red",
+            )
+        )
     if report.verify is not None:
         v = report.verify
         fsck_ok = all(f["ok"] for f in v.fsck.values())
@@ -195,8 +208,12 @@ def render(report: Report) -> Group:
         verdict.append(
             f": e2fsck {'clean' if fsck_ok else 'NOT clean'} on {len(v.fsck)} image(s), "
             f"{v.files_checked} files byte-equal to the golden model"
-            if not v.mismatches
+            if not v.mismatches and not v.lost_to_eio
             else f": {len(v.mismatches)} mismatches, first {v.mismatches[0]}"
+            if v.mismatches
+            else f": {sum(len(x['blocks']) for x in v.lost_to_eio)} block(s) of "
+            f"{len(v.lost_to_eio)} file(s) never reached the disk (the write errors above); "
+            "nothing else differs"
         )
         if v.anon_checked:
             verdict.append(f", {v.anon_checked} anon pages checked")

@@ -118,6 +118,16 @@ def offline_built(
         verify=None,
         lock_violations=list(machine.task.violations),
         flushed=machine.vmstat.nr_flushed - flushed,
+        write_errors=[
+            {
+                "fs": m.host.i_sb.s_id,
+                "file": m.host.path,
+                "errno": "-EIO",
+                "blocks": m.wb_err_blocks,
+            }
+            for m in machine.mappings
+            if m.wb_err
+        ],
     )
     if inspect is not None:
         inspect(built)

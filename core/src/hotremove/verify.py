@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from hotremove.errors import ImageError
 from hotremove.extfs import fsck, read_files
 from hotremove.hooks import Hooks
+from hotremove.model.address_space import Inode
 from hotremove.model.locks import running
 from hotremove.model.machine import Machine
 from hotremove.workload import Built, digest
@@ -24,6 +27,10 @@ class Verdict:
     files_checked: int = 0
     mismatches: list[dict[str, object]] = field(default_factory=list)
     anon_checked: int = 0
+    #: blocks whose new contents never reached the disk because an asynchronous write failed
+    #: and the kernel recorded it on the mapping (AS_EIO: the next fsync reports it): they
+    #: differ on disk — and nothing else may
+    lost_to_eio: list[dict[str, object]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -32,6 +39,7 @@ class Verdict:
             "files_checked": self.files_checked,
             "mismatches": self.mismatches,
             "anon_checked": self.anon_checked,
+            "lost_to_eio": self.lost_to_eio,
         }
 
 
@@ -66,10 +74,22 @@ def verify(built: Built, hooks: Hooks) -> Verdict:
             verdict.ok = False
             verdict.mismatches.append({"fs": name, "file": None, "offset": None, "error": str(exc)})
             continue
+        lost = {
+            (m.host.path, blocknr)
+            for m in machine.mappings
+            if m.host.i_sb.s_id == name
+            for blocknr in m.wb_err_blocks
+        }
+        inodes = {m.host.path: m.host for m in machine.mappings if m.host.i_sb.s_id == name}
         for path in paths:
             verdict.files_checked += 1
             want = built.golden.files[(name, path)]
             got = on_disk[path]
+            differ = differing_blocks(got, want, inodes.get(path)) if got != want else []
+            if differ and all((path, b) in lost for b in differ):
+                verdict.lost_to_eio.append({"fs": name, "file": path, "blocks": differ})
+                verdict.ok = False  # explained, but the data never reached the disk
+                continue
             if got != want:
                 offset = next(
                     (i for i, (a, b) in enumerate(zip(got, want, strict=False)) if a != b),
@@ -84,3 +104,14 @@ def verify(built: Built, hooks: Hooks) -> Verdict:
                 verdict.mismatches.append({"anon": vma.name, "vpn": vpn, "offset": 0})
     verdict.ok &= not verdict.mismatches
     return verdict
+
+
+def differing_blocks(got: bytes, want: bytes, inode: Inode | None) -> list[int]:
+    """The disk blocks of a file whose bytes differ (empty when the file's map is unknown)."""
+    if inode is None or len(got) != len(want):
+        return []
+    bs = inode.i_sb.s_blocksize
+    a = np.frombuffer(got, np.uint8)
+    b = np.frombuffer(want, np.uint8)
+    logical = np.unique(np.flatnonzero(a != b) // bs)
+    return [inode.block_map[int(i)] for i in logical.tolist()]

@@ -19,6 +19,7 @@ from hotremove.model.buffer_head import (
     BH_Dirty,
     BH_JBDDirty,
     BH_Lock,
+    BH_Write_EIO,
     page_buffers,
     try_to_free_buffers,
 )
@@ -29,24 +30,31 @@ from hotremove.model.page import PAGE_SIZE, Page, PG_dirty, PG_private, PG_write
 Block = tuple[int, np.ndarray]  # (disk block number, its bytes)
 
 
-def submit_block_runs(bdev: BlockDevice, blocks: Iterable[Block]) -> int:
+def submit_block_runs(
+    bdev: BlockDevice, blocks: Iterable[Block], *, failed: list[int] | None = None
+) -> int:
     """Write ``blocks`` with one request per run of adjacent block numbers; return the number
-    of requests (``submit_bio_wait`` per merged bio)."""
+    of requests (``submit_bio_wait`` per merged bio). A write error raises — unless
+    ``failed`` is given (asynchronous writeback: each bio completes on its own), then the
+    failed run's block numbers are appended to it and the other runs go on."""
     ordered = sorted(blocks, key=lambda b: b[0])
     if not ordered:
         return 0
     current().might_sleep("submit_bio_wait")
-    requests = 0
-    run_start, run = ordered[0][0], [ordered[0][1]]
-    for blocknr, data in ordered[1:]:
-        if blocknr == run_start + len(run):
-            run.append(data)
-            continue
-        bdev.submit_write(run_start, np.concatenate(run).tobytes())
-        requests += 1
-        run_start, run = blocknr, [data]
-    bdev.submit_write(run_start, np.concatenate(run).tobytes())
-    return requests + 1
+    runs: list[tuple[int, list[np.ndarray]]] = []
+    for blocknr, data in ordered:
+        if runs and blocknr == runs[-1][0] + len(runs[-1][1]):
+            runs[-1][1].append(data)
+        else:
+            runs.append((blocknr, [data]))
+    for start, run in runs:
+        try:
+            bdev.submit_write(start, np.concatenate(run).tobytes())
+        except OSError:
+            if failed is None:
+                raise
+            failed.extend(range(start, start + len(run)))
+    return len(runs)
 
 
 def dirty_blocks(frames: np.ndarray, mapping: AddressSpace, page: Page) -> list[Block]:
@@ -74,6 +82,27 @@ def dirty_blocks(frames: np.ndarray, mapping: AddressSpace, page: Page) -> list[
         (inode.block_map[lblk], frame[(lblk - first) * bs : (lblk - first + 1) * bs])
         for lblk in range(first, last)
     ]
+
+
+def writeout_async(frames: np.ndarray, mapping: AddressSpace, page: Page) -> int:
+    """``writeout()`` as v6.1–v6.15 do it: ``->writepage`` with WB_SYNC_NONE, the page clean
+    at submission. A write that fails completes with an error that is **recorded, not
+    retried** (``end_buffer_async_write``: ``mark_buffer_write_io_error`` sets BH_Write_EIO
+    and ``mapping_set_error`` AS_EIO on the mapping, which the next ``fsync`` reports): the
+    block's new contents never reach the disk and the page stays clean. Returns requests."""
+    ring = page_buffers(page) if page.flags & PG_private else []
+    failed: list[int] = []
+    requests = submit_block_runs(
+        mapping.host.i_sb.s_bdev, dirty_blocks(frames, mapping, page), failed=failed
+    )
+    if failed:
+        lost = set(failed)
+        for bh in ring:
+            if bh.b_blocknr in lost:
+                bh.b_state |= BH_Write_EIO
+        mapping.set_error(page.index, failed)
+    clear_page_dirty(mapping, page)
+    return requests
 
 
 def clear_page_dirty(mapping: AddressSpace, page: Page) -> None:
@@ -192,4 +221,5 @@ __all__ = [
     "sync_mapping",
     "wait_for_all",
     "writeout",
+    "writeout_async",
 ]

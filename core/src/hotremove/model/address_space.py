@@ -154,7 +154,16 @@ class XArray(MutableMapping[int, "Page"]):
 class AddressSpace:
     """``struct address_space``: one file's page cache."""
 
-    __slots__ = ("a_ops", "dirtied_when", "dirty_tags", "host", "i_pages", "private_lock")
+    __slots__ = (
+        "a_ops",
+        "dirtied_when",
+        "dirty_tags",
+        "host",
+        "i_pages",
+        "private_lock",
+        "wb_err",
+        "wb_err_blocks",
+    )
 
     def __init__(self, host: Inode, a_ops: AddressSpaceOps) -> None:
         self.host = host
@@ -164,6 +173,10 @@ class AddressSpace:
         self.dirty_tags: set[int] = set()  # PAGECACHE_TAG_DIRTY
         #: ``inode->dirtied_when``: simulated time the file was first dirtied (None: clean)
         self.dirtied_when: float | None = None
+        #: ``mapping->wb_err`` (AS_EIO): 0, or -EIO once an asynchronous write failed —
+        #: what the next ``fsync`` reports; the disk blocks whose new contents were lost
+        self.wb_err = 0
+        self.wb_err_blocks: list[int] = []
 
     def __repr__(self) -> str:
         return f"<AddressSpace {self.host.i_sb.s_id}:{self.host.path} {self.a_ops.name}>"
@@ -174,6 +187,11 @@ class AddressSpace:
 
     def tag_dirty(self, index: int) -> None:
         self.dirty_tags.add(index)
+
+    def set_error(self, index: int, blocks: list[int]) -> None:
+        """``mapping_set_error(mapping, -EIO)``: a write of page ``index`` failed."""
+        self.wb_err = -5
+        self.wb_err_blocks.extend(blocks)
 
     def mark_dirtied(self, now: float) -> None:
         """``__mark_inode_dirty``: the flusher's expiry counts from the first dirtying."""

@@ -67,6 +67,7 @@ BH_Dirty = int(BH.Dirty)
 BH_Lock = int(BH.Lock)
 BH_Mapped = int(BH.Mapped)
 BH_Async_Write = int(BH.Async_Write)
+BH_Write_EIO = int(BH.Write_EIO)
 BH_Migrate = int(BH.Migrate)
 BH_JBD = int(BH.JBD)
 BH_JBDDirty = int(BH.JBDDirty)
@@ -437,6 +438,7 @@ __all__ = [
     "BH_Mapped",
     "BH_Migrate",
     "BH_Uptodate",
+    "BH_Write_EIO",
     "BufferHead",
     "BufferHeadPool",
     "buffer_dirty",

@@ -10,7 +10,9 @@ It is mm/migrate.c's ``fallback_migrate_folio`` (the seed's ``remap_preparepage`
                      waited for, its buffers released, and it moves in the same attempt.
 ``writeout``         Linux 6.1, 6.12 (v6.7-era ``writeout()``, kernel-reference §3.2): in
                      SYNC the page is written out and the attempt returns ``-EAGAIN``; a
-                     later attempt finds it clean, releases its buffers and moves it.
+                     later attempt finds it clean, releases its buffers and moves it. A
+                     failed write is recorded (BH_Write_EIO, AS_EIO on the mapping: the next
+                     fsync reports it) and the page still moves, clean.
 ``ebusy``            ≥ v6.16 (7ee3647243e5 "migrate: Remove call to ->writepage"): a dirty
                      page is ``-EBUSY`` in every mode; nothing is written.
 ==================== ======================================================================
@@ -39,7 +41,7 @@ from hotremove.migrate import MigrateControl, MigrateStrategy, migrate_folio
 from hotremove.model.address_space import AddressSpace
 from hotremove.model.migrate_mode import Errno, MigrateMode
 from hotremove.model.page import Page, PG_dirty, PG_private
-from hotremove.writeback import filemap_release_folio, writeout
+from hotremove.writeback import filemap_release_folio, writeout, writeout_async
 
 
 @dataclass(frozen=True)
@@ -74,10 +76,13 @@ class FallbackMigrateFolio:
         go on to move in this attempt."""
         if self.dirty == "ebusy" or mode is not MigrateMode.SYNC:
             return Errno.EBUSY
-        try:
-            requests = writeout(mc.frames, mapping, src)
-        except OSError:  # the page stays dirty with its buffers: nothing is lost
-            return Errno.EIO
+        if self.dirty == "writeout":  # queued: a failed write is recorded on the mapping
+            requests = writeout_async(mc.frames, mapping, src)
+        else:
+            try:  # the seed waited: a failed write fails the attempt, the page stays dirty
+                requests = writeout(mc.frames, mapping, src)
+            except OSError:
+                return Errno.EIO
         if requests or not src.flags & PG_dirty:
             mc.vmstat.nr_written_back += 1
         # else: every dirty buffer is the running transaction's (BH_JBDDirty): only the
