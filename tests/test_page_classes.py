@@ -16,6 +16,7 @@ from hotremove.model.memory import OFFLINE, ONLINE
 from hotremove.model.page import (
     HPAGE_PMD_ORDER,
     PG_dirty,
+    PG_locked,
     PG_lru,
     PG_mappedtodisk,
     PG_mlocked,
@@ -455,3 +456,32 @@ def test_a_failed_migration_leaves_a_mapped_anon_page_and_a_cached_page_as_they_
     assert after == before, "refcount, mapcount and PG_lru as before the attempts"
     assert vma.ptes[vpn] == anon.pfn, "the PTE points at the page again, not a migration entry"
     finish(built, result, hotremove_verify, offlined=False)
+
+
+@pytest.mark.parametrize("mode", ["sync_light", "sync"])
+def test_a_locked_page_that_is_not_uptodate_is_not_waited_for_in_sync_light(
+    mode, hotremove_build, hotremove_offline, hotremove_verify
+):
+    """``migrate_folio_unmap``: SYNC_LIGHT sleeps on a contended page lock only when the page
+    is uptodate — a !uptodate locked page suggests a read in flight (-EAGAIN); SYNC waits.
+    On 6.1 the wait is forced from pass 3, so SYNC moves the page in the first round and
+    SYNC_LIGHT only after the holder let go, in a later one."""
+    built = build(hotremove_build, mode, kernel="6.1")
+    mapping, page = region_pages(built, lambda m, p: True)[0]
+    index = page.index
+    page.flags = (page.flags | PG_locked) & ~PG_uptodate  # a read is in flight
+    held = page
+
+    def read_completes() -> None:
+        held.flags = (held.flags & ~PG_locked) | PG_uptodate
+
+    built.machine.waiters[page] = read_completes
+
+    result = hotremove_offline(built)
+
+    assert mapping.i_pages[index] != page
+    if mode == "sync":
+        assert result.failed_attempts == 0, "waited for the lock in the first round"
+    else:
+        assert result.failed_attempts >= 1, "backed off, moved in a later round"
+    finish(built, result, hotremove_verify)

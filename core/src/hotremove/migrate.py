@@ -45,6 +45,7 @@ from hotremove.model.page import (
     PG_workingset,
     attach_page_private,
     detach_page_private,
+    folio_nr_pages,
 )
 
 #: Flags ``folio_migrate_flags`` carries from the old page to the new one (current mm/migrate.c).
@@ -114,11 +115,13 @@ class MigrateStrategy(Protocol):
 
 
 def folio_expected_refs(mapping: AddressSpace | SwapCache | None, src: Page) -> int:
-    """References an unmapped, isolated page has when nobody else uses it: the isolation
-    reference, plus the page (or swap) cache's, plus one for ->private (buffer_heads)."""
+    """References an unmapped, isolated folio has when nobody else uses it
+    (``folio_expected_refs``, v6.x): the isolation reference, plus one per page for the page
+    (or swap) cache — a large folio is cached ``folio_nr_pages`` times — plus one for
+    ->private (buffer_heads)."""
     if mapping is None:
         return 1
-    return 2 + (1 if src.flags & PG_private else 0)
+    return 1 + folio_nr_pages(src) + (1 if src.flags & PG_private else 0)
 
 
 def folio_migrate_mapping(

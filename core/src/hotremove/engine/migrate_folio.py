@@ -36,6 +36,7 @@ from hotremove.model.page import (
     PG_lru,
     PG_private,
     PG_swapcache,
+    PG_uptodate,
     PG_writeback,
     lock_page,
     put_page,
@@ -80,7 +81,12 @@ class FolioSteps:
         ``force`` is v6.1's ``pass > 2``: before it, a contended page lock or writeback in
         flight is -EAGAIN instead of a wait (``__unmap_and_move``)."""
         if not trylock_page(src):
-            if mode is MigrateMode.ASYNC or not force:
+            # SYNC_LIGHT does not wait for a !uptodate page: a read is likely in flight
+            if (
+                mode is MigrateMode.ASYNC
+                or not force
+                or (mode is MigrateMode.SYNC_LIGHT and not src.flags & PG_uptodate)
+            ):
                 return Errno.EAGAIN, None
             lock_page(src)
         if src.flags & PG_writeback:
