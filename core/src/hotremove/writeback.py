@@ -31,7 +31,11 @@ Block = tuple[int, np.ndarray]  # (disk block number, its bytes)
 
 
 def submit_block_runs(
-    bdev: BlockDevice, blocks: Iterable[Block], *, failed: list[int] | None = None
+    bdev: BlockDevice,
+    blocks: Iterable[Block],
+    *,
+    failed: list[int] | None = None,
+    queued: bool = False,
 ) -> int:
     """Write ``blocks`` with one request per run of adjacent block numbers; return the number
     of requests (``submit_bio_wait`` per merged bio). A write error raises — unless
@@ -49,7 +53,7 @@ def submit_block_runs(
             runs.append((blocknr, [data]))
     for start, run in runs:
         try:
-            bdev.submit_write(start, np.concatenate(run).tobytes())
+            bdev.submit_write(start, np.concatenate(run).tobytes(), queued=queued)
         except OSError:
             if failed is None:
                 raise
@@ -89,11 +93,13 @@ def writeout_async(frames: np.ndarray, mapping: AddressSpace, page: Page) -> int
     at submission. A write that fails completes with an error that is **recorded, not
     retried** (``end_buffer_async_write``: ``mark_buffer_write_io_error`` sets BH_Write_EIO
     and ``mapping_set_error`` AS_EIO on the mapping, which the next ``fsync`` reports): the
-    block's new contents never reach the disk and the page stays clean. Returns requests."""
+    block's new contents never reach the disk and the page stays clean. The writes queue up
+    with the pass's other writeouts, overlapping their latency on a device that queues
+    (:attr:`~hotremove.cost.DevicePreset.queue_depth`). Returns requests."""
     ring = page_buffers(page) if page.flags & PG_private else []
     failed: list[int] = []
     requests = submit_block_runs(
-        mapping.host.i_sb.s_bdev, dirty_blocks(frames, mapping, page), failed=failed
+        mapping.host.i_sb.s_bdev, dirty_blocks(frames, mapping, page), failed=failed, queued=True
     )
     if failed:
         lost = set(failed)

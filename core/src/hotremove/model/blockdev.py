@@ -89,8 +89,11 @@ class BlockDevice:
         self._machine_stats.read_requests += 1
         return os.pread(self._fd, self.block_size, blocknr * self.block_size)
 
-    def submit_write(self, blocknr: int, data: bytes | memoryview) -> float:
-        """Write ``data`` (whole blocks, contiguous on disk) as one request; return its cost."""
+    def submit_write(
+        self, blocknr: int, data: bytes | memoryview, *, queued: bool = False
+    ) -> float:
+        """Write ``data`` (whole blocks, contiguous on disk) as one request; return its cost.
+        ``queued``: asynchronous writeback, overlapping the other requests in the queue."""
         nbytes = len(data)
         if nbytes % self.block_size:
             raise ValueError(f"partial block write of {nbytes} bytes")
@@ -101,7 +104,7 @@ class BlockDevice:
         written = os.pwrite(self._fd, data, blocknr * self.block_size)
         if written != nbytes:
             raise OSError(f"short write to {self.path}")
-        seconds = self.preset.request_seconds(nbytes)
+        seconds = self.preset.request_seconds(nbytes, queued=queued)
         for stats in (self.stats, self._machine_stats):
             stats.write_requests += 1
             stats.blocks_written += nbytes // self.block_size
