@@ -16,6 +16,7 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +144,23 @@ _keep_opt = click.option(
 )
 
 
+def _guest_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """What ``run`` and ``diff`` share after their ``--kernel``: --json, the time limits,
+    --keep, the shared options and the context."""
+    for decorate in reversed(
+        (
+            click.option("--json", "json_out", is_flag=True, help="One JSON object on stdout."),
+            _timeout_opt,
+            _offline_opt,
+            _keep_opt,
+            shared_options,
+            click.pass_context,
+        )
+    ):
+        func = decorate(func)
+    return func
+
+
 @kernel.command("run")
 @_scenario_arg
 @click.option(
@@ -151,12 +169,7 @@ _keep_opt = click.option(
     default=None,
     help="Kernel version: 6.1 or 6.12 (default: the scenario's [kernel] version).",
 )
-@click.option("--json", "json_out", is_flag=True, help="One JSON object on stdout.")
-@_timeout_opt
-@_offline_opt
-@_keep_opt
-@shared_options
-@click.pass_context
+@_guest_options
 def run_cmd(
     ctx: click.Context,
     scenario_file: Path,
@@ -199,12 +212,7 @@ def run_cmd(
     default=None,
     help="Kernel version(s): 6.1, 6.12 or 6.1,6.12 (default: the scenario's [kernel] version).",
 )
-@click.option("--json", "json_out", is_flag=True, help="One JSON object on stdout.")
-@_timeout_opt
-@_offline_opt
-@_keep_opt
-@shared_options
-@click.pass_context
+@_guest_options
 def diff_cmd(
     ctx: click.Context,
     scenario_file: Path,
