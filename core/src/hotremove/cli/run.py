@@ -62,8 +62,8 @@ def demo(ctx: click.Context, opts: RunOptions) -> int:
         "demo",
         opts,
         header="hotremove demo: offline two memory blocks full of page cache from real images",
-        footer="rebinding vs forced writeback: "
-        "hotremove scenario --demo > demo.toml && hotremove compare demo.toml",
+        footer="rebinding vs forced writeback: uv run hotremove scenario --demo > demo.toml "
+        "&& uv run hotremove compare demo.toml",
         kernels=() if opts.kernel else VERSIONS,
     )
 
