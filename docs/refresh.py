@@ -15,7 +15,7 @@ Options follow the command, separated by " ;; ":
     lines=A-B       keep output lines A to B (1-based, inclusive; "A-" to the end)
     from=REGEX      keep the output from the first line that matches
     drop=REGEX      drop the output lines that match
-    mask=REGEX      replace each match with "…" (figures that depend on the machine: wall times)
+    mask=REGEX      replace each match with "…", across lines (machine-dependent: wall times)
     lang=NAME       the fence's language (default text)
     prompt=no       do not print the "$ command" line (e.g. a TOML file)
     status=N        the command's expected exit status (default 0)
@@ -130,10 +130,10 @@ def trim(output: str, options: dict[str, str]) -> str:
     if "drop" in options:
         drop = re.compile(options["drop"])
         lines = [line for line in lines if not drop.search(line)]
-    if "mask" in options:
-        mask = re.compile(options["mask"])
-        lines = [mask.sub("…", line) for line in lines]
-    return "\n".join(lines)
+    text = "\n".join(lines)
+    if "mask" in options:  # on the whole text: a figure may have wrapped to the next line
+        text = re.sub(options["mask"], "…", text)
+    return text
 
 
 def render(quote: Quote, output: str) -> str:
