@@ -6,6 +6,8 @@
   or the guest failed — the message names the kept console log).
 * ``kernel diff SCENARIO --kernel V[,V]`` — the simulator and the real kernel side by side,
   with each metric's tolerance (exit 0: every row agrees; 1: some row does not).
+* ``kernel plan-check SCENARIO --kernel V`` — ``hotremove plan`` on a snapshot taken in the
+  guest, against offlining every DIMM block there (exit 0: every go / no-go call right).
 
 Errors in the input are one line ``hotremove: error: …`` and exit status 2; progress goes to
 stderr, ``--json`` prints one object on stdout.
@@ -262,6 +264,116 @@ def diff_cmd(
     if json_out:
         emit_json(out)
     return 0 if agree else 1
+
+
+@kernel.command("plan-check")
+@_scenario_arg
+@click.option(
+    "--kernel",
+    "version",
+    default=None,
+    help="Kernel version: 6.1 or 6.12 (default: the scenario's [kernel] version).",
+)
+@_guest_options
+def plan_check_cmd(
+    ctx: click.Context,
+    scenario_file: Path,
+    version: str | None,
+    json_out: bool,
+    timeout: float | None,
+    offline_timeout: int | None,
+    keep: Path | None,
+) -> int:
+    """Snapshot the guest after SCENARIO's workload, plan every block with that kernel's
+    rules, offline every DIMM block (then `sync`, and `fsfreeze`, retrying the ones that failed
+    after each), score."""
+    from hotremove.realkernel.plancheck import plan_check
+
+    settings = begin(ctx)
+    if version is not None:
+        check_version(version)
+    scn = scenario_mod.load(scenario_file)
+    version = _versions(version or _scenario_version(scn))[0]
+    quiet = settings.quiet or json_out
+    workdir = keep or Path(tempfile.mkdtemp(prefix=f"hotremove-plancheck-{version}-"))
+    try:
+        result = plan_check(
+            scn,
+            version,
+            workdir=workdir,
+            name=str(scenario_file),
+            timeout=timeout,
+            offline_seconds=offline_timeout,
+            progress=_progress(quiet),
+        )
+    except GuestError as exc:
+        return _fail(str(exc))
+    if keep is None:
+        shutil.rmtree(workdir, ignore_errors=True)
+        result.real.console_log = ""
+        result.snapshot_path = ""
+    if json_out:
+        emit_json(result.as_dict())
+    elif not settings.quiet:
+        stdout_console().print(render_plan_check(result))
+    return 0 if result.all_right else 1
+
+
+def render_plan_check(check: Any) -> Table:
+    """Per block: the plan's call and the kernel's, with the counts and their agreement."""
+    s = check.result
+    table = Table(
+        title=f"hotremove plan --kernel {check.version} vs Linux "
+        f"{check.real.kernel.get('release', check.version)}: every DIMM block, highest first"
+    )
+    for column in ("memoryN", "plan", "kernel", "migrated plan/real", "written plan/real", "s"):
+        table.add_column(column, justify="left" if column in ("plan", "kernel") else "right")
+    for row in s["blocks"]:
+        if "agree" not in row:
+            table.add_row(str(row["block"]), row.get("missing", "?"), "", "", "", "")
+            continue
+        p, r, a = row["predicted"], row["real"], row["agree"]
+        pcall = "go" if p["offlined"] else f"no: {p['reason_class']}"
+        if p["journal_held"]:
+            pcall += " (jbd2)"
+        if p["remedy"]:
+            pcall += f"; remedy {p['remedy']}"
+        rcall = "offlined" if r["offlined"] else f"-{r['error']} ({r['reason_class']})"
+        table.add_row(
+            str(row["block"]),
+            Text(pcall, style="green" if a["go"] and a["reason"] else "red"),
+            rcall,
+            Text(f"{p['migrated']}/{r['migrated']}", style="" if a["migrated"] else "red"),
+            Text(
+                f"{p['written_back']}/{r['written_back']}",
+                style="" if a["written_back"] else "red",
+            ),
+            f"{r['seconds']:.2f}",
+        )
+    for rem in s["remedies"]:
+        table.add_row(
+            str(rem["block"]),
+            Text(
+                f"after {rem['tried']} (plan: {rem['planned']}): "
+                f"{'go' if rem['predicted_offlined'] else 'no'}",
+                style="green" if rem["agree"] else "red",
+            ),
+            "offlined" if rem["real_offlined"] else f"-{rem['real_error']}",
+            str(rem["migrated"]),
+            str(rem["written_back"]),
+            f"{rem['seconds']:.2f}",
+        )
+    acc = s["accuracy"]
+    table.caption = (
+        f"go/no-go right: {s['go_right']}/{s['go_total']}"
+        + (f" ({acc:.0%})" if acc is not None else "")
+        + f"; reasons {s['reasons_right']}/{s['go_total']}; counts within tolerance "
+        f"{s['counts_right']}/{s['go_total']} (migrated {s['tolerances']['migrated']}; "
+        f"written {s['tolerances']['written_back']}); remedies {s['remedies_right']}/"
+        f"{len(s['remedies'])}; guest {check.times.get('guest_wall_seconds')} s, plan "
+        f"{check.times.get('plan_seconds')} s"
+    )
+    return table
 
 
 _SIM_KEYS = (

@@ -65,6 +65,16 @@ class GuestPlan:
     offline_timeout: int
     #: vm sysctls set before the workload (name → value); empty: the kernel's defaults
     sysctls: dict[str, int] = field(default_factory=dict)
+    #: copy the files ``hotremove snapshot`` reads into /tmp/rkdump just before the first
+    #: offline, and write them as a tar archive to the disk with serial :data:`OUT_SERIAL`
+    dump_snapshot: bool = False
+    #: after the offlines: ``sync``, offline every block that failed again; then ``fsfreeze``
+    #: (freeze and thaw: jbd2_journal_flush) every filesystem and try the rest once more
+    remedy: bool = False
+
+
+#: Serial of the results disk a snapshot dump is written to (a tar archive from sector 0).
+OUT_SERIAL = "hrout"
 
 
 def merge_writes(
@@ -139,6 +149,52 @@ scan() {  # $1 memory block number, $2 simulated index, $3 tag
           printf " file=%d file_dirty=%d file_private=%d file_writeback=%d anon=%d thp=%d\n",
                  file, fdirty, fpriv, fwb, anonsb, thp }'
 }
+# The files `hotremove snapshot` reads, verbatim (layout: hotremove.realmachine.snapshot's
+# DUMP_LAYOUT), into a ramfs directory: kpageflags/kpagecount per memory block in 64 KiB reads.
+dump_snapshot() {  # RKPROC, RKSYS, RKDUMP: other roots (tests)
+    P=${RKPROC:-/proc}; S=${RKSYS:-/sys}/devices/system/memory; D=${RKDUMP:-/tmp/rkdump}
+    mkdir -p $D/memory $D/kpageflags $D/kpagecount
+    now; t0=$UP
+    uname -r > $D/uname
+    date -u +%Y-%m-%dT%H:%M:%SZ > $D/taken
+    cat $P/mounts > $D/mounts
+    cat $P/meminfo > $D/meminfo 2>/dev/null
+    cat $S/block_size_bytes > $D/memory/block_size_bytes
+    BSZ=65536
+    [ $((PPB * 8)) -lt $BSZ ] && BSZ=$((PPB * 8))
+    CH=$((PPB * 8 / BSZ))
+    nb=0
+    for d in $S/memory*; do
+        m=${d##*/}; n=${m#memory}
+        mkdir -p $D/memory/$m
+        for f in state valid_zones removable; do
+            [ -r "$d/$f" ] && cat "$d/$f" > $D/memory/$m/$f 2>/dev/null
+        done
+        for l in "$d"/node*; do [ -e "$l" ] && : > "$D/memory/$m/${l##*/}"; done
+        for f in kpageflags kpagecount; do
+            dd if=$P/$f of=$D/$f/$n bs=$BSZ skip=$((n * CH)) count=$CH 2>/dev/null ||
+                fail dump_${f}_$n
+        done
+        nb=$((nb + 1))
+    done
+    now; rk snapshot_dump blocks=$nb t0=$t0 t1=$UP
+}
+# $1 record name, $2 simulated index: offline the DIMM's $2-th block, report, snapshot after
+offline_one() {
+    n=$(echo $DIMM | cut -d' ' -f$(($2 + 1)))
+    d=/sys/devices/system/memory/memory$n
+    now; t0=$UP
+    if timeout -s TERM "$OFFTO" sh -c "echo offline > $d/state" 2>/tmp/off.err; then
+        rc=0
+    else
+        rc=$?
+    fi
+    now
+    err=$(tr ' ' '_' < /tmp/off.err | tr -d '\n')
+    st=$(cat $d/state)
+    rk $1 sim=$2 block=$n rc=$rc t0=$t0 t1=$UP state=$st err=$err
+    [ "$st" = offline ] || FAILED="$FAILED $2"
+}
 scan_dimm() {  # $1 tag: every online block of the DIMM
     i=0
     for n in $DIMM; do
@@ -204,23 +260,42 @@ done < /job/writes
 now; rk write runs=$nw t0=$t0 t1=$UP
 snap after_write
 
+[ -n "$DUMP" ] && dump_snapshot
 scan_dimm before_offline
 snap before_offline
+FAILED=
 for i in $REMOVE; do
-    n=$(echo $DIMM | cut -d' ' -f$((i + 1)))
-    d=/sys/devices/system/memory/memory$n
-    now; t0=$UP
-    if timeout -s TERM "$OFFTO" sh -c "echo offline > $d/state" 2>/tmp/off.err; then
-        rc=0
-    else
-        rc=$?
-    fi
-    now
-    err=$(tr ' ' '_' < /tmp/off.err | tr -d '\n')
-    rk offline sim=$i block=$n rc=$rc t0=$t0 t1=$UP state=$(cat $d/state) err=$err
+    offline_one offline "$i"
     snap after_offline_$i
     scan_dimm after_offline_$i
 done
+# Remedies, in order, each followed by a second offline of every block still online:
+# `sync` (writes dirty pages, commits the running transaction), then `fsfreeze` of every
+# filesystem (freeze_super syncs it and ext4_freeze flushes the journal: jbd2_journal_flush
+# checkpoints every transaction, so jbd2 lets go of every buffer).
+remedy() {  # $1 action
+    AGAIN=$FAILED
+    FAILED=
+    now; t0=$UP
+    case $1 in
+    sync) sync ;;
+    fsfreeze)
+        for spec in $FILESYSTEMS; do
+            fsfreeze -f "/mnt/${spec%%:*}" && fsfreeze -u "/mnt/${spec%%:*}" ||
+                rk remedy_error action=fsfreeze fs=${spec%%:*}
+        done ;;
+    esac
+    now; rk remedy_done action=$1 t0=$t0 t1=$UP
+    snap after_remedy_$1
+    for i in $AGAIN; do
+        offline_one "remedy action=$1" "$i"
+        snap after_remedy_$1_$i
+    done
+}
+if [ -n "$REMEDY" ]; then
+    [ -n "$FAILED" ] && remedy sync
+    [ -n "$FAILED" ] && remedy fsfreeze
+fi
 
 now; t0=$UP
 sync
@@ -244,6 +319,12 @@ EOF
     umount "/mnt/$name"
 done
 now; rk remount t0=$t0 t1=$UP
+if [ -n "$DUMP" ]; then
+    out=$(devof @OUT@) || fail no_out_disk
+    tar -c -f "$out" -C /tmp/rkdump . || fail dump_write
+    sync
+    rk dump_written dev=$out
+fi
 rk end
 """
 
@@ -261,12 +342,14 @@ def script(plan: GuestPlan) -> str:
             f"REMOVE={_q(' '.join(str(b) for b in plan.remove_blocks))}",
             f"NDIMM={plan.dimm_blocks}",
             f"OFFTO={plan.offline_timeout}",
+            f"DUMP={'1' if plan.dump_snapshot else ''}",
+            f"REMEDY={'1' if plan.remedy else ''}",
         ]
     )
     head = SCRIPT_HEAD.replace("@VMSTAT@", "|".join(VMSTAT_KEYS)).replace(
         "@MEMINFO@", "|".join(MEMINFO_KEYS)
     )
-    return head + settings + "\n" + SCRIPT_BODY
+    return head + settings + "\n" + SCRIPT_BODY.replace("@OUT@", OUT_SERIAL)
 
 
 def job_files(plan: GuestPlan) -> dict[str, bytes]:

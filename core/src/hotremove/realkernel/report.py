@@ -58,6 +58,11 @@ class BlockResult:
     #: its classes right after its own offline attempt (empty once offlined: no struct pages
     #: to read) — where the pages that would not move still are
     after: dict[str, int] = field(default_factory=dict)
+    #: its classes in the last scan before its own offline (other blocks' offlines may have
+    #: moved pages into it since ``before``)
+    prior: dict[str, int] = field(default_factory=dict)
+    #: a second attempt's remedy (``sync``, ``fsfreeze``); empty for the first attempt
+    action: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -72,6 +77,8 @@ class BlockResult:
             "pgpgout_kib": self.pgpgout_kib,
             "before": self.before,
             "after": self.after,
+            "prior": self.prior,
+            "action": self.action,
         }
 
 
@@ -105,6 +112,8 @@ class GuestReport:
     sysctls: dict[str, int]
     not_comparable: list[str] = field(default_factory=list)
     console_log: str = ""
+    #: second attempts after ``sync`` (plan-check's remedy), one per block that had failed
+    remedies: list[BlockResult] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -141,6 +150,7 @@ class GuestReport:
             "sysctls": self.sysctls,
             "not_comparable": self.not_comparable,
             "console_log": self.console_log,
+            "remedies": [b.as_dict() for b in self.remedies],
             "ok": self.ok,
         }
 
@@ -204,34 +214,29 @@ def build_report(
     prev = _vmstat(records, "before_offline")
     start = prev
     per_block: list[BlockResult] = []
+    prior_tag = "before_offline"
     for rec in offline_recs:
         sim = rec.int("sim")
         after = _vmstat(records, f"after_offline_{sim}")
-        state = rec.fields.get("state", "")
-        error = offline_error(rec.int("rc"), rec.fields.get("err", ""), state)
-        per_block.append(
-            BlockResult(
-                sim_block=sim,
-                memory_block=rec.int("block"),
-                offlined=error is None,
-                error=error,
-                seconds=round(rec.float("t1") - rec.float("t0"), 2),
-                migrated=_delta(after, prev, "pgmigrate_success"),
-                failed=_delta(after, prev, "pgmigrate_fail"),
-                written_back=_delta(after, prev, "nr_written"),
-                pgpgout_kib=_delta(after, prev, "pgpgout"),
-                before=before_kpf.get(sim, {}),
-                after=next(
-                    (
-                        _classes(r)
-                        for r in every(records, "kpf", tag=f"after_offline_{sim}")
-                        if r.int("sim") == sim
-                    ),
-                    {},
-                ),
-            )
-        )
+        result = _block_result(rec, after, prev, before_kpf.get(sim, {}))
+        result.after = _scan(records, f"after_offline_{sim}", sim)
+        result.prior = _scan(records, prior_tag, sim)
+        per_block.append(result)
+        prior_tag = f"after_offline_{sim}"
         prev = after
+    remedies: list[BlockResult] = []
+    for rec in every(records, "remedy"):
+        sim, action = rec.int("sim"), rec.fields.get("action", "sync")
+        tag = f"after_remedy_{action}"
+        last = (
+            _vmstat(records, f"{tag}_{remedies[-1].sim_block}")
+            if (remedies and remedies[-1].action == action)
+            else _vmstat(records, tag)
+        )
+        after = _vmstat(records, f"{tag}_{sim}")
+        result = _block_result(rec, after, last, before_kpf.get(sim, {}))
+        result.action = action
+        remedies.append(result)
     end = prev
     region = [before_kpf.get(b, {}) for b in blocks]
     failed_blocks = [b for b in per_block if not b.offlined]
@@ -275,4 +280,29 @@ def build_report(
         sysctls=sysctls,
         not_comparable=not_comparable,
         console_log=console_log,
+        remedies=remedies,
     )
+
+
+def _block_result(
+    rec: Record, after: dict[str, int], prev: dict[str, int], before: dict[str, int]
+) -> BlockResult:
+    """One ``RK offline``/``RK remedy`` record and the vmstat deltas over it."""
+    error = offline_error(rec.int("rc"), rec.fields.get("err", ""), rec.fields.get("state", ""))
+    return BlockResult(
+        sim_block=rec.int("sim"),
+        memory_block=rec.int("block"),
+        offlined=error is None,
+        error=error,
+        seconds=round(rec.float("t1") - rec.float("t0"), 2),
+        migrated=_delta(after, prev, "pgmigrate_success"),
+        failed=_delta(after, prev, "pgmigrate_fail"),
+        written_back=_delta(after, prev, "nr_written"),
+        pgpgout_kib=_delta(after, prev, "pgpgout"),
+        before=before,
+    )
+
+
+def _scan(records: list[Record], tag: str, sim: int) -> dict[str, int]:
+    """Block ``sim``'s kpageflags classes in the scan ``tag`` (empty: not scanned, offline)."""
+    return next((_classes(r) for r in every(records, "kpf", tag=tag) if r.int("sim") == sim), {})

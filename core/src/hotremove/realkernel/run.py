@@ -16,8 +16,15 @@ from typing import Any
 from hotremove.errors import HotremoveError
 from hotremove.realkernel import console, guest
 from hotremove.realkernel.fetch import KernelBundle, fetch_kernel
-from hotremove.realkernel.job import FsPlan, GuestPlan, job_files, merge_writes
-from hotremove.realkernel.qemu import Disk, GuestError, MachineSpec, choose_accel, run_machine
+from hotremove.realkernel.job import OUT_SERIAL, FsPlan, GuestPlan, job_files, merge_writes
+from hotremove.realkernel.qemu import (
+    BOOT_MEMORY,
+    Disk,
+    GuestError,
+    MachineSpec,
+    choose_accel,
+    run_machine,
+)
 from hotremove.realkernel.report import GuestReport, build_report, golden_md5s
 from hotremove.scenario import Scenario
 
@@ -151,7 +158,14 @@ def payload(files: dict[tuple[str, str], Any], runs: Iterable[tuple[str, str, in
 
 
 def make_plan(
-    scenario: Scenario, built: Any, *, timeout: int, sysctls: dict[str, int]
+    scenario: Scenario,
+    built: Any,
+    *,
+    timeout: int,
+    sysctls: dict[str, int],
+    remove_blocks: tuple[int, ...] | None = None,
+    dump_snapshot: bool = False,
+    remedy: bool = False,
 ) -> GuestPlan:
     runs = merge_writes(dirtying_writes(built))
     if len(runs) > MAX_WRITE_RUNS:
@@ -173,10 +187,12 @@ def make_plan(
         filesystems=filesystems,
         writes=tuple(runs),
         payload=payload(built.golden.files, runs),
-        remove_blocks=tuple(scenario.remove.blocks),
+        remove_blocks=tuple(scenario.remove.blocks) if remove_blocks is None else remove_blocks,
         dimm_blocks=scenario.memory.size // X86_BLOCK_SIZE,
         offline_timeout=timeout,
         sysctls=sysctls,
+        dump_snapshot=dump_snapshot,
+        remedy=remedy,
     )
 
 
@@ -198,9 +214,17 @@ def run_in_guest(
     accel: str | None = None,
     progress: Progress | None = None,
     bundle: KernelBundle | None = None,
+    remove_blocks: tuple[int, ...] | None = None,
+    dump_dir: Path | None = None,
+    remedy: bool = False,
 ) -> GuestReport:
     """Run ``scenario`` on Debian's Linux ``version`` in QEMU; ``workdir`` keeps the images,
-    the job disk and the console log (its path is in every :class:`GuestError`)."""
+    the job disk and the console log (its path is in every :class:`GuestError`).
+
+    ``remove_blocks``: the DIMM's blocks to offline, in this order (default: the scenario's).
+    ``dump_dir``: copy the files ``hotremove snapshot`` reads there, as they were just before
+    the first offline (:func:`hotremove.realmachine.snapshot.from_dump` reads them).
+    ``remedy``: ``sync`` after the offlines, then offline every block that failed again."""
     from hotremove.plugins import load_plugins
     from hotremove.workload import build
 
@@ -212,7 +236,15 @@ def run_in_guest(
     say("building the scenario's images")
     built = build(scenario, load_plugins().hooks, workdir / "images")
     try:
-        plan = make_plan(scenario, built, timeout=off_timeout, sysctls=writeback_sysctls(scenario))
+        plan = make_plan(
+            scenario,
+            built,
+            timeout=off_timeout,
+            sysctls=writeback_sysctls(scenario),
+            remove_blocks=remove_blocks,
+            dump_snapshot=dump_dir is not None,
+            remedy=remedy,
+        )
         expected = golden_md5s(built.golden.files)
         images = dict(built.images)
     finally:
@@ -222,6 +254,12 @@ def run_in_guest(
     job = workdir / "job.img"
     job.write_bytes(guest.job_disk(job_files(plan)))
     disks.append(Disk(job, guest.JOB_SERIAL))
+    out = workdir / "out.img"
+    if dump_dir is not None:
+        out.unlink(missing_ok=True)
+        with out.open("wb") as f:  # sparse: the guest writes a tar archive from sector 0
+            f.truncate(out_disk_bytes(scenario.memory.size))
+        disks.append(Disk(out, OUT_SERIAL))
     log = workdir / f"console-{version}.log"
     accel = accel or choose_accel(bundle)
     spec = MachineSpec(
@@ -232,17 +270,50 @@ def run_in_guest(
     run = run_machine(spec, timeout=limit)
     records = console.parse(run.text)
     check_finished(run.text, records, log)
+    if dump_dir is not None:
+        unpack_dump(out, dump_dir, log)
+    blocks = list(remove_blocks) if remove_blocks is not None else list(scenario.remove.blocks)
     return build_report(
         records,
         scenario=name,
         kernel={"version": version, "release": bundle.release, "package": bundle.package},
         accel=accel,
-        blocks=list(scenario.remove.blocks),
+        blocks=blocks,
         expected_md5=expected,
         wall_seconds=run.wall_seconds,
         not_comparable=not_comparable(scenario),
         console_log=str(log),
     )
+
+
+def out_disk_bytes(dimm_bytes: int) -> int:
+    """Room for a snapshot dump: 16 bytes per page (kpageflags and kpagecount) of boot memory
+    and DIMM, plus the small text files and the tar headers."""
+    pages = (BOOT_MEMORY + dimm_bytes) // 4096
+    return (16 * pages + (16 << 20) + 0xFFFFF) & ~0xFFFFF
+
+
+def unpack_dump(image: Path, into: Path, log: Path) -> None:
+    """The guest's tar archive on the results disk → ``into`` (plain files and directories
+    only, no path outside it)."""
+    import tarfile
+
+    into.mkdir(parents=True, exist_ok=True)
+    try:
+        with tarfile.open(image, mode="r:") as tar:
+            for member in tar.getmembers():
+                name = Path(member.name)
+                if name.is_absolute() or ".." in name.parts:
+                    raise GuestError(f"snapshot dump: bad member {member.name!r}")
+                if member.isdir():
+                    (into / name).mkdir(parents=True, exist_ok=True)
+                elif member.isfile():
+                    (into / name).parent.mkdir(parents=True, exist_ok=True)
+                    src = tar.extractfile(member)
+                    assert src is not None
+                    (into / name).write_bytes(src.read())
+    except (tarfile.TarError, OSError) as exc:
+        raise GuestError(f"snapshot dump unreadable: {exc} (console log kept: {log})") from None
 
 
 def check_finished(text: str, records: list[console.Record], log: Path) -> None:

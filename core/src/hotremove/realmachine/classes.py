@@ -18,6 +18,8 @@ Heuristics, stated (kpageflags cannot say more):
   touched (e.g. lazily initialised memmap) *or* a kernel allocation without page flags —
   indistinguishable here. ``flagless="free"`` (default) counts them as free,
   ``"unmovable"`` as blockers.
+* **Races.** Flags and mapcounts are read one after the other: in a ZONE_MOVABLE block a
+  page with no flags but a mapcount was allocated in between and counts as flagless.
 * **Off-LRU pages** with page-cache or anonymous identity (per-CPU LRU batches, pages being
   isolated) are counted as movable: offlining drains those batches (``lru_cache_disable``).
   In-use pages with no such identity (kernel compound pages, mapped non-LRU pages) block.
@@ -165,7 +167,11 @@ def classify(snap: Snapshot, flagless: str = "free") -> Classified:
         raise ValueError(f"flagless must be 'free' or 'unmovable', not {flagless!r}")
     f, c = snap.flags, snap.counts
     bit = _Bits(f)
-    blank = (f == 0) & (c == 0)
+    # ZONE_MOVABLE holds movable allocations only: there a page with no flags but a mapcount
+    # is one allocated between the reads of its flags and of its count (page cache and
+    # anonymous pages carry flags), not kernel memory
+    movable_zone = np.array([b.valid_zones == "Movable" for b in snap.blocks])[:, None]
+    blank = (f == 0) & ((c == 0) | movable_zone)
     anonish = bit(KPF_ANON, KPF_SWAPBACKED, KPF_HUGE)
     identity = bit(KPF_LRU, KPF_ANON, KPF_SWAPBACKED, KPF_HUGE, KPF_THP, KPF_UPTODATE)
     identity |= bit(KPF_DIRTY, KPF_PRIVATE, KPF_MAPPEDTODISK)

@@ -51,7 +51,13 @@ from hotremove.realmachine.classes import (
 )
 from hotremove.realmachine.probe import UnitCost, probe_units
 from hotremove.realmachine.snapshot import Snapshot, SnapshotError
-from hotremove.realmachine.synthesize import FS_OPTIONS, K_FREE, K_RESERVED, K_TAIL, FsSpec
+from hotremove.realmachine.synthesize import (
+    FS_OPTIONS,
+    K_FREE,
+    K_RESERVED,
+    K_TAIL,
+    FsSpec,
+)
 
 
 @dataclass
@@ -77,6 +83,33 @@ class BlockPlan:
     cpu_seconds: float = 0.0
     io_seconds: float = 0.0
     rank: int = 0
+    #: what cannot be seen in the page flags but may still stop the block (stated, not scored)
+    warnings: list[str] = field(default_factory=list)
+    #: for a block that cannot go: what an operator could do, and the prediction after it
+    remedy: dict[str, Any] | None = None
+
+    @property
+    def reason_class(self) -> str:
+        """How the kernel's offline ends, in the words of its error: ``ok``; ``state`` (not
+        online); ``invalid`` (-EINVAL: mixed zones, holes); ``unmovable`` (-EBUSY at
+        isolation: slab, page tables, reserved, ...); ``enomem``; ``migration`` (pages that
+        will not move: ``offline_pages`` retries until a signal, -EINTR)."""
+        if self.offlinable:
+            return "ok"
+        if self.state != "online":
+            return "state"
+        if self.zone == "none" or self.blockers.get("hole"):
+            return "invalid"
+        if self.blockers:
+            return "unmovable"
+        if any(r.startswith("migration fails") for r in self.reasons):
+            return "migration"
+        return "enomem" if any("ENOMEM" in r for r in self.reasons) else "other"
+
+    @property
+    def journal_held(self) -> bool:
+        """Migration fails on buffers jbd2 still references (data=journal on 6.12)."""
+        return any("jbd2" in r for r in self.reasons)
 
     @property
     def offlinable(self) -> bool:
@@ -129,6 +162,10 @@ class BlockPlan:
             "zone": self.zone,
             "offlinable": self.offlinable,
             "reasons": self.reasons,
+            "reason_class": self.reason_class,
+            "journal_held": self.journal_held,
+            "warnings": self.warnings,
+            "remedy": self.remedy,
             "classes": self.classes,
             "units": {unit_name(c): n for c, n in sorted(self.units.items())},
             "predicted": self.predicted(),
@@ -192,8 +229,11 @@ class Plan:
 
 
 def default_fs(snap: Snapshot) -> FsSpec:
-    """The root filesystem's type and options, or ext4 when the snapshot names none."""
+    """The root filesystem's type and options — or, without a block device on ``/`` (a
+    ramfs root), the only mounted block device's — or ext4 when the snapshot names none."""
     root = snap.root
+    if root is None and len({m.device for m in snap.mounts}) == 1:
+        root = snap.mounts[-1]
     return FsSpec.from_mount(root.fstype, root.options) if root else FsSpec("ext4")
 
 
@@ -243,7 +283,8 @@ def plan(
     kernel: Kernel | None = None,
 ) -> Plan:
     """Classify, probe and predict every memory block of ``snap`` (see the module doc), by
-    the rules of ``kernel`` (default: the newest modelled)."""
+    the rules of ``kernel`` (default: the newest modelled). Warnings and remedies are
+    :func:`hotremove.realmachine.remedy.advise`'s."""
     fs = resolve_fs(snap, fs)
     device_preset(device)  # an unknown preset is a one-line error before any work
     kernel = kernel or get_kernel(DEFAULT_KERNEL)

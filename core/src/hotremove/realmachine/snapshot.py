@@ -1,5 +1,8 @@
 """Snapshots of a live machine's page frames, in one compact file.
 
+Longer than 450 lines because the two readers — /proc and /sys of this machine, and a
+directory of the same files dumped by a machine without Python — must stay one code path.
+
 What is read (read only: nothing is ever written to /proc or /sys):
 
 * ``/proc/kpageflags``: one u64 of ``KPF_*`` bits per page frame (pfn), and
@@ -12,6 +15,10 @@ What is read (read only: nothing is ever written to /proc or /sys):
 * ``/proc/mounts`` (filesystem type and options of mounted block devices; the root filesystem
   is the default owner of the page cache in a plan) and ``MemTotal``/``MemFree`` of
   ``/proc/meminfo`` (to judge how far flagless frames are really free).
+
+A machine without Python (a busybox guest) copies the same files verbatim into a directory
+(:data:`DUMP_LAYOUT`); :func:`from_dump` turns that directory into the snapshot :func:`take`
+would have made, by the same code (:func:`_assemble`) and into the same file format.
 
 The two files are read one after the other, not atomically: a page can change between its
 flags and its count (a buddy page with a mapcount is such a race). Pfns past the end of
@@ -88,7 +95,7 @@ class Snapshot:
     mounts: list[Mount] = field(default_factory=list)
     kernel: str = ""
     taken: str = ""  # ISO 8601 UTC
-    source: str = "live"  # live | trimmed | synthetic
+    source: str = "live"  # live | dump | trimmed | synthetic
     meminfo: dict[str, int] = field(default_factory=dict)  # MemTotal / MemFree, in pages
     note: str = ""
 
@@ -221,29 +228,115 @@ def load(path: Path | str) -> Snapshot:
         raise SnapshotError(f"{path}: damaged snapshot header ({exc})") from None
 
 
-# -- reading a live machine -----------------------------------------------------------------------
+# -- reading a live machine, or a directory of files dumped from one -----------------------------
+class _Live:
+    """The running machine's /proc and /sys (read with aligned, bounded ``preadv`` calls)."""
+
+    def __init__(self, proc: Path, sysfs: Path) -> None:
+        self.proc, self.memdir = proc, sysfs / "devices" / "system" / "memory"
+
+    def u64(self, name: str, ranges: list[tuple[int, int]], fill: int) -> np.ndarray:
+        return _read_u64_ranges(self.proc / name, ranges, fill)
+
+    def mounts(self) -> Path:
+        return self.proc / "mounts"
+
+    def meminfo(self) -> Path:
+        return self.proc / "meminfo"
+
+    def kernel(self) -> str:
+        return platform.release()
+
+    def taken(self) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class _Dump:
+    """A directory of raw files copied from a machine without Python (see :data:`DUMP_LAYOUT`)."""
+
+    def __init__(self, root: Path) -> None:
+        if not root.is_dir():
+            raise SnapshotError(f"{root}: no such dump directory")
+        self.root, self.memdir = root, root / "memory"
+
+    def u64(self, name: str, ranges: list[tuple[int, int]], fill: int) -> np.ndarray:
+        """Block ``start // n``'s entries from ``<name>/<block>``; a missing or short file is
+        ``fill`` past its end (as a short read of /proc is)."""
+        width = max((n for _, n in ranges), default=0)
+        out = np.full((len(ranges), width), fill, dtype="<u8")
+        for row, (start, n) in enumerate(ranges):
+            path = self.root / name / str(start // n if n else 0)
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise SnapshotError(f"cannot read {path}: {exc.strerror or exc}") from None
+            if len(data) % 8:
+                raise SnapshotError(f"{path}: {len(data)} bytes (not whole 8-byte entries)")
+            got = np.frombuffer(data, dtype="<u8")[:n]
+            out[row, : got.size] = got
+        return out
+
+    def mounts(self) -> Path:
+        return self.root / "mounts"
+
+    def meminfo(self) -> Path:
+        return self.root / "meminfo"
+
+    def kernel(self) -> str:
+        return _optional(self.root / "uname") or ""
+
+    def taken(self) -> str:
+        return _optional(self.root / "taken") or ""
+
+
+#: What :func:`from_dump` reads: the files of /proc and /sys that :func:`take` reads, copied
+#: verbatim by a shell (``cat``, ``dd``) into one directory.
+DUMP_LAYOUT = """\
+uname                      uname -r
+taken                      date -u +%Y-%m-%dT%H:%M:%SZ (optional)
+mounts                     /proc/mounts
+meminfo                    /proc/meminfo (optional)
+memory/block_size_bytes    /sys/devices/system/memory/block_size_bytes
+memory/memoryN/state       ... and valid_zones, removable; an empty file nodeK for the node link
+kpageflags/N               block N's entries of /proc/kpageflags (raw u64, from pfn N * pages
+kpagecount/N               per block; short or missing: past the end), likewise /proc/kpagecount
+"""
+
+
 def take(proc: Path | str = "/proc", sysfs: Path | str = "/sys") -> Snapshot:
     """Snapshot the running machine (root only). ``proc``/``sysfs`` are for tests."""
-    proc, sysfs = Path(proc), Path(sysfs)
-    memdir = sysfs / "devices" / "system" / "memory"
+    return _assemble(_Live(Path(proc), Path(sysfs)), source="live")
+
+
+def from_dump(directory: Path | str) -> Snapshot:
+    """The snapshot :func:`take` would have made on the machine whose files were dumped into
+    ``directory`` (layout: :data:`DUMP_LAYOUT`) — the same reader, the same file format."""
+    return _assemble(_Dump(Path(directory)), source="dump")
+
+
+def _assemble(src: _Live | _Dump, source: str) -> Snapshot:
+    """The one path from a machine's files to a :class:`Snapshot`."""
+    memdir = src.memdir
     block_size = _block_size(memdir)
     blocks = _blocks(memdir)
     ppb = block_size // PAGE_SIZE
     ranges = [(b.index * ppb, ppb) for b in blocks]
     with ThreadPoolExecutor(max_workers=2) as pool:  # preadv releases the GIL: overlap both
-        flags_job = pool.submit(_read_u64_ranges, proc / "kpageflags", ranges, 1 << KPF_NOPAGE)
-        counts_job = pool.submit(_read_u64_ranges, proc / "kpagecount", ranges, 0)
+        flags_job = pool.submit(src.u64, "kpageflags", ranges, 1 << KPF_NOPAGE)
+        counts_job = pool.submit(src.u64, "kpagecount", ranges, 0)
         flags, counts = flags_job.result(), counts_job.result()
     return Snapshot(
         block_size=block_size,
         blocks=blocks,
         flags=flags,
         counts=_narrow(counts),
-        mounts=_mounts(proc / "mounts"),
-        kernel=platform.release(),
-        taken=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        source="live",
-        meminfo=_meminfo(proc / "meminfo"),
+        mounts=_mounts(src.mounts()),
+        kernel=src.kernel(),
+        taken=src.taken(),
+        source=source,
+        meminfo=_meminfo(src.meminfo()),
     )
 
 
@@ -386,11 +479,13 @@ def _ranges(values: list[int]) -> str:
 
 __all__ = [
     "CHUNK_ENTRIES",
+    "DUMP_LAYOUT",
     "FORMAT",
     "BlockInfo",
     "Mount",
     "Snapshot",
     "SnapshotError",
+    "from_dump",
     "load",
     "take",
 ]

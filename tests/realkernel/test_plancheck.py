@@ -1,0 +1,281 @@
+"""``hotremove kernel plan-check`` without booting: the guest's snapshot dump (its own shell
+function, run by busybox on a fake /proc and /sys) assembled by ``hotremove snapshot``'s
+reader, the results disk, the remedy records, the plan's journal rule and remedies, and the
+scoring. The boot test is at the end, under the ``realkernel`` marker."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hotremove.kernels import get_kernel
+from hotremove.plugins import load_plugins
+from hotremove.realkernel import console, job
+from hotremove.realkernel.plancheck import real_class, score
+from hotremove.realkernel.report import build_report
+from hotremove.realkernel.run import unpack_dump
+from hotremove.realmachine.kpageflags import (
+    KPF_BUDDY,
+    KPF_DIRTY,
+    KPF_LRU,
+    KPF_PRIVATE,
+    KPF_SLAB,
+    KPF_UPTODATE,
+    kpf,
+)
+from hotremove.realmachine.plan import plan
+from hotremove.realmachine.remedy import advise
+from hotremove.realmachine.snapshot import (
+    BlockInfo,
+    Mount,
+    Snapshot,
+    SnapshotError,
+    from_dump,
+    load,
+    take,
+)
+from hotremove.realmachine.synthesize import FsSpec
+
+BUSYBOX = shutil.which("busybox")
+
+
+def _fake_machine(root: Path, nr_entries: int, ppb: int = 4) -> tuple[Path, Path]:
+    """/proc and /sys with ``ppb``-page memory blocks 0 and 2 (1 absent); kpageflags ends
+    after ``nr_entries`` pfns (block 2 partly past it)."""
+    proc, sysfs = root / "proc", root / "sys"
+    memdir = sysfs / "devices" / "system" / "memory"
+    for index, zones in ((0, "Normal"), (2, "Movable")):
+        d = memdir / f"memory{index}"
+        (d / "node0").mkdir(parents=True)
+        (d / "state").write_text("online\n")
+        (d / "valid_zones").write_text(f"{zones}\n")
+        (d / "removable").write_text("1\n")
+    (memdir / "block_size_bytes").write_text(f"{ppb * 4096:x}\n")
+    proc.mkdir()
+    flags = np.arange(nr_entries, dtype="<u8") | np.uint64(kpf(KPF_PRIVATE))
+    (proc / "kpageflags").write_bytes(flags.tobytes())
+    counts = (np.arange(nr_entries) % 5).astype("<u8")
+    (proc / "kpagecount").write_bytes(counts.tobytes())
+    (proc / "mounts").write_text(
+        "rootfs / rootfs rw 0 0\n/dev/vda /mnt/data ext4 rw,relatime,data=journal 0 0\n"
+    )
+    (proc / "meminfo").write_text("MemTotal:  64 kB\nMemFree:  32 kB\n")
+    return proc, sysfs
+
+
+def _guest_dump(proc: Path, sysfs: Path, dump: Path, ppb: int) -> str:
+    """The guest's own ``dump_snapshot`` (job.py), run by busybox on the fake files."""
+    head = job.SCRIPT_HEAD.replace("@VMSTAT@", "x").replace("@MEMINFO@", "x")
+    env = {**os.environ, "RKPROC": str(proc), "RKSYS": str(sysfs), "RKDUMP": str(dump)}
+    out = subprocess.run(
+        [str(BUSYBOX), "sh", "-c", f"{head}\nPPB={ppb}\ndump_snapshot"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout
+
+
+@pytest.mark.skipif(BUSYBOX is None, reason="busybox not installed")
+@pytest.mark.parametrize("ppb", [4, 16384])
+def test_the_guests_dump_assembles_into_the_snapshot_take_makes(tmp_path: Path, ppb: int) -> None:
+    nr = 2 * ppb + ppb // 2  # block 2 ends past the end of kpageflags
+    proc, sysfs = _fake_machine(tmp_path, nr, ppb)
+    out = _guest_dump(proc, sysfs, tmp_path / "dump", ppb)
+    assert "RK snapshot_dump blocks=2 " in out
+    live, dumped = take(proc, sysfs), from_dump(tmp_path / "dump")
+    assert np.array_equal(live.flags, dumped.flags)
+    assert np.array_equal(live.counts, dumped.counts) and live.counts.dtype == dumped.counts.dtype
+    assert live.blocks == dumped.blocks and live.mounts == dumped.mounts
+    assert live.meminfo == dumped.meminfo == {"MemTotal": 16, "MemFree": 8}
+    assert dumped.source == "dump" and dumped.kernel and dumped.taken.endswith("Z")
+    assert dumped.blocks[1] == BlockInfo(2, "online", "Movable", True, 0)
+    assert (dumped.flags[1, ppb // 2 :] == np.uint64(1 << 20)).all()  # past the end: NOPAGE
+    again = load(dumped.save(tmp_path / "snap.npz"))  # the same file format
+    assert np.array_equal(again.flags, live.flags) and again.source == "dump"
+
+
+def test_a_dump_with_a_torn_file_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(SnapshotError, match="no such dump directory"):
+        from_dump(tmp_path / "nothing")
+    proc, sysfs = _fake_machine(tmp_path / "m", 8)
+    dump = tmp_path / "dump"
+    shutil.copytree(sysfs / "devices" / "system" / "memory", dump / "memory")
+    shutil.copy(proc / "mounts", dump / "mounts")
+    (dump / "kpageflags").mkdir()
+    (dump / "kpageflags" / "0").write_bytes(b"\0" * 12)
+    with pytest.raises(SnapshotError, match="not whole 8-byte entries"):
+        from_dump(dump)
+
+
+def test_the_results_disk_unpacks_into_a_dump(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in (("./uname", b"6.12.117\n"), ("./kpageflags/32", b"\1" * 16)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    image = tmp_path / "out.img"
+    image.write_bytes(buf.getvalue() + b"\0" * (1 << 16))  # the rest of the sparse disk
+    unpack_dump(image, tmp_path / "dump", tmp_path / "console.log")
+    assert (tmp_path / "dump" / "kpageflags" / "32").read_bytes() == b"\1" * 16
+
+
+def test_the_job_dumps_offlines_and_retries_after_sync_only_when_asked() -> None:
+    plain = job.script(_guest_plan())
+    asked = job.script(_guest_plan(dump_snapshot=True, remedy=True))
+    assert "\nDUMP=\n" in plain and "\nREMEDY=\n" in plain
+    assert "DUMP=1" in asked and "REMEDY=1" in asked and "devof hrout" in asked
+    if BUSYBOX:
+        subprocess.run([BUSYBOX, "sh", "-n", "-c", asked], check=True)
+
+
+def _guest_plan(**extra) -> job.GuestPlan:
+    return job.GuestPlan(
+        filesystems=(job.FsPlan("data", "ext4", ("data=journal",), "hrfs0", ("f0",)),),
+        writes=(("data", "f0", 0, 3),),
+        payload=b"abc",
+        remove_blocks=(1, 0),
+        dimm_blocks=2,
+        offline_timeout=10,
+        **extra,
+    )
+
+
+CONSOLE = """\
+RK dimm block_size=134217728 blocks=32,33
+RK kpf tag=before_offline sim=0 block=32 pages=32768 buddy=30000 used=2119 file=2048 \
+file_dirty=418
+RK kpf tag=before_offline sim=1 block=33 pages=32768 buddy=32700 used=60 file=0 file_dirty=0
+RK vmstat tag=before_offline pgmigrate_success=10 pgmigrate_fail=0 nr_written=5
+RK offline sim=1 block=33 rc=0 t0=20.00 t1=20.50 state=offline err=
+RK vmstat tag=after_offline_1 pgmigrate_success=70 pgmigrate_fail=0 nr_written=5
+RK kpf tag=after_offline_1 sim=0 block=32 pages=32768 buddy=29900 used=2179 file=2048 \
+file_dirty=418
+RK offline sim=0 block=32 rc=143 t0=21.00 t1=31.00 state=online err=Terminated
+RK vmstat tag=after_offline_0 pgmigrate_success=1700 pgmigrate_fail=90000 nr_written=5
+RK remedy_done action=sync t0=31.10 t1=31.40
+RK vmstat tag=after_remedy_sync pgmigrate_success=1700 pgmigrate_fail=90000 nr_written=429
+RK remedy action=sync sim=0 block=32 rc=143 t0=31.50 t1=41.50 state=online err=Terminated
+RK vmstat tag=after_remedy_sync_0 pgmigrate_success=1733 pgmigrate_fail=99000 nr_written=429
+RK remedy_done action=fsfreeze t0=41.60 t1=41.70
+RK vmstat tag=after_remedy_fsfreeze pgmigrate_success=1733 pgmigrate_fail=99000 nr_written=429
+RK remedy action=fsfreeze sim=0 block=32 rc=0 t0=41.80 t1=42.80 state=offline err=
+RK vmstat tag=after_remedy_fsfreeze_0 pgmigrate_success=2233 pgmigrate_fail=99000 \
+nr_written=429
+RK end
+""".replace("\\\n", "")
+
+
+def _report() -> dict:
+    return build_report(
+        console.parse(CONSOLE),
+        scenario="s",
+        kernel={"version": "6.12"},
+        accel="tcg",
+        blocks=[1, 0],
+        expected_md5={},
+        wall_seconds=60.0,
+        not_comparable=[],
+    ).as_dict()
+
+
+def test_the_report_keeps_each_blocks_prior_scan_and_the_second_attempts() -> None:
+    real = _report()
+    first, second = real["per_block"]
+    assert (first["memory_block"], first["offlined"], first["migrated"]) == (33, True, 60)
+    assert second["error"] == "EINTR" and second["migrated"] == 1630
+    assert second["prior"]["used"] == 2179  # after block 33's pages moved in
+    synced, frozen = real["remedies"]
+    assert (synced["action"], synced["error"], synced["migrated"]) == ("sync", "EINTR", 33)
+    assert (frozen["action"], frozen["offlined"], frozen["migrated"]) == ("fsfreeze", True, 500)
+    assert frozen["seconds"] == 1.0 and frozen["written_back"] == 0
+
+
+def _block(index: int, go: bool, cls: str, migrated: int, written: int, remedy=None) -> dict:
+    return {
+        "block": index,
+        "offlinable": go,
+        "reason_class": cls,
+        "journal_held": cls == "migration",
+        "reasons": [] if go else ["migration fails: 418 file_dirty_bh: busy: jbd2"],
+        "remedy": remedy,
+        "predicted": {"migrated": migrated, "written_back": written},
+    }
+
+
+def test_score_per_block_accuracy_reasons_counts_and_remedies() -> None:
+    freeze = {"action": "fsfreeze", "offlinable": True, "sync_alone": False}
+    right = [_block(33, True, "ok", 60, 0), _block(32, False, "migration", 1630, 0, freeze)]
+    s = score([*right, _block(0, True, "ok", 0, 0)], _report())
+    assert (s["go_right"], s["go_total"], s["accuracy"]) == (2, 2, 1.0)
+    assert s["reasons_right"] == 2 and s["counts_right"] == 2
+    assert [r["tried"] for r in s["remedies"]] == ["sync", "fsfreeze"]
+    assert [r["planned"] for r in s["remedies"]] == ["fsfreeze", "fsfreeze"]
+    assert [r["predicted_offlined"] for r in s["remedies"]] == [False, True]
+    assert s["remedies_right"] == 2
+    # the guest's own pages in the block are the slack on migrated (60 + 131 other pages)
+    wrong = [_block(33, True, "ok", 250, 0), _block(32, True, "ok", 1700, 40)]
+    s = score(wrong, _report())
+    assert s["accuracy"] == 0.5 and s["reasons_right"] == 1
+    assert [r["agree"]["migrated"] for r in s["blocks"]] == [False, True]
+    assert not s["blocks"][1]["agree"]["written_back"]
+    assert s["remedies"][0]["planned"] == "none (predicted to go)" and s["remedies_right"] == 1
+    assert real_class("EBUSY") == "unmovable" and real_class("EIO") == "other"
+
+
+def _journal_snapshot() -> Snapshot:
+    """Block 0: page cache (100 clean with buffers, 40 dirty with buffers); block 1: free;
+    block 2: slab; block 3: clean page cache only. The mount: ext4 data=journal."""
+    ppb = 256
+    buddy = kpf(KPF_BUDDY)
+    page = kpf(KPF_UPTODATE, KPF_LRU, KPF_PRIVATE)
+    cache = np.full(ppb, buddy, dtype=np.uint64)
+    cache[:100] = page
+    cache[100:140] = page | kpf(KPF_DIRTY)
+    slab = np.full(ppb, buddy, dtype=np.uint64)
+    slab[:3] = kpf(KPF_SLAB)
+    clean = np.full(ppb, buddy, dtype=np.uint64)
+    clean[:50] = page
+    flags = np.stack([cache, np.full(ppb, buddy, dtype=np.uint64), slab, clean])
+    return Snapshot(
+        block_size=ppb * 4096,
+        blocks=[BlockInfo(i, "online", "Movable") for i in range(4)],
+        flags=flags,
+        counts=np.zeros_like(flags, dtype=np.uint8),
+        mounts=[Mount("/dev/vda", "/mnt/data", "ext4", ("rw", "data=journal"))],
+    )
+
+
+def test_612_data_journal_dirty_page_cache_cannot_go_and_fsfreeze_is_the_remedy() -> None:
+    hooks = load_plugins().hooks
+    snap = _journal_snapshot()
+    new = advise(plan(snap, hooks, kernel=get_kernel("6.12")), hooks)
+    assert new.fs.data_mode == "journal"  # the only block device mounted (ramfs root)
+    b = new.block(0)
+    assert not b.offlinable and b.reason_class == "migration" and b.journal_held
+    assert "40 file_dirty_bh: busy: buffer held by jbd2" in b.reasons[0]
+    assert b.remedy is not None and b.remedy["action"] == "fsfreeze" and b.remedy["offlinable"]
+    assert b.remedy["mounts"] == ["/mnt/data"] and not b.remedy["sync_alone"]
+    assert b.remedy["written_back"] == 0
+    assert new.block(1).offlinable and new.block(1).remedy is None
+    assert new.block(2).reason_class == "unmovable" and new.block(2).remedy["action"] == "nothing"
+    warned = new.block(3)  # clean pages with buffers: may be journal-held, the flags cannot say
+    assert warned.offlinable and "journal-held" in warned.warnings[0]
+    assert warned.remedy["action"] == "fsfreeze"  # a precaution
+    assert new.as_dict()["blocks"][0]["reason_class"] in {"ok", "migration", "unmovable"}
+    old = advise(
+        plan(snap, hooks, kernel=get_kernel("6.1")), hooks
+    )  # no migrate_folio: written, then moved
+    assert old.block(0).offlinable and old.block(0).written_back == 40
+    assert not old.block(3).warnings
+    ordered = plan(snap, hooks, fs=FsSpec("ext4", ("data=ordered",)), kernel=get_kernel("6.12"))
+    assert ordered.block(0).offlinable and ordered.block(0).written_back == 0
