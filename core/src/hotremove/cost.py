@@ -70,11 +70,23 @@ def preset(name: str) -> DevicePreset:
 
 @dataclass
 class SimClock:
-    """Simulated seconds, split into CPU (copies) and I/O (device requests)."""
+    """Simulated seconds, split into CPU (copies) and I/O (device requests) of the task being
+    measured. Kernel threads (jbd2's commits, the flusher) run in parallel with it: their
+    requests go to ``background_io_seconds`` while :attr:`in_background` is set (by the
+    timers that run them) and do not move the task's clock."""
 
     cpu_seconds: float = 0.0
     io_seconds: float = 0.0
+    background_io_seconds: float = 0.0
+    in_background: bool = False
 
     @property
     def now(self) -> float:
         return self.cpu_seconds + self.io_seconds
+
+    def charge_io(self, seconds: float) -> None:
+        """One device request's time: the task's, or a kernel thread's in the background."""
+        if self.in_background:
+            self.background_io_seconds += seconds
+        else:
+            self.io_seconds += seconds

@@ -110,7 +110,7 @@ class BlockDevice:
             stats.blocks_written += nbytes // self.block_size
             stats.bytes_written += nbytes
             stats.write_sizes[nbytes] += 1
-        self.clock.io_seconds += seconds
+        self.clock.charge_io(seconds)
         return seconds
 
     def account_journal_write(self, nblocks: int) -> float:
@@ -122,7 +122,7 @@ class BlockDevice:
             stats.journal_requests += 1
             stats.journal_bytes += nbytes
             stats.write_sizes[nbytes] += 1
-        self.clock.io_seconds += seconds
+        self.clock.charge_io(seconds)
         return seconds
 
     def flush(self) -> None:

@@ -1,4 +1,5 @@
-"""Kernel timers on the simulated clock: jbd2's commit timer, the flusher's wakeups.
+"""Kernel timers on the simulated clock: jbd2's commit timer, the flusher's wakeups. Their
+work is a kernel thread's, running beside the migrating task: its I/O is background time.
 
 ``add_timer`` (``mod_timer``) files a callback for a simulated time; ``run_timers`` runs every
 callback that is due (a callback may file the next one, as a periodic kernel thread does).
@@ -37,7 +38,11 @@ class Timers:
         ran = 0
         while self._heap and self._heap[0][0] <= self.clock.now:
             _, _, _, fn = heapq.heappop(self._heap)
-            fn()
+            self.clock.in_background = True  # a kernel thread's I/O, not the task's
+            try:
+                fn()
+            finally:
+                self.clock.in_background = False
             ran += 1
         return ran
 
