@@ -27,6 +27,8 @@ def test_bench_json_has_the_figures(tmp_path):
             "peak_rss_bytes",
             "simulated_seconds_by_preset",
             "image_copy_seconds",
+            "verify_seconds",
+            "whole_seconds",
         ):
             assert key in run, key
         assert run["verified"] and run["offlined"] and run["pages"] == 4096

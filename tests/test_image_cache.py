@@ -45,3 +45,57 @@ def test_runs_share_the_cached_image_and_never_write_it(tmp_path, hotremove_plug
     assert second.images["fs0"].exists() and digest(cached) == pristine
     first.machine.close()
     second.machine.close()
+
+
+SMALL = """
+[memory]
+size = "32MiB"
+block_size = "8MiB"
+
+[[filesystem]]
+name = "data"
+type = "ext2"
+block_size = 1024
+size = "8MiB"
+files = 16
+file_size = "32KiB"
+
+[workload]
+seed = 3
+dirty = 0.5
+
+[remove]
+blocks = [1]
+strategy = "writeback"
+"""
+
+
+def test_the_run_command_takes_its_images_from_the_cache_and_never_writes_it(tmp_path):
+    """``hotremove run`` builds from the image cache (``$HOTREMOVE_CACHE/images``): the first
+    run makes the image there, every run writes back into its own copy; ``--keep-images``
+    makes real images in its directory and leaves the cache alone."""
+    import json
+
+    from .conftest import invoke
+
+    scenario = tmp_path / "small.toml"
+    scenario.write_text(SMALL)
+    env = {"HOTREMOVE_CACHE": str(tmp_path / "cache")}
+    cache = tmp_path / "cache" / "images"
+
+    first = invoke("run", scenario, "--json", env=env)
+    assert first.returncode == 0, first.stderr[-2000:]
+    report = json.loads(first.stdout)
+    assert report["verify"]["ok"] and report["written_back"] > 0, "the run wrote to its image"
+    (cached,) = cache.glob("*.img")
+    pristine = digest(cached)
+    second = invoke("run", scenario, "--json", env=env)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert json.loads(second.stdout)["verify"]["ok"]
+    assert list(cache.glob("*.img")) == [cached] and digest(cached) == pristine
+
+    keep = tmp_path / "kept"
+    kept = invoke("run", scenario, "--json", "--keep-images", keep, env=env)
+    assert kept.returncode == 0, kept.stderr[-2000:]
+    assert (keep / "data.img").is_file() and digest(keep / "data.img") != pristine
+    assert list(cache.glob("*.img")) == [cached] and digest(cached) == pristine

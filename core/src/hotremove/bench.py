@@ -151,6 +151,8 @@ def bench_once(
         "image_copy_seconds": image_copy_seconds,
         "batched_pages": result.batched,
         "verify_seconds": verify_seconds,
+        # build + image copy + offline + verification: what ``hotremove run`` pays end to end
+        "whole_seconds": build_seconds + image_copy_seconds + offline_seconds + verify_seconds,
         "verified": verdict.ok and not result.check_failures,
         "rebound": result.rebound,
         "written_back": result.written_back,

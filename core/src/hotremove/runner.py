@@ -45,6 +45,9 @@ def run_scenario(
     ``progress(total)`` may return a callback advanced by the number of migrated pages.
     ``should_stop()`` is polled between batches: True backs the offline off (-EINTR).
     ``inspect(built)`` sees the machine after the offline and before verification (tests).
+    ``image_cache``: a directory of cached images (``default_image_cache()``, what the CLI's
+    ``run``/``demo``/``compare`` pass unless ``--keep-images``) shared copy-on-write, never
+    written; None makes every image afresh with ``mke2fs -d`` in the work directory.
     """
     plugins = plugins or load_plugins()
     check_policy(scenario.remove.strategy, plugins)

@@ -22,6 +22,7 @@ from hotremove.plugins import PluginSet, load_plugins
 from hotremove.report import Report
 from hotremove.runner import run_scenario
 from hotremove.scenario import Scenario
+from hotremove.workload import default_image_cache
 
 # --------------------------------------------------------------------------- running
 
@@ -121,8 +122,14 @@ def execute(
     workdir: Path | None = None,
     label: str | None = None,
 ) -> Run:
-    """Build, offline and verify one scenario, with a progress display when wanted."""
+    """Build, offline and verify one scenario, with a progress display when wanted.
+
+    The images come from the image cache (``$HOTREMOVE_CACHE/images``, else
+    ``~/.cache/hotremove/images``: made once with ``mke2fs -d`` per set of filesystem
+    parameters, then shared copy-on-write and never written); with ``workdir``
+    (``--keep-images DIR``) they are made afresh in that directory instead."""
     err = stderr_console()
+    image_cache = default_image_cache() if workdir is None else None
     show = settings.progress
     if show is None:
         show = not json_out and not settings.quiet and err.is_terminal
@@ -140,6 +147,7 @@ def execute(
                     name=name,
                     plugins=plugins,
                     workdir=workdir,
+                    image_cache=image_cache,
                     progress=bar.pages,
                     inspect=verifying,
                     should_stop=stop.poll,
@@ -150,6 +158,7 @@ def execute(
                 name=name,
                 plugins=plugins,
                 workdir=workdir,
+                image_cache=image_cache,
                 inspect=lambda _built: stop.disarm(),
                 should_stop=stop.poll,
             )

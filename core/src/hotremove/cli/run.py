@@ -104,6 +104,10 @@ def run(
 
     Command-line options override the scenario file. With --snapshot SNAPSHOT --blocks N the
     machine is rebuilt from real memory blocks of a snapshot instead (what `plan` predicted).
+
+    Images come from the image cache ($HOTREMOVE_CACHE/images, else
+    ~/.cache/hotremove/images; never written: each run gets its own copy-on-write image);
+    --keep-images DIR makes them afresh with mke2fs in DIR instead.
     """
     if snapshot_file is not None:
         if scenario_file is not None:
@@ -229,9 +233,9 @@ def show_run(
         print_report(report, out)
         out.print(
             Text(
-                f"whole run: {format_seconds(run.wall_seconds)} wall, including mke2fs, filling "
-                "the page cache and verification"
-                + (f"; images kept in {workdir}" if workdir else ""),
+                f"whole run: {format_seconds(run.wall_seconds)} wall, including the images "
+                f"({'mke2fs' if workdir else 'mke2fs or the image cache'}), filling the page "
+                "cache and verification" + (f"; images kept in {workdir}" if workdir else ""),
                 style="dim",
             )
         )

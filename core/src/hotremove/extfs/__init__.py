@@ -6,7 +6,7 @@ real on-disk format, never against the simulator's own bookkeeping.
 
 from __future__ import annotations
 
-from hotremove.extfs.blockmap import block_maps, journal_blocks
+from hotremove.extfs.blockmap import block_maps, file_maps, journal_blocks
 from hotremove.extfs.fsck import FsckVerdict, fsck
 from hotremove.extfs.mkfs import make_image
 from hotremove.extfs.readback import read_files
@@ -16,6 +16,7 @@ __all__ = [
     "FsckVerdict",
     "block_maps",
     "e2fsprogs_binary",
+    "file_maps",
     "fsck",
     "journal_blocks",
     "make_image",

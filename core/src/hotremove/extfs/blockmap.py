@@ -27,6 +27,12 @@ def block_maps(image: Path, paths: Sequence[str]) -> dict[str, list[int]]:
 
     All paths go through one debugfs process, so thousands of files cost one subprocess.
     """
+    return {path: blocks for path, (_size, blocks) in file_maps(image, paths).items()}
+
+
+def file_maps(image: Path, paths: Sequence[str]) -> dict[str, tuple[int, list[int]]]:
+    """Each file's size in bytes and its block map (:func:`block_maps`), as the image's inodes
+    record them: what verification checks the maps it reads files through against."""
     run = run_debugfs(image, ["stats -h", *(f"stat {fs_path(path)}" for path in paths)])
     block_size = _block_size(image, run.outputs[0])
     return {
@@ -53,26 +59,34 @@ def _block_size(image: Path, stats: str) -> int:
     return int(match.group(1))
 
 
-def _file_map(path: str, stat: str, block_size: int, errors: list[str]) -> list[int]:
+def _file_map(path: str, stat: str, block_size: int, errors: list[str]) -> tuple[int, list[int]]:
     """Parse one ``stat`` output into a logical-order list; a hole or a short map is an error."""
     size = _SIZE.search(stat)
     start = _MAP_START.search(stat)
     if size is None or start is None:
         reason = next((line for line in errors if fs_path(path).strip('"') in line), None)
         raise ImageError(f"cannot map {path!r}: {reason or 'debugfs printed no block map'}")
-    physical = _parse_runs(path, stat[start.end() :])
-    expected = -(-int(size.group(1)) // block_size)
-    if sorted(physical) != list(range(expected)):
+    runs = sorted(_parse_runs(path, stat[start.end() :]))
+    nbytes = int(size.group(1))
+    expected = -(-nbytes // block_size)
+    physical: list[int] = []
+    for lfirst, pstart, count in runs:  # runs must tile 0 .. expected-1, no gap, no overlap
+        if lfirst != len(physical):
+            break
+        physical.extend(range(pstart, pstart + count))
+    if len(physical) != expected or sum(count for _l, _p, count in runs) != expected:
+        mapped = sum(count for _l, _p, count in runs)
         raise ImageError(
-            f"cannot map {path!r}: {len(physical)} data blocks mapped but its size needs "
+            f"cannot map {path!r}: {mapped} data blocks mapped but its size needs "
             f"{expected} (sparse file or damaged image)"
         )
-    return [physical[logical] for logical in range(expected)]
+    return nbytes, physical
 
 
-def _parse_runs(path: str, text: str) -> dict[int, int]:
-    """Logical → physical for every numeric-labelled run; IND/DIND/TIND/ETB runs don't match."""
-    mapping: dict[int, int] = {}
+def _parse_runs(path: str, text: str) -> list[tuple[int, int, int]]:
+    """(first logical, first physical, blocks) of every numeric-labelled run; IND/DIND/TIND/ETB
+    runs don't match."""
+    runs: list[tuple[int, int, int]] = []
     for match in _RUN.finditer(text.split("\nTOTAL:", 1)[0]):
         first, last, pfirst, plast = match.groups()
         lfirst, pstart = int(first), int(pfirst)
@@ -80,6 +94,5 @@ def _parse_runs(path: str, text: str) -> dict[int, int]:
         pend = int(plast) if plast else pstart
         if pend - pstart != llast - lfirst:
             raise ImageError(f"cannot map {path!r}: malformed debugfs run {match.group(0)!r}")
-        for offset in range(llast - lfirst + 1):
-            mapping[lfirst + offset] = pstart + offset
-    return mapping
+        runs.append((lfirst, pstart, llast - lfirst + 1))
+    return runs
