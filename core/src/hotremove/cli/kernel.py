@@ -355,8 +355,8 @@ def render_plan_check(check: Any) -> Table:
             str(rem["block"]),
             Text(
                 f"after {rem['tried']} (plan: {rem['planned']}): "
-                f"{'go' if rem['predicted_offlined'] else 'no'}",
-                style="green" if rem["agree"] else "red",
+                + {True: "go", False: "no", None: "depends on timing"}[rem["predicted_offlined"]],
+                style={True: "green", False: "red", None: "yellow"}[rem["agree"]],
             ),
             "offlined" if rem["real_offlined"] else f"-{rem['real_error']}",
             str(rem["migrated"]),
@@ -370,8 +370,8 @@ def render_plan_check(check: Any) -> Table:
         + f"; reasons {s['reasons_right']}/{s['go_total']}; counts within tolerance "
         f"{s['counts_right']}/{s['go_total']} (migrated {s['tolerances']['migrated']}; "
         f"written {s['tolerances']['written_back']}); remedies {s['remedies_right']}/"
-        f"{len(s['remedies'])}; guest {check.times.get('guest_wall_seconds')} s, plan "
-        f"{check.times.get('plan_seconds')} s"
+        f"{s['remedies_scored']} (of {len(s['remedies'])} tried); guest "
+        f"{check.times.get('guest_wall_seconds')} s, plan {check.times.get('plan_seconds')} s"
     )
     return table
 

@@ -37,6 +37,7 @@ from hotremove.realmachine.classes import CLASSES, unit_name
 from hotremove.realmachine.plan import Plan, resolve_fs
 from hotremove.realmachine.plan import plan as make_plan
 from hotremove.realmachine.plot import plot
+from hotremove.realmachine.remedy import advise
 from hotremove.realmachine.snapshot import SnapshotError, load, take
 from hotremove.realmachine.synthesize import FS_OPTIONS
 from hotremove.units import format_seconds, format_size
@@ -182,6 +183,7 @@ def plan_command(
         flagless=flagless,
         kernel=get_kernel(kernel or DEFAULT_KERNEL),
     )
+    advise(p, plugins.hooks)
     if plot_path is not None:
         try:
             plot(p, plot_path)
@@ -283,6 +285,19 @@ def print_plan(p: Plan, console: Console) -> None:
     if costs:
         console.print(f"  per page     {costs}")
     console.print(table)
+    for b in sorted(p.blocks, key=lambda b: b.index):
+        if b.remedy is None and not b.warnings:
+            continue
+        line = f"  block {b.index}: "
+        for warning in b.warnings:
+            console.print(Text(line + warning, style="yellow"))
+        r = b.remedy
+        if r is not None:
+            where = f" {' '.join(r['mounts'])}" if r.get("mounts") else ""
+            after = "can go" if r["offlinable"] else "still cannot go"
+            console.print(
+                Text(f"{line}remedy {r['action']}{where} ({r['why']}) → {after}", style="cyan")
+            )
     flagless = p.totals.get("flagless", 0)
     if flagless:
         memfree = snap.meminfo.get("MemFree")

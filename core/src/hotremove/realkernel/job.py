@@ -281,8 +281,9 @@ remedy() {  # $1 action
     sync) sync ;;
     fsfreeze)
         for spec in $FILESYSTEMS; do
-            fsfreeze -f "/mnt/${spec%%:*}" && fsfreeze -u "/mnt/${spec%%:*}" ||
-                rk remedy_error action=fsfreeze fs=${spec%%:*}
+            m=/mnt/${spec%%:*}
+            fsfreeze --freeze "$m" 2>/tmp/ff.err && fsfreeze --unfreeze "$m" 2>>/tmp/ff.err ||
+                rk remedy_error action=fsfreeze fs=${spec%%:*} err=$(tr ' ' _ < /tmp/ff.err)
         done ;;
     esac
     now; rk remedy_done action=$1 t0=$t0 t1=$UP

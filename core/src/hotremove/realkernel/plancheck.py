@@ -122,8 +122,8 @@ def score(predicted: list[dict[str, Any]], real: dict[str, Any]) -> dict[str, An
             p_after = bool(plan_block.get("offlinable", False))
         elif tried == action or action == "nothing":
             p_after = bool(remedy.get("offlinable"))
-        else:  # the guest's sync where the plan says fsfreeze
-            p_after = bool(remedy.get("sync_alone"))
+        else:  # the guest's sync where the plan says fsfreeze: None is "depends on timing"
+            p_after = remedy.get("sync_alone")
         remedies.append(
             {
                 "block": memory,
@@ -135,7 +135,7 @@ def score(predicted: list[dict[str, Any]], real: dict[str, Any]) -> dict[str, An
                 "seconds": res["seconds"],
                 "migrated": res["migrated"],
                 "written_back": res["written_back"],
-                "agree": p_after == bool(res["offlined"]),
+                "agree": None if p_after is None else p_after == bool(res["offlined"]),
             }
         )
     return {
@@ -146,7 +146,8 @@ def score(predicted: list[dict[str, Any]], real: dict[str, Any]) -> dict[str, An
         "reasons_right": sum(r["agree"]["reason"] for r in scored),
         "counts_right": sum(r["agree"]["migrated"] and r["agree"]["written_back"] for r in scored),
         "remedies": remedies,
-        "remedies_right": sum(r["agree"] for r in remedies),
+        "remedies_right": sum(r["agree"] is True for r in remedies),
+        "remedies_scored": sum(r["agree"] is not None for r in remedies),
         "tolerances": {"migrated": MIGRATED_TOLERANCE, "written_back": WRITTEN_TOLERANCE},
     }
 

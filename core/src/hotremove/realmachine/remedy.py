@@ -4,10 +4,12 @@
   migrate is page cache jbd2 still holds (6.12's ``buffer_migrate_folio_norefs`` gives up on
   buffers with a journal_head). Freezing syncs the filesystem and flushes the journal
   (``jbd2_journal_flush``: every transaction checkpointed, the journal_heads go). A plain
-  ``sync`` is not enough once the pages' transaction has committed (the 5 s commit interval):
-  it writes them home but starts no commit, and only a commit (or a flush) cleans the
-  checkpoint list — measured with ``hotremove kernel plan-check`` on 6.12: after ``sync``
-  (424 pages written, nr_dirty 0) the block still failed with the same 418 pages.
+  ``sync`` is a matter of timing once the pages' transaction has committed (the 5 s commit
+  interval): it writes them home, but only a later commit (or a flush) cleans the checkpoint
+  list and drops the journal_heads. Measured with ``hotremove kernel plan-check`` on 6.12,
+  three boots of the same scenario: after ``sync`` (424 pages written, nr_dirty 0) the block
+  failed again with the same 418 pages twice (-EINTR after 10 s) and offlined in 0.1 s once.
+  So the plan says ``sync_alone: None`` (depends on timing) for journal-held page cache.
 * ``sync`` — when other dirty page cache is what fails to migrate.
 * ``nothing`` — slab, page tables, reserved or pinned memory, holes, mixed zones and too
   little free memory elsewhere yield to nothing an operator can run.
@@ -70,7 +72,7 @@ def journal_warnings(
             bp.warnings.append(
                 f"{clean} clean page-cache pages with buffers: any written since jbd2 last "
                 "cleaned its checkpoint list are still journal-held and will not move "
-                "(the flags cannot tell); `sync` first to be sure"
+                "(the flags cannot tell); freeze and thaw the filesystem first to be sure"
             )
 
 
@@ -83,7 +85,7 @@ def add_remedies(blocks: list[BlockPlan], snap: Snapshot, hooks: Hooks, **option
     """For every block that cannot go (module doc): ``fsfreeze`` when journal-held page cache
     is what fails to migrate, ``sync`` when other dirty page cache is, else ``nothing``. The
     plan after ``sync``/``fsfreeze`` is the plan of the same snapshot with the page cache
-    clean. ``sync_alone`` says whether a plain ``sync`` would do."""
+    clean. ``sync_alone`` says whether a plain ``sync`` would do (None: it depends on timing)."""
     after: Plan | None = None
     mounts = [m.mountpoint for m in snap.mounts if m.fstype == options["fs"].type]
     for bp in blocks:
@@ -108,16 +110,14 @@ def add_remedies(blocks: list[BlockPlan], snap: Snapshot, hooks: Hooks, **option
                 "action": "fsfreeze" if journal else "sync",
                 "mounts": mounts if journal else [],
                 "why": (
-                    "journal-held page cache: `fsfreeze --freeze` then `--unfreeze` syncs the "
-                    "filesystem and flushes the journal (jbd2_journal_flush: every transaction "
-                    "checkpointed, jbd2 lets go of the buffers); `sync` alone writes the pages "
-                    "but, once their transaction has committed (5 s), starts no commit that "
-                    "would clean the checkpoint list"
+                    "journal-held page cache: --freeze then --unfreeze flushes the journal; "
+                    "sync alone does not once the pages' transaction has committed"
                     if journal
                     else "dirty page cache: sync writes it"
                 ),
                 "offlinable": later.offlinable,
-                "sync_alone": later.offlinable and not journal,
+                # journal-held: a sync helps only if a jbd2 commit follows its writeback
+                "sync_alone": None if journal else later.offlinable,
                 "reasons": list(later.reasons),
                 "migrated": later.migrated,
                 "written_back": later.written_back,
