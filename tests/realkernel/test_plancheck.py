@@ -131,11 +131,13 @@ def test_the_results_disk_unpacks_into_a_dump(tmp_path: Path) -> None:
 
 def test_the_job_dumps_offlines_and_retries_after_sync_only_when_asked() -> None:
     plain = job.script(_guest_plan())
-    asked = job.script(_guest_plan(dump_snapshot=True, remedy=True))
-    assert "\nDUMP=\n" in plain and "\nREMEDY=\n" in plain
-    assert "DUMP=1" in asked and "REMEDY=1" in asked and "devof hrout" in asked
+    asked = job.script(_guest_plan(dump_snapshot=True, remedies=("sync", "fsfreeze")))
+    assert "\nDUMP=\n" in plain and "\nREMEDIES=''\n" in plain
+    assert "DUMP=1" in asked and "REMEDIES='sync fsfreeze'" in asked and "devof hrout" in asked
     if BUSYBOX:
         subprocess.run([BUSYBOX, "sh", "-n", "-c", asked], check=True)
+    with pytest.raises(ValueError, match="unknown remedy 'reboot'"):
+        job.script(_guest_plan(remedies=("reboot",)))
 
 
 def _guest_plan(**extra) -> job.GuestPlan:

@@ -274,11 +274,19 @@ def diff_cmd(
     default=None,
     help="Kernel version: 6.1 or 6.12 (default: the scenario's [kernel] version).",
 )
+@click.option(
+    "--remedies",
+    default="sync,fsfreeze",
+    show_default=True,
+    help="Applied in this order to blocks that did not go, each followed by another offline "
+    "(sync, fsfreeze; 'none': no second attempts).",
+)
 @_guest_options
 def plan_check_cmd(
     ctx: click.Context,
     scenario_file: Path,
     version: str | None,
+    remedies: str,
     json_out: bool,
     timeout: float | None,
     offline_timeout: int | None,
@@ -287,9 +295,14 @@ def plan_check_cmd(
     """Snapshot the guest after SCENARIO's workload, plan every block with that kernel's
     rules, offline every DIMM block (then `sync`, and `fsfreeze`, retrying the ones that failed
     after each), score."""
+    from hotremove.realkernel.job import REMEDIES
     from hotremove.realkernel.plancheck import plan_check
 
     settings = begin(ctx)
+    chosen = tuple(r.strip() for r in remedies.split(",") if r.strip() not in ("", "none"))
+    bad = [r for r in chosen if r not in REMEDIES]
+    if bad:
+        raise HotremoveError(f"--remedies: unknown remedy {bad[0]!r} (known: sync, fsfreeze)")
     if version is not None:
         check_version(version)
     scn = scenario_mod.load(scenario_file)
@@ -305,6 +318,7 @@ def plan_check_cmd(
             timeout=timeout,
             offline_seconds=offline_timeout,
             progress=_progress(quiet),
+            remedies=chosen,
         )
     except GuestError as exc:
         return _fail(str(exc))

@@ -68,10 +68,14 @@ class GuestPlan:
     #: copy the files ``hotremove snapshot`` reads into /tmp/rkdump just before the first
     #: offline, and write them as a tar archive to the disk with serial :data:`OUT_SERIAL`
     dump_snapshot: bool = False
-    #: after the offlines: ``sync``, offline every block that failed again; then ``fsfreeze``
-    #: (freeze and thaw: jbd2_journal_flush) every filesystem and try the rest once more
-    remedy: bool = False
+    #: after the offlines, in this order while some block is still online: apply the remedy
+    #: (:data:`REMEDIES`), offline every block that failed again
+    remedies: tuple[str, ...] = ()
 
+
+#: What the guest can apply to a block that did not go: ``sync``; ``fsfreeze`` (freeze and
+#: thaw every filesystem: a sync, then ext4_freeze's jbd2_journal_flush).
+REMEDIES = ("sync", "fsfreeze")
 
 #: Serial of the results disk a snapshot dump is written to (a tar archive from sector 0).
 OUT_SERIAL = "hrout"
@@ -293,10 +297,9 @@ remedy() {  # $1 action
         snap after_remedy_$1_$i
     done
 }
-if [ -n "$REMEDY" ]; then
-    [ -n "$FAILED" ] && remedy sync
-    [ -n "$FAILED" ] && remedy fsfreeze
-fi
+for a in $REMEDIES; do
+    [ -n "$FAILED" ] && remedy "$a"
+done
 
 now; t0=$UP
 sync
@@ -332,6 +335,9 @@ rk end
 
 def script(plan: GuestPlan) -> str:
     """``run.sh`` for ``plan``: the settings as shell variables, then the fixed program."""
+    unknown = [r for r in plan.remedies if r not in REMEDIES]
+    if unknown:
+        raise ValueError(f"unknown remedy {unknown[0]!r} (known: {', '.join(REMEDIES)})")
     fss = " ".join(
         ":".join((fs.name, fs.fstype, ",".join(fs.options), fs.serial)) for fs in plan.filesystems
     )
@@ -344,7 +350,7 @@ def script(plan: GuestPlan) -> str:
             f"NDIMM={plan.dimm_blocks}",
             f"OFFTO={plan.offline_timeout}",
             f"DUMP={'1' if plan.dump_snapshot else ''}",
-            f"REMEDY={'1' if plan.remedy else ''}",
+            f"REMEDIES={_q(' '.join(plan.remedies))}",
         ]
     )
     head = SCRIPT_HEAD.replace("@VMSTAT@", "|".join(VMSTAT_KEYS)).replace(

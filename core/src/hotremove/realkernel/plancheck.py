@@ -211,6 +211,7 @@ def plan_check(
     timeout: float | None = None,
     offline_seconds: int | None = None,
     progress: Progress | None = None,
+    remedies: tuple[str, ...] = ("sync", "fsfreeze"),
 ) -> PlanCheck:
     """Boot, snapshot, offline every DIMM block, plan on the snapshot, score (module doc)."""
     import time
@@ -237,7 +238,7 @@ def plan_check(
         progress=say,
         remove_blocks=order,
         dump_dir=dump,
-        remedy=True,
+        remedies=remedies,
     )
     t1 = time.monotonic()
     say("assembling the snapshot and planning")

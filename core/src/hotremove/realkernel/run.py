@@ -165,7 +165,7 @@ def make_plan(
     sysctls: dict[str, int],
     remove_blocks: tuple[int, ...] | None = None,
     dump_snapshot: bool = False,
-    remedy: bool = False,
+    remedies: tuple[str, ...] = (),
 ) -> GuestPlan:
     runs = merge_writes(dirtying_writes(built))
     if len(runs) > MAX_WRITE_RUNS:
@@ -192,7 +192,7 @@ def make_plan(
         offline_timeout=timeout,
         sysctls=sysctls,
         dump_snapshot=dump_snapshot,
-        remedy=remedy,
+        remedies=remedies,
     )
 
 
@@ -216,7 +216,7 @@ def run_in_guest(
     bundle: KernelBundle | None = None,
     remove_blocks: tuple[int, ...] | None = None,
     dump_dir: Path | None = None,
-    remedy: bool = False,
+    remedies: tuple[str, ...] = (),
 ) -> GuestReport:
     """Run ``scenario`` on Debian's Linux ``version`` in QEMU; ``workdir`` keeps the images,
     the job disk and the console log (its path is in every :class:`GuestError`).
@@ -224,7 +224,8 @@ def run_in_guest(
     ``remove_blocks``: the DIMM's blocks to offline, in this order (default: the scenario's).
     ``dump_dir``: copy the files ``hotremove snapshot`` reads there, as they were just before
     the first offline (:func:`hotremove.realmachine.snapshot.from_dump` reads them).
-    ``remedy``: ``sync`` after the offlines, then offline every block that failed again."""
+    ``remedies``: after the offlines, each in turn while a block is still online, followed by
+    another offline of every block that failed (:data:`hotremove.realkernel.job.REMEDIES`)."""
     from hotremove.plugins import load_plugins
     from hotremove.workload import build
 
@@ -243,7 +244,7 @@ def run_in_guest(
             sysctls=writeback_sysctls(scenario),
             remove_blocks=remove_blocks,
             dump_snapshot=dump_dir is not None,
-            remedy=remedy,
+            remedies=remedies,
         )
         expected = golden_md5s(built.golden.files)
         images = dict(built.images)
