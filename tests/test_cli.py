@@ -411,3 +411,15 @@ def test_bad_fault_flag_is_one_line() -> None:
     proc = invoke("demo", "--fault", "no_such_fault=1")
     assert proc.returncode == 2
     assert proc.stderr.strip() == "hotremove: error: faults.no_such_fault: unknown key"
+
+
+def test_a_fault_for_a_plugin_that_is_not_installed_is_refused(small: Path) -> None:
+    proc = invoke("run", small, "--fault", "plugin_raises=ext22")
+    assert_one_line_error(
+        proc, "faults.plugin_raises: no installed plugin 'ext22' (did you mean 'ext2'?)"
+    )
+
+
+def test_an_unknown_strategy_suggests_the_closest(small: Path) -> None:
+    proc = invoke("run", small, "--strategy", "writebak")
+    assert_one_line_error(proc, "did you mean 'writeback'?")

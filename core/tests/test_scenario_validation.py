@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from hotremove.errors import ScenarioError
@@ -60,3 +62,28 @@ def test_overrides_revalidate():
     assert scenario.with_overrides(remove={"mode": "async"}).remove.mode == "async"
     with pytest.raises(ScenarioError, match=r"remove\.mode"):
         scenario.with_overrides(remove={"mode": "bogus"})
+
+
+def test_an_empty_scenario_is_an_error_that_says_what_a_scenario_needs() -> None:
+    with pytest.raises(ScenarioError, match=r"^empty.toml: empty scenario: describe at least"):
+        loads("# nothing here\n", source="empty.toml")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            '[remove]\nstrategi = "auto"\n',
+            "remove.strategi: unknown key (did you mean 'strategy'?)",
+        ),
+        ("[kernal]\n", "kernal: unknown key (did you mean 'kernel'?)"),
+        (
+            '[[filesystem]]\nname = "a"\nfile_sise = 1\n',
+            "filesystem[0].file_sise: unknown key (did you mean 'file_size'?)",
+        ),
+        ('[kernel]\nversion = "6.2"\n', "kernel.version: unknown kernel '6.2'"),
+    ],
+)
+def test_unknown_keys_and_versions_suggest_what_was_meant(text: str, message: str) -> None:
+    with pytest.raises(ScenarioError, match="^" + re.escape(message)):
+        loads(text)

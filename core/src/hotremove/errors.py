@@ -6,6 +6,9 @@ anything else is a bug in hotremove and may show a traceback.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class HotremoveError(Exception):
     """A problem with the user's input or environment, explained in one line."""
@@ -25,3 +28,9 @@ class E2fsprogsMissing(HotremoveError):
 
 class ImageError(HotremoveError):
     """A filesystem image could not be created or read."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, or "" when none is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -11,7 +11,7 @@ from pathlib import Path
 import structlog
 
 from hotremove.engine import ProgressFn, offline
-from hotremove.errors import ScenarioError
+from hotremove.errors import ScenarioError, did_you_mean
 from hotremove.plugins import PluginSet, load_plugins
 from hotremove.report import Report
 from hotremove.scenario import Scenario
@@ -24,8 +24,22 @@ log = structlog.get_logger("hotremove.runner")
 def check_policy(policy: str, plugins: PluginSet) -> None:
     """``remove.strategy`` must be ``auto`` or a policy some installed plugin registered."""
     if policy != "auto" and policy not in plugins.policies:
-        known = ", ".join(["auto", *sorted(plugins.policies)])
-        raise ScenarioError(f"remove.strategy: unknown strategy {policy!r} (installed: {known})")
+        names = ["auto", *sorted(plugins.policies)]
+        raise ScenarioError(
+            f"remove.strategy: unknown strategy {policy!r}{did_you_mean(policy, names)} "
+            f"(installed: {', '.join(names)})"
+        )
+
+
+def check_faults(scenario: Scenario, plugins: PluginSet) -> None:
+    """``faults.plugin_raises`` must name an installed plugin (a typo would inject nothing)."""
+    name = scenario.faults.plugin_raises
+    loaded = sorted(p.name for p in plugins.report if not p.error)
+    if name is not None and name not in loaded:
+        raise ScenarioError(
+            f"faults.plugin_raises: no installed plugin {name!r}{did_you_mean(name, loaded)} "
+            f"(installed: {', '.join(loaded)})"
+        )
 
 
 def run_scenario(
@@ -51,6 +65,7 @@ def run_scenario(
     """
     plugins = plugins or load_plugins()
     check_policy(scenario.remove.strategy, plugins)
+    check_faults(scenario, plugins)
     keep = workdir is not None
     with ExitStack() as stack:
         if workdir is None:

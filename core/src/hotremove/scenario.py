@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from hotremove.cost import PRESETS
-from hotremove.errors import ScenarioError
+from hotremove.errors import ScenarioError, did_you_mean
 from hotremove.faults import FaultSettings
 from hotremove.kernels import DEFAULT_KERNEL, KERNELS, get_kernel
 from hotremove.model.migrate_mode import DEFAULT_POLICY, MigrateMode
@@ -293,9 +293,27 @@ def _location(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif not part.startswith(("function-", "literal", "int", "str")):
+        elif part not in ("int", "str", "float", "bool") and not part.startswith(
+            ("function-", "literal[")
+        ):
             out += f".{part}" if out else part
     return out
+
+
+def _suggest(loc: tuple[int | str, ...]) -> str:
+    """ " (did you mean 'x'?)" for an unknown key, from the keys its section knows."""
+    model: Any = Scenario
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return ""
+        annotation = field.annotation
+        model = getattr(annotation, "__args__", (annotation,))[0]
+        if not isinstance(model, type) or not issubclass(model, BaseModel):
+            return ""
+    return did_you_mean(str(loc[-1]), model.model_fields)
 
 
 def _message(exc: ValidationError) -> str:
@@ -303,7 +321,7 @@ def _message(exc: ValidationError) -> str:
     where = _location(err["loc"])
     kind = err["type"]
     if kind == "extra_forbidden":
-        return f"{where}: unknown key"
+        return f"{where}: unknown key{_suggest(err['loc'])}"
     msg = str(err["msg"]).removeprefix("Value error, ")
     if kind.startswith("literal") or kind == "enum":
         msg = f"must be {msg.removeprefix('Input should be ')} (got {err['input']!r})"
@@ -340,4 +358,9 @@ def loads(text: str, source: str = "<scenario>") -> Scenario:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{source}: invalid TOML: {exc}") from None
+    if not data:
+        raise ScenarioError(
+            f"{source}: empty scenario: describe at least a [[filesystem]] (see "
+            "`uv run hotremove scenario --example`)"
+        )
     return validate(data)

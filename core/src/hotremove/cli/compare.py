@@ -29,6 +29,7 @@ from hotremove.kernels import VERSIONS
 from hotremove.model.migrate_mode import DEFAULT_POLICY, WRITEBACK_POLICY
 from hotremove.plugins import PluginSet
 from hotremove.report import Report
+from hotremove.runner import check_faults
 from hotremove.scenario import Scenario
 from hotremove.units import format_seconds
 
@@ -125,6 +126,7 @@ def _compare_kernels(
 ) -> int:
     """``compare --kernel V,V,...``: the scenario once per version, from identical state."""
     check_strategy(base.remove.strategy, plugins)  # before any image is built
+    check_faults(base, plugins)
     reports: dict[str, Report] = {}
     for version in versions:
         reports[version] = execute(

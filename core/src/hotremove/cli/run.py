@@ -32,6 +32,7 @@ from hotremove.kernels import DEFAULT_KERNEL, VERSIONS, get_kernel
 from hotremove.model.migrate_mode import DEFAULT_POLICY, MigrateMode
 from hotremove.plugins import PluginSet
 from hotremove.report import Report, print_report
+from hotremove.runner import check_faults
 from hotremove.scenario import Scenario
 from hotremove.units import format_seconds
 
@@ -196,6 +197,7 @@ def show_run(
         scn = scn.with_overrides(remove={"checks": opts.checks_mode != "off"})
     plugins = plugins_for(settings)
     check_strategy(scn.remove.strategy, plugins)  # before any image is built
+    check_faults(scn, plugins)
     workdir = keep_dir(opts.keep_images)
     human = not opts.json_out and not settings.quiet
     out = stdout_console()
