@@ -423,3 +423,13 @@ def test_a_fault_for_a_plugin_that_is_not_installed_is_refused(small: Path) -> N
 def test_an_unknown_strategy_suggests_the_closest(small: Path) -> None:
     proc = invoke("run", small, "--strategy", "writebak")
     assert_one_line_error(proc, "did you mean 'writeback'?")
+
+
+def test_every_report_names_what_produced_it(small: Path) -> None:
+    from hotremove import __version__
+
+    report = json.loads(invoke("run", small, "--json").stdout)
+    assert report["hotremove_version"] == __version__
+    assert report["kernel"] == "6.1"
+    assert {"ext2", "ext4", "generic_writeback"} <= set(report["plugins"])
+    assert all(version for version in report["plugins"].values())

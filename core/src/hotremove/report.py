@@ -10,6 +10,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from hotremove import __version__
 from hotremove.engine import OfflineResult
 from hotremove.model.locks import LockViolation
 from hotremove.units import format_seconds
@@ -40,6 +41,8 @@ class Report:
     #: asynchronous writes that failed during the offline, as recorded on each mapping
     #: (AS_EIO: what the file's next fsync reports): {fs, file, errno, blocks}
     write_errors: list[dict[str, Any]] = field(default_factory=list)
+    #: the loaded plugins and their distributions' versions (what produced this report)
+    plugins: dict[str, str | None] = field(default_factory=dict)
 
     @property
     def simulated_seconds(self) -> float:
@@ -65,6 +68,8 @@ class Report:
     def as_dict(self) -> dict[str, Any]:
         off = self.offline
         return {
+            "hotremove_version": __version__,
+            "plugins": self.plugins,
             "scenario": self.scenario,
             "kernel": off.kernel,
             "seed": self.seed,

@@ -136,6 +136,7 @@ def offline_built(
         verify=None,
         lock_violations=list(machine.task.violations),
         flushed=machine.vmstat.nr_flushed - flushed,
+        plugins={info.name: info.version for info in plugins.report if not info.error},
         write_errors=[
             {
                 "fs": m.host.i_sb.s_id,
