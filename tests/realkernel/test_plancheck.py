@@ -307,5 +307,9 @@ def test_plan_check_on_612_calls_every_dimm_block_right(tmp_path: Path) -> None:
     held = next(row for row in r["blocks"] if row["block"] == first)
     assert held["predicted"]["journal_held"] and held["predicted"]["remedy"] == "fsfreeze"
     assert held["real"]["error"] == "EINTR" and held["real"]["written_back"] == 0
+    # sync (it may be enough: timing), then fsfreeze (jbd2_journal_flush): the block goes
+    tried = [rem for rem in r["remedies"] if rem["block"] == first]
+    assert tried and tried[-1]["real_offlined"], tried
+    assert all(rem["agree"] is not False for rem in tried)
     assert check.all_right
     assert load(check.snapshot_path).source == "dump"  # the same file format

@@ -264,8 +264,10 @@ done < /job/writes
 now; rk write runs=$nw t0=$t0 t1=$UP
 snap after_write
 
-[ -n "$DUMP" ] && dump_snapshot
 scan_dimm before_offline
+# the snapshot as close to the first offline as it can be: after the scans (seconds under
+# TCG), by when jbd2 has committed the workload's transaction and dirtied its pages
+[ -n "$DUMP" ] && dump_snapshot
 snap before_offline
 FAILED=
 for i in $REMOVE; do

@@ -22,6 +22,9 @@ Heuristics, stated (kpageflags cannot say more):
   a journal does in the background (jbd2 commit and checkpoint for data=journal) is batched
   in a real run, so there the plan's request count and time are an upper bound; the pages
   rebound, written back and failed still match.
+* **data=journal.** A page written within jbd2's commit interval (5 s) is not dirty yet in
+  its flags (its buffers are "jbddirty" until the commit): snapshot after that long, or it is
+  counted clean.
 * **Huge pages** move as one folio and need a free, aligned range of their size elsewhere;
   the plan counts free aligned ranges in the other online blocks (ignoring competition
   between them).
