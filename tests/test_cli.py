@@ -433,3 +433,14 @@ def test_every_report_names_what_produced_it(small: Path) -> None:
     assert report["kernel"] == "6.1"
     assert {"ext2", "ext4", "generic_writeback"} <= set(report["plugins"])
     assert all(version for version in report["plugins"].values())
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("new-plugin", "foo", "--dir", "/proc/nonexistent/x"),
+        ("bench", "--cache", "/proc/nonexistent", "--size", "64MiB"),
+    ],
+)
+def test_a_path_that_cannot_be_made_is_one_line_exit_2(args: tuple[str, ...]) -> None:
+    assert_one_line_error(invoke(*args), "/proc/nonexistent")

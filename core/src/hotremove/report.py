@@ -155,7 +155,8 @@ def render(report: Report) -> Group:
     )
     outcome.append(
         f": {off.pages_in_region} pages in region, {off.isolated_free} free isolated, "
-        f"{off.migrated} migrated, {len(off.failed)} failed, {off.passes} passes"
+        f"{off.migrated} migrated, {len(off.failed)} failed, {off.passes} "
+        + ("pass" if off.passes == 1 else "passes")
     )
     cost = Text(
         f"simulated {format_seconds(report.simulated_seconds)} "

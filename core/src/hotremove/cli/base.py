@@ -81,6 +81,10 @@ def run_command(
     except HotremoveError as exc:
         error(str(exc))
         return 2
+    except OSError as exc:  # a path the user gave that cannot be made or read: bad input
+        where = f"{exc.filename}: " if exc.filename else ""
+        error(f"{where}{exc.strerror or exc}")
+        return 2
 
 
 class _Contract:
