@@ -178,6 +178,10 @@ RK end
 
 
 def _report() -> dict:
+    return _guest_report().as_dict()
+
+
+def _guest_report():
     return build_report(
         console.parse(CONSOLE),
         scenario="s",
@@ -187,7 +191,7 @@ def _report() -> dict:
         expected_md5={},
         wall_seconds=60.0,
         not_comparable=[],
-    ).as_dict()
+    )
 
 
 def test_the_report_keeps_each_blocks_prior_scan_and_the_second_attempts() -> None:
@@ -232,6 +236,23 @@ def test_score_per_block_accuracy_reasons_counts_and_remedies() -> None:
     assert not s["blocks"][1]["agree"]["written_back"]
     assert s["remedies"][0]["planned"] == "none (predicted to go)" and s["remedies_right"] == 1
     assert real_class("EBUSY") == "unmovable" and real_class("EIO") == "other"
+
+
+def test_the_plan_check_table_names_both_calls_and_the_remedies() -> None:
+    from rich.console import Console
+
+    from hotremove.realkernel.plancheck import PlanCheck, render_plan_check
+
+    freeze = {"action": "fsfreeze", "offlinable": True, "sync_alone": None}
+    blocks = [_block(33, True, "ok", 60, 0), _block(32, False, "migration", 1630, 0, freeze)]
+    check = PlanCheck("s", "6.12", "", {}, _guest_report(), score(blocks, _report()))
+    console = Console(width=200, record=True)
+    console.print(render_plan_check(check))
+    text = console.export_text()
+    assert "no: migration (jbd2); remedy fsfreeze" in text and "-EINTR (migration)" in text
+    assert "after sync (plan: fsfreeze): depends on timing" in text
+    assert "go/no-go right: 2/2 (100%)" in text and "remedies 1/1 (of 2 tried)" in text
+    assert check.all_right
 
 
 def _journal_snapshot() -> Snapshot:

@@ -296,7 +296,7 @@ def plan_check_cmd(
     rules, offline every DIMM block (then `sync`, and `fsfreeze`, retrying the ones that failed
     after each), score."""
     from hotremove.realkernel.job import REMEDIES
-    from hotremove.realkernel.plancheck import plan_check
+    from hotremove.realkernel.plancheck import plan_check, render_plan_check
 
     settings = begin(ctx)
     chosen = tuple(r.strip() for r in remedies.split(",") if r.strip() not in ("", "none"))
@@ -331,63 +331,6 @@ def plan_check_cmd(
     elif not settings.quiet:
         stdout_console().print(render_plan_check(result))
     return 0 if result.all_right else 1
-
-
-def render_plan_check(check: Any) -> Table:
-    """Per block: the plan's call and the kernel's, with the counts and their agreement."""
-    s = check.result
-    table = Table(
-        title=f"hotremove plan --kernel {check.version} vs Linux "
-        f"{check.real.kernel.get('release', check.version)}: every DIMM block, highest first"
-    )
-    for column in ("memoryN", "plan", "kernel", "migrated plan/real", "written plan/real", "s"):
-        table.add_column(column, justify="left" if column in ("plan", "kernel") else "right")
-    for row in s["blocks"]:
-        if "agree" not in row:
-            table.add_row(str(row["block"]), row.get("missing", "?"), "", "", "", "")
-            continue
-        p, r, a = row["predicted"], row["real"], row["agree"]
-        pcall = "go" if p["offlined"] else f"no: {p['reason_class']}"
-        if p["journal_held"]:
-            pcall += " (jbd2)"
-        if p["remedy"]:
-            pcall += f"; remedy {p['remedy']}"
-        rcall = "offlined" if r["offlined"] else f"-{r['error']} ({r['reason_class']})"
-        table.add_row(
-            str(row["block"]),
-            Text(pcall, style="green" if a["go"] and a["reason"] else "red"),
-            rcall,
-            Text(f"{p['migrated']}/{r['migrated']}", style="" if a["migrated"] else "red"),
-            Text(
-                f"{p['written_back']}/{r['written_back']}",
-                style="" if a["written_back"] else "red",
-            ),
-            f"{r['seconds']:.2f}",
-        )
-    for rem in s["remedies"]:
-        table.add_row(
-            str(rem["block"]),
-            Text(
-                f"after {rem['tried']} (plan: {rem['planned']}): "
-                + {True: "go", False: "no", None: "depends on timing"}[rem["predicted_offlined"]],
-                style={True: "green", False: "red", None: "yellow"}[rem["agree"]],
-            ),
-            "offlined" if rem["real_offlined"] else f"-{rem['real_error']}",
-            str(rem["migrated"]),
-            str(rem["written_back"]),
-            f"{rem['seconds']:.2f}",
-        )
-    acc = s["accuracy"]
-    table.caption = (
-        f"go/no-go right: {s['go_right']}/{s['go_total']}"
-        + (f" ({acc:.0%})" if acc is not None else "")
-        + f"; reasons {s['reasons_right']}/{s['go_total']}; counts within tolerance "
-        f"{s['counts_right']}/{s['go_total']} (migrated {s['tolerances']['migrated']}; "
-        f"written {s['tolerances']['written_back']}); remedies {s['remedies_right']}/"
-        f"{s['remedies_scored']} (of {len(s['remedies'])} tried); guest "
-        f"{check.times.get('guest_wall_seconds')} s, plan {check.times.get('plan_seconds')} s"
-    )
-    return table
 
 
 _SIM_KEYS = (
