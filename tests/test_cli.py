@@ -294,7 +294,9 @@ def test_ratio_never_divides_by_zero() -> None:
 def test_plugins_json_lists_the_builtin_plugins_with_their_dists() -> None:
     proc = invoke("plugins", "--json")
     assert proc.returncode == 0, proc.stderr
-    plugins = {p["name"]: p for p in json.loads(proc.stdout)}
+    listed = json.loads(proc.stdout)
+    assert listed["group"] == "hotremove" and listed["hotremove_version"]
+    plugins = {p["name"]: p for p in listed["plugins"]}
     expected = {
         "ext2": "hotremove-ext2",
         "ext3": "hotremove-ext3",

@@ -56,12 +56,12 @@ def test_the_example_is_not_part_of_the_workspace():
 def test_plugins_command_lists_the_installed_package(minix_env):
     listed = json.loads(minix_env.run("hotremove", "plugins", "--json").stdout)
 
-    by_name = {p["name"]: p for p in listed}
+    by_name = {p["name"]: p for p in listed["plugins"]}
     minix = by_name["minix"]
     assert (minix["dist"], minix["version"], minix["error"]) == ("hotremove-minix", "0.1.0", None)
     assert minix["aops"] == ["minix_aops"] and minix["fs_types"] == ["minix"]
     assert minix["hooks"] == ["hotremove_migrate_strategy", "hotremove_register_filesystems"]
-    assert all(p["error"] is None for p in listed), listed
+    assert all(p["error"] is None for p in listed["plugins"]), listed
     assert {"ext2", "ext3", "ext4", "generic_writeback"} <= set(by_name)
 
 

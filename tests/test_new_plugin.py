@@ -163,7 +163,8 @@ def test_generated_package_installs_and_its_tests_pass(plain_env, tmp_path):
     plain_env.install(tmp_path / "pkg")
 
     listed = {
-        p["name"]: p for p in json.loads(plain_env.run("hotremove", "plugins", "--json").stdout)
+        p["name"]: p
+        for p in json.loads(plain_env.run("hotremove", "plugins", "--json").stdout)["plugins"]
     }
     assert listed["myext4"]["dist"] == "hotremove-myext4" and listed["myext4"]["error"] is None
     assert listed["myext4"]["aops"] == ["ext4_aops", "ext4_da_aops"]

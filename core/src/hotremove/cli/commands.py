@@ -77,7 +77,12 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--json", "json_out", is_flag=True, help="Print a JSON list.")
+@click.option(
+    "--json",
+    "json_out",
+    is_flag=True,
+    help='One JSON object: {"hotremove_version", "group", "plugins": [...]}.',
+)
 @shared_options
 @click.pass_context
 def plugins(ctx: click.Context, json_out: bool) -> int:
@@ -86,7 +91,7 @@ def plugins(ctx: click.Context, json_out: bool) -> int:
     loaded = load_plugins()
     infos = [info.as_dict() for info in loaded.report]
     if json_out:
-        emit_json(infos)
+        emit_json({"hotremove_version": __version__, "group": PROG, "plugins": infos})
         return 0
     if settings.quiet:
         return 0

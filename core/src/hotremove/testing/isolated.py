@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from dataclasses import dataclass
 from importlib.metadata import distributions
 from pathlib import Path
@@ -82,6 +83,13 @@ class IsolatedEnv:
         """``uv pip install`` local paths and/or requirement strings (offline first)."""
         constraints = self.root / "constraints.txt"
         constraints.write_text("\n".join(pinned_requirements()) + "\n")
+        # uv caches a local directory's build keyed by its pyproject.toml, not its sources:
+        # rebuild and reinstall every local package so the venv runs the code on disk
+        fresh = [
+            flag
+            for name in _local_names(requirements)
+            for flag in ("--refresh-package", name, "--reinstall-package", name)
+        ]
         base = [
             self.uv,
             "pip",
@@ -91,6 +99,7 @@ class IsolatedEnv:
             str(self.python),
             "--constraint",
             str(constraints),
+            *fresh,
             *map(str, requirements),
         ]
         proc = self._uv([*base, "--offline"])
@@ -134,3 +143,13 @@ def create_env(root: Path, *requirements: str | Path, python: str | None = None)
 
 
 __all__ = ["IsolatedEnv", "IsolatedEnvError", "create_env", "find_uv", "pinned_requirements"]
+
+
+def _local_names(requirements: tuple[str | Path, ...]) -> list[str]:
+    """The project names of the requirements that are local directories."""
+    names = []
+    for req in requirements:
+        pyproject = Path(req) / "pyproject.toml"
+        if pyproject.is_file():
+            names.append(tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["name"])
+    return names
