@@ -12,8 +12,8 @@ against the image's own metadata. Per image, three independent readers:
   file from its blocks (the map the simulator built from the image), compared with the golden
   bytes in one ``memcmp`` per file.
 
-Both debugfs runs and e2fsck run as subprocesses in parallel with the block reader: started
-first, waited for last. A file is *suspect* when its bytes from the blocks differ from the
+Both debugfs runs and e2fsck run as subprocesses in parallel with the block reader (and the
+images' ``fsync``, which changes nothing any reader sees): started first, waited for last. A file is *suspect* when its bytes from the blocks differ from the
 golden ones, when the image's metadata maps it elsewhere than the map it was read through
 (a simulator that wrote a file's data to the wrong blocks reads back right through its own
 wrong map: the map check catches it), or when the sampled ``dump`` disagrees. Every suspect is
@@ -69,8 +69,9 @@ class Verdict:
         }
 
 
-def sync(machine: Machine, hooks: Hooks) -> int:
-    """``sync(2)``: journals flush, then every dirty buffer is written; returns requests."""
+def sync(machine: Machine, hooks: Hooks, *, flush: bool = True) -> int:
+    """``sync(2)``: journals flush, then every dirty buffer is written; returns requests.
+    ``flush=False`` leaves the devices' flush (an ``fsync`` of each image) to the caller."""
     with running(machine.task):
         wait_for_all(machine)
         hooks.background_work(machine, "sync")
@@ -78,8 +79,9 @@ def sync(machine: Machine, hooks: Hooks) -> int:
             if sb.s_journal is not None:
                 sb.s_journal.flush()
         requests = sum(sync_mapping(machine.memory.frames, m) for m in machine.mappings)
-    for sb in machine.superblocks:
-        sb.s_bdev.flush()
+    if flush:
+        for sb in machine.superblocks:
+            sb.s_bdev.flush()
     return requests
 
 
@@ -87,10 +89,13 @@ def verify(built: Built, hooks: Hooks) -> Verdict:
     """Sync, check every image with e2fsck and compare every file and anon page."""
     machine = built.machine
     machine.materialise_images()  # the images e2fsck and debugfs read are the machine's own
-    sync(machine, hooks)
+    sync(machine, hooks, flush=False)
     verdict = Verdict(ok=True)
-    with ThreadPoolExecutor(max_workers=3 * max(1, len(built.images))) as pool:
+    with ThreadPoolExecutor(max_workers=4 * max(1, len(built.images))) as pool:
         checks = {name: pool.submit(fsck, image) for name, image in built.images.items()}
+        # the images' fsync overlaps the reading: every reader here sees the written bytes
+        # through the host's page cache either way, and verify returns only once it is done
+        flushes = [pool.submit(sb.s_bdev.flush) for sb in machine.superblocks]
         jobs = {}
         for name, image in built.images.items():
             paths = [path for (fs, path) in built.golden.files if fs == name]
@@ -104,6 +109,8 @@ def verify(built: Built, hooks: Hooks) -> Verdict:
             result: FsckVerdict = check.result()
             verdict.fsck[name] = {"ok": result.ok, "summary": result.summary}
             verdict.ok &= result.ok
+        for done in flushes:
+            done.result()
     frames = machine.memory.frames
     for vma in machine.anon_vmas:
         for vpn, pfn in vma.ptes.items():
