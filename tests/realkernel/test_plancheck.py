@@ -67,6 +67,12 @@ def _fake_machine(root: Path, nr_entries: int, ppb: int = 4) -> tuple[Path, Path
         "rootfs / rootfs rw 0 0\n/dev/vda /mnt/data ext4 rw,relatime,data=journal 0 0\n"
     )
     (proc / "meminfo").write_text("MemTotal:  64 kB\nMemFree:  32 kB\n")
+    ext4 = proc / "fs" / "ext4" / "vdb"  # a data= mode only here: the superblock's default
+    ext4.mkdir(parents=True)
+    (ext4 / "options").write_text("rw\nbsddf\ndata=journal\nnodelalloc\n")
+    (proc / "mounts").write_text(
+        (proc / "mounts").read_text() + "/dev/vdb /mnt/b ext4 rw,nodelalloc 0 0\n"
+    )
     return proc, sysfs
 
 
@@ -95,6 +101,8 @@ def test_the_guests_dump_assembles_into_the_snapshot_take_makes(tmp_path: Path, 
     assert np.array_equal(live.flags, dumped.flags)
     assert np.array_equal(live.counts, dumped.counts) and live.counts.dtype == dumped.counts.dtype
     assert live.blocks == dumped.blocks and live.mounts == dumped.mounts
+    assert dumped.mounts[1].options == ("rw", "nodelalloc", "data=journal")  # from /proc/fs
+    assert dumped.mounts[0].options == ("rw", "relatime", "data=journal")  # as mounted
     assert live.meminfo == dumped.meminfo == {"MemTotal": 16, "MemFree": 8}
     assert dumped.source == "dump" and dumped.kernel and dumped.taken.endswith("Z")
     assert dumped.blocks[1] == BlockInfo(2, "online", "Movable", True, 0)

@@ -164,6 +164,11 @@ dump_snapshot() {  # RKPROC, RKSYS, RKDUMP: other roots (tests)
     cat $P/mounts > $D/mounts
     cat $P/meminfo > $D/meminfo 2>/dev/null
     cat $S/block_size_bytes > $D/memory/block_size_bytes
+    for o in $P/fs/ext4/*/options; do
+        [ -r "$o" ] || continue
+        x=${o%/options}; x=${x##*/}
+        mkdir -p $D/ext4/$x && cat "$o" > $D/ext4/$x/options
+    done
     BSZ=65536
     [ $((PPB * 8)) -lt $BSZ ] && BSZ=$((PPB * 8))
     CH=$((PPB * 8 / BSZ))

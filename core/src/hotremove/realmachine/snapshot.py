@@ -13,8 +13,10 @@ What is read (read only: nothing is ever written to /proc or /sys):
 * ``/sys/devices/system/memory``: ``block_size_bytes`` (hex) and, per ``memoryN``, ``state``,
   ``valid_zones``, ``removable`` and the node link.
 * ``/proc/mounts`` (filesystem type and options of mounted block devices; the root filesystem
-  is the default owner of the page cache in a plan) and ``MemTotal``/``MemFree`` of
-  ``/proc/meminfo`` (to judge how far flagless frames are really free).
+  is the default owner of the page cache in a plan) and, for an ext3/ext4 mount that shows
+  no ``data=`` mode there, ``/proc/fs/ext4/DEV/options`` (which lists the defaults too), and
+  ``MemTotal``/``MemFree`` of ``/proc/meminfo`` (to judge how far flagless frames are really
+  free).
 
 A machine without Python (a busybox guest) copies the same files verbatim into a directory
 (:data:`DUMP_LAYOUT`); :func:`from_dump` turns that directory into the snapshot :func:`take`
@@ -241,6 +243,9 @@ class _Live:
     def mounts(self) -> Path:
         return self.proc / "mounts"
 
+    def ext4_options(self, device: str) -> Path:
+        return self.proc / "fs" / "ext4" / device / "options"
+
     def meminfo(self) -> Path:
         return self.proc / "meminfo"
 
@@ -281,6 +286,9 @@ class _Dump:
     def mounts(self) -> Path:
         return self.root / "mounts"
 
+    def ext4_options(self, device: str) -> Path:
+        return self.root / "ext4" / device / "options"
+
     def meminfo(self) -> Path:
         return self.root / "meminfo"
 
@@ -297,6 +305,7 @@ DUMP_LAYOUT = """\
 uname                      uname -r
 taken                      date -u +%Y-%m-%dT%H:%M:%SZ (optional)
 mounts                     /proc/mounts
+ext4/DEV/options           /proc/fs/ext4/DEV/options (optional; every option, defaults too)
 meminfo                    /proc/meminfo (optional)
 memory/block_size_bytes    /sys/devices/system/memory/block_size_bytes
 memory/memoryN/state       ... and valid_zones, removable; an empty file nodeK for the node link
@@ -332,7 +341,7 @@ def _assemble(src: _Live | _Dump, source: str) -> Snapshot:
         blocks=blocks,
         flags=flags,
         counts=_narrow(counts),
-        mounts=_mounts(src.mounts()),
+        mounts=_with_data_mode(_mounts(src.mounts()), src),
         kernel=src.kernel(),
         taken=src.taken(),
         source=source,
@@ -446,6 +455,22 @@ def _mounts(path: Path) -> list[Mount]:
             Mount(_unescape(device), _unescape(mountpoint), fstype, tuple(options.split(",")))
         )
     return mounts
+
+
+def _with_data_mode(mounts: list[Mount], src: _Live | _Dump) -> list[Mount]:
+    """ext3/ext4 mounts with their ``data=`` mode even when /proc/mounts leaves it out (it
+    lists only options that differ from the superblock's defaults: ``tune2fs -o
+    journal_data`` makes data=journal invisible there); /proc/fs/ext4/DEV/options lists
+    every option."""
+    out = []
+    for m in mounts:
+        if m.fstype in ("ext3", "ext4") and not any(o.startswith("data=") for o in m.options):
+            text = _optional(src.ext4_options(Path(m.device).name)) or ""
+            mode = next((o for o in re.split(r"[\n,]", text) if o.startswith("data=")), None)
+            if mode:
+                m = Mount(m.device, m.mountpoint, m.fstype, (*m.options, mode))
+        out.append(m)
+    return out
 
 
 def _unescape(field_: str) -> str:
