@@ -68,7 +68,7 @@ def journal_warnings(
         return
     for bp in blocks:
         clean = bp.classes.get("file_buffers", 0)
-        if bp.state == "online" and clean:
+        if bp.state == "online" and clean and not bp.blockers and bp.zone != "none":
             bp.warnings.append(
                 f"{clean} clean page-cache pages with buffers: any written since jbd2 last "
                 "cleaned its checkpoint list are still journal-held and will not move "
@@ -111,7 +111,7 @@ def add_remedies(blocks: list[BlockPlan], snap: Snapshot, hooks: Hooks, **option
                 "mounts": mounts if journal else [],
                 "why": (
                     "journal-held page cache: --freeze then --unfreeze flushes the journal; "
-                    "sync alone does not once the pages' transaction has committed"
+                    "sync alone only if a jbd2 commit follows it"
                     if journal
                     else "dirty page cache: sync writes it"
                 ),
