@@ -13,14 +13,16 @@ against the image's own metadata. Per image, three independent readers:
   bytes in one ``memcmp`` per file.
 
 Both debugfs runs and e2fsck run as subprocesses in parallel with the block reader (and the
-images' ``fsync``, which changes nothing any reader sees): started first, waited for last. A file is *suspect* when its bytes from the blocks differ from the
-golden ones, when the image's metadata maps it elsewhere than the map it was read through
-(a simulator that wrote a file's data to the wrong blocks reads back right through its own
-wrong map: the map check catches it), or when the sampled ``dump`` disagrees. Every suspect is
-then read with debugfs ``dump`` — the reference reader — and judged exactly as before: its
-first differing byte is the reported offset, and blocks lost to an asynchronous write error
-are ``lost_to_eio``. A clean run costs one read of the image's file data, not one debugfs
-dump of every file.
+images' ``fsync``, which changes nothing any reader sees): started first, waited for last.
+
+A file is *suspect* when its bytes from the blocks differ from the golden ones, when the
+image's inode gives it another size or another map than the one it was read through (a
+simulator that wrote a file's data to the wrong blocks reads back right through its own wrong
+map: the map check catches it), or when the sampled ``dump`` disagrees. Every suspect is then
+read with debugfs ``dump`` — the reference reader — and judged exactly as before: its first
+differing byte is the reported offset, and blocks lost to an asynchronous write error are
+``lost_to_eio``. A clean run costs one read of the image's file data, not one debugfs dump of
+every file (a gigabyte of files: about 0.5 s against 8 s).
 """
 
 from __future__ import annotations
