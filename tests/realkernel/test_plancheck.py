@@ -308,6 +308,10 @@ def test_612_data_journal_dirty_page_cache_cannot_go_and_fsfreeze_is_the_remedy(
     )  # no migrate_folio: written, then moved
     assert old.block(0).offlinable and old.block(0).written_back == 40
     assert not old.block(3).warnings
+    held = plan(snap, hooks, kernel=get_kernel("6.12"), journal_clean="held")
+    assert not held.block(3).offlinable and held.block(3).reason_class == "migration"
+    assert "clean: assumed written since the last checkpoint" in held.block(3).reasons[0]
+    assert plan(snap, hooks, kernel=get_kernel("6.1"), journal_clean="held").block(3).offlinable
     ordered = plan(snap, hooks, fs=FsSpec("ext4", ("data=ordered",)), kernel=get_kernel("6.12"))
     assert ordered.block(0).offlinable and ordered.block(0).written_back == 0
 

@@ -135,6 +135,14 @@ def snapshot_command(
     show_default=True,
     help="Pages with no flags outside buddy blocks: free memory, or kernel allocations.",
 )
+@click.option(
+    "--journal-clean",
+    type=click.Choice(["free", "held"]),
+    default="free",
+    show_default=True,
+    help="data=journal: clean page cache with buffers is free to move (a warning says it may "
+    "not be), or held by jbd2 where the kernel cannot move journal-held buffers (6.12).",
+)
 @kernel_option(
     f"The kernel whose rules the prediction uses ({', '.join(VERSIONS)}; default {DEFAULT_KERNEL})."
 )
@@ -155,6 +163,7 @@ def plan_command(
     device: str,
     policy: str,
     flagless: str,
+    journal_clean: str,
     kernel: str | None,
     json_out: bool,
     plot_path: Path | None,
@@ -182,6 +191,7 @@ def plan_command(
         policy=policy,
         flagless=flagless,
         kernel=get_kernel(kernel or DEFAULT_KERNEL),
+        journal_clean=journal_clean,
     )
     advise(p, plugins.hooks)
     if plot_path is not None:

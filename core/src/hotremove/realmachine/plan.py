@@ -52,7 +52,7 @@ from hotremove.realmachine.classes import (
     unit_codes,
     unit_name,
 )
-from hotremove.realmachine.probe import UnitCost, probe_units
+from hotremove.realmachine.probe import UnitCost, hold_clean_journalled, probe_units
 from hotremove.realmachine.snapshot import Snapshot, SnapshotError
 from hotremove.realmachine.synthesize import (
     FS_OPTIONS,
@@ -284,10 +284,12 @@ def plan(
     policy: str = "auto",
     flagless: str = "free",
     kernel: Kernel | None = None,
+    journal_clean: str = "free",
 ) -> Plan:
     """Classify, probe and predict every memory block of ``snap`` (see the module doc), by
-    the rules of ``kernel`` (default: the newest modelled). Warnings and remedies are
-    :func:`hotremove.realmachine.remedy.advise`'s."""
+    the rules of ``kernel`` (default: the newest modelled). ``journal_clean="held"``: clean
+    data=journal pages with buffers count as journal-held (:func:`hold_clean_journalled`).
+    Warnings and remedies are :func:`hotremove.realmachine.remedy.advise`'s."""
     fs = resolve_fs(snap, fs)
     device_preset(device)  # an unknown preset is a one-line error before any work
     kernel = kernel or get_kernel(DEFAULT_KERNEL)
@@ -306,6 +308,8 @@ def plan(
     probes = probe_units(
         [int(c) for c in wanted], fs, hooks, device=device, policy=policy, kernel=kernel
     )
+    if journal_clean == "held":
+        hold_clean_journalled(probes, fs, hooks, device=device, policy=policy, kernel=kernel)
 
     online = np.array([b.state == "online" for b in snap.blocks])
     free = (lay.kind == K_FREE) & online[:, None]

@@ -10,7 +10,7 @@ strategy's behaviour.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from hotremove.engine import offline
@@ -18,8 +18,15 @@ from hotremove.hooks import Hooks
 from hotremove.kernels import Kernel
 from hotremove.model.migrate_mode import MigrateMode
 from hotremove.model.page import PAGE_SIZE
-from hotremove.realmachine.classes import decode_unit
-from hotremove.realmachine.synthesize import K_TAIL, FsSpec, Layout, synthesize
+from hotremove.realmachine.classes import decode_unit, unit_code
+from hotremove.realmachine.synthesize import (
+    K_FILE_BH,
+    K_FILE_DIRTY_BH,
+    K_TAIL,
+    FsSpec,
+    Layout,
+    synthesize,
+)
 
 
 @dataclass(frozen=True)
@@ -99,3 +106,26 @@ def probe_units(
             finally:
                 machine.close()
     return costs
+
+
+def hold_clean_journalled(
+    probes: dict[int, UnitCost], fs: FsSpec, hooks: Hooks, **options: object
+) -> None:
+    """``--journal-clean held``: where this kernel cannot migrate a page whose buffers jbd2
+    references (the probe of a journalled dirty page fails so: 6.12), count every clean page
+    with buffers as such a page too — written since jbd2 last cleaned its checkpoint list
+    (the flusher wrote it home; only a commit or a flush drops its journal_head). The page
+    flags cannot tell those from pages that were only read."""
+    clean = [c for c in probes if decode_unit(c)[0] == K_FILE_BH]
+    if fs.data_mode != "journal" or not clean:
+        return
+    dirty = unit_code(K_FILE_DIRTY_BH)
+    held = probe_units([dirty], fs, hooks, **options)[dirty]  # type: ignore[arg-type]
+    if not (held.failed and "jbd2" in held.reason):
+        return
+    for code in clean:
+        probes[code] = replace(
+            held,
+            code=code,
+            reason=held.reason + ", clean: assumed written since the last checkpoint",
+        )
