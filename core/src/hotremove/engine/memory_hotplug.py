@@ -213,7 +213,7 @@ class Offliner:
         waited = False  # the last round already let the holders finish, to no avail
         while True:
             result.rounds += 1
-            moved, t0 = result.migrated, clock.now
+            moved = result.migrated
             retries = Counter(result.retries)
             failed = self.do_migrate_range(self.mode)
             if not failed:
@@ -235,10 +235,11 @@ class Offliner:
             waited = False
             nxt = timers.next_expiry()
             until = deadline if nxt is None else min(nxt, deadline)
-            per_round = max(
-                clock.now - t0, len(failed) * NR_MAX_MIGRATE_PAGES_RETRY * ATTEMPT_SECONDS
-            )
-            spins = int((until - clock.now) / per_round)
+            # a round that moves nothing costs its failed attempts (a deterministic figure:
+            # the batched and the per-page path must count the same rounds)
+            per_round = len(failed) * NR_MAX_MIGRATE_PAGES_RETRY * ATTEMPT_SECONDS
+            # rounded first: the two paths sum the same copy times in a different order
+            spins = int(round((until - clock.now) / per_round, 6))
             if spins > 0:
                 result.rounds += spins
                 result.spun_rounds += spins
