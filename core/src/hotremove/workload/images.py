@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -58,10 +60,11 @@ def cached_image(
         with np.load(maps_file) as saved:
             maps = {path: saved[path].tolist() for path in files}
             journal = int(saved[JOURNAL_KEY][0])
-    except (OSError, KeyError, ValueError):
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):  # absent, old or torn
         maps = block_maps(cached, list(files))
         journal = journal_blocks(cached) if journalled else 0
-        tmp = maps_file.with_name(f".{maps_file.stem}.tmp.npz")
+        # a name of its own: a sweep's workers may fill the same cache entry at once
+        tmp = maps_file.with_name(f".{maps_file.stem}.{os.getpid()}.{secrets.token_hex(4)}.npz")
         arrays = {path: np.asarray(blocks, np.int64) for path, blocks in maps.items()}
         np.savez(tmp, **arrays, **{JOURNAL_KEY: np.asarray([journal], np.int64)})
         os.replace(tmp, maps_file)
