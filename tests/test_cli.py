@@ -1,9 +1,10 @@
 """The ``hotremove`` command as scripts use it: its output, messages and exit status.
 
-Pins the DESIGN §7 contract: ``--json`` is one JSON object on stdout with logs on stderr, exit
-0 / 1 / 2, one-line errors for bad input, and the comparison, plugin listing and scenario
-commands other tools read. Commands run in this process (:func:`invoke`) unless the test is
-about the process itself (:func:`hotremove`); Ctrl-C is tested in ``test_interrupt_cli``.
+Pins the command-line contract (docs/cli.md): ``--json`` is one JSON object on stdout with
+logs on stderr, exit 0 / 1 / 2, one-line errors for bad input, and the comparison, plugin
+listing and scenario commands other tools read. Commands run in this process
+(:func:`invoke`) unless the test is about the process itself (:func:`hotremove`); Ctrl-C is
+tested in ``test_interrupt_cli``.
 """
 
 from __future__ import annotations

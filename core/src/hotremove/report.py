@@ -1,4 +1,4 @@
-"""The run's report: one dataclass, its JSON form (DESIGN §7, a stable interface) and its
+"""The run's report: one dataclass, its JSON form (a stable interface, docs/cli.md) and its
 rich rendering for people."""
 
 from __future__ import annotations

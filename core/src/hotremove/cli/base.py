@@ -1,5 +1,5 @@
 """What every ``hotremove`` command is: its program name, its click classes and the one error
-path (DESIGN §7).
+path (the contract in docs/cli.md).
 
 * A user's mistake (:class:`~hotremove.errors.HotremoveError`, a click usage error) is one line
   ``hotremove: error: <message>`` on stderr and exit status 2, never a traceback;

@@ -1,6 +1,6 @@
 """The ``hotremove`` group, its small commands (plugins, scenario) and the entry point.
 
-Contract (DESIGN §7, scripts rely on it):
+Contract (docs/cli.md; scripts rely on it):
 
 * ``--json`` prints exactly one JSON object on stdout, at the very end; logs and progress go to
   stderr only.

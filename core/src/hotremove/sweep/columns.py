@@ -4,7 +4,7 @@ read back by them. Data only, so both :mod:`hotremove.sweep.grid` and
 
 from __future__ import annotations
 
-#: The report's columns (DESIGN §7 keys, flattened) and how to read them back from CSV.
+#: The report's columns (its JSON keys, flattened) and how to read them back from CSV.
 #: Lists and variable-key dicts are JSON; report keys not listed here land in ``extra``.
 REPORT_COLUMNS: dict[str, str] = {
     "scenario": "str",
