@@ -447,3 +447,23 @@ def test_every_report_names_what_produced_it(small: Path) -> None:
 )
 def test_a_path_that_cannot_be_made_is_one_line_exit_2(args: tuple[str, ...]) -> None:
     assert_one_line_error(invoke(*args), "/proc/nonexistent")
+
+
+def test_a_run_that_would_not_fit_in_memory_is_refused_before_any_work(small: Path) -> None:
+    limited = {"HOTREMOVE_MEMORY_LIMIT": "64MiB"}  # the small scenario simulates 64 MiB of RAM
+    proc = invoke("run", small, env=limited)
+    line = assert_one_line_error(proc, "memory.size: this run needs about", "--force")
+    assert "0.1 GiB is available" in line
+    forced = invoke("run", small, "--force", "--json", env=limited)
+    assert forced.returncode == 0, forced.stderr
+    assert json.loads(forced.stdout)["offlined"]
+
+
+def test_the_memory_estimate_covers_what_a_run_uses() -> None:
+    from hotremove.memguard import estimate_peak_bytes
+    from hotremove.testing import small_scenario
+
+    scn = small_scenario({"type": "ext2", "files": 16, "file_size": "32KiB"})
+    need = estimate_peak_bytes(scn)
+    assert need > scn.memory.size + 2 * 16 * (32 << 10)  # frames, files twice, metadata
+    assert need < scn.memory.size + (1 << 30)

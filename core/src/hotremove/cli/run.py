@@ -29,6 +29,7 @@ from hotremove.cli.settings import (
 )
 from hotremove.errors import HotremoveError
 from hotremove.kernels import DEFAULT_KERNEL, VERSIONS, get_kernel
+from hotremove.memguard import check_memory
 from hotremove.model.migrate_mode import DEFAULT_POLICY, MigrateMode
 from hotremove.plugins import PluginSet
 from hotremove.report import Report, print_report
@@ -198,6 +199,7 @@ def show_run(
     plugins = plugins_for(settings)
     check_strategy(scn.remove.strategy, plugins)  # before any image is built
     check_faults(scn, plugins)
+    check_memory(scn, force=opts.force)  # refused before anything is built
     workdir = keep_dir(opts.keep_images)
     human = not opts.json_out and not settings.quiet
     out = stdout_console()

@@ -196,6 +196,7 @@ class RunOptions:
     checks_mode: str | None
     faults: tuple[str, ...]
     kernel: str | None
+    force: bool
 
     def apply(self, scn: Scenario) -> Scenario:
         """The scenario with this command line's overrides."""
@@ -276,6 +277,11 @@ _RUN = (
     ),
     kernel_option(
         f"Simulate this kernel's offline ({', '.join(VERSIONS)}); overrides [kernel] version."
+    ),
+    click.option(
+        "--force",
+        is_flag=True,
+        help="Run even when the estimated memory need exceeds what this machine has available.",
     ),
 )
 _RUN_NAMES = tuple(f.name for f in fields(RunOptions))
