@@ -37,6 +37,7 @@ File format (``.npz``, no pickles): ``header`` (UTF-8 JSON, see :data:`FORMAT`),
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -44,6 +45,7 @@ import re
 import tempfile
 import time
 import zipfile
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -165,8 +167,10 @@ class Snapshot:
     def save(self, path: Path | str) -> Path:
         """Write the snapshot (atomically: a temporary file renamed into place)."""
         path = Path(path)
-        header = json.dumps(self.header(), separators=(",", ":")).encode()
         counts = _narrow(self.counts)
+        flags = self.flags.astype("<u8", copy=False)
+        fields = {**self.header(), "checksum": _checksum(flags, counts)}
+        header = json.dumps(fields, separators=(",", ":")).encode()
         try:
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
         except OSError as exc:
@@ -176,7 +180,7 @@ class Snapshot:
                 np.savez_compressed(
                     out,
                     header=np.frombuffer(header, dtype=np.uint8),
-                    flags=self.flags.astype("<u8", copy=False),
+                    flags=flags,
                     counts=counts,
                 )
             os.chmod(tmp, 0o644)
@@ -207,10 +211,20 @@ def load(path: Path | str) -> Snapshot:
         raise SnapshotError(f"{path}: is a directory, not a snapshot file") from None
     except PermissionError:
         raise SnapshotError(f"{path}: permission denied") from None
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, UnicodeDecodeError) as exc:
-        raise SnapshotError(f"{path}: not a hotremove snapshot ({exc})") from None
+    except (
+        zipfile.BadZipFile,
+        zlib.error,
+        ValueError,
+        OSError,
+        EOFError,
+        UnicodeDecodeError,
+    ) as exc:
+        raise SnapshotError(f"{path}: not a hotremove snapshot, or damaged ({exc})") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise SnapshotError(f"{path}: unknown snapshot format (expected {FORMAT})")
+    checksum = header.get("checksum")
+    if checksum is not None and checksum != _checksum(flags.astype("<u8", copy=False), counts):
+        raise SnapshotError(f"{path}: damaged snapshot (its page flags fail their checksum)")
     if header.get("page_size") != PAGE_SIZE:
         raise SnapshotError(f"{path}: page size {header.get('page_size')} is not {PAGE_SIZE}")
     try:
@@ -514,3 +528,11 @@ __all__ = [
     "load",
     "take",
 ]
+
+
+def _checksum(flags: np.ndarray, counts: np.ndarray) -> str:
+    """sha256 of the page flags and counts as stored: a damaged file is named, not trusted."""
+    digest = hashlib.sha256(np.ascontiguousarray(flags).tobytes())
+    digest.update(str(counts.dtype).encode())
+    digest.update(np.ascontiguousarray(counts).tobytes())
+    return digest.hexdigest()
