@@ -467,3 +467,8 @@ def test_the_memory_estimate_covers_what_a_run_uses() -> None:
     need = estimate_peak_bytes(scn)
     assert need > scn.memory.size + 2 * 16 * (32 << 10)  # frames, files twice, metadata
     assert need < scn.memory.size + (1 << 30)
+
+
+def test_a_bad_scaling_list_is_refused_before_any_benchmark() -> None:
+    proc = invoke("bench", "--size", "64MiB", "--scaling", "1GiB,x", "--json")
+    assert_one_line_error(proc, "--scaling: 'x' is not a size")

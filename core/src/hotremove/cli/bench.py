@@ -18,13 +18,13 @@ from hotremove.scenario import parse_size
 from hotremove.workload import default_image_cache as default_cache
 
 
-def _region_size(value: str) -> int:
+def _region_size(value: str, option: str = "--size") -> int:
     try:
         size = parse_size(value)
     except ValueError as exc:
-        raise ScenarioError(f"--size: {exc}") from None
+        raise ScenarioError(f"{option}: {exc}") from None
     if size < (8 << 20) or size % (8 << 20):
-        raise ScenarioError("--size: must be a multiple of 8MiB (e.g. 256MiB, 1GiB)")
+        raise ScenarioError(f"{option}: must be a multiple of 8MiB (e.g. 256MiB, 1GiB)")
     return size
 
 
@@ -85,10 +85,11 @@ def bench_command(
     plugins = load_plugins()
     for strategy in strategies:
         check_strategy(strategy, plugins, option="--strategy")
+    # every value is checked before the first benchmark runs
+    sizes = [_region_size(s, "--scaling") for s in (scaling or "").split(",") if s.strip()]
     image_cache = None if no_cache else (cache or default_cache())
     out = run_bench(region, dirty, checks, tuple(strategies), image_cache)
-    if scaling:
-        sizes = [_region_size(s) for s in scaling.split(",") if s.strip()]
+    if sizes:
         out["scaling"] = run_scaling(sizes, dirty, image_cache)
     if json_out:
         emit_json(out)
