@@ -47,3 +47,22 @@ def test_bench_refuses_an_unknown_strategy_before_any_work():
     proc = invoke("bench", "--size", "8MiB", "--strategy", "teleport")
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.startswith("hotremove: error: --strategy: unknown strategy 'teleport'")
+
+
+def test_bench_shows_its_progress_on_stderr(tmp_path):
+    proc = invoke(
+        "bench",
+        "--size",
+        "8MiB",
+        "--strategy",
+        "auto",
+        "--checks",
+        "off",
+        "--cache",
+        tmp_path,
+        "--json",
+        "--progress",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "bench" in proc.stderr and "1/1" in proc.stderr
+    assert json.loads(proc.stdout)["runs"][0]["strategy"] == "auto"

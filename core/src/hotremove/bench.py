@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -173,15 +174,18 @@ def run_bench(
     checks: str = "off",
     strategies: tuple[str, ...] = ("auto", "writeback"),
     cache: Path | None = None,
+    starting: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Every strategy at ``size`` (checks off, on, or both), with the writeback/auto ratios."""
+    """Every strategy at ``size`` (checks off, on, or both), with the writeback/auto ratios.
+    ``starting(description)`` is told before each run (a progress display)."""
     plugins = load_plugins()
     check_modes = {"off": [False], "on": [True], "both": [False, True]}[checks]
-    runs = [
-        bench_once(size, dirty, check, strategy, plugins, cache)
-        for check in check_modes
-        for strategy in strategies
-    ]
+    runs = []
+    for check in check_modes:
+        for strategy in strategies:
+            if starting is not None:
+                starting(f"{strategy}, checks {'on' if check else 'off'}")
+            runs.append(bench_once(size, dirty, check, strategy, plugins, cache))
     out: dict[str, Any] = {"size_bytes": size, "dirty": dirty, "runs": runs}
     by = {(r["strategy"], r["checks"]): r for r in runs}
     auto, wb = (
@@ -201,10 +205,19 @@ def run_bench(
     return out
 
 
-def run_scaling(sizes: list[int], dirty: float, cache: Path | None) -> dict[str, Any]:
+def run_scaling(
+    sizes: list[int],
+    dirty: float,
+    cache: Path | None,
+    starting: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """``auto`` with checks off at several sizes: does time per page stay flat?"""
     plugins = load_plugins()
-    rows = [bench_once(size, dirty, False, "auto", plugins, cache) for size in sizes]
+    rows = []
+    for size in sizes:
+        if starting is not None:
+            starting(f"scaling {size >> 20} MiB")
+        rows.append(bench_once(size, dirty, False, "auto", plugins, cache))
     for row in rows:
         row["microseconds_per_page"] = row["offline_seconds"] / row["pages"] * 1e6
     per_page = [r["microseconds_per_page"] for r in rows]

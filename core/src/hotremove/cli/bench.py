@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -9,6 +10,7 @@ from rich.table import Table
 
 from hotremove.bench import run_bench, run_scaling
 from hotremove.cli.base import Command
+from hotremove.cli.display import progress_bar
 from hotremove.cli.output import emit_json, print_table, stdout_console
 from hotremove.cli.settings import begin, check_strategy, shared_options
 from hotremove.errors import ScenarioError
@@ -88,9 +90,22 @@ def bench_command(
     # every value is checked before the first benchmark runs
     sizes = [_region_size(s, "--scaling") for s in (scaling or "").split(",") if s.strip()]
     image_cache = None if no_cache else (cache or default_cache())
-    out = run_bench(region, dirty, checks, tuple(strategies), image_cache)
-    if sizes:
-        out["scaling"] = run_scaling(sizes, dirty, image_cache)
+    total = len(strategies) * (2 if checks == "both" else 1) + len(sizes)
+    show = settings.progress
+    if show is None:
+        show = not (json_out or settings.quiet) and sys.stderr.isatty()
+    with progress_bar(disable=not show) as bar:
+        task = bar.add_task("bench", total=total)
+        started = [0]
+
+        def starting(description: str) -> None:
+            bar.update(task, completed=started[0], description=f"bench {description}")
+            started[0] += 1
+
+        out = run_bench(region, dirty, checks, tuple(strategies), image_cache, starting)
+        if sizes:
+            out["scaling"] = run_scaling(sizes, dirty, image_cache, starting)
+        bar.update(task, completed=total, description="bench")
     if json_out:
         emit_json(out)
     elif not settings.quiet:
