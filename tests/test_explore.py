@@ -27,6 +27,7 @@ from hotremove.plugins import load_plugins
 from hotremove.scenario import validate
 from hotremove.workload import build
 
+from .conftest import invoke
 from .known_bad import strategies as known_bad
 
 SCHEDULES = int(os.environ.get("HOTREMOVE_EXPLORE_SCHEDULES", "80"))
@@ -234,3 +235,15 @@ def test_explore_command_passes_the_merged_strategy():
     )
     assert result.return_value == 0, result.output
     assert '"ok": true' in result.output and '"schedules_run": 5' in result.output
+
+
+def test_a_region_too_large_to_explore_is_refused_in_one_line(tmp_path):
+    big = tmp_path / "big.toml"
+    big.write_text(
+        '[memory]\nsize = "384MiB"\nblock_size = "128MiB"\n'
+        '[[filesystem]]\nname = "a"\nfiles = 4\n[remove]\nblocks = [1]\n'
+    )
+    proc = invoke("explore", big)
+    assert proc.returncode == 2 and proc.stdout == "" and "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") == 1
+    assert "hold 32,768 pages" in proc.stderr and "at most 4,096" in proc.stderr

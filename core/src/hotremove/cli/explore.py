@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
 import time
 from pathlib import Path
 from types import ModuleType
@@ -17,6 +18,7 @@ from typing import Any
 import click
 
 from hotremove.cli.base import PROG, Command
+from hotremove.cli.display import progress_bar
 from hotremove.cli.output import emit_json
 from hotremove.cli.settings import begin, check_strategy, mode_option, shared_options
 from hotremove.errors import HotremoveError
@@ -100,6 +102,7 @@ def explore(
     """
     from hotremove.explore.actors import ACTORS
     from hotremove.explore.session import (
+        check_explorable,
         explore_scenario,
         format_failure,
         load_scenario,
@@ -118,11 +121,17 @@ def explore(
     plugins = load_plugins(extra=[_load_plugin(spec) for spec in plugin_specs])
     check_strategy(scn.remove.strategy, plugins, option="--strategy")
     first, count = (only, 1) if only is not None else (0, schedules)
+    check_explorable(scn)  # before anything is built
     start = time.perf_counter()
-    result = explore_scenario(
-        scn, schedules=count, seed=seed, actors=chosen, first=first, plugins=plugins,
-        full_every=full_every,
-    )  # fmt: skip
+    show = settings.progress
+    if show is None:
+        show = not (json_out or settings.quiet) and sys.stderr.isatty()
+    with progress_bar(disable=not show) as bar:
+        task = bar.add_task(f"explore seed {seed}", total=count)
+        result = explore_scenario(
+            scn, schedules=count, seed=seed, actors=chosen, first=first, plugins=plugins,
+            full_every=full_every, progress=lambda _schedule: bar.advance(task),
+        )  # fmt: skip
     wall = time.perf_counter() - start
     extra = [f"--strategy={strategy}"] if strategy else []
     extra += [f"--mode={mode}"] if mode else []

@@ -15,10 +15,12 @@ from importlib import resources
 from pathlib import Path
 
 from hotremove import scenario as scenario_mod
+from hotremove.errors import ScenarioError
 from hotremove.explore.actors import ACTORS
 from hotremove.explore.runner import Explorer, ExploreResult, ScheduleResult
 from hotremove.explore.scheduler import Finding
 from hotremove.model.migrate_mode import MigrateMode
+from hotremove.model.page import PAGE_SIZE
 from hotremove.plugins import PluginSet, load_plugins
 from hotremove.scenario import Scenario
 from hotremove.verify import verify
@@ -36,6 +38,23 @@ def load_scenario(name_or_path: str) -> Scenario:
     return scenario_mod.load(path)
 
 
+#: the most pages the offlined blocks may hold: the explorer preempts at every lock of every
+#: page, so a schedule's length grows with the region (16 MiB: seconds a schedule)
+MAX_REGION_PAGES = 4096
+
+
+def check_explorable(scenario: Scenario) -> None:
+    """Refuse, up front and in one line, a region too large to explore schedule by schedule."""
+    pages = len(set(scenario.remove.blocks)) * scenario.memory.block_size // PAGE_SIZE
+    if pages > MAX_REGION_PAGES:
+        raise ScenarioError(
+            f"remove.blocks: the blocks to offline hold {pages:,} pages; the explorer preempts "
+            f"at every lock of every page and takes at most {MAX_REGION_PAGES:,} "
+            f"({MAX_REGION_PAGES * PAGE_SIZE >> 20} MiB) — use smaller memory blocks or a "
+            "smaller machine (see the scenarios in hotremove/explore/scenarios)"
+        )
+
+
 def explore_scenario(
     scenario: Scenario,
     *,
@@ -51,6 +70,7 @@ def explore_scenario(
     """Build ``scenario`` once and explore schedules ``first`` … ``first + schedules - 1`` of
     ``seed``; the full verification (sync, e2fsck -fn, debugfs read-back) runs on the first
     schedule and every ``full_every``-th."""
+    check_explorable(scenario)
     plugins = plugins or load_plugins()
     rm = scenario.remove
     with ExitStack() as stack:
