@@ -226,10 +226,12 @@ def new_plugin_command(
     click.echo(f"created {target}/ (plugin {name!r} for {fs_type}: {', '.join(claimed_names)})")
     for rel in files:
         click.echo(f"  {rel}")
-    click.echo("next:")
-    click.echo(f"  pip install -e '{target}[test]'      (or: uv pip install -e ...)")
-    click.echo(f"  pytest {target}/tests")
-    click.echo("  hotremove plugins")
+    click.echo("next, inside hotremove's uv workspace (a dependency, so `uv sync` keeps it):")
+    click.echo(f"  uv add --editable {target}")
+    click.echo(f"  uv run pytest {target}/tests")
+    click.echo("  uv run hotremove plugins")
+    click.echo("or in any other environment:")
+    click.echo(f"  pip install -e '{target}[test]' && pytest {target}/tests && hotremove plugins")
 
 
 __all__ = ["default_aops", "new_plugin_command", "render", "tables_of"]
