@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import tomllib
@@ -186,3 +187,33 @@ def test_generated_package_installs_and_its_tests_pass(plain_env, tmp_path):
         "test_locks_and_refcounts_balance[ext4_da_aops-sync_light]",
     ):
         assert f"{suite}{test} PASSED" in out, out[-6000:]
+
+
+def test_a_plugin_added_the_documented_way_survives_uv_sync(tmp_path):
+    """docs/plugins.md: inside the workspace, `uv add --editable PATH` — the plugin is then a
+    dependency of the root, and `uv sync` (which removes whatever the lock does not name)
+    keeps it installed."""
+    uv = find_uv()
+    if uv is None or not (ROOT / ".git").exists():
+        pytest.skip("needs uv and a git checkout of the workspace")
+    ws = tmp_path / "ws"
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(ws)], check=True)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("VIRTUAL_ENV", "UV_", "HOTREMOVE_"))
+    }
+
+    def uv_run(*args: str) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [uv, *args], cwd=ws, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc
+
+    uv_run("sync", "--locked", "--quiet")
+    uv_run("run", "--quiet", "hotremove", "new-plugin", "myfs", "--dir", "hotremove-myfs")
+    uv_run("add", "--quiet", "--editable", "./hotremove-myfs")
+    uv_run("sync", "--quiet")
+    listed = json.loads(uv_run("run", "--quiet", "hotremove", "plugins", "--json").stdout)
+    assert "myfs" in {p["name"] for p in listed["plugins"]}
