@@ -328,7 +328,9 @@ def test_plan_prediction_holds_on_a_real_block(plugins) -> None:
     p = plan(real, plugins.hooks)  # the real root filesystem: ext4 → writeback fallback
     b = p.block(73)
     assert b.offlinable and b.moved_pages > 500 and "huge" in b.classes
-    _assert_prediction_is_measured(b, run_snapshot(real, [73], plugins=plugins))
+    report = run_snapshot(real, [73], plugins=plugins)
+    _assert_prediction_is_measured(b, report)
+    assert report.offline.blocks == [73], "the report numbers blocks as the snapshot does"
     assert not p.block(32).offlinable and "slab" in p.block(32).blockers
     assert p.block(0).reasons[0].startswith("mixed zones")
     assert p.block(100).classes == {"flagless": 32768} and p.block(100).offlinable

@@ -111,7 +111,7 @@ def run_snapshot(
             remove={"strategy": policy, "mode": mode, "checks": checks}
         )
         try:
-            return offline_built(
+            report = offline_built(
                 built,
                 plugins,
                 name=f"snapshot blocks {', '.join(map(str, blocks))}",
@@ -121,3 +121,6 @@ def run_snapshot(
             )
         finally:
             built.machine.close()
+        # the report names the blocks as the snapshot (and the user) numbers them
+        report.offline.blocks = [built.snapshot_blocks[i] for i in report.offline.blocks]
+        return report
