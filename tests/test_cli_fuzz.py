@@ -8,6 +8,8 @@ must reject its input before doing any work, and say so in one line.
 
 from __future__ import annotations
 
+import os
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -49,8 +51,11 @@ def assert_one_line_exit_2(args: list[str]) -> None:
     assert len(lines) == 1 and lines[0].startswith("hotremove"), (args, proc.stderr[-500:])
 
 
+EXAMPLES = int(os.environ.get("HOTREMOVE_FUZZ_EXAMPLES", "150"))  # more: a longer hunt
+
+
 @settings(
-    max_examples=150, deadline=None, database=None,
+    max_examples=EXAMPLES, deadline=None, database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )  # fmt: skip
 @given(case=st.sampled_from(CASES), data=st.data())

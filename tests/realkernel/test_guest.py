@@ -51,7 +51,9 @@ def test_ext4_data_journal_on_612_is_interrupted_and_not_offlined(tmp_path: Path
     assert d["per_block"][0]["seconds"] >= 9.5  # it retried until the signal
     assert d["written_back"] == 0
     assert d["failed"] > 0  # pgmigrate_fail: every pass failed on the journalled pages
-    assert d["dirty_after"] == d["dirty_before"] > 300  # the dirty pages stayed, still dirty
+    # the dirty pages stayed, still dirty (nr_dirty is system-wide: the guest's own metadata
+    # may add a few during the attempt)
+    assert d["dirty_before"] > 300 and 0 <= d["dirty_after"] - d["dirty_before"] <= 16
     assert d["verify"]["ok"] and d["verify"]["files_checked"] == 64
     assert report.exit_status == 1
 

@@ -81,6 +81,11 @@ def run_command(
     except HotremoveError as exc:
         error(str(exc))
         return 2
+    except ValueError as exc:
+        if "null byte" not in str(exc):
+            raise
+        error("a path contains a NUL byte")  # os.* refuse it before any system call
+        return 2
     except OSError as exc:  # a path the user gave that cannot be made or read: bad input
         where = f"{exc.filename}: " if exc.filename else ""
         error(f"{where}{exc.strerror or exc}")
