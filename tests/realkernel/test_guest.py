@@ -34,7 +34,8 @@ def test_ext2_on_61_offlines_and_writes_nothing(tmp_path: Path) -> None:
     assert d["written_back"] == 0 and d["pgpgout_kib"] == 0 and d["failed"] == 0
     assert d["file_pages_in_region"] == 64 * 32  # every file page was in the removed block
     assert d["migrated"] >= d["file_pages_in_region"]
-    assert d["dirty_before"] >= 400 and d["dirty_after"] == d["dirty_before"]  # moved dirty
+    # the pages moved dirty (nr_dirty is system-wide: the guest may dirty a few of its own)
+    assert d["dirty_before"] >= 400 and 0 <= d["dirty_after"] - d["dirty_before"] <= 16
     assert d["verify"] == {"ok": True, "files_checked": 64, "mismatches": []}
     assert report.exit_status == 0
     assert (tmp_path / "console-6.1.log").is_file()
