@@ -73,9 +73,12 @@ def test_cli_run_ext4_data_journal_on_61_writes_back_and_offlines() -> None:
     assert result.returncode == 0, result.stderr
     d = json.loads(result.stdout)
     assert d["offlined"] and d["verify"]["ok"]
-    # no migrate_folio for ext4_journalled_aops on 6.1: the fallback writes the dirty pages
-    assert d["written_back"] >= 0.9 * d["dirty_before"] > 300
-    assert d["dirty_after"] < 0.1 * d["dirty_before"]
+    # no migrate_folio for ext4_journalled_aops on 6.1: the fallback writes the ~420 dirty
+    # pages. (nr_dirty just before the offline is not a stable measure here: when jbd2's 5 s
+    # commit falls in the offline window, the pages of the running transaction are not yet
+    # counted dirty — measured 0 or 424 in back-to-back runs, with 408–418 written either way.)
+    assert d["written_back"] > 300, d
+    assert d["dirty_after"] < 32, d
     assert d["console_log"] == ""  # the temporary directory is gone after a success
 
 

@@ -27,6 +27,7 @@ BOOT_MEMORY = 512 << 20
 BASE_APPEND = (
     "console=ttyS0",
     "quiet",
+    "loglevel=1",  # only emergencies on the console: no printk cuts into an RK line
     "panic=-1",
     "memhp_default_state=online_movable",
     "rootfstype=ramfs",
