@@ -52,9 +52,9 @@ def test_ext4_data_journal_on_612_is_interrupted_and_not_offlined(tmp_path: Path
     assert d["per_block"][0]["seconds"] >= 9.5  # it retried until the signal
     assert d["written_back"] == 0
     assert d["failed"] > 0  # pgmigrate_fail: every pass failed on the journalled pages
-    # the dirty pages stayed, still dirty (nr_dirty is system-wide: the guest's own metadata
-    # may add a few during the attempt)
-    assert d["dirty_before"] > 300 and 0 <= d["dirty_after"] - d["dirty_before"] <= 16
+    # the journal-held pages stayed, still dirty (nr_dirty just before the offline depends on
+    # whether jbd2's 5 s commit has run yet; after a 10 s attempt it has)
+    assert d["dirty_after"] > 300, d
     assert d["verify"]["ok"] and d["verify"]["files_checked"] == 64
     assert report.exit_status == 1
 
