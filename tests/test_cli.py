@@ -472,3 +472,12 @@ def test_the_memory_estimate_covers_what_a_run_uses() -> None:
 def test_a_bad_scaling_list_is_refused_before_any_benchmark() -> None:
     proc = invoke("bench", "--size", "64MiB", "--scaling", "1GiB,x", "--json")
     assert_one_line_error(proc, "--scaling: 'x' is not a size")
+
+
+def test_the_report_is_readable_at_80_columns(small: Path) -> None:
+    """An 80-column terminal gets every count and every strategy, nothing cut to "…"."""
+    proc = invoke("run", small, env={"COLUMNS": "80"})
+    assert proc.returncode == 0, proc.stderr
+    assert "…" not in proc.stdout
+    assert all(len(line) <= 80 for line in proc.stdout.splitlines())
+    assert "ext2_aops: buffer_migrate_folio (ext2)" in proc.stdout

@@ -123,9 +123,15 @@ class Report:
         }
 
 
-def render(report: Report) -> Group:
-    """Tables and verdict lines for a terminal."""
+#: below this many columns the per-a_ops table drops its strategy column (listed under it)
+NARROW = 110
+
+
+def render(report: Report, width: int | None = None) -> Group:
+    """Tables and verdict lines for a terminal; ``width`` below :data:`NARROW` (an 80-column
+    terminal) stacks the strategies under the table instead of beside the counts."""
     off = report.offline
+    narrow = width is not None and width < NARROW
     table = Table(
         title=f"hotremove: offline blocks {off.blocks} (Linux {off.kernel}, {off.mode.value}, "
         f"strategy {off.policy}, {report.device})"
@@ -134,13 +140,15 @@ def render(report: Report) -> Group:
         f"{off.mode.value}, strategy {off.policy}, {report.device})"
     )
     table.add_column("a_ops", no_wrap=True)
-    table.add_column("strategy (plugin)", no_wrap=True)
+    if not narrow:
+        table.add_column("strategy (plugin)", no_wrap=True)
     for column in ("pages", "migrated", "rebound", "written\nback", "write\nI/Os", "failed"):
         table.add_column(column, justify="right", no_wrap=True)
     for name, s in sorted(off.per_aops.items()):
+        strategy = [] if narrow else [Text.assemble(s.strategy, "\n", (f"({s.plugin})", "dim"))]
         table.add_row(
             name,
-            Text.assemble(s.strategy, "\n", (f"({s.plugin})", "dim")),
+            *strategy,
             str(s.pages),
             str(s.migrated),
             str(s.rebound),
@@ -165,7 +173,11 @@ def render(report: Report) -> Group:
         f"{report.background_ios} background writes, {report.journal_ios} journal log "
         f"requests) — wall {format_seconds(off.wall_seconds)}"
     )
-    lines: list[Any] = [table, outcome, cost]
+    lines: list[Any] = [table]
+    if narrow:
+        for name, s in sorted(off.per_aops.items()):
+            lines.append(Text.assemble(f"  {name}: ", s.strategy, (f" ({s.plugin})", "dim")))
+    lines += [outcome, cost]
     busy = {name: row for name, row in off.classes.items() if name != "free" and row["pages"]}
     if busy:
         lines.append(
@@ -228,4 +240,4 @@ def render(report: Report) -> Group:
 
 
 def print_report(report: Report, console: Console) -> None:
-    console.print(render(report))
+    console.print(render(report, console.width))
