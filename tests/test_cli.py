@@ -481,3 +481,46 @@ def test_the_report_is_readable_at_80_columns(small: Path) -> None:
     assert "…" not in proc.stdout
     assert all(len(line) <= 80 for line in proc.stdout.splitlines())
     assert "ext2_aops: buffer_migrate_folio (ext2)" in proc.stdout
+
+
+def assert_fits(stdout: str, width: int) -> list[str]:
+    """Every line within ``width`` columns, nothing cut to "…"; the lines."""
+    lines = stdout.splitlines()
+    assert "…" not in stdout
+    assert all(len(line) <= width for line in lines), max(lines, key=len)
+    return lines
+
+
+def test_compare_is_readable_at_80_columns_and_wide_on_request(small: Path) -> None:
+    """At 80 columns the per-a_ops strategies move to a second table keyed by a_ops; --wide
+    puts every column in one table, at a terminal's width as into a pipe."""
+    values = (
+        "pages migrated",
+        "writeback / auto",
+        "ext4_journalled_aops",
+        "fallback_migrate_folio (generic_writeback)",
+        "buffer_migrate_folio (ext2)",
+        "×",
+    )
+    narrow = invoke("compare", small, env={"COLUMNS": "80"})
+    assert narrow.returncode == 0, narrow.stderr
+    assert_fits(narrow.stdout, 80)
+    for value in values:
+        assert value in narrow.stdout
+    assert "(continued)" in narrow.stdout
+    for env in ({"COLUMNS": "80"}, {}):  # a terminal's width, or a pipe
+        wide = invoke("compare", small, "--wide", env=env)
+        assert wide.returncode == 0, wide.stderr
+        assert "…" not in wide.stdout and "(continued)" not in wide.stdout
+        (head,) = [line for line in wide.stdout.splitlines() if "a_ops" in line and "┃" in line]
+        for column in ("a_ops", "auto", "writeback", "auto strategy (plugin)"):
+            assert column in head
+
+
+def test_compare_kernels_is_readable_at_80_columns(small: Path) -> None:
+    proc = invoke("compare", small, "--kernel", "6.1,6.12", env={"COLUMNS": "80"})
+    assert proc.returncode == 1, proc.stderr  # 6.12 ends -EINTR on the data=journal pages
+    text = " ".join(assert_fits(proc.stdout, 80))
+    for value in ("Linux 6.1", "Linux 6.12", "not offlined (-EINTR)", "failed attempts"):
+        assert value in text
+    assert "buffer held by jbd2" in text  # the reason, wrapped at a word, not cut

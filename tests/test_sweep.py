@@ -16,6 +16,7 @@ from hotremove.cli.sweep import sweep_command
 from hotremove.scenario import validate
 from hotremove.verify import Verdict
 
+from .conftest import invoke as cli_invoke
 from .conftest import spawn
 
 BASE = """
@@ -420,3 +421,42 @@ def test_kernel_axis_values_are_modelled_versions_spelt_as_strings(tmp_path, val
     result = invoke(grid_file, "--list")
     assert result.exit_code == 2
     assert "axes.kernel.version" in result.stderr and needle in result.stderr
+
+
+# --------------------------------------------------------------------------- width
+
+
+def test_sweep_tables_are_readable_at_80_columns_and_wide_on_request(tmp_path):
+    """At 80 columns the summary and --list split into tables that repeat the key columns;
+    --wide prints one table with every column; nothing is ever cut to "…"."""
+    grid_file = write_grid(tmp_path, AXES + '"workload.seed" = {range = [1, 2]}\n')
+    grid = sw.load_grid(grid_file)
+    output = tmp_path / "out.csv"
+    narrow = cli_invoke("sweep", grid_file, "-o", output, env={"COLUMNS": "80"})
+    assert narrow.returncode == 0, narrow.stderr
+    lines = narrow.stdout.splitlines()
+    assert "…" not in narrow.stdout and all(len(line) <= 80 for line in lines)
+    columns = ("migrated", "rebound", "written back", "write I/Os", "simulated time", "spread")
+    for column in columns:
+        assert column in narrow.stdout
+    rows, _ = sw.existing_rows(grid, output)
+    for group in sw.summarize(grid, rows):  # every mean is in some table (the seeds averaged)
+        for column in ("migrated", "writeback_ios"):
+            mean = group.mean(column)
+            assert (f"{mean:,.0f}" if mean == int(mean) else f"{mean:,.1f}") in narrow.stdout
+    assert "(continued)" in narrow.stdout
+
+    listed = cli_invoke("sweep", grid_file, "-o", output, "--list", env={"COLUMNS": "80"})
+    assert listed.returncode == 0, listed.stderr
+    assert all(len(line) <= 80 for line in listed.stdout.splitlines())
+    for run in grid.runs:  # each run id twice: once per table
+        assert listed.stdout.count(run.run_id) == 2
+    assert "workload.seed" in listed.stdout and "…" not in listed.stdout
+
+    for env in ({"COLUMNS": "80"}, {}):  # a terminal's width, or a pipe
+        wide = cli_invoke("sweep", grid_file, "-o", output, "--resume", "--wide", env=env)
+        assert wide.returncode == 0, wide.stderr
+        assert "…" not in wide.stdout and "(continued)" not in wide.stdout
+        (head,) = [line for line in wide.stdout.splitlines() if "simulated time" in line]
+        for column in ("workload.dirty", "remove.strategy", "ok", *columns):
+            assert column in head

@@ -14,7 +14,13 @@ from hotremove import scenario as scenario_mod
 from hotremove.cli.base import PROG, Command
 from hotremove.cli.execute import Run, execute, failure_line, plugins_for
 from hotremove.cli.kernels import print_kernels
-from hotremove.cli.output import emit_json, stdout_console
+from hotremove.cli.output import (
+    emit_json,
+    print_table,
+    print_text,
+    stdout_console,
+    wide_option,
+)
 from hotremove.cli.settings import (
     Settings,
     apply_overrides,
@@ -64,6 +70,7 @@ RATIO_KEYS = ("writeback_ios", "simulated_seconds", "wall_seconds")
     f"Kernel version(s), comma separated ({', '.join(VERSIONS)}): one overrides [kernel] "
     "version; several run the scenario once per version, side by side."
 )
+@wide_option
 @shared_options
 @click.pass_context
 def compare(
@@ -74,6 +81,7 @@ def compare(
     mode: str | None,
     device: str | None,
     kernels: tuple[str, ...] | None,
+    wide: bool,
 ) -> int:
     """Run a scenario twice on identical state (same seed, fresh images): `auto` strategies
     (rebinding where a plugin can) versus forced `writeback`. Ratios are writeback / auto.
@@ -89,7 +97,7 @@ def compare(
     plugins = plugins_for(settings)
     name = scenario_file.stem
     if kernels and len(kernels) > 1:
-        return _compare_kernels(base, name, kernels, plugins, settings, json_out)
+        return _compare_kernels(base, name, kernels, plugins, settings, json_out, wide)
     runs: dict[str, Run] = {}
     for policy in (DEFAULT_POLICY, WRITEBACK_POLICY):
         scn = base.with_overrides(remove={"strategy": policy})
@@ -108,7 +116,7 @@ def compare(
     if json_out:
         emit_json({"auto": auto, "writeback": wb, "ratios": ratios})
     elif not settings.quiet:
-        _print_comparison(stdout_console(), name, runs, ratios)
+        _print_comparison(stdout_console(), name, runs, ratios, wide)
     if status and (json_out or settings.quiet):
         for policy, r in runs.items():
             if not r.report.ok:
@@ -123,6 +131,7 @@ def _compare_kernels(
     plugins: PluginSet,
     settings: Settings,
     json_out: bool,
+    wide: bool,
 ) -> int:
     """``compare --kernel V,V,...``: the scenario once per version, from identical state."""
     check_strategy(base.remove.strategy, plugins)  # before any image is built
@@ -145,14 +154,15 @@ def _compare_kernels(
     elif not settings.quiet:
         first = next(iter(reports.values())).as_dict()
         out = stdout_console()
-        out.print(
+        print_text(
+            out,
             Text(
                 f"hotremove compare: {name} on each kernel (blocks {first['blocks']}, "
                 f"{first['device']}, strategy {first['policy']})",
                 style="bold",
-            )
+            ),
         )
-        print_kernels(out, None, reports, detail=True)
+        print_kernels(out, None, reports, detail=True, wide=wide)
     if status and (json_out or settings.quiet):
         for version, r in reports.items():
             if not r.ok:
@@ -161,8 +171,14 @@ def _compare_kernels(
 
 
 def _print_comparison(
-    out: Console, name: str, runs: dict[str, Run], ratios: dict[str, float | str | None]
+    out: Console,
+    name: str,
+    runs: dict[str, Run],
+    ratios: dict[str, float | str | None],
+    wide: bool,
 ) -> None:
+    """The two runs side by side, then the write I/Os per a_ops: counts first, the auto
+    strategy last (at 80 columns it is a second table, keyed by a_ops)."""
     a, w = runs[DEFAULT_POLICY], runs[WRITEBACK_POLICY]
     ad, wd = a.report.as_dict(), w.report.as_dict()
     table = Table(title=f"hotremove compare: {name} (blocks {ad['blocks']}, {ad['device']})")
@@ -202,26 +218,27 @@ def _print_comparison(
     for row in rows:
         table.add_row(*row)
     per = Table(title="write I/Os per a_ops")
-    per.add_column("a_ops")
-    per.add_column("auto strategy (plugin)")
-    per.add_column("auto", justify="right")
-    per.add_column("writeback", justify="right")
+    per.add_column("a_ops", no_wrap=True)
+    per.add_column("auto", justify="right", no_wrap=True)
+    per.add_column("writeback", justify="right", no_wrap=True)
+    per.add_column("auto strategy (plugin)", no_wrap=True)
     for aops in sorted(set(ad["per_aops"]) | set(wd["per_aops"])):
         sa, sw = ad["per_aops"].get(aops, {}), wd["per_aops"].get(aops, {})
         per.add_row(
             aops,
-            f"{sa.get('strategy', '?')} ({sa.get('plugin', '?')})",
             str(sa.get("write_requests", 0)),
             str(sw.get("write_requests", 0)),
+            f"{sa.get('strategy', '?')} ({sa.get('plugin', '?')})",
         )
-    out.print(table)
-    out.print(per)
-    out.print(
+    print_table(out, table, wide=wide)
+    print_table(out, per, wide=wide)
+    print_text(
+        out,
         Text(
             "write I/Os: every request of the run, journal commits included; "
             "per a_ops: each page's own writeback.",
             style="dim",
-        )
+        ),
     )
 
 

@@ -17,7 +17,7 @@ from rich.text import Text
 
 from hotremove.cli.base import Command
 from hotremove.cli.execute import failure_line
-from hotremove.cli.output import emit_json, print_table, stdout_console
+from hotremove.cli.output import emit_json, print_table, print_text, stdout_console
 from hotremove.cli.settings import begin, shared_options
 from hotremove.kernels import DEFAULT_KERNEL, KERNELS, Kernel
 from hotremove.model.migrate_mode import DEFAULT_POLICY
@@ -233,14 +233,20 @@ def _label(version: str) -> str:
 
 
 def print_kernels(
-    out: Console, title: str | None, reports: Mapping[str, KernelRun], **kw: Any
+    out: Console,
+    title: str | None,
+    reports: Mapping[str, KernelRun],
+    *,
+    wide: bool | None = None,
+    **kw: Any,
 ) -> None:
-    """:func:`kernels_table`, then one line per run that did not succeed: why."""
-    print_table(out, kernels_table(title, reports, **kw))
+    """:func:`kernels_table` (``wide``: as :func:`print_table`), then one line per run that
+    did not succeed: why."""
+    print_table(out, kernels_table(title, reports, **kw), wide=wide)
     for version, report in reports.items():
         reason = why(report)
         if reason:
-            out.print(Text(f"  {_label(version)}: {reason}", style="red"))
+            print_text(out, Text(f"  {_label(version)}: {reason}", style="red"))
 
 
 __all__ = [

@@ -23,7 +23,7 @@ from rich.text import Text
 from hotremove import sweep as sw
 from hotremove.cli.base import CONTEXT_SETTINGS, PROG, Command
 from hotremove.cli.display import progress_bar
-from hotremove.cli.output import print_table, stdout_console
+from hotremove.cli.output import print_table, print_text, stdout_console, wide_option
 from hotremove.cli.settings import begin, shared_options
 from hotremove.errors import HotremoveError
 from hotremove.units import format_seconds
@@ -37,16 +37,16 @@ def _number(value: float | None) -> str:
 
 def _run_table(grid: sw.Grid, rows: dict[str, dict[str, Any]], output: Path) -> Table:
     table = Table(title=f"hotremove sweep {grid.name}: {len(grid.runs)} runs ({grid.source})")
-    table.add_column("#", justify="right")
-    table.add_column("run id")
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("run id", no_wrap=True)
+    table.add_column(f"row in {output.name}", no_wrap=True)
     for key in grid.axis_keys:
-        table.add_column(key, justify="right", min_width=len(key))
-    table.add_column(f"row in {output.name}")
+        table.add_column(key, justify="right", min_width=len(key), no_wrap=True)
     for run in grid.runs:
         row = rows.get(run.run_id)
         status = Text("—", style="dim") if row is None else _status_text(row["status"])
         table.add_row(
-            str(run.index), run.run_id, *(sw._show(run.values[k]) for k in grid.axis_keys), status
+            str(run.index), run.run_id, status, *(sw._show(run.values[k]) for k in grid.axis_keys)
         )
     return table
 
@@ -62,12 +62,12 @@ def _summary_table(result: sw.SweepResult) -> Table:
     agg = f" (mean over {', '.join(grid.aggregated)})" if grid.aggregated else ""
     table = Table(title=f"hotremove sweep {grid.name}{agg}")
     for key in shown:
-        table.add_column(key, justify="right", min_width=len(key))
+        table.add_column(key, justify="right", min_width=len(key), no_wrap=True)
     for column in ("ok", "migrated", "rebound", "written back", "write I/Os"):
-        table.add_column(column, justify="right")
-    table.add_column("simulated time", justify="right")
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("simulated time", justify="right", no_wrap=True)
     if grid.aggregated:
-        table.add_column("spread", justify="right")
+        table.add_column("spread", justify="right", no_wrap=True)
     for group in groups:
         ok = group.count("ok")
         cells = [
@@ -155,6 +155,7 @@ def _footer(result: sw.SweepResult) -> list[Text]:
     help="Draw the grid's figure (default: simulated time, log scale, against the dirty share; "
     "one line per strategy and device).",
 )
+@wide_option
 @shared_options
 @click.pass_context
 def sweep_command(
@@ -168,6 +169,7 @@ def sweep_command(
     overwrite: bool,
     list_runs: bool,
     plot_file: Path | None,
+    wide: bool,
 ) -> int:
     """Run a grid of scenarios: every combination of the grid's axes, one row per run.
 
@@ -197,10 +199,11 @@ def sweep_command(
     if list_runs:
         rows, _ = sw.existing_rows(grid, output)
         if not quiet:
-            print_table(out, _run_table(grid, rows, output))
-            out.print(
+            print_table(out, _run_table(grid, rows, output), wide=wide, keys=2)
+            print_text(
+                out,
                 f"{len(grid.runs)} runs over {len(grid.axes)} axes; "
-                f"{len(rows)} have rows in {output}"
+                f"{len(rows)} have rows in {output}",
             )
         return 0
     show = settings.progress
@@ -243,9 +246,10 @@ def sweep_command(
             )
             return 130
     if not quiet:
-        print_table(out, _summary_table(result))
+        shown = [k for k in grid.axis_keys if k not in grid.aggregated]
+        print_table(out, _summary_table(result), wide=wide, keys=len(shown) or 1)
         for line in _footer(result):
-            out.print(line)
+            print_text(out, line)
     if result.stray:
         click.echo(
             f"{PROG}: {result.stray} row(s) in {output} are no run of this grid "
@@ -268,7 +272,7 @@ def sweep_command(
     if plot_file is not None:
         lines = sw.plot(grid, result.rows, plot_file)
         if not quiet:
-            out.print(Text(f"figure: {plot_file} ({lines} lines)", style="dim"))
+            print_text(out, Text(f"figure: {plot_file} ({lines} lines)", style="dim"))
     return result.exit_status
 
 
