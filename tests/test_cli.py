@@ -282,6 +282,28 @@ def test_compare_human_table(small: Path) -> None:
         assert needle in proc.stdout
 
 
+@pytest.mark.parametrize(
+    ("extra", "runs", "status"),
+    [
+        ((), ("1/2: auto", "2/2: writeback"), 0),
+        # the 2004 seed breaks invariants on this machine's data=journal pages: exit 1
+        (("--kernel", "6.1,2004"), ("1/2: kernel 6.1", "2/2: kernel 2004"), 1),
+    ],
+)
+def test_compare_progress_names_each_run_on_stderr(
+    small: Path, extra: tuple[str, ...], runs: tuple[str, ...], status: int
+) -> None:
+    """--progress into a file: one line per run on stderr (a bar is drawn there only at the
+    end); stdout stays one JSON object."""
+    proc = invoke("compare", small, *extra, "--progress", "--json")
+    assert proc.returncode == status, proc.stderr
+    json.loads(proc.stdout)
+    for run in runs:
+        assert f"compare small {run}" in proc.stderr
+    quiet = invoke("compare", small, *extra, "--json")  # not a terminal: no progress
+    assert "compare small 1/2" not in quiet.stderr
+
+
 def test_ratio_never_divides_by_zero() -> None:
     assert ratio(6, 3) == 2.0
     assert ratio(5, 0) == "inf"

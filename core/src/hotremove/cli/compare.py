@@ -3,6 +3,8 @@ or, with ``--kernel V,V,...``, once per kernel version, side by side."""
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 from pathlib import Path
 
 import click
@@ -12,6 +14,7 @@ from rich.text import Text
 
 from hotremove import scenario as scenario_mod
 from hotremove.cli.base import PROG, Command
+from hotremove.cli.display import steps
 from hotremove.cli.execute import Run, execute, failure_line, plugins_for
 from hotremove.cli.kernels import print_kernels
 from hotremove.cli.output import (
@@ -99,16 +102,19 @@ def compare(
     if kernels and len(kernels) > 1:
         return _compare_kernels(base, name, kernels, plugins, settings, json_out, wide)
     runs: dict[str, Run] = {}
-    for policy in (DEFAULT_POLICY, WRITEBACK_POLICY):
-        scn = base.with_overrides(remove={"strategy": policy})
-        runs[policy] = execute(
-            scn,
-            name=name,
-            plugins=plugins,
-            settings=settings,
-            json_out=json_out,
-            label=f"{name} [{policy}]",
-        )
+    policies = (DEFAULT_POLICY, WRITEBACK_POLICY)
+    show, settings = _progress(settings, json_out)
+    with steps(f"compare {name}", len(policies), show=show) as step:
+        for policy in policies:
+            step(policy)
+            runs[policy] = execute(
+                base.with_overrides(remove={"strategy": policy}),
+                name=name,
+                plugins=plugins,
+                settings=settings,
+                json_out=json_out,
+                label=f"{name} [{policy}]",
+            )
     auto = runs[DEFAULT_POLICY].report.as_dict()
     wb = runs[WRITEBACK_POLICY].report.as_dict()
     ratios = {key: ratio(wb[key], auto[key]) for key in RATIO_KEYS}
@@ -137,17 +143,20 @@ def _compare_kernels(
     check_strategy(base.remove.strategy, plugins)  # before any image is built
     check_faults(base, plugins)
     reports: dict[str, Report] = {}
-    for version in versions:
-        reports[version] = execute(
-            base.with_overrides(kernel={"version": version}),
-            name=name,
-            plugins=plugins,
-            settings=settings,
-            json_out=json_out,
-            label=f"{name} [{version}]",
-        ).report
-        if reports[version].interrupted:
-            return 130
+    show, settings = _progress(settings, json_out)
+    with steps(f"compare {name}", len(versions), show=show) as step:
+        for version in versions:
+            step(f"kernel {version}")
+            reports[version] = execute(
+                base.with_overrides(kernel={"version": version}),
+                name=name,
+                plugins=plugins,
+                settings=settings,
+                json_out=json_out,
+                label=f"{name} [{version}]",
+            ).report
+            if reports[version].interrupted:
+                return 130
     status = max(r.exit_status for r in reports.values())
     if json_out:
         emit_json({"scenario": name, "kernels": {v: r.as_dict() for v, r in reports.items()}})
@@ -168,6 +177,16 @@ def _compare_kernels(
             if not r.ok:
                 click.echo(f"{PROG}: {version}: {failure_line(r)}", err=True)
     return status
+
+
+def _progress(settings: Settings, json_out: bool) -> tuple[bool, Settings]:
+    """Whether to show which run compare is on (as ``bench`` decides: ``--progress``, else a
+    terminal without ``--json``/``--quiet``), and the settings for the runs themselves: no
+    progress display of their own beside that one (two live displays garble a terminal)."""
+    show = settings.progress
+    if show is None:
+        show = not (json_out or settings.quiet) and sys.stderr.isatty()
+    return show, dataclasses.replace(settings, progress=False) if show else settings
 
 
 def _print_comparison(

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from rich.console import Console
 from rich.progress import (
@@ -102,6 +103,29 @@ def progress_bar(
         redirect_stdout=False,
         redirect_stderr=redirect_stderr,
     )
+
+
+@contextmanager
+def steps(title: str, total: int, *, show: bool) -> Iterator[Callable[[str], None]]:
+    """Progress over a command's few long steps (the runs of ``compare``): yields
+    ``step(description)``, called as each step starts ("compare 2/3: kernel 6.1"). On a
+    terminal a bar on stderr; when ``--progress`` forces it elsewhere (a CI log, a file) also
+    one line per step, since a bar is drawn there only once, at the end."""
+    bar = progress_bar(disable=not show, redirect_stderr=True)
+    task = bar.add_task(title, total=total)
+    started = [0]
+
+    def step(description: str) -> None:
+        bar.update(task, completed=started[0])
+        started[0] += 1
+        text = f"{title} {started[0]}/{total}: {description}"
+        bar.update(task, description=text)
+        if show and not bar.console.is_terminal:
+            bar.console.print(text, soft_wrap=True)
+
+    with bar:
+        yield step
+        bar.update(task, completed=total, description=title)
 
 
 class RunProgress:
