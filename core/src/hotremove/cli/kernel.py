@@ -281,12 +281,29 @@ def diff_cmd(
     help="Applied in this order to blocks that did not go, each followed by another offline "
     "(sync, fsfreeze; 'none': no second attempts).",
 )
+@click.option(
+    "--sync-fs",
+    "sync_fs",
+    multiple=True,
+    metavar="NAME",
+    help="Write this filesystem back (syncfs) after its writes, leaving clean page cache "
+    "(repeatable). A scenario with several filesystems gets one DIMM block each.",
+)
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Draw the plan's call and the kernel's for every DIMM block side by side (PNG, SVG).",
+)
 @_guest_options
 def plan_check_cmd(
     ctx: click.Context,
     scenario_file: Path,
     version: str | None,
     remedies: str,
+    sync_fs: tuple[str, ...],
+    plot_path: Path | None,
     json_out: bool,
     timeout: float | None,
     offline_timeout: int | None,
@@ -306,6 +323,14 @@ def plan_check_cmd(
     if version is not None:
         check_version(version)
     scn = scenario_mod.load(scenario_file)
+    names = [fs.name for fs in scn.filesystem]
+    stray = [n for n in sync_fs if n not in names]
+    if stray:
+        raise HotremoveError(
+            f"--sync-fs: no filesystem {stray[0]!r} in the scenario (it has: {', '.join(names)})"
+        )
+    if plot_path is not None and not (plot_path.parent or Path(".")).is_dir():
+        raise HotremoveError(f"--plot: cannot write {plot_path}: no such directory")
     version = _versions(version or _scenario_version(scn))[0]
     quiet = settings.quiet or json_out
     workdir = keep or Path(tempfile.mkdtemp(prefix=f"hotremove-plancheck-{version}-"))
@@ -319,6 +344,7 @@ def plan_check_cmd(
             offline_seconds=offline_timeout,
             progress=_progress(quiet),
             remedies=chosen,
+            synced=tuple(dict.fromkeys(sync_fs)),
         )
     except GuestError as exc:
         return _fail(str(exc))
@@ -326,10 +352,22 @@ def plan_check_cmd(
         shutil.rmtree(workdir, ignore_errors=True)
         result.real.console_log = ""
         result.snapshot_path = ""
+    if plot_path is not None:
+        from hotremove.realkernel.plancheck import plot_plan_check
+
+        try:
+            plot_plan_check(result, plot_path)
+        except OSError as exc:
+            raise HotremoveError(f"--plot: cannot write {plot_path}: {exc.strerror}") from None
     if json_out:
-        emit_json(result.as_dict())
+        out = result.as_dict()
+        if plot_path is not None:
+            out["plot"] = str(plot_path)
+        emit_json(out)
     elif not settings.quiet:
         stdout_console().print(render_plan_check(result))
+        if plot_path is not None:
+            stdout_console().print(f"picture: {plot_path}")
     return 0 if result.all_right else 1
 
 

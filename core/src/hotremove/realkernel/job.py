@@ -71,6 +71,11 @@ class GuestPlan:
     #: after the offlines, in this order while some block is still online: apply the remedy
     #: (:data:`REMEDIES`), offline every block that failed again
     remedies: tuple[str, ...] = ()
+    #: each filesystem's page cache in its own DIMM block (filesystem i → the DIMM's i-th
+    #: block; see the script's staging), so a plan can be told whose pages a block holds
+    staged: bool = False
+    #: filesystems written back (``sync -f``, syncfs) after their writes: clean page cache
+    synced: tuple[str, ...] = ()
 
 
 #: What the guest can apply to a block that did not go: ``sync``; ``fsfreeze`` (freeze and
@@ -250,24 +255,97 @@ EOF
 done
 snap after_mount
 
-now; t0=$UP
-for spec in $FILESYSTEMS; do
-    name=${spec%%:*}
-    (cd "/mnt/$name" && xargs cat < "/job/files-$name" > /dev/null) || fail read_$name
-done
-now; rk read t0=$t0 t1=$UP
-snap after_read
+read_fs() {  # $1 filesystem: every file read, so its page cache is filled
+    (cd "/mnt/$1" && xargs cat < "/job/files-$1" > /dev/null) || fail read_$1
+}
+write_fs() {  # $1 filesystem, or empty for all: replay the dirtying writes; count in $nw
+    while read -r fs path off len pos; do
+        [ -z "$1" ] || [ "$fs" = "$1" ] || continue
+        dd if=/job/payload of="/mnt/$fs/$path" bs=65536 iflag=skip_bytes,count_bytes \
+            oflag=seek_bytes conv=notrunc skip="$off" count="$len" seek="$pos" 2>/dev/null ||
+            fail write_$fs
+        nw=$((nw + 1))
+    done < /job/writes
+}
+# Free pages of ZONE_MOVABLE (the DIMM's online blocks), from /proc/zoneinfo.
+movable_free() {
+    awk '$1 == "Node" { z = $4 }
+         z == "Movable" && $1 == "pages" && $2 == "free" { print $3; exit }' /proc/zoneinfo
+}
+# tmpfs pages (shmem: GFP_HIGHUSER_MOVABLE, so ZONE_MOVABLE first) held until the end of the
+# staging: $1 file, $2 pages
+hold() { dd if=/dev/zero of="/fill/$1" bs=4096 count="$2" 2>/dev/null || fail fill_$1; }
 
-now; t0=$UP
 nw=0
-while read -r fs path off len pos; do
-    dd if=/job/payload of="/mnt/$fs/$path" bs=65536 iflag=skip_bytes,count_bytes \
-        oflag=seek_bytes conv=notrunc skip="$off" count="$len" seek="$pos" 2>/dev/null ||
-        fail write_$fs
-    nw=$((nw + 1))
-done < /job/writes
-now; rk write runs=$nw t0=$t0 t1=$UP
-snap after_write
+if [ -n "$STAGED" ]; then
+    # Each filesystem's page cache in its own DIMM block (filesystem i -> the i-th block):
+    # only block i of the DIMM is online while filesystem i is read and written; then the
+    # block's free pages are taken by tmpfs pages until ZONE_MOVABLE is at its low watermark
+    # (get_page_from_freelist then falls back to ZONE_NORMAL), so the next filesystem cannot
+    # land in it (measured: without the per-cpu drain below, 59 of 2,048 pages did). A block
+    # onlined later goes to the tail of the free lists (FPI_TO_TAIL, since
+    # 5.10) and an order-0 allocation takes the smallest free chunk first
+    # (__rmqueue_smallest), so a tmpfs file the size of what was left free drains the earlier
+    # blocks' remainder before the next filesystem is read. At the end every tmpfs page is
+    # freed and the remaining blocks are onlined: the page cache stays where it was put.
+    mkdir -p /fill
+    mount -t tmpfs -o size=90% tmpfs /fill || fail tmpfs
+    i=0
+    for n in $DIMM; do
+        [ $i -gt 0 ] && { echo offline > /sys/devices/system/memory/memory$n/state ||
+            fail stage_offline_$n; }
+        i=$((i + 1))
+    done
+    now; t0=$UP
+    st=0  # not i or n: scan_dimm uses those
+    for spec in $FILESYSTEMS; do
+        name=${spec%%:*}
+        sb=$(echo $DIMM | cut -d' ' -f$((st + 1)))
+        [ -n "$sb" ] || fail stage_no_block_for_$name
+        if [ $st -gt 0 ]; then
+            # online and offline the (empty) block once: offline_pages' zone_pcp_disable
+            # drains every CPU's per-cpu free lists back to the buddy allocator, so the
+            # earlier blocks' last free pages are counted and drained below, not handed out
+            # later from another CPU's list
+            d=/sys/devices/system/memory/memory$sb/state
+            echo online_movable > $d && echo offline > $d || fail stage_pcp_drain_$sb
+            left=$(movable_free)
+            echo online_movable > $d || fail stage_online_$sb
+            hold drain$st $((left + 256))
+        fi
+        now; s0=$UP
+        read_fs "$name"
+        write_fs "$name"
+        case " $SYNCFS " in *" $name "*) sync -f "/mnt/$name" || fail syncfs_$name ;; esac
+        now; rk stage fs=$name block=$sb sim=$st free=$(movable_free) t0=$s0 t1=$UP
+        scan_dimm stage_$name
+        hold fill$st "$(movable_free)"
+        st=$((st + 1))
+    done
+    rm -f /fill/*
+    umount /fill
+    for n in $DIMM; do
+        d=/sys/devices/system/memory/memory$n
+        [ "$(cat $d/state)" = online ] || echo online_movable > $d/state || fail stage_online_$n
+    done
+    now; rk staged t0=$t0 t1=$UP writes=$nw
+    snap after_write
+else
+    now; t0=$UP
+    for spec in $FILESYSTEMS; do
+        read_fs "${spec%%:*}"
+    done
+    now; rk read t0=$t0 t1=$UP
+    snap after_read
+
+    now; t0=$UP
+    write_fs ""
+    for name in $SYNCFS; do
+        sync -f "/mnt/$name" || fail syncfs_$name
+    done
+    now; rk write runs=$nw t0=$t0 t1=$UP
+    snap after_write
+fi
 
 scan_dimm before_offline
 # the snapshot as close to the first offline as it can be: after the scans (seconds under
@@ -340,11 +418,25 @@ rk end
 """
 
 
-def script(plan: GuestPlan) -> str:
-    """``run.sh`` for ``plan``: the settings as shell variables, then the fixed program."""
+def check_plan(plan: GuestPlan) -> None:
+    """What the guest program cannot do, as a ValueError: an unknown remedy, a filesystem
+    to sync that the plan does not mount, more staged filesystems than DIMM blocks."""
     unknown = [r for r in plan.remedies if r not in REMEDIES]
     if unknown:
         raise ValueError(f"unknown remedy {unknown[0]!r} (known: {', '.join(REMEDIES)})")
+    names = [fs.name for fs in plan.filesystems]
+    stray = [n for n in plan.synced if n not in names]
+    if stray:
+        raise ValueError(f"no filesystem {stray[0]!r} to sync (known: {', '.join(names)})")
+    if plan.staged and len(names) > plan.dimm_blocks:
+        raise ValueError(
+            f"{len(names)} filesystems, one DIMM block each, but the DIMM has {plan.dimm_blocks}"
+        )
+
+
+def script(plan: GuestPlan) -> str:
+    """``run.sh`` for ``plan``: the settings as shell variables, then the fixed program."""
+    check_plan(plan)
     fss = " ".join(
         ":".join((fs.name, fs.fstype, ",".join(fs.options), fs.serial)) for fs in plan.filesystems
     )
@@ -358,6 +450,8 @@ def script(plan: GuestPlan) -> str:
             f"OFFTO={plan.offline_timeout}",
             f"DUMP={'1' if plan.dump_snapshot else ''}",
             f"REMEDIES={_q(' '.join(plan.remedies))}",
+            f"STAGED={'1' if plan.staged else ''}",
+            f"SYNCFS={_q(' '.join(plan.synced))}",
         ]
     )
     head = SCRIPT_HEAD.replace("@VMSTAT@", "|".join(VMSTAT_KEYS)).replace(

@@ -114,6 +114,9 @@ class GuestReport:
     console_log: str = ""
     #: second attempts after ``sync`` (plan-check's remedy), one per block that had failed
     remedies: list[BlockResult] = field(default_factory=list)
+    #: a staged run's filesystems in order: the DIMM block each was put in and the page-cache
+    #: pages it added to every online block (``placement``)
+    stages: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -151,6 +154,7 @@ class GuestReport:
             "not_comparable": self.not_comparable,
             "console_log": self.console_log,
             "remedies": [b.as_dict() for b in self.remedies],
+            "stages": self.stages,
             "ok": self.ok,
         }
 
@@ -281,7 +285,33 @@ def build_report(
         not_comparable=not_comparable,
         console_log=console_log,
         remedies=remedies,
+        stages=placement(records),
     )
+
+
+def placement(records: list[Record]) -> list[dict[str, Any]]:
+    """Where a staged run put each filesystem's page cache: per stage, the block it was
+    meant for and the page-cache pages each online block gained during it (from the
+    guest's kpageflags scan after the stage against the one after the stage before)."""
+    stages: list[dict[str, Any]] = []
+    seen: dict[int, int] = {}
+    for rec in every(records, "stage"):
+        name = rec.fields.get("fs", "")
+        scan = {r.int("block"): r.int("file") for r in every(records, "kpf", tag=f"stage_{name}")}
+        gained = {b: n - seen.get(b, 0) for b, n in sorted(scan.items())}
+        seen.update(scan)
+        block = rec.int("block")
+        stages.append(
+            {
+                "fs": name,
+                "block": block,
+                "sim": rec.int("sim"),
+                "gained": gained,
+                "in_block": gained.get(block, 0),
+                "elsewhere": sum(n for b, n in gained.items() if b != block and n > 0),
+            }
+        )
+    return stages
 
 
 def _block_result(

@@ -16,7 +16,14 @@ from typing import Any
 from hotremove.errors import HotremoveError
 from hotremove.realkernel import console, guest
 from hotremove.realkernel.fetch import KernelBundle, fetch_kernel
-from hotremove.realkernel.job import OUT_SERIAL, FsPlan, GuestPlan, job_files, merge_writes
+from hotremove.realkernel.job import (
+    OUT_SERIAL,
+    FsPlan,
+    GuestPlan,
+    check_plan,
+    job_files,
+    merge_writes,
+)
 from hotremove.realkernel.qemu import (
     BOOT_MEMORY,
     Disk,
@@ -166,6 +173,8 @@ def make_plan(
     remove_blocks: tuple[int, ...] | None = None,
     dump_snapshot: bool = False,
     remedies: tuple[str, ...] = (),
+    staged: bool = False,
+    synced: tuple[str, ...] = (),
 ) -> GuestPlan:
     runs = merge_writes(dirtying_writes(built))
     if len(runs) > MAX_WRITE_RUNS:
@@ -183,7 +192,7 @@ def make_plan(
         )
         for i, fs in enumerate(scenario.filesystem)
     )
-    return GuestPlan(
+    guest_plan = GuestPlan(
         filesystems=filesystems,
         writes=tuple(runs),
         payload=payload(built.golden.files, runs),
@@ -193,7 +202,14 @@ def make_plan(
         sysctls=sysctls,
         dump_snapshot=dump_snapshot,
         remedies=remedies,
+        staged=staged,
+        synced=synced,
     )
+    try:
+        check_plan(guest_plan)
+    except ValueError as exc:
+        raise HotremoveError(str(exc)) from None
+    return guest_plan
 
 
 def default_guest_timeout(scenario: Scenario, offline_seconds: int) -> float:
@@ -217,6 +233,8 @@ def run_in_guest(
     remove_blocks: tuple[int, ...] | None = None,
     dump_dir: Path | None = None,
     remedies: tuple[str, ...] = (),
+    staged: bool = False,
+    synced: tuple[str, ...] = (),
 ) -> GuestReport:
     """Run ``scenario`` on Debian's Linux ``version`` in QEMU; ``workdir`` keeps the images,
     the job disk and the console log (its path is in every :class:`GuestError`).
@@ -225,7 +243,9 @@ def run_in_guest(
     ``dump_dir``: copy the files ``hotremove snapshot`` reads there, as they were just before
     the first offline (:func:`hotremove.realmachine.snapshot.from_dump` reads them).
     ``remedies``: after the offlines, each in turn while a block is still online, followed by
-    another offline of every block that failed (:data:`hotremove.realkernel.job.REMEDIES`)."""
+    another offline of every block that failed (:data:`hotremove.realkernel.job.REMEDIES`).
+    ``staged``: each filesystem's page cache in its own DIMM block (:class:`GuestPlan`);
+    ``synced``: filesystems written back after their writes (clean page cache)."""
     from hotremove.plugins import load_plugins
     from hotremove.workload import build
 
@@ -245,6 +265,8 @@ def run_in_guest(
             remove_blocks=remove_blocks,
             dump_snapshot=dump_dir is not None,
             remedies=remedies,
+            staged=staged,
+            synced=synced,
         )
         expected = golden_md5s(built.golden.files)
         images = dict(built.images)
