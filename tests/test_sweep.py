@@ -57,7 +57,7 @@ def invoke(*args: str | Path):
 
 
 def csv_ids(path: Path) -> list[str]:
-    _, rows = sw.ResultsFile.read(path)
+    _, rows = sw.ResultsFile.read(path, torn="drop")  # a row may be landing right now
     return [r["run_id"] for r in rows]
 
 
@@ -261,7 +261,7 @@ def test_existing_results_need_resume_or_overwrite(tmp_path):
     assert "--resume continues it, --overwrite replaces it" in result.stderr
     result = invoke(grid_file, "-o", output, "--resume")
     assert result.exit_code == 2
-    assert "columns are not this grid's" in result.stderr
+    assert "not a hotremove-sweep/1 results file" in result.stderr
 
 
 # --------------------------------------------------------------------------- resume
@@ -460,3 +460,70 @@ def test_sweep_tables_are_readable_at_80_columns_and_wide_on_request(tmp_path):
         (head,) = [line for line in wide.stdout.splitlines() if "simulated time" in line]
         for column in ("workload.dirty", "remove.strategy", "ok", *columns):
             assert column in head
+
+
+# --------------------------------------------------------------------------- damaged results
+
+
+def test_a_damaged_results_file_is_one_line_never_a_traceback(tmp_path):
+    """Random bit flips, truncations and zeroed ranges of a results file: --list (and
+    --resume) refuse each with one line naming the file, exit 2, never a traceback; only a
+    cut exactly at the end of a line is a whole file with fewer rows (as a kill leaves it)."""
+    import numpy as np
+
+    grid_file = write_grid(tmp_path)
+    good = tmp_path / "good.csv"
+    assert cli_invoke("sweep", grid_file, "-o", good).returncode == 0
+    data = good.read_bytes()
+    assert sw.FORMAT.encode() in data
+    rng = np.random.default_rng(19)
+    refused = 0
+    for trial in range(40):
+        damaged = bytearray(data)
+        kind = trial % 3
+        at = int(rng.integers(0, len(data)))
+        if kind == 0:
+            damaged[at] ^= 1 << int(rng.integers(0, 8))
+        elif kind == 1:
+            damaged = damaged[:at]
+        else:
+            stop = min(len(data), at + int(rng.integers(1, 512)))
+            damaged[at:stop] = bytes(stop - at)
+        path = tmp_path / f"bad{trial}.csv"
+        path.write_bytes(bytes(damaged))
+        proc = cli_invoke("sweep", grid_file, "-o", path, "--list")
+        if kind == 1 and (at == 0 or data[at - 1] == ord("\n")):
+            assert proc.returncode == 0, proc.stderr  # whole lines: the runs without rows rerun
+            continue
+        assert proc.returncode == 2, (trial, kind, at, proc.stdout[-300:])
+        assert "Traceback" not in proc.stderr
+        (line,) = proc.stderr.splitlines()
+        assert line.startswith("hotremove: error: ") and str(path) in line
+        refused += 1
+    assert refused >= 35
+
+
+def test_resume_refuses_a_damaged_row_before_running_anything(tmp_path):
+    grid_file = write_grid(tmp_path)
+    output = tmp_path / "out.csv"
+    assert cli_invoke("sweep", grid_file, "-o", output).returncode == 0
+    good = output.read_bytes()
+    lines = good.split(b"\n")
+    lines[2] = lines[2].replace(b",true,", b",fals,", 1)  # one row's cell changed in place
+    output.write_bytes(b"\n".join(lines))
+    before = output.read_bytes()
+    proc = cli_invoke("sweep", grid_file, "-o", output, "--resume")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"hotremove: error: {output}: line 3 is damaged (it fails its checksum)"
+    ]
+    assert output.read_bytes() == before
+    # a cut last row (a truncated file): --list names it, --resume drops it and reruns its run
+    output.write_bytes(good[:-40])
+    listed = cli_invoke("sweep", grid_file, "-o", output, "--list")
+    assert listed.returncode == 2
+    assert f"{output}: line 5 is cut short" in listed.stderr
+    resumed = cli_invoke("sweep", grid_file, "-o", output, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "1 new, 3 already in" in resumed.stdout
+    assert sorted(csv_ids(output)) == sorted(r.run_id for r in sw.load_grid(grid_file).runs)

@@ -238,7 +238,7 @@ def sweep_command(
             )
         except KeyboardInterrupt:
             bar.stop()
-            rows, _ = sw.existing_rows(grid, output)
+            rows, _ = sw.existing_rows(grid, output, torn="drop")
             click.echo(
                 f"{PROG}: interrupted: {len(rows)} of {len(grid.runs)} runs have rows in "
                 f"{output}; continue with --resume",

@@ -28,26 +28,30 @@ workers and its dashboard). Both go through :func:`execute`, the one code path.
 
 **Results** are CSV, one line per finished run, appended with a single ``write(2)`` on an
 ``O_APPEND`` descriptor as each run finishes, so an interrupted sweep keeps every finished row
-(a torn last line is cut off on resume). A run that fails — offline incomplete, a check or
-verification failed (``status = failed``) or an exception inside the run (``status = error``) —
-is a row too; only a run whose worker was lost (``BrokenProcessPool``, a cancelled future)
-has no row, is reported, and runs again with ``--resume``.
+(a torn last line is cut off on resume). Every row carries the format (:data:`FORMAT`) and a
+checksum of its line, verified whenever the file is read back: a damaged file is refused.
+A run that fails — offline incomplete, a check or verification failed (``status = failed``)
+or an exception inside the run (``status = error``) — is a row too; only a run whose worker
+was lost (``BrokenProcessPool``, a cancelled future) has no row, is reported, and runs again
+with ``--resume``.
 """
 
 from __future__ import annotations
 
-from hotremove.sweep.columns import STATUSES
+from hotremove.sweep.columns import FORMAT, STATUSES
 from hotremove.sweep.driver import SweepResult, existing_rows, summarize, sweep
 from hotremove.sweep.grid import Grid, GridError, RunSpec, check_strategies, load_grid
 from hotremove.sweep.grid import _show as _show  # the CLI formats axis values with it
 from hotremove.sweep.plot import plot
-from hotremove.sweep.results import ResultsFile
+from hotremove.sweep.results import ResultsError, ResultsFile
 from hotremove.sweep.rows import failure_reason, header, identity, run_one
 
 __all__ = [
+    "FORMAT",
     "STATUSES",
     "Grid",
     "GridError",
+    "ResultsError",
     "ResultsFile",
     "RunSpec",
     "SweepResult",

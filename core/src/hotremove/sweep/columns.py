@@ -51,3 +51,7 @@ HEAD_COLUMNS: dict[str, str] = {
     "reason": "str",
 }
 STATUSES = ("ok", "failed", "error")
+#: The results file's format, in every row's ``format`` column: a reader refuses any other.
+FORMAT = "hotremove-sweep/1"
+#: The last two columns of every row: its format and the checksum of the line before it.
+TRAILER_COLUMNS: tuple[str, ...] = ("format", "checksum")

@@ -13,7 +13,7 @@ import structlog
 
 from hotremove.sweep.executors import Lost, default_workers, execute, open_pool
 from hotremove.sweep.grid import Grid, RunSpec
-from hotremove.sweep.results import ResultsFile
+from hotremove.sweep.results import ResultsFile, Torn
 from hotremove.sweep.rows import _cell, _json, header, parse_row
 
 log = structlog.get_logger("hotremove.sweep")
@@ -44,10 +44,12 @@ class SweepResult:
         return 0
 
 
-def existing_rows(grid: Grid, output: Path) -> tuple[dict[str, dict[str, Any]], int]:
+def existing_rows(
+    grid: Grid, output: Path, *, torn: Torn = "error"
+) -> tuple[dict[str, dict[str, Any]], int]:
     """Typed rows of ``output`` that are runs of ``grid`` (first row per run), and how many
-    rows are not."""
-    _, raw = ResultsFile.read(output)
+    rows are not; the file verified (format, checksums, the grid's columns) as it is read."""
+    _, raw = ResultsFile.read(output, header(grid), torn=torn)
     return _index_rows(grid, raw)
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from hotremove.scenario import validate
-from hotremove.sweep.columns import HEAD_COLUMNS, REPORT_COLUMNS, TIMING_COLUMNS
+from hotremove.sweep.columns import HEAD_COLUMNS, REPORT_COLUMNS, TIMING_COLUMNS, TRAILER_COLUMNS
 
 if TYPE_CHECKING:
     from hotremove.sweep.grid import Grid
@@ -27,7 +27,7 @@ FAILED_KEPT = 50
 
 
 def header(grid: Grid) -> list[str]:
-    return [*HEAD_COLUMNS, *grid.axis_keys, *REPORT_COLUMNS, *TIMING_COLUMNS]
+    return [*HEAD_COLUMNS, *grid.axis_keys, *REPORT_COLUMNS, *TIMING_COLUMNS, *TRAILER_COLUMNS]
 
 
 def identity(row: dict[str, Any]) -> dict[str, Any]:
