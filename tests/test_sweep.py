@@ -527,3 +527,36 @@ def test_resume_refuses_a_damaged_row_before_running_anything(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert "1 new, 3 already in" in resumed.stdout
     assert sorted(csv_ids(output)) == sorted(r.run_id for r in sw.load_grid(grid_file).runs)
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def test_a_sweep_that_would_not_fit_in_memory_is_refused_before_any_work(tmp_path):
+    """The grid's largest run, once in each worker at the same time, is checked against the
+    memory available before anything runs; fewer workers fit, --force runs anyway."""
+    from hotremove.memguard import estimate_peak_bytes
+
+    grid_file = write_grid(tmp_path)
+    grid = sw.load_grid(grid_file)
+    peak = max(estimate_peak_bytes(validate(run.scenario)) for run in grid.runs)
+    output = tmp_path / "out.csv"
+    between = {"HOTREMOVE_MEMORY_LIMIT": f"{(peak * 3 // 2) >> 20}MiB"}  # one run, not two
+
+    proc = cli_invoke("sweep", grid_file, "-o", output, "-j", "2", env=between)
+    assert proc.returncode == 2 and proc.stdout == "" and "Traceback" not in proc.stderr
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith(f"hotremove: error: {grid_file}: run ")
+    assert "in each of 2 workers at once" in line and "--force" in line
+    assert not output.exists()
+
+    one = cli_invoke("sweep", grid_file, "-o", output, "-j", "1", "-q", env=between)
+    assert one.returncode == 0, one.stderr
+    assert len(csv_ids(output)) == len(grid.runs)
+
+    tiny = {"HOTREMOVE_MEMORY_LIMIT": "16MiB"}
+    refused = cli_invoke("sweep", grid_file, "-o", output, "--overwrite", "-j", "1", env=tiny)
+    assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1
+    forced = cli_invoke("sweep", grid_file, "-o", output, "--overwrite", "--force", env=tiny)
+    assert forced.returncode == 0, forced.stderr
+    assert len(csv_ids(output)) == len(grid.runs)

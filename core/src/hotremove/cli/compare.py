@@ -35,6 +35,7 @@ from hotremove.cli.settings import (
     shared_options,
 )
 from hotremove.kernels import VERSIONS
+from hotremove.memguard import check_memory
 from hotremove.model.migrate_mode import DEFAULT_POLICY, WRITEBACK_POLICY
 from hotremove.plugins import PluginSet
 from hotremove.report import Report
@@ -61,12 +62,19 @@ def _ratio_text(r: float | str | None) -> str:
 
 
 RATIO_KEYS = ("writeback_ios", "simulated_seconds", "wall_seconds")
+#: the two runs of a comparison without --kernel V,V,...
+RUN_POLICIES = (DEFAULT_POLICY, WRITEBACK_POLICY)
 
 
 @click.command(cls=Command)
 @click.argument("scenario_file", metavar="SCENARIO.toml", type=click.Path(path_type=Path))
 @click.option("--json", "json_out", is_flag=True, help="Print {auto, writeback, ratios}.")
 @click.option("--seed", type=int, help="Override workload.seed (both runs).")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Run even when a run's estimated memory need exceeds what this machine has available.",
+)
 @mode_option()
 @device_option()
 @kernels_option(
@@ -81,6 +89,7 @@ def compare(
     scenario_file: Path,
     json_out: bool,
     seed: int | None,
+    force: bool,
     mode: str | None,
     device: str | None,
     kernels: tuple[str, ...] | None,
@@ -100,12 +109,17 @@ def compare(
     plugins = plugins_for(settings)
     name = scenario_file.stem
     if kernels and len(kernels) > 1:
+        planned = [base.with_overrides(kernel={"version": v}) for v in kernels]
+    else:
+        planned = [base.with_overrides(remove={"strategy": p}) for p in RUN_POLICIES]
+    for scn in planned:  # a run that would not fit is refused before the first is built
+        check_memory(scn, force=force)
+    if kernels and len(kernels) > 1:
         return _compare_kernels(base, name, kernels, plugins, settings, json_out, wide)
     runs: dict[str, Run] = {}
-    policies = (DEFAULT_POLICY, WRITEBACK_POLICY)
     show, settings = _progress(settings, json_out)
-    with steps(f"compare {name}", len(policies), show=show) as step:
-        for policy in policies:
+    with steps(f"compare {name}", len(RUN_POLICIES), show=show) as step:
+        for policy in RUN_POLICIES:
             step(policy)
             runs[policy] = execute(
                 base.with_overrides(remove={"strategy": policy}),

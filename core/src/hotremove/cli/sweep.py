@@ -155,6 +155,12 @@ def _footer(result: sw.SweepResult) -> list[Text]:
     help="Draw the grid's figure (default: simulated time, log scale, against the dirty share; "
     "one line per strategy and device).",
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Run even when the grid's largest run, once per worker, exceeds the memory this "
+    "machine has available.",
+)
 @wide_option
 @shared_options
 @click.pass_context
@@ -169,6 +175,7 @@ def sweep_command(
     overwrite: bool,
     list_runs: bool,
     plot_file: Path | None,
+    force: bool,
     wide: bool,
 ) -> int:
     """Run a grid of scenarios: every combination of the grid's axes, one row per run.
@@ -206,6 +213,8 @@ def sweep_command(
                 f"{len(rows)} have rows in {output}",
             )
         return 0
+    if not force and not (executor == "dask" and scheduler):  # a cluster has its own memory
+        _check_memory(grid, grid_file, workers)
     show = settings.progress
     if show is None:
         show = not quiet and sys.stderr.isatty()
@@ -274,6 +283,32 @@ def sweep_command(
         if not quiet:
             print_text(out, Text(f"figure: {plot_file} ({lines} lines)", style="dim"))
     return result.exit_status
+
+
+def _check_memory(grid: sw.Grid, grid_file: Path, workers: int | None) -> None:
+    """Refuse, before any work, a sweep whose largest run, once in each worker at the same
+    time, would not fit in this machine's memory (see :mod:`hotremove.memguard`)."""
+    from hotremove.memguard import available_bytes, estimate_peak_bytes
+    from hotremove.scenario import validate
+    from hotremove.sweep.executors import default_workers
+
+    have = available_bytes()
+    if not have or not grid.runs:
+        return
+    need, index = max((estimate_peak_bytes(validate(r.scenario)), r.index) for r in grid.runs)
+    largest = grid.runs[index]
+    parallel = min(workers or default_workers(), len(grid.runs))
+    if need * parallel > have:
+        each = f" in each of {parallel} workers at once" if parallel > 1 else ""
+        raise HotremoveError(
+            f"{grid_file}: run {largest.index} ({largest.label()}) needs about "
+            f"{_gib(need)} of RAM{each}, {_gib(have)} is available (fewer workers with -j, a "
+            "smaller memory.size or fewer files fit; --force tries anyway)"
+        )
+
+
+def _gib(nbytes: int) -> str:
+    return f"{nbytes / (1 << 30):.1f} GiB"
 
 
 def main(argv: list[str] | None = None) -> None:
