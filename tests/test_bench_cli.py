@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import json
 
-from .conftest import invoke
+import pytest
+
+from hotremove.bench import bench_scenario
+from hotremove.memguard import estimate_peak_bytes
+
+from .conftest import hotremove, invoke
+from .test_cli import assert_one_line_error
 
 
 def test_bench_json_has_the_figures(tmp_path):
@@ -29,9 +35,17 @@ def test_bench_json_has_the_figures(tmp_path):
             "image_copy_seconds",
             "verify_seconds",
             "whole_seconds",
+            "plain_copy_seconds",
+            "offline_over_plain_copy",
+            "peak_rss_over_ram",
+            "peak_rss_over_in_use",
         ):
             assert key in run, key
         assert run["verified"] and run["offlined"] and run["pages"] == 4096
+        assert run["plain_copy_seconds"] > 0
+        assert run["offline_over_plain_copy"] == run["offline_seconds"] / run["plain_copy_seconds"]
+        in_use = run["pages_in_use"] * 4096
+        assert run["peak_rss_over_in_use"] == run["peak_rss_bytes"] / in_use
     assert runs[("auto", "off")]["writeback_ios"] == 0, "rebinding issues no write"
     assert runs[("auto", "off")]["batched_pages"] > 0, "ext2 page cache takes the batched path"
     assert runs[("writeback", "off")]["batched_pages"] == 0, "the fallback goes page by page"
@@ -39,6 +53,7 @@ def test_bench_json_has_the_figures(tmp_path):
     assert set(out["writeback_over_auto"]) == {"ide-2004", "sata-ssd", "nvme"}
     assert out["writeback_over_auto"]["ide-2004"] > 100
     assert out["checks_slowdown"] > 0
+    assert out["fallback_pages_per_second"] == runs[("writeback", "off")]["pages_per_second"]
     assert [r["pages"] for r in out["scaling"]["scaling"]] == [2048, 4096]
     assert list(tmp_path.joinpath("cache", "images").glob("*.img")), "images are cached"
 
@@ -66,3 +81,48 @@ def test_bench_shows_its_progress_on_stderr(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "bench" in proc.stderr and "1/1" in proc.stderr
     assert json.loads(proc.stdout)["runs"][0]["strategy"] == "auto"
+
+
+@pytest.mark.parametrize("wide", [False, True], ids=["80-columns", "wide"])
+def test_bench_table_is_readable_at_80_columns_and_whole_with_wide(tmp_path, wide):
+    """At 80 columns every figure is there, in tables that repeat strategy and checks;
+    ``--wide`` puts every column in one table (its header is one line)."""
+    args = ["bench", "--size", "8MiB", "--strategy", "auto", "--cache", str(tmp_path)]
+    proc = invoke(*args, *(["--wide"] if wide else []), env={"COLUMNS": "80"})
+    assert proc.returncode == 0, proc.stderr
+    assert "…" not in proc.stdout
+    headers = ("pages/s", "× copy", "whole s", "÷ in use", "meta B/page", "verified")
+    assert all(h in proc.stdout for h in headers)
+    header_lines = [line for line in proc.stdout.splitlines() if "strategy" in line]
+    if wide:
+        assert len(header_lines) == 1 and all(h in header_lines[0] for h in headers)
+    else:
+        assert len(header_lines) > 1, "split into tables that each name the run"
+        assert all(len(line) <= 80 for line in proc.stdout.splitlines())
+    assert "plain copy of the region's bytes" in proc.stdout
+    assert "per-step checks" not in proc.stdout, "one check mode: no ratio to give"
+
+
+def test_bench_refuses_a_size_that_would_not_fit_in_memory(tmp_path):
+    limited = {"HOTREMOVE_MEMORY_LIMIT": "256MiB"}
+    proc = invoke("bench", "--size", "8MiB", "--scaling", "1GiB", "--json", env=limited)
+    assert_one_line_error(proc, "memory.size: this run needs about", "--force")
+    forced = invoke(
+        *("bench", "--size", "8MiB", "--strategy", "auto", "--cache", str(tmp_path)),
+        *("--json", "--force"),
+        env={"HOTREMOVE_MEMORY_LIMIT": "8MiB"},
+    )
+    assert forced.returncode == 0, forced.stderr
+    assert json.loads(forced.stdout)["ok"]
+
+
+def test_the_memory_estimate_covers_a_measured_run(tmp_path):
+    """A real process's peak RSS (VmHWM) for a 128 MiB region stays under what the guard
+    estimates, and the estimate is not so loose that it refuses what fits."""
+    proc = hotremove(
+        *("bench", "--size", "128MiB", "--strategy", "auto", "--cache", str(tmp_path), "--json"),
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    [run] = json.loads(proc.stdout)["runs"]
+    estimate = estimate_peak_bytes(bench_scenario(128 << 20, 0.3, False, "auto"))
+    assert run["peak_rss_bytes"] <= estimate < 3 * run["peak_rss_bytes"]

@@ -159,7 +159,7 @@ def explorers(tmp_path_factory, plugins):
                 scn.remove.blocks,
                 mode=MigrateMode(scn.remove.mode),
                 policy=policy,
-                golden=built.golden.files,
+                golden=built.golden.files.hold(),
                 actors=ACTORS,
             )
         return made[(name, policy, kernel)]

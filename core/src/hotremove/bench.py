@@ -24,10 +24,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from hotremove.cost import PRESETS
 from hotremove.engine import offline
 from hotremove.model.machine import Machine
 from hotremove.model.migrate_mode import MigrateMode
+from hotremove.model.page import PAGE_SIZE
 from hotremove.plugins import PluginSet, load_plugins
 from hotremove.scenario import Scenario, validate
 from hotremove.verify import verify
@@ -80,6 +83,38 @@ def _peak_rss() -> int:
     return 0
 
 
+def _reset_peak_rss() -> None:
+    """Start the process's peak RSS (VmHWM) again from the current RSS, so each run's figure
+    is its own: "5" into this process's own ``clear_refs`` (Linux 4.0+; it changes nothing
+    but the process's counter; where it fails the figure is the process's peak so far)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+    except OSError:
+        pass
+
+
+#: the plain copy streams through a buffer this large (beyond any cache, few page faults)
+COPY_CHUNK = 32 << 20
+
+
+def plain_copy_seconds(frames: np.ndarray, pfns: np.ndarray) -> float:
+    """Wall time of copying the bytes of frames ``pfns`` (consecutive runs) with
+    ``numpy.copyto``, into one reused, already faulted buffer: the floor any migration of
+    those pages could reach in this process — what the offline's time is a multiple of."""
+    rows = COPY_CHUNK // frames.shape[1]
+    dst = np.ones((rows, frames.shape[1]), np.uint8)  # faulted in before the clock starts
+    breaks = np.flatnonzero(np.diff(pfns) != 1) + 1
+    starts = pfns[np.concatenate([[0], breaks])].tolist()
+    ends = (pfns[np.concatenate([breaks - 1, [len(pfns) - 1]])] + 1).tolist()
+    t0 = time.perf_counter()
+    for start, end in zip(starts, ends, strict=True):
+        for a in range(start, end, rows):
+            b = min(end, a + rows)
+            np.copyto(dst[: b - a], frames[a:b])
+    return time.perf_counter() - t0
+
+
 def metadata_bytes(machine: Machine) -> int:
     """Bytes of the model's kernel state beyond the frames (see module doc): mem_map, the
     buffer_head slab (its capacity), the allocator's lists, every page-cache tree with its
@@ -106,11 +141,13 @@ def bench_once(
 ) -> dict[str, Any]:
     """Build, offline (timed alone), verify; return the figures."""
     scenario = bench_scenario(size, dirty, checks, strategy)
+    _reset_peak_rss()
     with tempfile.TemporaryDirectory(prefix="hotremove-bench-") as tmp:
         t0 = time.perf_counter()
         built = build(scenario, plugins.hooks, Path(tmp), image_cache=cache)
         build_seconds = time.perf_counter() - t0
         machine = built.machine
+        blocks = list(scenario.remove.blocks)
         # the machine's own copy of each cached image (copy-on-write, BlockDevice): timed
         # apart, so that neither the offline nor the build carries the cache's copy
         t0 = time.perf_counter()
@@ -120,13 +157,19 @@ def bench_once(
         metadata = metadata_bytes(machine)
         in_use = machine.memory.nr_pages - machine.memory.nr_free()
         nr_frames = machine.memory.nr_pages
+        memory = machine.memory
+        region = np.concatenate(
+            [np.arange(memory.blocks[b].start_pfn, memory.blocks[b].end_pfn) for b in blocks]
+        )
+        in_region = region[memory.free_map[region] == 0]
+        copy_seconds = plain_copy_seconds(memory.frames, in_region)
         sizes_before = Counter(machine.io.write_sizes)
         clock0 = machine.clock.cpu_seconds + machine.clock.io_seconds
         t0 = time.perf_counter()
         result = offline(
             machine,
             plugins.hooks,
-            list(scenario.remove.blocks),
+            blocks,
             mode=MigrateMode.SYNC,
             policy=strategy,
             checks=checks,
@@ -138,7 +181,8 @@ def bench_once(
         verdict = verify(built, plugins.hooks)
         verify_seconds = time.perf_counter() - t0
         machine.close()
-    del built, machine
+    peak_rss = _peak_rss()
+    del built, machine, memory
     gc.collect()  # the next run starts without this one's frames (peak RSS is per process)
     return {
         "strategy": strategy,
@@ -147,6 +191,8 @@ def bench_once(
         "offlined": result.offlined,
         "offline_seconds": offline_seconds,
         "pages_per_second": result.migrated / offline_seconds if offline_seconds else None,
+        "plain_copy_seconds": copy_seconds,
+        "offline_over_plain_copy": offline_seconds / copy_seconds if copy_seconds else None,
         "build_seconds": build_seconds,
         "build_over_offline": build_seconds / offline_seconds if offline_seconds else None,
         "image_copy_seconds": image_copy_seconds,
@@ -164,7 +210,9 @@ def bench_once(
         "pages_in_use": in_use,
         "metadata_bytes_per_page": metadata / in_use if in_use else None,
         "metadata_bytes_per_frame": metadata / nr_frames,
-        "peak_rss_bytes": _peak_rss(),
+        "peak_rss_bytes": peak_rss,
+        "peak_rss_over_ram": peak_rss / frames_bytes,
+        "peak_rss_over_in_use": peak_rss / (in_use * PAGE_SIZE) if in_use else None,
     }
 
 
@@ -201,6 +249,8 @@ def run_bench(
     on, off = by.get(("auto", "on")), by.get(("auto", "off"))
     if on and off:
         out["checks_slowdown"] = on["offline_seconds"] / off["offline_seconds"]
+    if wb:
+        out["fallback_pages_per_second"] = wb["pages_per_second"]
     out["ok"] = all(r["verified"] and r["offlined"] for r in runs)
     return out
 

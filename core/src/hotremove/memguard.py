@@ -1,11 +1,13 @@
 """Will this run fit in this machine's memory? Estimated before anything is built.
 
-The simulated RAM is real: every frame is 4 KiB of this machine's memory (populated up
-front), the golden model keeps every file's final bytes, and the kernel objects cost about a
-hundred bytes per frame and per buffer_head. A scenario that cannot fit would be killed by the
-OOM killer half-way through, so the command line refuses it with one line instead (``--force``
-tries anyway). ``HOTREMOVE_MEMORY_LIMIT`` (a size: ``"8GiB"``) caps what hotremove may use below
-what the machine has available.
+The simulated RAM is real where it is used: a frame costs 4 KiB of this machine's memory once
+the workload fills it, and gives it back when it dies (free in an isolated or offline block);
+migration holds at most a batch of old and new frames at once. The golden model keeps the
+workload's written bytes (files are made again from their seed), and the kernel objects cost
+about a hundred bytes per frame and per buffer_head. A scenario that cannot fit would be killed
+by the OOM killer half-way through, so the command line refuses it with one line instead
+(``--force`` tries anyway). ``HOTREMOVE_MEMORY_LIMIT`` (a size: ``"8GiB"``) caps what
+hotremove may use below what the machine has available.
 """
 
 from __future__ import annotations
@@ -26,16 +28,29 @@ PER_BUFFER = 64
 
 
 def estimate_peak_bytes(scenario: Scenario) -> int:
-    """The run's peak memory: the frames, every file's bytes (the golden model and the
-    builder's copy while it fills the page cache), the kernel objects, a baseline."""
-    frames = scenario.memory.size
-    nr_frames = frames // PAGE_SIZE
+    """The run's peak memory: the frames in use (page cache, anonymous memory, unmovable
+    pages) and one memory block's worth of frames in flight, the written bytes the golden
+    model keeps, one file being made, the kernel objects, a baseline."""
+    wl = scenario.workload
+    nr_frames = scenario.memory.size // PAGE_SIZE
     files = sum(fs.files * fs.file_size for fs in scenario.filesystem)
+    anon = wl.anon + wl.thp * (2 << 20) + wl.unmovable * PAGE_SIZE
+    in_use = min(scenario.memory.size, int(files * wl.cached) + anon)
+    in_flight = min(scenario.memory.size, scenario.memory.block_size)
+    largest_file = max((fs.file_size for fs in scenario.filesystem), default=0)
     buffers = sum(
         -(-fs.file_size // PAGE_SIZE) * fs.files * (PAGE_SIZE // fs.block_size)
         for fs in scenario.filesystem
     )
-    return frames + 2 * files + nr_frames * PER_FRAME + buffers * PER_BUFFER + BASELINE
+    return (
+        in_use
+        + in_flight
+        + int(files * wl.dirty)
+        + largest_file
+        + nr_frames * PER_FRAME
+        + buffers * PER_BUFFER
+        + BASELINE
+    )
 
 
 def available_bytes() -> int:

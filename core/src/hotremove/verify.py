@@ -142,10 +142,8 @@ def _check_files(
     with BlockReader(image, block_size) as reader:
         for path in paths:
             inode = inodes.get(path)
-            if (
-                inode is None
-                or reader.read(inode.block_map, len(golden[(name, path)])) != (golden[(name, path)])
-            ):
+            want = golden[(name, path)]  # made once per file (see GoldenFiles)
+            if inode is None or reader.read(inode.block_map, len(want)) != want:
                 suspects.add(path)
     try:
         on_disk_maps = maps.result() if maps is not None else {}
@@ -157,7 +155,7 @@ def _check_files(
     for path in paths:
         inode = inodes.get(path)
         size, blocks = on_disk_maps[path]
-        if inode is None or size != len(golden[(name, path)]) or blocks != list(inode.block_map):
+        if inode is None or size != golden.size((name, path)) or blocks != list(inode.block_map):
             suspects.add(path)  # read through a map (or a size) the image's inodes do not have
     suspects.update(path for path, data in sampled.items() if data != golden[(name, path)])
     verdict.files_checked += len(paths)

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 from rich.table import Table
 
-from hotremove.bench import run_bench, run_scaling
+from hotremove.bench import bench_scenario, run_bench, run_scaling
 from hotremove.cli.base import Command
 from hotremove.cli.display import progress_bar
-from hotremove.cli.output import emit_json, print_table, stdout_console
+from hotremove.cli.output import emit_json, print_table, print_text, stdout_console, wide_option
 from hotremove.cli.settings import begin, check_strategy, shared_options
 from hotremove.errors import ScenarioError
+from hotremove.memguard import check_memory
 from hotremove.model.migrate_mode import BUILTIN_POLICIES
 from hotremove.plugins import load_plugins
 from hotremove.scenario import parse_size
@@ -68,6 +70,8 @@ def _region_size(value: str, option: str = "--size") -> int:
 )
 @click.option("--no-cache", is_flag=True, help="Always build fresh images.")
 @click.option("--json", "json_out", is_flag=True, help="One JSON object on stdout.")
+@click.option("--force", is_flag=True, help="Run even when the memory estimate says it won't fit.")
+@wide_option
 @shared_options
 @click.pass_context
 def bench_command(
@@ -80,6 +84,8 @@ def bench_command(
     cache: Path | None,
     no_cache: bool,
     json_out: bool,
+    force: bool,
+    wide: bool,
 ) -> int:
     """Offline a region full of ext2 page cache; print pages/s, memory and simulated cost."""
     settings = begin(ctx)
@@ -89,6 +95,8 @@ def bench_command(
         check_strategy(strategy, plugins, option="--strategy")
     # every value is checked before the first benchmark runs
     sizes = [_region_size(s, "--scaling") for s in (scaling or "").split(",") if s.strip()]
+    for each in [region, *sizes]:  # refused before any work (memguard)
+        check_memory(bench_scenario(each, dirty, False, "auto"), force=force)
     image_cache = None if no_cache else (cache or default_cache())
     total = len(strategies) * (2 if checks == "both" else 1) + len(sizes)
     show = settings.progress
@@ -109,61 +117,73 @@ def bench_command(
     if json_out:
         emit_json(out)
     elif not settings.quiet:
-        _print(out)
+        _print(out, wide)
     ok = out["ok"] and (not scaling or out["scaling"]["ok"])
     return 0 if ok else 1
 
 
-def _print(out: dict) -> None:
+def _rss(r: dict) -> str:
+    return f"{r['peak_rss_bytes'] / (1 << 30):.2f} GiB"
+
+
+#: (header, cell) of every column of a run, in --wide order; the first two name the run
+COLUMNS: list[tuple[str, Callable[[dict], str]]] = [
+    ("strategy", lambda r: r["strategy"]),
+    ("checks", lambda r: r["checks"]),
+    ("pages", lambda r: f"{r['pages']:,}"),
+    ("pages/s", lambda r: f"{r['pages_per_second']:,.0f}"),
+    ("offline s", lambda r: f"{r['offline_seconds']:.3f}"),
+    ("× copy", lambda r: f"{r['offline_over_plain_copy']:.1f}"),
+    ("verified", lambda r: "yes" if r["verified"] else "NO"),
+    ("build s", lambda r: f"{r['build_seconds']:.2f}"),
+    ("image s", lambda r: f"{r['image_copy_seconds']:.2f}"),
+    ("verify s", lambda r: f"{r['verify_seconds']:.2f}"),
+    ("whole s", lambda r: f"{r['whole_seconds']:.2f}"),
+    ("peak RSS", _rss),
+    ("÷ RAM", lambda r: f"{r['peak_rss_over_ram']:.2f}"),
+    ("÷ in use", lambda r: f"{r['peak_rss_over_in_use']:.2f}"),
+    ("batched", lambda r: f"{r['batched_pages']:,}"),
+    ("write I/Os", lambda r: f"{r['writeback_ios']:,}"),
+    ("sim. s ide-2004", lambda r: f"{r['simulated_seconds_by_preset']['ide-2004']:.3f}"),
+    ("meta B/page", lambda r: f"{r['metadata_bytes_per_page']:.0f}"),
+]
+
+
+def _print(out: dict, wide: bool) -> None:
+    """One table of the runs (split into tables that repeat strategy and checks when it is
+    wider than the terminal, unless ``wide``), then the ratios the issue's goals are about."""
     console = stdout_console()
     table = Table(
         title=f"hotremove bench: {out['size_bytes'] >> 20} MiB region, "
         f"{out['dirty']:.0%} dirty, ext2 1 KiB blocks"
     )
-    for col in (
-        "strategy",
-        "checks",
-        "pages",
-        "pages/s",
-        "build s",
-        "offline s",
-        "verify s",
-        "whole s",
-        "build ÷ offline",
-        "batched",
-        "write I/Os",
-        "simulated s (ide-2004)",
-        "metadata B/page",
-        "verified",
-    ):
-        table.add_column(col, justify="left" if col in ("strategy", "checks") else "right")
+    for header, _ in COLUMNS:
+        table.add_column(header, justify="left" if header in ("strategy", "checks") else "right")
     for r in out["runs"]:
-        table.add_row(
-            r["strategy"],
-            r["checks"],
-            str(r["pages"]),
-            f"{r['pages_per_second']:,.0f}",
-            f"{r['build_seconds']:.2f}",
-            f"{r['offline_seconds']:.3f}",
-            f"{r['verify_seconds']:.2f}",
-            f"{r['whole_seconds']:.2f}",
-            f"{r['build_over_offline']:.1f}",
-            str(r["batched_pages"]),
-            str(r["writeback_ios"]),
-            f"{r['simulated_seconds_by_preset']['ide-2004']:.3f}",
-            f"{r['metadata_bytes_per_page']:.0f}",
-            "yes" if r["verified"] else "NO",
+        table.add_row(*(cell(r) for _, cell in COLUMNS))
+    print_table(console, table, wide=wide, keys=2)
+    lines = []
+    first = out["runs"][0]
+    lines.append(
+        f"plain copy of the region's bytes (numpy.copyto): {first['plain_copy_seconds']:.3f} s; "
+        "× copy = offline ÷ plain copy"
+    )
+    if "checks_slowdown" in out:
+        lines.append(f"per-step checks on ÷ off: {out['checks_slowdown']:.2f}×")
+    if "fallback_pages_per_second" in out:
+        lines.append(
+            f"fallback (forced writeback): {out['fallback_pages_per_second']:,.0f} pages/s"
         )
-    print_table(console, table)
     if "writeback_over_auto" in out:
         ratios = ", ".join(f"{k} {v:,.0f}×" for k, v in out["writeback_over_auto"].items())
-        console.print(f"forced writeback / rebinding, simulated time: {ratios}")
-    if "checks_slowdown" in out:
-        console.print(f"per-step checks on / off: {out['checks_slowdown']:.2f}×")
+        lines.append(f"forced writeback ÷ rebinding, simulated time: {ratios}")
     if "scaling" in out:
         rows = ", ".join(
-            f"{r['pages']} pages: {r['microseconds_per_page']:.2f} µs/page"
+            f"{r['pages']:,} pages: {r['microseconds_per_page']:.2f} µs/page, "
+            f"peak RSS ÷ in use {r['peak_rss_over_in_use']:.2f}"
             for r in out["scaling"]["scaling"]
         )
         flat = "flat" if out["scaling"]["flat"] else "NOT flat"
-        console.print(f"scaling ({flat}): {rows}")
+        lines.append(f"scaling ({flat}): {rows}")
+    for line in lines:
+        print_text(console, line)

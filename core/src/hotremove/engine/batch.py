@@ -204,6 +204,10 @@ class BatchMover:
             stats = self.kinds[mid][1]
             stats.migrated += int(mine.sum())
             stats.rebound += int(private[mine].sum())
+        if checks:  # before the free: a freed frame in an isolated block reads as zeros
+            self.result.check_failures.extend(
+                self.verify(srcs, dsts, flags, new_flags, members, owners)
+            )
         mm.refcount[srcs] = 0
         memory.free_pages_bulk(srcs)
         nr, nr_rebound = len(srcs), int(private.sum())
@@ -211,10 +215,6 @@ class BatchMover:
         mc.vmstat.nr_rebound += nr_rebound
         mc.vmstat.pgmigrate_success += nr
         self.moved[srcs] = True
-        if checks:
-            self.result.check_failures.extend(
-                self.verify(srcs, dsts, flags, new_flags, members, owners)
-            )
         return nr
 
     def set_bh_pages(self, members: np.ndarray, pfns: np.ndarray) -> None:

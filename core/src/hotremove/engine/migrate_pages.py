@@ -263,6 +263,7 @@ class Migrator(FolioSteps):
             self.result.migrated += fast_moved
             self.result.batched += fast_moved
             self.mc.flush_copies()
+            self.memory.release_dead()  # the old frames are read: their memory may go
             if self.progress is not None and moved:
                 self.progress(moved)
         return moved, enomem

@@ -96,7 +96,7 @@ def explore_scenario(
             policy=rm.strategy,
             max_rounds=rm.max_rounds,
             actors=actors,
-            golden=built.golden.files,
+            golden=built.golden.files.hold(),
             full_check=full_check,
         )
         result = explorer.explore(

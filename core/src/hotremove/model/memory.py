@@ -34,13 +34,15 @@ class MemoryBlock:
         return self.end_pfn - self.start_pfn
 
 
-def _populated_frames(nr_pages: int) -> np.ndarray:
-    """Zeroed frames, faulted in up front (MAP_POPULATE) so the first copy into a frame
-    during the offline does not pay a host page fault — the simulated RAM is already there."""
-    size = nr_pages * PAGE_SIZE
-    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_POPULATE", 0)
-    buf = mmap.mmap(-1, size, flags=flags)
-    return np.frombuffer(buf, dtype=np.uint8).reshape(nr_pages, PAGE_SIZE)
+def _frames(nr_pages: int) -> tuple[mmap.mmap, np.ndarray]:
+    """Zeroed frames, backed by the host only once touched: a frame costs host memory when
+    the workload fills it or a migration copies into it, and gives it back when it dies
+    (:meth:`PhysicalMemory.release`). The host's transparent huge pages make the first touch
+    of a frame cost a 2 MiB fault shared by 512 frames, not a fault each."""
+    buf = mmap.mmap(-1, nr_pages * PAGE_SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    if hasattr(mmap, "MADV_HUGEPAGE"):
+        buf.madvise(mmap.MADV_HUGEPAGE)
+    return buf, np.frombuffer(buf, dtype=np.uint8).reshape(nr_pages, PAGE_SIZE)
 
 
 class PhysicalMemory:
@@ -57,7 +59,9 @@ class PhysicalMemory:
             raise ValueError(f"memory size {size} must be a positive multiple of {block_size}")
         self.nr_pages = size // PAGE_SIZE
         self.pages_per_block = block_size // PAGE_SIZE
-        self.frames = _populated_frames(self.nr_pages)
+        self._frames_buf, self.frames = _frames(self.nr_pages)
+        #: frames freed in isolated blocks, not yet given back to the host (see release)
+        self._dead: list[int] = []
         self.bh_pool = BufferHeadPool(self.nr_pages)
         self.pages = MemMap(self.nr_pages, self.bh_pool)
         self.bh_pool.memmap = self.pages
@@ -273,6 +277,8 @@ class PhysicalMemory:
         self._push(block, [pfn])  # before marking it free: a compaction must not keep it twice
         self._free[pfn] = 1
         self._nr_free[block] += 1
+        if self.block_state[block] != ONLINE:
+            self._dead.append(pfn)  # given back by release_dead, once no copy reads it
 
     def free_pages_bulk(self, pfns: np.ndarray) -> None:
         """:meth:`free_page` for many order-0 frames whose references are gone, pushed onto
@@ -295,6 +301,41 @@ class PhysicalMemory:
             self._nr_free[block] += len(mine)
             self._push(block, mine)
         free[pfns] = 1
+        self.release(pfns[self.block_state_array()[blocks] != 0])
+
+    def block_state_array(self) -> np.ndarray:
+        """1 where a block is not online (isolated or offline), per block."""
+        return np.fromiter((s != ONLINE for s in self.block_state), np.uint8, len(self.blocks))
+
+    def release_dead(self) -> None:
+        """:meth:`release` the frames :meth:`free_page` freed in isolated blocks. Not done as
+        they are freed: a ``migrate_pages`` batch queues its copies and does them at its end
+        (``MigrateControl.flush_copies``), so an old frame is read after its free; the
+        migrator calls this once the batch's copies are done."""
+        if self._dead:
+            dead = np.asarray(self._dead, np.int64)
+            self._dead.clear()
+            self.release(dead)
+
+    def release(self, pfns: np.ndarray) -> None:
+        """Give the host back the memory of free frames in isolated or offline blocks: what
+        they held is dead (the allocator hands them out again only once the block is back
+        online, and a frame given back reads as zeros). ``MADV_DONTNEED`` per run of
+        consecutive frames, so a migrated block costs a few calls, not one per page."""
+        if not len(pfns):
+            return
+        pfns = np.unique(pfns)
+        breaks = np.flatnonzero(np.diff(pfns) != 1) + 1
+        starts = pfns[np.concatenate([[0], breaks])]
+        ends = pfns[np.concatenate([breaks - 1, [len(pfns) - 1]])] + 1
+        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+            self._frames_buf.madvise(
+                mmap.MADV_DONTNEED, start * PAGE_SIZE, (end - start) * PAGE_SIZE
+            )
 
     def set_block_state(self, block: int, state: str) -> None:
+        self.release_dead()  # before a block reopens (no batch is in flight here)
         self.block_state[block] = state
+        if state == OFFLINE:  # the block leaves the machine: so do its frames
+            b = self.blocks[block]
+            self.release(np.arange(b.start_pfn, b.end_pfn, dtype=np.int64))

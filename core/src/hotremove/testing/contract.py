@@ -471,7 +471,7 @@ class ConformanceChecks:
                 list(scenario.remove.blocks),
                 mode=MigrateMode.SYNC,
                 policy=case.policy,
-                golden=built.golden.files,
+                golden=built.golden.files.hold(),
             )
             try:
                 result = explorer.explore(1, self.explore_bound)

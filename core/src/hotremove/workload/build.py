@@ -78,9 +78,8 @@ def build(
         hooks.mount(machine, sb)
         a_ops = select_aops(cfg.type, cfg.options, cfg.data_mode, kernel.driver(cfg.type))
         for ino, (path, data) in enumerate(files.items(), start=12):
-            # the golden model takes the generated buffer itself (no copy): nothing reads
-            # ``files`` after the page cache is filled, and only the golden model changes it
-            golden.files[(cfg.name, path)] = data
+            # the golden model makes the file again when asked (no second copy of its bytes)
+            golden.files.add_generated((cfg.name, path), files.maker(path), len(data))
             inode = Inode(ino, path, len(data), sb, maps[path])
             mapping = AddressSpace(inode, a_ops)
             machine.mappings.append(mapping)

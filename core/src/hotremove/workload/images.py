@@ -8,6 +8,8 @@ import json
 import os
 import secrets
 import zipfile
+from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -16,17 +18,39 @@ from hotremove.extfs import block_maps, journal_blocks, make_image
 from hotremove.scenario import FilesystemConfig
 
 
-def file_contents(seed: int, fs_index: int, cfg: FilesystemConfig) -> dict[str, bytearray]:
-    """Deterministic file bytes: equal scenario, equal files (so images can be cached). The
-    builder hands these very buffers to the golden model once the page cache is filled."""
-    rng = np.random.default_rng([seed, fs_index, 0xF11E])
-    words = -(-cfg.file_size // 8)  # raw 64-bit draws: ~5× faster than Generator.bytes
-    return {
-        f"f{i:05d}": bytearray(
-            memoryview(rng.bit_generator.random_raw(words)).cast("B")[: cfg.file_size]
-        )
-        for i in range(cfg.files)
-    }
+class GeneratedFiles(Mapping[str, bytearray]):
+    """Deterministic file bytes: equal scenario, equal files (so images can be cached). Each
+    file is made when asked for, from its own place in the generator's stream
+    (``PCG64.advance``), so no caller has to hold every file at once: the image is written
+    one file at a time and the golden model makes a file again when verification needs it."""
+
+    def __init__(self, seed: int, fs_index: int, cfg: FilesystemConfig) -> None:
+        self.seed = (seed, fs_index)
+        self.file_size = cfg.file_size
+        self.words = -(-cfg.file_size // 8)  # raw 64-bit draws: ~5× faster than bytes()
+        self.paths = [f"f{i:05d}" for i in range(cfg.files)]
+        self._index = {path: i for i, path in enumerate(self.paths)}
+
+    def __getitem__(self, path: str) -> bytearray:
+        bits = np.random.PCG64(np.random.SeedSequence([*self.seed, 0xF11E]))
+        bits.advance(self._index[path] * self.words)
+        raw = memoryview(bits.random_raw(self.words)).cast("B")
+        return bytearray(raw[: self.file_size])
+
+    def maker(self, path: str) -> Callable[[], bytearray]:
+        """``lambda: files[path]`` for the golden model, without a lambda per file."""
+        return partial(self.__getitem__, path)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def file_contents(seed: int, fs_index: int, cfg: FilesystemConfig) -> GeneratedFiles:
+    """The files of filesystem ``fs_index`` (see :class:`GeneratedFiles`)."""
+    return GeneratedFiles(seed, fs_index, cfg)
 
 
 def cached_image(
@@ -35,7 +59,7 @@ def cached_image(
     cfg: FilesystemConfig,
     seed: int,
     fs_index: int,
-    files: dict[str, bytearray],
+    files: Mapping[str, bytearray],
 ) -> tuple[Path | None, dict[str, list[int]], int]:
     """``make_image`` at ``image``, or an identical image made before: the key covers every
     input of the image (filesystem settings, seed, position, e2fsprogs' output format).

@@ -163,11 +163,11 @@ def dirty_file(
     sizes = np.concatenate([pool.b_size[members].astype(np.int64), np.full(len(nobh), PAGE_SIZE)])
     bhs = np.concatenate([members, np.full(len(nobh), -1, np.int64)])
     sb = mapping.host.i_sb
-    file_golden = golden.files[(sb.s_id, mapping.host.path)]
     positions = mm.index[extent_pfns] * PAGE_SIZE + offsets
     lengths = np.minimum(sizes, mapping.host.i_size - positions)
     data = rng.bit_generator.random_raw(-(-int(lengths.sum()) // 8)).tobytes()
-    write_extents(machine, mapping, extent_pfns, offsets, lengths, bhs, file_golden, data)
+    write_extents(machine, mapping, extent_pfns, offsets, lengths, bhs, None, data)
+    golden.files.write((sb.s_id, mapping.host.path), positions, lengths, data)
     golden.writes.append((sb.s_id, mapping.host.path, positions, lengths))
 
 
@@ -178,13 +178,14 @@ def write_extents(
     offsets: np.ndarray,
     lengths: np.ndarray,
     bhs: np.ndarray,
-    golden: bytearray,
+    golden: bytearray | None,
     data: bytes,
 ) -> None:
     """``write()`` of ``data`` into cached pages, extent by extent (frame ``pfns[i]`` at
     ``offsets[i]``, ``lengths[i]`` bytes, through buffer ``bhs[i]`` or -1 for a page without
-    buffers): new bytes in the frames and in the golden model, then the buffers dirtied as
-    the filesystem says — through its journal when a plugin attached one (``sb.s_journal``),
+    buffers): new bytes in the frames and in ``golden`` (the file's bytes; None when the
+    caller records the write in the golden model itself), then the buffers dirtied as the
+    filesystem says — through its journal when a plugin attached one (``sb.s_journal``),
     else ``mark_buffer_dirty`` (for many buffers at once: BH_Dirty, PG_dirty, the tag)."""
     frames = memoryview(machine.memory.frames.reshape(-1))
     mm = machine.memory.pages
@@ -200,7 +201,8 @@ def write_extents(
         chunk = source[done : done + length]
         start = pfn * PAGE_SIZE + offset
         frames[start : start + length] = chunk
-        golden[pos : pos + length] = chunk
+        if golden is not None:
+            golden[pos : pos + length] = chunk
         done += length
     journal = mapping.host.i_sb.s_journal
     buffered = bhs[bhs >= 0]
