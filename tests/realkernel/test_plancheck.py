@@ -18,8 +18,8 @@ import pytest
 from hotremove.kernels import get_kernel
 from hotremove.plugins import load_plugins
 from hotremove.realkernel import console, job
-from hotremove.realkernel.plancheck import real_class, score
-from hotremove.realkernel.report import build_report
+from hotremove.realkernel.plancheck import owners, real_class, score
+from hotremove.realkernel.report import build_report, placement
 from hotremove.realkernel.run import unpack_dump
 from hotremove.realmachine.kpageflags import (
     KPF_BUDDY,
@@ -346,3 +346,115 @@ def test_plan_check_on_612_calls_every_dimm_block_right(tmp_path: Path) -> None:
     assert all(rem["agree"] is not False for rem in tried)
     assert check.all_right
     assert load(check.snapshot_path).source == "dump"  # the same file format
+
+
+STAGED = """\
+RK stage fs=journal block=32 sim=0 free=30566 t0=6.0 t1=10.8
+RK kpf tag=stage_journal sim=0 block=32 used=2125 file=2048 file_dirty=0
+RK stage fs=dirty block=33 sim=1 free=30319 t0=15.6 t1=20.9
+RK kpf tag=stage_dirty sim=0 block=32 used=32740 file=2050 file_dirty=418
+RK kpf tag=stage_dirty sim=1 block=33 used=2341 file=2046 file_dirty=417
+RK stage fs=clean block=34 sim=2 free=30289 t0=28.9 t1=35.1
+RK kpf tag=stage_clean sim=0 block=32 used=32765 file=2050 file_dirty=418
+RK kpf tag=stage_clean sim=1 block=33 used=32740 file=2051 file_dirty=417
+RK kpf tag=stage_clean sim=2 block=34 used=2324 file=2043 file_dirty=0
+"""
+
+
+def test_a_staged_guest_says_which_block_holds_each_filesystems_page_cache() -> None:
+    stages = placement(console.parse(STAGED))
+    assert [(st["fs"], st["block"], st["in_block"], st["elsewhere"]) for st in stages] == [
+        ("journal", 32, 2048, 0),
+        ("dirty", 33, 2046, 2),
+        ("clean", 34, 2043, 5),
+    ]
+    assert owners(stages, ["journal", "dirty", "clean"]) == {32: 0, 33: 1, 34: 2}
+    assert placement(console.parse(CONSOLE)) == []  # not staged
+
+
+def test_page_cache_moved_in_from_blocks_offlined_earlier_is_added_to_the_plan() -> None:
+    real = _report()
+    real["per_block"][1]["prior"] = {"used": 3179, "file": 3048}  # 1,000 moved in
+    real["per_block"][1]["migrated"] = 2630
+    right = [_block(33, True, "ok", 60, 0), _block(32, False, "migration", 1630, 0)]
+    s = score(right, real)
+    assert s["blocks"][1]["real"]["arrived"] == 1000 and s["blocks"][1]["agree"]["migrated"]
+    real["per_block"][1]["prior"] = {}  # the same count, nothing seen moving in: too many
+    assert not score(right, real)["blocks"][1]["agree"]["migrated"]
+
+
+def test_the_staged_job_checks_its_settings_and_is_valid_shell() -> None:
+    staged = job.script(_guest_plan(staged=True, synced=("data",)))
+    assert "STAGED=1" in staged and "SYNCFS=data" in staged
+    if BUSYBOX:
+        subprocess.run([BUSYBOX, "sh", "-n", "-c", staged], check=True)
+    with pytest.raises(ValueError, match="no filesystem 'other' to sync"):
+        job.script(_guest_plan(synced=("other",)))
+    two = job.FsPlan("more", "ext2", (), "hrfs1", ("f1",))
+    many = job.GuestPlan(
+        filesystems=(*_guest_plan().filesystems, two, two),
+        writes=(),
+        payload=b"",
+        remove_blocks=(0,),
+        dimm_blocks=2,
+        offline_timeout=5,
+        staged=True,
+    )
+    with pytest.raises(ValueError, match="3 filesystems, one DIMM block each"):
+        job.script(many)
+
+
+def test_the_plan_check_picture_has_the_plan_above_the_kernel(tmp_path: Path) -> None:
+    from matplotlib.image import imread
+
+    from hotremove.realkernel.plancheck import PlanCheck, plot_plan_check
+
+    freeze = {"action": "fsfreeze", "offlinable": True, "sync_alone": None}
+    blocks = [_block(33, True, "ok", 60, 0), _block(32, False, "migration", 1630, 0, freeze)]
+    plan_dict = {"blocks": [{**b, "classes": {"file_dirty": 418}, "fs": "data"} for b in blocks]}
+    check = PlanCheck("s", "6.12", "", plan_dict, _guest_report(), score(blocks, _report()))
+    out = plot_plan_check(check, tmp_path / "check.png")
+    height, width = imread(out).shape[:2]
+    assert width > 400 and height > 300  # two blocks, plan + kernel + two remedies' rows
+
+
+@pytest.mark.realkernel
+def test_plan_check_four_states_in_one_boot_on_612(tmp_path: Path) -> None:
+    """One boot (about 75 s under TCG): ext4 data=journal, dirty ext2, clean ext2 and nothing,
+    one DIMM block each; the plan, made on the guest's snapshot with each block's filesystem,
+    calls every block and its reason right, the counts are within tolerance, and the remedy it
+    proposes (fsfreeze for the journal-held block) offlines it."""
+    from hotremove.realkernel.plancheck import plan_check
+    from hotremove.scenario import load as load_scenario
+
+    check = plan_check(
+        load_scenario(EXAMPLES / "four-states.toml"),
+        "6.12",
+        workdir=tmp_path,
+        offline_seconds=5,
+        synced=("clean",),
+        remedies=("fsfreeze",),
+    )
+    dimm = check.real.dimm_blocks
+    stages = check.real.stages
+    assert [(st["fs"], st["block"]) for st in stages] == list(
+        zip(["journal", "dirty", "clean"], dimm, strict=False)
+    )
+    assert all(st["in_block"] >= 2000 and st["elsewhere"] <= 40 for st in stages), stages
+    classes = {b["block"]: b["classes"] for b in check.plan["blocks"]}
+    journal, dirty, clean, empty = (classes[b] for b in dimm)
+    assert journal.get("file_dirty", 0) >= 400 and dirty.get("file_dirty", 0) >= 400
+    assert clean.get("file_dirty", 0) == 0 and clean.get("file_buffers", 0) >= 400
+    assert not any(k.startswith("file") for k in empty)
+    r = check.result
+    assert (r["go_right"], r["go_total"]) == (4, 4), r["blocks"]
+    assert r["reasons_right"] == 4 and r["counts_right"] == 4, r["blocks"]
+    rows = {row["block"]: row for row in r["blocks"]}
+    held = rows[dimm[0]]
+    assert held["predicted"]["journal_held"] and held["predicted"]["remedy"] == "fsfreeze"
+    assert held["real"]["error"] == "EINTR" and held["real"]["written_back"] == 0
+    assert all(rows[b]["real"]["offlined"] for b in dimm[1:])
+    (frozen,) = r["remedies"]
+    assert frozen["tried"] == frozen["planned"] == "fsfreeze" and frozen["agree"] is True
+    assert frozen["real_offlined"]
+    assert check.real.verify["ok"] and check.all_right

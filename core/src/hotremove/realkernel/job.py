@@ -297,6 +297,7 @@ if [ -n "$STAGED" ]; then
         i=$((i + 1))
     done
     now; t0=$UP
+    NFS=$(echo $FILESYSTEMS | wc -w)
     st=0  # not i or n: scan_dimm uses those
     for spec in $FILESYSTEMS; do
         name=${spec%%:*}
@@ -319,8 +320,9 @@ if [ -n "$STAGED" ]; then
         case " $SYNCFS " in *" $name "*) sync -f "/mnt/$name" || fail syncfs_$name ;; esac
         now; rk stage fs=$name block=$sb sim=$st free=$(movable_free) t0=$s0 t1=$UP
         scan_dimm stage_$name
-        hold fill$st "$(movable_free)"
         st=$((st + 1))
+        # the last filesystem needs no fill: nothing is staged after it
+        [ $st -lt $NFS ] && hold fill$st "$(movable_free)"
     done
     rm -f /fill/*
     umount /fill
