@@ -519,7 +519,7 @@ def plot_plan_check(check: PlanCheck, path: Path | str) -> Path:
     for line, name in enumerate(lines):
         ax.text(-0.1, -line * ch + ch * 0.45, name, ha="right", va="center", fontsize=8)
     ax.set_xlim(-1.4, cw * len(blocks))
-    ax.set_ylim(-(len(lines) - 1) * ch - 0.1, ch * 1.8)
+    ax.set_ylim(-(len(lines) - 1) * ch - 0.1, ch * 1.7)
     ax.set_aspect("equal")
     ax.axis("off")
     release = check.real.kernel.get("release", check.version)
@@ -527,8 +527,13 @@ def plot_plan_check(check: PlanCheck, path: Path | str) -> Path:
         f"hotremove plan --kernel {check.version} on the guest's snapshot vs Linux {release}"
         f" (QEMU {check.real.accel})\ngo/no-go right {s['go_right']}/{s['go_total']}, reasons "
         f"{s['reasons_right']}/{s['go_total']}, counts within tolerance {s['counts_right']}/"
-        f"{s['go_total']}, remedies {s['remedies_right']}/{s['remedies_scored']} scored "
-        f"(of {len(s['remedies'])} tried)  ·  red frame: wrong or outside tolerance",
+        + (
+            f"{s['go_total']}, remedies {s['remedies_right']}/{s['remedies_scored']} scored "
+            f"(of {len(s['remedies'])} tried)"
+            if s["remedies"]
+            else f"{s['go_total']}, no remedy tried (no block stayed online)"
+        )
+        + "  ·  red frame: wrong or outside tolerance",
         fontsize=8.5,
         x=0.01,
         ha="left",
