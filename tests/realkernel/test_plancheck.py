@@ -458,3 +458,18 @@ def test_plan_check_four_states_in_one_boot_on_612(tmp_path: Path) -> None:
     assert frozen["tried"] == frozen["planned"] == "fsfreeze" and frozen["agree"] is True
     assert frozen["real_offlined"]
     assert check.real.verify["ok"] and check.all_right
+
+
+def test_plan_check_refuses_an_unknown_filesystem_to_sync_before_booting() -> None:
+    from click.testing import CliRunner
+
+    from hotremove.cli import cli
+
+    four = str(EXAMPLES / "four-states.toml")
+    for args, message in (
+        (["--sync-fs", "nope"], "--sync-fs: no filesystem 'nope' in the scenario (it has: "),
+        (["--plot", "/no/such/dir/x.png"], "--plot: cannot write /no/such/dir/x.png"),
+    ):
+        result = CliRunner().invoke(cli, ["kernel", "plan-check", four, "--kernel", "6.1", *args])
+        assert result.exit_code == 2 and message in result.stderr, result.output
+        assert len(result.stderr.strip().splitlines()) == 1
