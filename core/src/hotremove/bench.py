@@ -29,6 +29,7 @@ import numpy as np
 from hotremove.cost import PRESETS
 from hotremove.engine import offline
 from hotremove.model.machine import Machine
+from hotremove.model.memory import pfn_runs
 from hotremove.model.migrate_mode import MigrateMode
 from hotremove.model.page import PAGE_SIZE
 from hotremove.plugins import PluginSet, load_plugins
@@ -104,11 +105,9 @@ def plain_copy_seconds(frames: np.ndarray, pfns: np.ndarray) -> float:
     those pages could reach in this process — what the offline's time is a multiple of."""
     rows = COPY_CHUNK // frames.shape[1]
     dst = np.ones((rows, frames.shape[1]), np.uint8)  # faulted in before the clock starts
-    breaks = np.flatnonzero(np.diff(pfns) != 1) + 1
-    starts = pfns[np.concatenate([[0], breaks])].tolist()
-    ends = (pfns[np.concatenate([breaks - 1, [len(pfns) - 1]])] + 1).tolist()
+    starts, ends = pfn_runs(pfns)
     t0 = time.perf_counter()
-    for start, end in zip(starts, ends, strict=True):
+    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
         for a in range(start, end, rows):
             b = min(end, a + rows)
             np.copyto(dst[: b - a], frames[a:b])

@@ -45,6 +45,19 @@ def _frames(nr_pages: int) -> tuple[mmap.mmap, np.ndarray]:
     return buf, np.frombuffer(buf, dtype=np.uint8).reshape(nr_pages, PAGE_SIZE)
 
 
+def pfn_runs(pfns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(starts, ends)`` of the runs of consecutive frames among ``pfns`` (any order,
+    repeats allowed): frame ranges ``starts[i] .. ends[i] - 1``."""
+    steps = np.diff(pfns)
+    if (steps <= 0).any():
+        pfns = np.unique(pfns)
+        steps = np.diff(pfns)
+    breaks = np.flatnonzero(steps != 1) + 1
+    starts = pfns[np.concatenate([[0], breaks])]
+    ends = pfns[np.concatenate([breaks - 1, [len(pfns) - 1]])] + 1
+    return starts, ends
+
+
 class PhysicalMemory:
     """The machine's RAM: ``nr_pages`` frames, ``mem_map`` (a struct page per frame, see
     :class:`~hotremove.model.page.MemMap`), the buffer_head slab and free lists per block.
@@ -296,12 +309,17 @@ class PhysicalMemory:
             for pfn in pfns.tolist():
                 mm.private.pop(pfn, None)
         blocks = pfns // self.pages_per_block
-        for block in np.unique(blocks).tolist():
-            mine = pfns[blocks == block]
+        first, last = int(blocks.min()), int(blocks.max())
+        for block in [first] if first == last else np.unique(blocks).tolist():
+            mine = pfns if first == last else pfns[blocks == block]
             self._nr_free[block] += len(mine)
             self._push(block, mine)
         free[pfns] = 1
-        self.release(pfns[self.block_state_array()[blocks] != 0])
+        if first == last:
+            if self.block_state[first] != ONLINE:
+                self.release(pfns)
+        else:
+            self.release(pfns[self.block_state_array()[blocks] != 0])
 
     def block_state_array(self) -> np.ndarray:
         """1 where a block is not online (isolated or offline), per block."""
@@ -324,10 +342,7 @@ class PhysicalMemory:
         consecutive frames, so a migrated block costs a few calls, not one per page."""
         if not len(pfns):
             return
-        pfns = np.unique(pfns)
-        breaks = np.flatnonzero(np.diff(pfns) != 1) + 1
-        starts = pfns[np.concatenate([[0], breaks])]
-        ends = pfns[np.concatenate([breaks - 1, [len(pfns) - 1]])] + 1
+        starts, ends = pfn_runs(pfns)
         for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
             self._frames_buf.madvise(
                 mmap.MADV_DONTNEED, start * PAGE_SIZE, (end - start) * PAGE_SIZE
