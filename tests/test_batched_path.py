@@ -6,6 +6,8 @@ page mixed in, every migrate mode, checks on and off."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pytest
 
@@ -15,12 +17,15 @@ from hotremove.scenario import validate
 FIELDS = ("flags", "refcount", "mapcount", "index", "order", "private_bh")
 
 
-def mixed_scenario(mode: str, seed: int):
+def mixed_scenario(
+    mode: str, seed: int, strategy: str = "auto", kernel: str = "6.12", dirty: float = 0.3
+):
     """Block 0 filled with ext2 (1 KiB blocks), ext3 data=journal and ext4 (generic
     writeback) page cache, with every disturbance the workload can make sprinkled in."""
     fs = {"size": "8MiB", "files": 16, "file_size": "128KiB"}
     return validate(
         {
+            "kernel": {"version": kernel},
             "memory": {"size": "32MiB", "block_size": "8MiB"},
             "filesystem": [
                 {"name": "a", "type": "ext2", "block_size": 1024, **fs},
@@ -30,7 +35,7 @@ def mixed_scenario(mode: str, seed: int):
             "workload": {
                 "seed": seed,
                 "placement": "fill",
-                "dirty": 0.3,
+                "dirty": dirty,
                 "writeback": 0.05,
                 "locked": 0.03,
                 "pinned": 6,
@@ -39,7 +44,7 @@ def mixed_scenario(mode: str, seed: int):
                 "swapcache": 0.3,
                 "mlocked": 0.1,
             },
-            "remove": {"blocks": [0], "mode": mode},
+            "remove": {"blocks": [0], "mode": mode, "strategy": strategy},
         }
     )
 
@@ -99,9 +104,21 @@ def test_batched_and_per_page_paths_leave_identical_machines(
         built = hotremove_build(mixed_scenario(mode, seed=seed))
         result = hotremove_offline(built, mode=MigrateMode(mode), checks=checks, batching=batching)
         runs.append((built, result, machine_state(built)))
-    (fast, fast_result, fast_state), (_, slow_result, slow_state) = runs
+    (fast, fast_result, _), _ = runs
     ext2 = fast_result.per_aops["ext2_aops"].migrated
     assert fast_result.batched >= ext2 // 2, "ext2's page cache mostly took the batched path"
+    assert_identical(runs)
+    # ext4's pages with a buffer another task holds stay busy (generic_writeback cannot
+    # drop a locked buffer and never sleeps on it): rolled back — the same on both paths
+    assert not fast_result.check_failures
+    verdict = hotremove_verify(fast)
+    assert verdict.ok, verdict.as_dict()
+
+
+def assert_identical(runs) -> None:
+    """The batched run (first) and the per-page run (second) left the same machine and
+    reported the same; only the first batched anything."""
+    (_, fast_result, fast_state), (_, slow_result, slow_state) = runs
     assert slow_result.batched == 0
     assert report(fast_result) == report(slow_result)
     for key, want in slow_state.items():
@@ -112,8 +129,78 @@ def test_batched_and_per_page_paths_leave_identical_machines(
             assert got == pytest.approx(want, rel=1e-12), key
         else:
             assert got == want, f"{key} differs"
-    # ext4's pages with a buffer another task holds stay busy (generic_writeback cannot
-    # drop a locked buffer and never sleeps on it): rolled back — the same on both paths
+
+
+def batched_per_aops(monkeypatch) -> Counter[str]:
+    """Count, per a_ops, the pages the batched path moves from now on."""
+    from hotremove.engine.batch import BatchMover
+
+    seen: Counter[str] = Counter()
+    real = BatchMover.move
+
+    def move(self, srcs, checks, rings=None):
+        mids = self.mm.mapping_id[srcs]  # before the move frees the old frames
+        nr = real(self, srcs, checks, rings)
+        for mid in mids[:nr].tolist():
+            seen[self.mm.mappings[mid].a_ops.name] += 1
+        return nr
+
+    monkeypatch.setattr(BatchMover, "move", move)
+    return seen
+
+
+@pytest.mark.parametrize("checks", [False, True], ids=["checks-off", "checks-on"])
+@pytest.mark.parametrize(
+    ("kernel", "strategy", "mode"),
+    [
+        ("6.12", "writeback", "sync"),
+        ("6.12", "writeback", "async"),
+        ("6.1", "writeback", "sync"),
+        ("6.1", "auto", "sync"),  # ext4_journalled_aops has no migrate_folio on 6.1
+        ("2004", "writeback", "sync"),
+    ],
+)
+def test_the_fallbacks_clean_pages_take_the_batched_path_and_leave_identical_machines(
+    kernel,
+    strategy,
+    mode,
+    checks,
+    hotremove_build,
+    hotremove_offline,
+    hotremove_verify,
+    monkeypatch,
+):
+    """``fallback_migrate_folio`` (generic_writeback): a clean page whose buffers
+    ``try_to_free_buffers`` frees moves on arrays (its buffers freed in bulk), a dirty one is
+    written out page by page — clean and dirty pages of every filesystem in one block, and
+    the machine, the I/O and the clock come out as the per-page path leaves them."""
+    runs = []
+    for batching in (True, False):
+        scenario = mixed_scenario(mode, 3, strategy=strategy, kernel=kernel, dirty=0.1)
+        built = hotremove_build(scenario)
+        seen = batched_per_aops(monkeypatch) if batching else Counter()
+        result = hotremove_offline(built, mode=MigrateMode(mode), checks=checks, batching=batching)
+        runs.append((built, result, machine_state(built)))
+        monkeypatch.undo()
+        if batching:
+            batched = seen
+    (fast, fast_result, _), _ = runs
+    assert_identical(runs)
+    fallback = {
+        name: stats
+        for name, stats in fast_result.per_aops.items()
+        if stats.strategy == "fallback_migrate_folio"
+    }
+    names = {"ext4_journalled_aops"} if strategy == "auto" else {"ext2_aops", "ext4_da_aops"}
+    if kernel == "2004":  # its own ext3 driver
+        names = {"ext2_aops", "ext4_da_aops"}
+    assert names <= set(fallback), sorted(fast_result.per_aops)
+    for name in names:
+        stats = fallback[name]
+        assert batched[name] >= (stats.migrated - stats.written_back) // 2, (name, batched)
+    assert sum(batched.values()) == fast_result.batched
+    if mode == "sync":
+        assert sum(s.written_back for s in fallback.values()), "dirty pages were written out"
     assert not fast_result.check_failures
     verdict = hotremove_verify(fast)
     assert verdict.ok, verdict.as_dict()

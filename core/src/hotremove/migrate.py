@@ -307,6 +307,29 @@ class FunctionStrategy:
         return f"<FunctionStrategy {self.name}>"
 
 
+#: Strategies that are mm/migrate.c's ``fallback_migrate_folio`` (Linux 6.1, 6.12; the seed's
+#: ``remap_preparepage``), by identity: see :func:`declare_fallback`.
+_FALLBACKS: dict[int, MigrateStrategy] = {}
+
+
+def declare_fallback(strategy: MigrateStrategy) -> MigrateStrategy:
+    """Declare ``strategy`` to be ``fallback_migrate_folio`` for **clean** pages: a page
+    without PG_dirty has its buffers released with :func:`hotremove.writeback.
+    filemap_release_folio` (``try_to_release_page`` → fs/buffer.c ``try_to_free_buffers``;
+    -EAGAIN in SYNC, -EBUSY otherwise when they cannot go) and is then moved by
+    :func:`migrate_folio` (a copy), in every mode — nothing else. The engine then moves such
+    pages whose buffers are free to go on arrays (:mod:`hotremove.engine.batch`); what it does
+    with dirty pages stays the strategy's own. The instance is kept (its identity is the key).
+    Returns ``strategy``."""
+    _FALLBACKS[id(strategy)] = strategy
+    return strategy
+
+
+def is_fallback(strategy: object) -> bool:
+    """Whether ``strategy`` was declared with :func:`declare_fallback`."""
+    return _FALLBACKS.get(id(strategy)) is strategy
+
+
 MIGRATE_FOLIO = FunctionStrategy("migrate_folio", False, migrate_folio)
 FILEMAP_MIGRATE_FOLIO = FunctionStrategy("filemap_migrate_folio", False, filemap_migrate_folio)
 BUFFER_MIGRATE_FOLIO = FunctionStrategy("buffer_migrate_folio", True, buffer_migrate_folio)
@@ -328,10 +351,12 @@ __all__ = [
     "buffer_migrate_folio_norefs",
     "buffer_migrate_lock_buffers",
     "buffers_busy",
+    "declare_fallback",
     "filemap_migrate_folio",
     "folio_copy",
     "folio_expected_refs",
     "folio_migrate_flags",
     "folio_migrate_mapping",
+    "is_fallback",
     "migrate_folio",
 ]

@@ -16,6 +16,16 @@ page the engine does, for a whole run of such pages:
 * one scatter of ``b_page`` over the buffer_head slab (``folio_set_bh`` for every buffer);
 * one fancy-indexed memcpy of the frames, and ``free_pages_bulk`` of the old frames.
 
+The fallback (mm/migrate.c ``fallback_migrate_folio``, Linux 6.1/6.12; a strategy declared
+with :func:`hotremove.migrate.declare_fallback`, generic_writeback's) takes the same path for
+its **clean** pages whose buffers fs/buffer.c ``try_to_free_buffers`` frees — no buffer with a
+user (``b_count``), BH_Dirty or BH_Lock, and on a journalled filesystem no journal head, so
+that jbd2's ``->release_folio`` is ``try_to_free_buffers`` too: ``filemap_release_folio`` is
+done in bulk (:meth:`BatchMover.free_buffers`: every buffer detached, ->private, PG_private
+and its reference dropped, ``nr_buffers_freed`` counted), then the page moves like a page
+without buffers (``migrate_folio``: a copy). Its dirty pages (``writeout()``: WB_SYNC_NONE,
+-EAGAIN, moved clean by a later pass; -EBUSY outside SYNC) stay on the per-page path.
+
 Buffer and page locks are taken and released inside the kernel's steps with nobody else
 running, so their net effect is nil and they are not replayed. Pages that do not qualify —
 and every page when a lock tracker (lockdep, the explorer), an ``enomem_after`` fault or a
@@ -39,9 +49,10 @@ from hotremove.migrate import (
     MIGRATE_FOLIO,
     MIGRATED_FLAGS,
     MigrateStrategy,
+    is_fallback,
 )
 from hotremove.model.address_space import AddressSpace
-from hotremove.model.buffer_head import BH_Lock
+from hotremove.model.buffer_head import BH_JBD, BH_Dirty, BH_JBDDirty, BH_Lock
 from hotremove.model.page import (
     PG_UNMOVABLE,
     PG_active,
@@ -64,8 +75,9 @@ if TYPE_CHECKING:
     from hotremove.migrate import MigrateControl
     from hotremove.model.memory import PhysicalMemory
 
-#: How the batched path treats each of the core's strategies (others: per page).
-PLAIN, BUFFERS, BUFFERS_NOREFS = 1, 2, 3
+#: How the batched path treats each of the core's strategies (others: per page); FALLBACK is
+#: a strategy declared ``fallback_migrate_folio`` (:func:`hotremove.migrate.declare_fallback`).
+PLAIN, BUFFERS, BUFFERS_NOREFS, FALLBACK = 1, 2, 3, 4
 KIND = {
     id(MIGRATE_FOLIO): PLAIN,
     id(BUFFER_MIGRATE_FOLIO): BUFFERS,
@@ -76,6 +88,11 @@ KIND = {
 NOT_BATCHED = PG_locked | PG_writeback | PG_head | PG_tail | PG_swapcache | PG_anon | PG_UNMOVABLE
 #: What the new page keeps of the old page's flags (folio_migrate_mapping + _flags).
 KEPT = MIGRATED_FLAGS | PG_anon | PG_swapbacked | PG_private
+
+#: A buffer with any of these keeps ``try_to_free_buffers`` from freeing its page's buffers
+#: (BH_Dirty, BH_Lock: ``buffer_busy``), or makes jbd2's ``->release_folio`` do more than
+#: that (a journal head, a buffer the running transaction owns): the page goes per page.
+NOT_FREEABLE = BH_Dirty | BH_Lock | BH_JBD | BH_JBDDirty
 
 #: Runs shorter than this go page by page: below it the array set-up costs more.
 MIN_RUN = 8
@@ -113,7 +130,7 @@ class BatchMover:
 
     def learn(self, mapping: object, strategy: MigrateStrategy, stats: AopsStats) -> None:
         """Called once per address_space when its strategy is resolved."""
-        kind = KIND.get(id(strategy))
+        kind = KIND.get(id(strategy)) or (FALLBACK if is_fallback(strategy) else 0)
         if kind and isinstance(mapping, AddressSpace):
             self.kinds[self.mm.mapping_index(mapping)] = (kind, stats)
 
@@ -143,11 +160,16 @@ class BatchMover:
             & (mm.refcount[pfns] == 1 + has_private)
             & (has_private == (heads >= 0))  # ->private is a buffer ring, or nothing
             & ~(has_private & (kinds == PLAIN))  # migrate_folio: no private data to move
+            # fallback_migrate_folio: a dirty page is written out (or refused), per page
+            & ~((kinds == FALLBACK) & ((flags & PG_dirty) != 0))
         )
         pool = self.pool
         members, owners = pool.rings(np.where(ok, heads, -1))
-        busy = (pool.b_state[members] & BH_Lock) != 0
-        busy |= (pool.b_count[members] != 0) & (kinds[owners] == BUFFERS_NOREFS)
+        state, count, kind = pool.b_state[members], pool.b_count[members], kinds[owners]
+        busy = (state & BH_Lock) != 0
+        busy |= (count != 0) & (kind == BUFFERS_NOREFS)
+        # fallback_migrate_folio: try_to_free_buffers must succeed (no user, clean, unlocked)
+        busy |= (kind == FALLBACK) & ((count != 0) | ((state & NOT_FREEABLE) != 0))
         ok[owners[busy]] = False
         self._rings = (members, owners)  # for move(): one ring walk per run, not two
         return ok
@@ -175,7 +197,18 @@ class BatchMover:
         if not len(dsts):
             return 0
         mc = self.mc
+        if rings is None:
+            members, owners = pool.rings(mm.private_bh[srcs])
+        else:
+            members, owners = rings
+            if len(srcs) < len(owners) and len(owners) and owners.max() >= len(srcs):
+                kept = owners < len(srcs)
+                members, owners = members[kept], owners[kept]
         flags = mm.flags[srcs]
+        release = (self.kind_table()[mm.mapping_id[srcs]] == FALLBACK) & ((flags & PG_private) != 0)
+        if release.any():  # fallback_migrate_folio: buffers freed, then a plain migrate_folio
+            members, owners = self.free_buffers(srcs, release, members, owners)
+            flags = mm.flags[srcs]
         private = (flags & PG_private) != 0
         active = flags & PG_active
         new_flags = (flags & KEPT) | active | PG_lru
@@ -184,13 +217,6 @@ class BatchMover:
         mm.refcount[dsts] = mm.refcount[srcs]  # cache (+ private): the allocation ref is gone
         mm.index[dsts] = mm.index[srcs]
         mm.private_bh[dsts] = mm.private_bh[srcs]
-        if rings is None:
-            members, owners = pool.rings(mm.private_bh[srcs])
-        else:
-            members, owners = rings
-            if len(srcs) < len(owners) and len(owners) and owners.max() >= len(srcs):
-                kept = owners < len(srcs)
-                members, owners = members[kept], owners[kept]
         self.set_bh_pages(members, dsts[owners])
         if checks:
             mc.frames[dsts] = POISON
@@ -216,6 +242,30 @@ class BatchMover:
         mc.vmstat.pgmigrate_success += nr
         self.moved[srcs] = True
         return nr
+
+    def free_buffers(
+        self, srcs: np.ndarray, release: np.ndarray, members: np.ndarray, owners: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``filemap_release_folio`` for the pages ``srcs[release]`` of a
+        ``fallback_migrate_folio`` (mm/migrate.c, Linux 6.1/6.12: ``if
+        (folio_test_private(src) && !filemap_release_folio(src, GFP_KERNEL)) return mode ==
+        MIGRATE_SYNC ? -EAGAIN : -EBUSY;``), all of which succeed — :meth:`eligible` let
+        through only rings that fs/buffer.c ``try_to_free_buffers`` frees (no ``b_count``, no
+        BH_Dirty or BH_Lock: ``buffer_busy``) and, on a journalled filesystem, that hold no
+        journal head (jbd2's ``->release_folio`` is then just ``try_to_free_buffers``).
+        ``drop_buffers`` for each: every buffer is detached (``b_page`` = -1: freed), then
+        ``folio_detach_private`` drops ->private, PG_private and its page reference. The
+        pages are clean, so ``try_to_free_buffers`` has no PG_dirty to clear. Returns the
+        buffers of the other pages (``members``, ``owners`` without the freed ones)."""
+        mm = self.mm
+        freed = release[owners]
+        self.pool.b_page[members[freed]] = -1
+        pfns = srcs[release]
+        mm.private_bh[pfns] = -1
+        mm.flags[pfns] &= np.uint32(~PG_private & 0xFFFFFFFF)
+        mm.refcount[pfns] -= 1
+        self.mc.vmstat.nr_buffers_freed += len(pfns)
+        return members[~freed], owners[~freed]
 
     def set_bh_pages(self, members: np.ndarray, pfns: np.ndarray) -> None:
         """``folio_set_bh`` for every buffer: same offset, new page."""

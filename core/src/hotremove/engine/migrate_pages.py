@@ -4,8 +4,9 @@
 resolved so far, the batched path, the per-a_ops counters, the injected faults — and runs the
 passes the simulated kernel runs (:mod:`hotremove.kernels`); each attempt on one folio is
 :mod:`hotremove.engine.migrate_folio`'s. Runs of ordinary pages whose strategy is one of the
-core's move together on arrays (:mod:`hotremove.engine.batch`, tested to leave exactly the
-machine the per-page path leaves). The strategy is asked for once per address_space through
+core's — or a declared ``fallback_migrate_folio``, for its clean pages — move together on
+arrays (:mod:`hotremove.engine.batch`, tested to leave exactly the machine the per-page path
+leaves). The strategy is asked for once per address_space through
 the ``hotremove_migrate_strategy`` hook and then called directly: a hook dispatch per page
 would dominate the cost.
 """
@@ -17,7 +18,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import structlog
 
-from hotremove.engine.batch import BatchMover, pieces
+from hotremove.engine.batch import MIN_RUN, BatchMover, pieces
 from hotremove.engine.folio import (
     try_split_folio,
 )
@@ -219,6 +220,7 @@ class Migrator(FolioSteps):
         self.mc.defer_copies = not self.checks and tracker() is None
         batched = (
             self.batching
+            and len(batch) >= MIN_RUN  # a shorter batch has no run worth the arrays
             and tracker() is None
             and self._alloc_budget is None
             and not self.hooks.wants_page_events

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 from hotremove import hookimpl
 from hotremove.kernels import FallbackDirty, Kernel
-from hotremove.migrate import MigrateControl, MigrateStrategy, migrate_folio
+from hotremove.migrate import MigrateControl, MigrateStrategy, declare_fallback, migrate_folio
 from hotremove.model.address_space import AddressSpace
 from hotremove.model.migrate_mode import Errno, MigrateMode
 from hotremove.model.page import Page, PG_dirty, PG_private
@@ -100,10 +100,13 @@ class FallbackMigrateFolio:
         return True
 
 
-#: one ``fallback_migrate_folio`` per ``Kernel.fallback_dirty`` rule
+#: one ``fallback_migrate_folio`` per ``Kernel.fallback_dirty`` rule; each declared to the
+#: core (its clean pages whose buffers can be freed move on arrays, hotremove.engine.batch)
 FALLBACKS: dict[str, FallbackMigrateFolio] = {
     rule: FallbackMigrateFolio(rule) for rule in ("writeout_sync", "writeout", "ebusy")
 }
+for _fallback in FALLBACKS.values():
+    declare_fallback(_fallback)
 #: the seed's (kernel "2004"): write, wait, release, copy
 FALLBACK = FALLBACKS["writeout_sync"]
 
