@@ -273,8 +273,10 @@ movable_free() {
          z == "Movable" && $1 == "pages" && $2 == "free" { print $3; exit }' /proc/zoneinfo
 }
 # tmpfs pages (shmem: GFP_HIGHUSER_MOVABLE, so ZONE_MOVABLE first) held until the end of the
-# staging: $1 file, $2 pages
-hold() { dd if=/dev/zero of="/fill/$1" bs=4096 count="$2" 2>/dev/null || fail fill_$1; }
+# staging: $1 file, $2 pages (rounded up to 64 KiB writes: a 4 KiB dd is seconds under TCG)
+hold() {
+    dd if=/dev/zero of="/fill/$1" bs=65536 count=$((($2 + 15) / 16)) 2>/dev/null || fail fill_$1
+}
 
 nw=0
 if [ -n "$STAGED" ]; then
@@ -290,6 +292,10 @@ if [ -n "$STAGED" ]; then
     # freed and the remaining blocks are onlined: the page cache stays where it was put.
     mkdir -p /fill
     mount -t tmpfs -o size=90% tmpfs /fill || fail tmpfs
+    # all of it on one CPU: another CPU's per-cpu list, refilled from an earlier block's last
+    # free pages by a command that ran there, would hand them to the next filesystem
+    mask=$(taskset -p $$ | awk '{ print $NF }')
+    taskset -p 1 $$ > /dev/null || fail stage_taskset
     i=0
     for n in $DIMM; do
         [ $i -gt 0 ] && { echo offline > /sys/devices/system/memory/memory$n/state ||
@@ -326,6 +332,7 @@ if [ -n "$STAGED" ]; then
     done
     rm -f /fill/*
     umount /fill
+    taskset -p "$mask" $$ > /dev/null
     for n in $DIMM; do
         d=/sys/devices/system/memory/memory$n
         [ "$(cat $d/state)" = online ] || echo online_movable > $d/state || fail stage_online_$n
