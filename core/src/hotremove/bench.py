@@ -39,26 +39,33 @@ from hotremove.workload import build
 
 FILE_SIZE = 4 << 20
 MAX_BLOCK = 128 << 20
+#: files per filesystem image: a region past this is spread over several images (the
+#: schema's image limit), as a large machine's page cache spreads over several disks
+FS_FILES_BYTES = 4 << 30
 
 
 def bench_scenario(size: int, dirty: float, checks: bool, strategy: str) -> Scenario:
     """Region = ``size`` bytes of memory blocks filled with page cache (placement ``fill``),
-    plus as much free memory again to migrate into."""
+    plus as much free memory again to migrate into. The files are on one ext2 image per
+    4 GiB of them (the first is the same image at every size: the image cache serves it)."""
     block = min(MAX_BLOCK, size)
     files = max(1, size // FILE_SIZE)
     file_size = min(FILE_SIZE, size)
+    per_fs = max(1, FS_FILES_BYTES // file_size)
+    counts = [min(per_fs, files - start) for start in range(0, files, per_fs)]
     return validate(
         {
             "memory": {"size": 2 * size + block, "block_size": block},
             "filesystem": [
                 {
-                    "name": "bench",
+                    "name": "bench" if i == 0 else f"bench{i}",
                     "type": "ext2",
                     "block_size": 1024,
-                    "size": size + size // 8 + (32 << 20),
-                    "files": files,
+                    "size": n * file_size + n * file_size // 8 + (32 << 20),
+                    "files": n,
                     "file_size": file_size,
                 }
+                for i, n in enumerate(counts)
             ],
             "workload": {
                 "seed": 1,

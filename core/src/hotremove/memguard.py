@@ -23,6 +23,9 @@ from hotremove.scenario import Scenario, parse_size
 BASELINE = 400 << 20
 #: struct page fields, free lists, page-cache trees and the like, per frame (measured ≈ 106 B)
 PER_FRAME = 128
+#: the share of a dirty page's bytes a ``partial`` write covers (8/15 for four buffers,
+#: more for fewer: 0.6 covers every block size)
+PARTIAL_SHARE = 0.6
 #: a buffer_head in the slab (≈ 30 B) and its share of the builder's work arrays
 PER_BUFFER = 64
 
@@ -42,10 +45,13 @@ def estimate_peak_bytes(scenario: Scenario) -> int:
         -(-fs.file_size // PAGE_SIZE) * fs.files * (PAGE_SIZE // fs.block_size)
         for fs in scenario.filesystem
     )
+    # the golden model keeps what the workload wrote: with ``partial``, a dirty page gets a
+    # uniformly random non-empty subset of its buffers (4 of 4: 8/15 of them on average)
+    written = files * wl.cached * wl.dirty * (PARTIAL_SHARE if wl.dirty_buffers == "partial" else 1)
     return (
         in_use
         + in_flight
-        + int(files * wl.dirty)
+        + int(written)
         + largest_file
         + nr_frames * PER_FRAME
         + buffers * PER_BUFFER

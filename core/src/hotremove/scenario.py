@@ -22,7 +22,9 @@ from hotremove.kernels import DEFAULT_KERNEL, KERNELS, get_kernel
 from hotremove.model.migrate_mode import DEFAULT_POLICY, MigrateMode
 from hotremove.model.page import PAGE_SIZE
 
-MAX_MEMORY = 16 << 30  # simulated RAM: the frames are real bytes on this machine
+#: simulated RAM. Its frames cost this machine what is used of them (plus ~110 B of mem_map
+#: a frame); whether a run fits is the memory guard's call (hotremove.memguard)
+MAX_MEMORY = 64 << 30
 MAX_IMAGE = 8 << 30  # one filesystem image
 MAX_FILES = 200_000
 

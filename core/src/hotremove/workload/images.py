@@ -80,23 +80,37 @@ def cached_image(
         cache.mkdir(parents=True, exist_ok=True)
         maps_file.unlink(missing_ok=True)
         make_image(cached, cfg.type, cfg.block_size, cfg.size, files, data_mode=data_mode)
+    paths = list(files)
     try:
         with np.load(maps_file) as saved:
-            maps = {path: saved[path].tolist() for path in files}
+            # every map laid end to end, in the files' order: three arrays, not one per file
+            # (parsing thousands of .npy headers cost more than reading the maps)
+            blocks, ends = saved[BLOCKS_KEY].tolist(), saved[ENDS_KEY].tolist()
             journal = int(saved[JOURNAL_KEY][0])
+        if len(ends) != len(paths):
+            raise ValueError("maps of other files")
+        maps = {path: blocks[a:b] for path, a, b in zip(paths, [0, *ends], ends, strict=True)}
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):  # absent, old or torn
-        maps = block_maps(cached, list(files))
+        maps = block_maps(cached, paths)
         journal = journal_blocks(cached) if journalled else 0
         # a name of its own: a sweep's workers may fill the same cache entry at once
         tmp = maps_file.with_name(f".{maps_file.stem}.{os.getpid()}.{secrets.token_hex(4)}.npz")
-        arrays = {path: np.asarray(blocks, np.int64) for path, blocks in maps.items()}
-        np.savez(tmp, **arrays, **{JOURNAL_KEY: np.asarray([journal], np.int64)})
+        lengths = [len(maps[path]) for path in paths]
+        np.savez(
+            tmp,
+            **{
+                BLOCKS_KEY: np.asarray([b for path in paths for b in maps[path]], np.int64),
+                ENDS_KEY: np.cumsum(np.asarray(lengths, np.int64)),
+                JOURNAL_KEY: np.asarray([journal], np.int64),
+            },
+        )
         os.replace(tmp, maps_file)
     return cached, maps, journal
 
 
-#: the key of the journal's size in a cached image's maps file (no file is named so)
-JOURNAL_KEY = "<journal>"
+#: the keys of a cached image's maps file: every file's block map end to end, where each
+#: map ends, and the journal's size
+BLOCKS_KEY, ENDS_KEY, JOURNAL_KEY = "blocks", "ends", "journal"
 
 IMAGE_FORMAT = 2  # bump when the image for equal inputs changes (make_image, file_contents)
 

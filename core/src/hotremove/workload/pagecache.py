@@ -140,7 +140,7 @@ def dirty_file(
         return
     mm = machine.memory.pages
     pool = machine.memory.bh_pool
-    pfns = np.fromiter((mapping.i_pages[i].pfn for i in indices.tolist()), np.int64, len(indices))
+    pfns = mapping.i_pages.pfns(indices)
     has_buffers = mm.flags[pfns] & PG_private != 0
     members, owners = pool.rings(np.where(has_buffers, mm.private_bh[pfns], -1))
     mapped = pool.b_state[members] & BH_Mapped != 0
