@@ -125,3 +125,18 @@ def test_the_memory_estimate_covers_a_measured_run(tmp_path):
     [run] = json.loads(proc.stdout)["runs"]
     estimate = estimate_peak_bytes(bench_scenario(128 << 20, 0.3, False, "auto"))
     assert run["peak_rss_bytes"] <= estimate < 3 * run["peak_rss_bytes"]
+
+
+def test_bench_repeat_reports_medians_and_ranges(tmp_path):
+    proc = invoke(
+        *("bench", "--size", "8MiB", "--strategy", "auto", "--repeat", "3"),
+        *("--cache", str(tmp_path), "--json"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    [row] = out["runs"]
+    assert row["samples"] == 3 and len(out["samples"]) == 3
+    speeds = sorted(r["pages_per_second"] for r in out["samples"])
+    assert row["pages_per_second"] == speeds[1], "the median of three"
+    assert row["range"]["pages_per_second"] == [speeds[0], speeds[2]]
+    assert row["verified"] and all(r["verified"] for r in out["samples"])

@@ -16,6 +16,7 @@ copy of the files and allocator slack.
 from __future__ import annotations
 
 import gc
+import statistics
 import sys
 import tempfile
 import time
@@ -222,6 +223,35 @@ def bench_once(
     }
 
 
+def repeated(
+    runs: list[dict[str, Any]], key: Callable[[dict[str, Any]], object]
+) -> list[dict[str, Any]]:
+    """One row per ``key`` (a configuration) from its repeated runs: every numeric figure is
+    the median, ``range`` gives its [min, max], ``samples`` the number of runs; a run that
+    failed verification makes the row fail (``verified``/``offlined`` are all-of)."""
+    groups: dict[object, list[dict[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault(key(run), []).append(run)
+    rows = []
+    for group in groups.values():
+        row = dict(group[0])
+        row["range"] = {}
+        for field, value in group[0].items():
+            if isinstance(value, bool) or value is None:
+                continue
+            if isinstance(value, int | float):
+                values = [r[field] for r in group if r[field] is not None]
+                row[field] = statistics.median(values)
+                row["range"][field] = [min(values), max(values)]
+            elif isinstance(value, dict) and all(isinstance(v, float) for v in value.values()):
+                row[field] = {k: statistics.median(r[field][k] for r in group) for k in value}
+        row["verified"] = all(r["verified"] for r in group)
+        row["offlined"] = all(r["offlined"] for r in group)
+        row["samples"] = len(group)
+        rows.append(row)
+    return rows
+
+
 def run_bench(
     size: int,
     dirty: float = 0.3,
@@ -229,18 +259,23 @@ def run_bench(
     strategies: tuple[str, ...] = ("auto", "writeback"),
     cache: Path | None = None,
     starting: Callable[[str], None] | None = None,
+    repeat: int = 1,
 ) -> dict[str, Any]:
-    """Every strategy at ``size`` (checks off, on, or both), with the writeback/auto ratios.
-    ``starting(description)`` is told before each run (a progress display)."""
+    """Every strategy at ``size`` (checks off, on, or both), ``repeat`` times each, with the
+    writeback/auto ratios. ``runs`` are the medians (see :func:`repeated`), ``samples``
+    every run. ``starting(description)`` is told before each run (a progress display)."""
     plugins = load_plugins()
     check_modes = {"off": [False], "on": [True], "both": [False, True]}[checks]
-    runs = []
-    for check in check_modes:
-        for strategy in strategies:
-            if starting is not None:
-                starting(f"{strategy}, checks {'on' if check else 'off'}")
-            runs.append(bench_once(size, dirty, check, strategy, plugins, cache))
-    out: dict[str, Any] = {"size_bytes": size, "dirty": dirty, "runs": runs}
+    samples = []
+    for _ in range(repeat):
+        for check in check_modes:
+            for strategy in strategies:
+                if starting is not None:
+                    starting(f"{strategy}, checks {'on' if check else 'off'}")
+                samples.append(bench_once(size, dirty, check, strategy, plugins, cache))
+    runs = repeated(samples, lambda r: (r["strategy"], r["checks"]))
+    out: dict[str, Any] = {"size_bytes": size, "dirty": dirty, "repeat": repeat, "runs": runs}
+    out["samples"] = samples
     by = {(r["strategy"], r["checks"]): r for r in runs}
     auto, wb = (
         by.get(("auto", "off")) or by.get(("auto", "on")),
@@ -266,19 +301,25 @@ def run_scaling(
     dirty: float,
     cache: Path | None,
     starting: Callable[[str], None] | None = None,
+    repeat: int = 1,
 ) -> dict[str, Any]:
-    """``auto`` with checks off at several sizes: does time per page stay flat?"""
+    """``auto`` with checks off at several sizes, ``repeat`` times each (medians): does time
+    per page stay flat?"""
     plugins = load_plugins()
-    rows = []
-    for size in sizes:
-        if starting is not None:
-            starting(f"scaling {size >> 20} MiB")
-        rows.append(bench_once(size, dirty, False, "auto", plugins, cache))
-    for row in rows:
-        row["microseconds_per_page"] = row["offline_seconds"] / row["pages"] * 1e6
+    samples = []
+    for _ in range(repeat):
+        for size in sizes:
+            if starting is not None:
+                starting(f"scaling {size >> 20} MiB")
+            row = bench_once(size, dirty, False, "auto", plugins, cache)
+            row["size_bytes"] = size
+            row["microseconds_per_page"] = row["offline_seconds"] / row["pages"] * 1e6
+            samples.append(row)
+    rows = repeated(samples, lambda r: r["size_bytes"])
     per_page = [r["microseconds_per_page"] for r in rows]
     return {
         "scaling": rows,
+        "samples": samples,
         "flat": max(per_page) <= 1.5 * min(per_page),
         "ok": all(r["verified"] and r["offlined"] for r in rows),
     }

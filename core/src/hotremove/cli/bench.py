@@ -69,6 +69,13 @@ def _region_size(value: str, option: str = "--size") -> int:
     help="Image cache directory [default: ~/.cache/hotremove/images].",
 )
 @click.option("--no-cache", is_flag=True, help="Always build fresh images.")
+@click.option(
+    "--repeat",
+    type=click.IntRange(1, 100),
+    default=1,
+    show_default=True,
+    help="Run each configuration this many times; report medians and ranges.",
+)
 @click.option("--json", "json_out", is_flag=True, help="One JSON object on stdout.")
 @click.option("--force", is_flag=True, help="Run even when the memory estimate says it won't fit.")
 @wide_option
@@ -83,6 +90,7 @@ def bench_command(
     scaling: str | None,
     cache: Path | None,
     no_cache: bool,
+    repeat: int,
     json_out: bool,
     force: bool,
     wide: bool,
@@ -98,7 +106,7 @@ def bench_command(
     for each in [region, *sizes]:  # refused before any work (memguard)
         check_memory(bench_scenario(each, dirty, False, "auto"), force=force)
     image_cache = None if no_cache else (cache or default_cache())
-    total = len(strategies) * (2 if checks == "both" else 1) + len(sizes)
+    total = repeat * (len(strategies) * (2 if checks == "both" else 1) + len(sizes))
     show = settings.progress
     if show is None:
         show = not (json_out or settings.quiet) and sys.stderr.isatty()
@@ -110,9 +118,9 @@ def bench_command(
             bar.update(task, completed=started[0], description=f"bench {description}")
             started[0] += 1
 
-        out = run_bench(region, dirty, checks, tuple(strategies), image_cache, starting)
+        out = run_bench(region, dirty, checks, tuple(strategies), image_cache, starting, repeat)
         if sizes:
-            out["scaling"] = run_scaling(sizes, dirty, image_cache, starting)
+            out["scaling"] = run_scaling(sizes, dirty, image_cache, starting, repeat)
         bar.update(task, completed=total, description="bench")
     if json_out:
         emit_json(out)
@@ -149,6 +157,19 @@ COLUMNS: list[tuple[str, Callable[[dict], str]]] = [
 ]
 
 
+#: the figures whose range over ``--repeat`` runs is printed: (label, field, format)
+RANGES = [
+    ("pages/s", "pages_per_second", "{:,.0f}"),
+    ("offline s", "offline_seconds", "{:.3f}"),
+    ("whole s", "whole_seconds", "{:.2f}"),
+    ("peak RSS ÷ in use", "peak_rss_over_in_use", "{:.2f}"),
+]
+
+
+def _span(bounds: list[float], fmt: str) -> str:
+    return f"{fmt.format(bounds[0])}–{fmt.format(bounds[1])}"
+
+
 def _print(out: dict, wide: bool) -> None:
     """One table of the runs (split into tables that repeat strategy and checks when it is
     wider than the terminal, unless ``wide``), then the ratios the issue's goals are about."""
@@ -156,6 +177,7 @@ def _print(out: dict, wide: bool) -> None:
     table = Table(
         title=f"hotremove bench: {out['size_bytes'] >> 20} MiB region, "
         f"{out['dirty']:.0%} dirty, ext2 1 KiB blocks"
+        + (f", median of {out['repeat']} runs" if out.get("repeat", 1) > 1 else "")
     )
     for header, _ in COLUMNS:
         table.add_column(header, justify="left" if header in ("strategy", "checks") else "right")
@@ -163,6 +185,12 @@ def _print(out: dict, wide: bool) -> None:
         table.add_row(*(cell(r) for _, cell in COLUMNS))
     print_table(console, table, wide=wide, keys=2)
     lines = []
+    if out.get("repeat", 1) > 1:
+        for r in out["runs"]:
+            spread = "; ".join(
+                f"{label} {_span(r['range'][field], fmt)}" for label, field, fmt in RANGES
+            )
+            lines.append(f"{r['strategy']}, checks {r['checks']}, range: {spread}")
     first = out["runs"][0]
     lines.append(
         f"plain copy of the region's bytes (numpy.copyto): {first['plain_copy_seconds']:.3f} s; "
