@@ -8,6 +8,10 @@ read from a ramfs so the payload itself takes no page cache — then record /pro
 /proc/meminfo and per-block /proc/kpageflags classes, offline the scenario's blocks one by
 one (a signal after the timeout makes ``offline_pages`` return -EINTR), sync, unmount, mount
 again and print the md5 of every file for the host to compare with the golden bytes.
+
+A *staged* job (``GuestPlan.staged``, for ``kernel plan-check`` with several filesystems)
+reads and writes one filesystem at a time, each into its own DIMM block (the script says how),
+so that a snapshot shows one state per block and the host knows whose page cache each holds.
 """
 
 from __future__ import annotations

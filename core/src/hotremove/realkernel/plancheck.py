@@ -26,6 +26,12 @@ kernel's version (:func:`hotremove.realmachine.remedy.advise` adds the remedies)
   against that attempt.
 
 The accuracy is the share of blocks whose go / no-go call was right.
+
+A scenario with several filesystems is *staged*: the guest puts each filesystem's page cache in
+its own DIMM block (filesystem i → the DIMM's i-th block; its scans after each stage show where
+the pages went), and each block is planned with its own filesystem (:func:`plan_blocks`) —
+kpageflags cannot name a page's filesystem, the staging can. ``examples/realkernel/
+four-states.toml`` is the example: data=journal, dirty ext2, clean ext2 and an empty block.
 """
 
 from __future__ import annotations
