@@ -219,7 +219,10 @@ class BatchMover:
         mm.private_bh[dsts] = mm.private_bh[srcs]
         self.set_bh_pages(members, dsts[owners])
         if checks:
-            mc.frames[dsts] = POISON
+            if consecutive(dsts):
+                mc.frames[dsts[0] : dsts[0] + len(dsts)] = POISON
+            else:
+                mc.frames[dsts] = POISON
         self.copy_frames(dsts, srcs)
         mids = mm.mapping_id[srcs]
         mm.mapping_id[dsts] = mids
@@ -275,17 +278,10 @@ class BatchMover:
         """``folio_copy`` for the run: one memcpy when both sides are consecutive frames (a
         region filled in order, destinations popped in order), else one gather/scatter."""
         frames = self.mc.frames
-        n = len(srcs)
-        if (
-            n > 1
-            and srcs[-1] - srcs[0] == n - 1
-            and dsts[-1] - dsts[0] == n - 1
-            and (np.diff(srcs) == 1).all()
-            and (np.diff(dsts) == 1).all()
-        ):
-            frames[dsts[0] : dsts[0] + n] = frames[srcs[0] : srcs[0] + n]
+        if consecutive(dsts):
+            frames[dsts[0] : dsts[0] + len(dsts)] = frame_rows(frames, srcs)
         else:
-            frames[dsts] = frames[srcs]
+            frames[dsts] = frame_rows(frames, srcs)
 
     def verify(
         self,
@@ -299,7 +295,8 @@ class BatchMover:
         """The per-page checks (:class:`hotremove.checks.PageCheck`), for a whole run."""
         frames = self.mc.frames
         failures: list[CheckFailure] = []
-        differs = (frames[dsts] != frames[srcs]).any(axis=1)
+        words = frames.view(np.uint64)  # 512 comparisons a frame, not 4096
+        differs = (frame_rows(words, dsts) != frame_rows(words, srcs)).any(axis=1)
         for i in np.flatnonzero(differs).tolist():
             failures.append(CheckFailure(int(srcs[i]), "copy", "bytes differ after the copy"))
         lost = ((old_flags ^ new_flags) & PG_mappedtodisk) | (old_flags & ~new_flags & PG_dirty)
@@ -315,6 +312,19 @@ class BatchMover:
                 CheckFailure(int(srcs[owners[i]]), "bh_page", "buffer not on the new page")
             )
         return failures
+
+
+def consecutive(pfns: np.ndarray) -> bool:
+    """Whether ``pfns`` are consecutive frames in increasing order (a slice, no gather)."""
+    n = len(pfns)
+    return n > 0 and pfns[-1] - pfns[0] == n - 1 and bool((np.diff(pfns) == 1).all())
+
+
+def frame_rows(frames: np.ndarray, pfns: np.ndarray) -> np.ndarray:
+    """``frames[pfns]``: a view when the frames are consecutive, else a gathered copy."""
+    if consecutive(pfns):
+        return frames[pfns[0] : pfns[0] + len(pfns)]
+    return frames[pfns]
 
 
 def pieces(mask: np.ndarray) -> list[tuple[int, int, bool]]:
