@@ -46,14 +46,16 @@ class Flusher:
             when = mapping.dirtied_when
             if when is None or not mapping.dirty_tags or when + self.expire > now:
                 continue
-            pages = [mapping.i_pages[i] for i in sorted(mapping.dirty_tags) if i in mapping.i_pages]
             journal = mapping.host.i_sb.s_journal
             try:
                 if mapping.a_ops.journalled_data and hasattr(journal, "writepages"):
+                    slots = mapping.i_pages
+                    pages = [slots[i] for i in slots.cached(mapping.dirty_tags).tolist()]
                     written += journal.writepages(mapping, pages)
                 else:
+                    cached = len(mapping.i_pages.cached(mapping.dirty_tags))
                     sync_mapping(machine.memory.frames, mapping)
-                    written += len(pages)
+                    written += cached
             except OSError as exc:  # the pages stay dirty: the next wakeup writes them again
                 log.warning("flusher_write_failed", file=mapping.host.path, error=str(exc))
             if not mapping.dirty_tags:

@@ -7,7 +7,7 @@ way a filesystem's table points ``.migrate_folio`` at ``buffer_migrate_folio``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -141,6 +141,21 @@ class XArray(MutableMapping[int, "Page"]):
         self._mm = mm
         self._nr += int((self._slots[indices] < 0).sum())
         self._slots[indices] = pfns
+
+    def present(self, indices: np.ndarray) -> np.ndarray:
+        """Which of ``indices`` (non-negative) hold a page: ``in`` for many at once."""
+        slots = self._slots
+        inside = indices < len(slots)
+        out = np.zeros(len(indices), bool)
+        out[inside] = slots[indices[inside]] >= 0
+        return out
+
+    def cached(self, indices: Iterable[int]) -> np.ndarray:
+        """The indices among ``indices`` (a set of tags: non-negative, no repeats) that hold a
+        page, sorted: ``sorted(i for i in indices if i in self)`` in array operations."""
+        wanted = np.fromiter(indices, np.int64)
+        wanted.sort()
+        return wanted[self.present(wanted)]
 
     def pfns(self, indices: np.ndarray) -> np.ndarray:
         """The frames stored at ``indices`` (every one must be present), as an array."""
