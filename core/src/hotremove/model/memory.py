@@ -9,6 +9,7 @@ out its frames) or ``offline``.
 from __future__ import annotations
 
 import mmap
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,13 +35,21 @@ class MemoryBlock:
         return self.end_pfn - self.start_pfn
 
 
+#: MAP_NORESERVE on Linux (the mmap module names it only from Python 3.13)
+_NORESERVE = 0x4000 if sys.platform.startswith("linux") else 0
+
+
 def _frames(nr_pages: int) -> tuple[mmap.mmap, np.ndarray]:
     """Zeroed frames, backed by the host only once touched: a frame costs host memory when
     the workload fills it or a migration copies into it, and gives it back when it dies
     (:meth:`PhysicalMemory.release`). No ``MADV_HUGEPAGE``: where the host's THP defrag
     setting is ``madvise`` (Debian's default) it makes every fault compact memory, measured
     4–5× slower for filling 1 GiB of page cache on a busy host."""
-    buf = mmap.mmap(-1, nr_pages * PAGE_SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    # MAP_NORESERVE: simulated RAM larger than this machine's is fine as long as what is
+    # used fits (the memory guard's call); without it the kernel's overcommit heuristic
+    # refuses one mapping larger than RAM + swap
+    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | getattr(mmap, "MAP_NORESERVE", _NORESERVE)
+    buf = mmap.mmap(-1, nr_pages * PAGE_SIZE, flags=flags)
     return buf, np.frombuffer(buf, dtype=np.uint8).reshape(nr_pages, PAGE_SIZE)
 
 
