@@ -2,12 +2,12 @@
 
 The simulated RAM is real where it is used: a frame costs 4 KiB of this machine's memory once
 the workload fills it, and gives it back when it dies (free in an isolated or offline block);
-migration holds at most a batch of old and new frames at once. The golden model keeps the
-workload's written bytes (files are made again from their seed), and the kernel objects cost
-about a hundred bytes per frame and per buffer_head. A scenario that cannot fit would be killed
-by the OOM killer half-way through, so the command line refuses it with one line instead
-(``--force`` tries anyway). ``HOTREMOVE_MEMORY_LIMIT`` (a size: ``"8GiB"``) caps what
-hotremove may use below what the machine has available.
+migration holds at most a batch of old and new frames at once. The golden model keeps where
+the workload wrote (files and written bytes are made again from their generators), and the
+kernel objects cost about a hundred bytes per frame and per buffer_head. A scenario that
+cannot fit would be killed by the OOM killer half-way through, so the command line refuses it
+with one line instead (``--force`` tries anyway). ``HOTREMOVE_MEMORY_LIMIT`` (a size:
+``"8GiB"``) caps what hotremove may use below what the machine has available.
 """
 
 from __future__ import annotations
@@ -23,9 +23,6 @@ from hotremove.scenario import Scenario, parse_size
 BASELINE = 400 << 20
 #: struct page fields, free lists, page-cache trees and the like, per frame (measured ≈ 106 B)
 PER_FRAME = 128
-#: the share of a dirty page's bytes a ``partial`` write covers (8/15 for four buffers,
-#: more for fewer: 0.6 covers every block size)
-PARTIAL_SHARE = 0.6
 #: a buffer_head in the slab (≈ 30 B) and its share of the builder's work arrays
 PER_BUFFER = 64
 
@@ -45,9 +42,9 @@ def estimate_peak_bytes(scenario: Scenario) -> int:
         -(-fs.file_size // PAGE_SIZE) * fs.files * (PAGE_SIZE // fs.block_size)
         for fs in scenario.filesystem
     )
-    # the golden model keeps what the workload wrote: with ``partial``, a dirty page gets a
-    # uniformly random non-empty subset of its buffers (4 of 4: 8/15 of them on average)
-    written = files * wl.cached * wl.dirty * (PARTIAL_SHARE if wl.dirty_buffers == "partial" else 1)
+    # the golden model keeps where the workload wrote (two int64 per extent: at most one
+    # extent per dirty buffer), not the bytes: it draws them again from the saved state
+    written = buffers * wl.cached * wl.dirty * 16
     return (
         in_use
         + in_flight

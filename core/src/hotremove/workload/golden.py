@@ -2,11 +2,12 @@
 written back, kept apart from the simulated kernel (verification compares against it).
 
 A file the builder generated is not held as a second copy of its bytes: its contents are
-made again from the generator's seed when asked for (``GoldenFiles.add_generated``) and the
-workload's writes are kept as patches (positions, lengths, bytes). That is what lets a 16 GiB
-page cache be simulated on a 24 GiB host: the golden model costs the written bytes, not the
-files. Files given as bytes (``files[key] = data``: the synthesizer, small tests) are held as
-they are and change in place.
+made again from the generator's seed when asked for (``GoldenFiles.add_generated``), and the
+workload's writes are kept as patches: positions, lengths, and the generator state their bytes
+were drawn from. That is what lets a 16 GiB page cache be simulated on a 24 GiB host: the
+golden model costs a few bytes per write, not the files nor the written bytes. Files given
+as bytes (``files[key] = data``: the synthesizer, small tests) are held as they are and
+change in place.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ import numpy as np
 Key = tuple[str, str]  # (filesystem name, path)
 
 
+#: a write's bytes: given, or made again on demand (``Callable[[], bytes]``)
+Data = bytes | Callable[[], bytes]
+
+
 @dataclass
 class _Generated:
     """A file made again on demand: ``make()`` gives the bytes as generated, then every
@@ -27,7 +32,7 @@ class _Generated:
 
     make: Callable[[], bytearray]
     size: int
-    patches: list[tuple[np.ndarray, np.ndarray, bytes]] = field(default_factory=list)
+    patches: list[tuple[np.ndarray, np.ndarray, Data]] = field(default_factory=list)
 
 
 class GoldenFiles(MutableMapping[Key, bytearray]):
@@ -42,14 +47,16 @@ class GoldenFiles(MutableMapping[Key, bytearray]):
         """Register a file whose bytes ``make()`` produces (deterministically, each call)."""
         self._entries[key] = _Generated(make, size)
 
-    def write(self, key: Key, positions: np.ndarray, lengths: np.ndarray, data: bytes) -> None:
+    def write(self, key: Key, positions: np.ndarray, lengths: np.ndarray, data: Data) -> None:
         """The workload's ``write()`` s into one file: ``lengths[i]`` bytes at
-        ``positions[i]``, taken in order from ``data``."""
+        ``positions[i]``, taken in order from ``data`` — bytes, or a function that makes
+        them again (a generator's saved state: then a 16 GiB page cache's writes cost the
+        golden model their positions, not their gigabytes)."""
         entry = self._entries[key]
         if isinstance(entry, _Generated):
             entry.patches.append((positions, lengths, data))
         else:
-            _apply(entry, positions, lengths, data)
+            _apply(entry, positions, lengths, data if isinstance(data, bytes) else data())
 
     def size(self, key: Key) -> int:
         """The file's length, without making its bytes."""
@@ -69,7 +76,7 @@ class GoldenFiles(MutableMapping[Key, bytearray]):
             return entry
         data = entry.make()
         for positions, lengths, chunk in entry.patches:
-            _apply(data, positions, lengths, chunk)
+            _apply(data, positions, lengths, chunk if isinstance(chunk, bytes) else chunk())
         return data
 
     def __setitem__(self, key: Key, value: bytearray) -> None:

@@ -5,6 +5,7 @@ buffers, PG_dirty) — the page cache only, never the image."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 
@@ -165,10 +166,20 @@ def dirty_file(
     sb = mapping.host.i_sb
     positions = mm.index[extent_pfns] * PAGE_SIZE + offsets
     lengths = np.minimum(sizes, mapping.host.i_size - positions)
-    data = rng.bit_generator.random_raw(-(-int(lengths.sum()) // 8)).tobytes()
+    words = -(-int(lengths.sum()) // 8)
+    state = rng.bit_generator.state  # the golden model draws the same bytes again from it
+    data = rng.bit_generator.random_raw(words).tobytes()
     write_extents(machine, mapping, extent_pfns, offsets, lengths, bhs, None, data)
-    golden.files.write((sb.s_id, mapping.host.path), positions, lengths, data)
+    redraw = partial(_redraw, type(rng.bit_generator), state, words)
+    golden.files.write((sb.s_id, mapping.host.path), positions, lengths, redraw)
     golden.writes.append((sb.s_id, mapping.host.path, positions, lengths))
+
+
+def _redraw(kind: type[np.random.BitGenerator], state: dict, words: int) -> bytes:
+    """``words`` raw draws of a bit generator put back in ``state``: a write's bytes again."""
+    bits = kind()
+    bits.state = state
+    return bits.random_raw(words).tobytes()
 
 
 def write_extents(
