@@ -249,7 +249,8 @@ def test_score_per_block_accuracy_reasons_counts_and_remedies() -> None:
 def test_the_plan_check_table_names_both_calls_and_the_remedies() -> None:
     from rich.console import Console
 
-    from hotremove.realkernel.plancheck import PlanCheck, render_plan_check
+    from hotremove.realkernel.plancheck import PlanCheck
+    from hotremove.realkernel.plancheck_view import render_plan_check
 
     freeze = {"action": "fsfreeze", "offlinable": True, "sync_alone": None}
     blocks = [_block(33, True, "ok", 60, 0), _block(32, False, "migration", 1630, 0, freeze)]
@@ -407,7 +408,8 @@ def test_the_staged_job_checks_its_settings_and_is_valid_shell() -> None:
 def test_the_plan_check_picture_has_the_plan_above_the_kernel(tmp_path: Path) -> None:
     from matplotlib.image import imread
 
-    from hotremove.realkernel.plancheck import PlanCheck, plot_plan_check
+    from hotremove.realkernel.plancheck import PlanCheck
+    from hotremove.realkernel.plancheck_view import plot_plan_check
 
     freeze = {"action": "fsfreeze", "offlinable": True, "sync_alone": None}
     blocks = [_block(33, True, "ok", 60, 0), _block(32, False, "migration", 1630, 0, freeze)]

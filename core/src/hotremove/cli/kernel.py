@@ -313,7 +313,8 @@ def plan_check_cmd(
     rules, offline every DIMM block (then `sync`, and `fsfreeze`, retrying the ones that failed
     after each), score."""
     from hotremove.realkernel.job import REMEDIES
-    from hotremove.realkernel.plancheck import plan_check, render_plan_check
+    from hotremove.realkernel.plancheck import plan_check
+    from hotremove.realkernel.plancheck_view import render_plan_check
 
     settings = begin(ctx)
     chosen = tuple(r.strip() for r in remedies.split(",") if r.strip() not in ("", "none"))
@@ -353,7 +354,7 @@ def plan_check_cmd(
         result.real.console_log = ""
         result.snapshot_path = ""
     if plot_path is not None:
-        from hotremove.realkernel.plancheck import plot_plan_check
+        from hotremove.realkernel.plancheck_view import plot_plan_check
 
         try:
             plot_plan_check(result, plot_path)

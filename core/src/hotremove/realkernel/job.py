@@ -1,5 +1,8 @@
 """The per-run guest program: one shell script plus its data, carried on the job disk.
 
+Longer than 450 lines because the guest's job is one shell script, kept whole so that it reads
+top to bottom as the guest runs it.
+
 What the script does mirrors a simulator run step by step: mount the scenario's images with
 its options, switch periodic writeback off (unless asked otherwise) so nothing cleans pages
 behind the measurement's back, read every file (the page cache lands in the DIMM's
@@ -302,8 +305,8 @@ if [ -n "$STAGED" ]; then
     taskset -p 1 $$ > /dev/null || fail stage_taskset
     i=0
     for n in $DIMM; do
-        [ $i -gt 0 ] && { echo offline > /sys/devices/system/memory/memory$n/state ||
-            fail stage_offline_$n; }
+        d=/sys/devices/system/memory/memory$n
+        [ $i -gt 0 ] && { echo offline > $d/state || fail stage_offline_$n; }
         i=$((i + 1))
     done
     now; t0=$UP
