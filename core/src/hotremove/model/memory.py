@@ -35,6 +35,9 @@ class MemoryBlock:
         return self.end_pfn - self.start_pfn
 
 
+#: madvise(2) advice: fault in, writable, without writing (Linux 5.14+)
+MADV_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23)
+
 #: MAP_NORESERVE on Linux (the mmap module names it only from Python 3.13)
 _NORESERVE = 0x4000 if sys.platform.startswith("linux") else 0
 
@@ -83,6 +86,7 @@ class PhysicalMemory:
         self._frames_buf, self.frames = _frames(self.nr_pages)
         #: frames freed in isolated blocks, not yet given back to the host (see release)
         self._dead: list[int] = []
+        self._populate = sys.platform.startswith("linux")  # see populate
         self.bh_pool = BufferHeadPool(self.nr_pages)
         self.pages = MemMap(self.nr_pages, self.bh_pool)
         self.bh_pool.memmap = self.pages
@@ -172,9 +176,10 @@ class PhysicalMemory:
                 if len(got) and block != self._alloc_hint:
                     self._alloc_hint = block
             self._top[block] = top
-        pfns = np.concatenate(taken) if taken else np.zeros(0, np.int32)
+        pfns = (np.concatenate(taken) if taken else np.zeros(0, np.int32)).astype(np.int64)
         self.pages.refcount[pfns] = 1
-        return pfns.astype(np.int64)
+        self.populate(pfns)
+        return pfns
 
     def _pop(self, block: int) -> int:
         """The top free frame of ``block``'s stack, or -1 (stale entries are dropped)."""
@@ -332,6 +337,21 @@ class PhysicalMemory:
     def block_state_array(self) -> np.ndarray:
         """1 where a block is not online (isolated or offline), per block."""
         return np.fromiter((s != ONLINE for s in self.block_state), np.uint8, len(self.blocks))
+
+    def populate(self, pfns: np.ndarray) -> None:
+        """Fault in the host memory behind frames about to be written, one
+        ``MADV_POPULATE_WRITE`` (Linux 5.14+) per run of consecutive frames: one call
+        instead of a fault per 4 KiB when a batch's copies land there. A host without it
+        faults them one by one, as before."""
+        if not self._populate or not len(pfns):
+            return
+        starts, ends = pfn_runs(pfns)
+        advise = self._frames_buf.madvise
+        try:
+            for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+                advise(MADV_POPULATE_WRITE, start * PAGE_SIZE, (end - start) * PAGE_SIZE)
+        except OSError:  # EINVAL: an older kernel
+            self._populate = False
 
     def release_dead(self) -> None:
         """:meth:`release` the frames :meth:`free_page` freed in isolated blocks. Not done as
