@@ -550,3 +550,12 @@ def test_compare_kernels_is_readable_at_80_columns(small: Path) -> None:
     for value in ("Linux 6.1", "Linux 6.12", "not offlined (-EINTR)", "failed attempts"):
         assert value in text
     assert "buffer held by jbd2" in text  # the reason, wrapped at a word, not cut
+
+
+def test_the_json_report_says_where_the_wall_time_went(small: Path) -> None:
+    """build, offline and verification each timed, so a slow run shows its slow phase."""
+    proc = invoke("run", small, "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["build_seconds"] > 0 and report["wall_seconds"] > 0
+    assert report["verify_seconds"] > 0 and report["verify"]["ok"]

@@ -43,6 +43,10 @@ class Report:
     write_errors: list[dict[str, Any]] = field(default_factory=list)
     #: the loaded plugins and their distributions' versions (what produced this report)
     plugins: dict[str, str | None] = field(default_factory=dict)
+    #: wall time of building the machine (images, page cache) and of verifying it (sync,
+    #: e2fsck, read-back): with the offline's ``wall_seconds``, where a run's time went
+    build_seconds: float = 0.0
+    verify_seconds: float = 0.0
 
     @property
     def simulated_seconds(self) -> float:
@@ -100,6 +104,8 @@ class Report:
             "cpu_seconds": self.cpu_seconds,
             "io_seconds": self.io_seconds,
             "wall_seconds": off.wall_seconds,
+            "build_seconds": self.build_seconds,
+            "verify_seconds": self.verify_seconds,
             "strategies": {name: s.plugin for name, s in off.per_aops.items()},
             "per_aops": {
                 name: {

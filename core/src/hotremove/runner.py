@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import tempfile
+import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -71,7 +72,9 @@ def run_scenario(
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hotremove-")))
         structlog.contextvars.bind_contextvars(scenario=name, seed=scenario.workload.seed)
+        started = time.perf_counter()
         built = build(scenario, plugins.hooks, workdir, image_cache=image_cache)
+        built_in = time.perf_counter() - started
         stack.callback(built.machine.close)
         report = offline_built(
             built,
@@ -82,6 +85,7 @@ def run_scenario(
             inspect=inspect,
             do_verify=do_verify,
         )
+        report.build_seconds = built_in
         if keep:  # the kept directory holds every image, verified or not
             built.machine.materialise_images()
         structlog.contextvars.unbind_contextvars("scenario", "seed")
@@ -151,5 +155,7 @@ def offline_built(
     if inspect is not None:
         inspect(built)
     if do_verify:
+        started = time.perf_counter()
         report.verify = verify(built, plugins.hooks)
+        report.verify_seconds = time.perf_counter() - started
     return report
