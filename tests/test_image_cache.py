@@ -35,7 +35,13 @@ def test_runs_share_the_cached_image_and_never_write_it(tmp_path, hotremove_plug
     assert digest(cached) == pristine, "the run wrote only to its own copy"
     assert digest(image) != pristine
 
+    (maps_file,) = cache.glob("*.maps.npz")
+    saved = maps_file.stat()
     second = build(scenario, hooks, tmp_path / "b", image_cache=cache)
+    again = maps_file.stat()
+    assert (again.st_ino, again.st_mtime_ns) == (saved.st_ino, saved.st_mtime_ns), (
+        "the second build read the cached block maps (no debugfs, no rewrite)"
+    )
     assert {k: v.i_pages.keys() for k, v in enumerate(second.machine.mappings)} == {
         k: v.i_pages.keys() for k, v in enumerate(first.machine.mappings)
     }

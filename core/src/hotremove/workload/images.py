@@ -89,7 +89,8 @@ def cached_image(
             journal = int(saved[JOURNAL_KEY][0])
         if len(ends) != len(paths):
             raise ValueError("maps of other files")
-        maps = {path: blocks[a:b] for path, a, b in zip(paths, [0, *ends], ends, strict=True)}
+        starts = [0, *ends[:-1]]
+        maps = {path: blocks[a:b] for path, a, b in zip(paths, starts, ends, strict=True)}
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):  # absent, old or torn
         maps = block_maps(cached, paths)
         journal = journal_blocks(cached) if journalled else 0
