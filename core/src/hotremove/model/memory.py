@@ -267,6 +267,7 @@ class PhysicalMemory:
         for block, n in zip(*np.unique(blocks, return_counts=True), strict=True):
             self._nr_free[int(block)] -= int(n)
         self.pages.refcount[pfns] = 1
+        self.populate(pfns)  # the builder fills them next
 
     def _take(self, pfn: int) -> Page:
         self._free[pfn] = 0
