@@ -105,3 +105,27 @@ def test_the_run_command_takes_its_images_from_the_cache_and_never_writes_it(tmp
     assert kept.returncode == 0, kept.stderr[-2000:]
     assert (keep / "data.img").is_file() and digest(keep / "data.img") != pristine
     assert list(cache.glob("*.img")) == [cached] and digest(cached) == pristine
+
+
+def test_an_image_copy_started_early_serves_the_first_write(tmp_path, hotremove_plugins):
+    """``start_image_copies`` (what ``run`` does before the offline) copies in the
+    background; the first write waits for that copy, the cache is never written, and a
+    machine closed before anyone needed its copy leaves no temporary file."""
+    hooks = hotremove_plugins.hooks
+    cache = tmp_path / "cache"
+    scenario = small_scenario({"type": "ext2", "block_size": 1024}, strategy="writeback")
+    built = build(scenario, hooks, tmp_path / "a", image_cache=cache)
+    (cached,) = cache.glob("*.img")
+    pristine = digest(cached)
+    built.machine.start_image_copies()
+    result = offline(built.machine, hooks, [1], mode=MigrateMode.SYNC, policy="writeback")
+    assert result.offlined and result.written_back
+    assert verify(built, hooks).ok
+    assert digest(cached) == pristine
+    assert digest(built.images["fs0"]) != pristine, "the writes went to the machine's copy"
+
+    unused = build(scenario, hooks, tmp_path / "b", image_cache=cache)
+    unused.machine.start_image_copies()
+    unused.machine.close()
+    assert not list((tmp_path / "b").glob(".*.tmp")), "no temporary copy left behind"
+    assert not unused.images["fs0"].exists()

@@ -76,6 +76,8 @@ def run_scenario(
         built = build(scenario, plugins.hooks, workdir, image_cache=image_cache)
         built_in = time.perf_counter() - started
         stack.callback(built.machine.close)
+        if do_verify or keep:  # the images will be copied: overlap it with the offline
+            built.machine.start_image_copies()
         report = offline_built(
             built,
             plugins,

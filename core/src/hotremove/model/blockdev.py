@@ -8,11 +8,13 @@ seconds are what ``hotremove compare`` shows.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,15 +74,31 @@ class BlockDevice:
         self._fd = os.open(self.source or self.path, os.O_RDONLY if self.source else os.O_RDWR)
         #: Fault injection: when set and it returns True, the next data write fails (-EIO).
         self.fault: Callable[[], bool] | None = None
+        self._copy: Future[object] | None = None  # see start_copy
 
     def __repr__(self) -> str:
         return f"<BlockDevice {self.path.name} bs={self.block_size}>"
+
+    def start_copy(self) -> None:
+        """Begin copying the shared ``source`` to this device's own image in a thread (the
+        copy runs in the kernel: ``sendfile``, no GIL), so that :meth:`materialise` — at the
+        first write or before verification — finds it done or nearly: a run's simulation
+        and its image copy overlap instead of adding up."""
+        if self.source is not None and self._copy is None:
+            tmp = self.path.with_name(f".{self.path.name}.tmp")
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="image-copy")
+            self._copy = pool.submit(shutil.copyfile, self.source, tmp)
+            pool.shutdown(wait=False)  # the thread ends with the copy
 
     def materialise(self) -> Path:
         """Give the device its own image at ``path`` (copied from the shared ``source``)."""
         if self.source is not None:
             tmp = self.path.with_name(f".{self.path.name}.tmp")
-            shutil.copyfile(self.source, tmp)
+            if self._copy is not None:
+                self._copy.result()  # the copy start_copy began (its error, if any, here)
+                self._copy = None
+            else:
+                shutil.copyfile(self.source, tmp)
             os.replace(tmp, self.path)
             os.close(self._fd)
             self._fd = os.open(self.path, os.O_RDWR)
@@ -185,6 +203,11 @@ class BlockDevice:
         os.fsync(self._fd)
 
     def close(self) -> None:
+        if self._copy is not None:  # a copy nobody needed: let it end, leave no temp file
+            with contextlib.suppress(OSError):
+                self._copy.result()
+            self._copy = None
+            self.path.with_name(f".{self.path.name}.tmp").unlink(missing_ok=True)
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

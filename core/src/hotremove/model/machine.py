@@ -72,6 +72,11 @@ class Machine:
         for sb in self.superblocks:
             sb.s_bdev.materialise()
 
+    def start_image_copies(self) -> None:
+        """Begin every device's image copy in the background (BlockDevice.start_copy)."""
+        for sb in self.superblocks:
+            sb.s_bdev.start_copy()
+
     def close(self) -> None:
         """Release the image files (the images themselves stay where the builder put them)
         and the task's link back to the machine, so that dropping the last reference frees
