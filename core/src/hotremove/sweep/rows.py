@@ -39,6 +39,11 @@ def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
+#: wall times of a run's phases: not results (two runs of one point differ in them), so not
+#: in ``extra``, whose equality says two runs gave the same answer
+PHASE_TIMES = ("build_seconds", "verify_seconds")
+
+
 def flatten_report(report: dict[str, Any]) -> dict[str, Any]:
     """The run's JSON report (``Report.as_dict()``) as the scalar columns of one row."""
     row: dict[str, Any] = {}
@@ -57,7 +62,11 @@ def flatten_report(report: dict[str, Any]) -> dict[str, Any]:
             continue
         value = derived[column] if column in derived else report.get(column)
         row[column] = _json(value) if kind == "json" else value
-    extra = {k: v for k, v in report.items() if k not in REPORT_COLUMNS and k not in TIMING_COLUMNS}
+    extra = {
+        k: v
+        for k, v in report.items()
+        if k not in REPORT_COLUMNS and k not in TIMING_COLUMNS and k not in PHASE_TIMES
+    }
     row["extra"] = _json(extra)
     row["wall_seconds"] = report.get("wall_seconds")
     return row

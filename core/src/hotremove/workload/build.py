@@ -15,6 +15,8 @@ import numpy as np
 import structlog
 
 from hotremove.cost import preset as device_preset
+from hotremove.errors import WorkloadError
+from hotremove.extfs.blockread import BlockReader
 from hotremove.flusher import start_flusher
 from hotremove.hooks import Hooks
 from hotremove.kernels import get_kernel
@@ -77,13 +79,19 @@ def build(
         machine.superblocks.append(sb)
         hooks.mount(machine, sb)
         a_ops = select_aops(cfg.type, cfg.options, cfg.data_mode, kernel.driver(cfg.type))
-        for ino, (path, data) in enumerate(files.items(), start=12):
-            # the golden model makes the file again when asked (no second copy of its bytes)
-            golden.files.add_generated((cfg.name, path), files.maker(path), len(data))
-            inode = Inode(ino, path, len(data), sb, maps[path])
-            mapping = AddressSpace(inode, a_ops)
-            machine.mappings.append(mapping)
-            cache_file(machine, mapping, data, frames, rng, wl.cached)
+        # the page cache is read from the image, as the kernel's readahead would fill it
+        # (one preadv per run of blocks, from the host's cache: faster than generating the
+        # bytes again); the golden model makes each file from its seed when asked instead
+        with BlockReader(source or image, cfg.block_size) as reader:
+            for ino, path in enumerate(files, start=12):
+                golden.files.add_generated((cfg.name, path), files.maker(path), cfg.file_size)
+                inode = Inode(ino, path, cfg.file_size, sb, maps[path])
+                mapping = AddressSpace(inode, a_ops)
+                machine.mappings.append(mapping)
+                data = reader.read(maps[path], cfg.file_size)
+                if len(data) != cfg.file_size:
+                    raise WorkloadError(f"{image.name}: {path} is cut short in the image")
+                cache_file(machine, mapping, data, frames, rng, wl.cached)
     for mapping in machine.mappings:
         dirty_file(machine, mapping, golden, rng, wl.dirty, wl.dirty_buffers)
     memory.bh_pool.shrink_to_fit()  # every ring exists: no spare capacity to carry
