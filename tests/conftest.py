@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -89,3 +89,26 @@ def invoke(
     return subprocess.CompletedProcess(
         ["hotremove", *map(str, args)], result.exit_code, result.stdout, result.stderr
     )
+
+
+def damaged_copies(
+    data: bytes, trials: int = 40, seed: int = 19
+) -> Iterator[tuple[int, int, bytes]]:
+    """Random corruptions of a file's bytes for the "damaged file" tests, in turn: a flipped
+    bit, a cut at a random place, a zeroed range of up to 512 bytes. Yields ``(kind, at,
+    damaged)``: kind 0 flip, 1 cut, 2 zeroed; ``at`` where."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    for trial in range(trials):
+        damaged = bytearray(data)
+        kind = trial % 3
+        at = int(rng.integers(0, len(data)))
+        if kind == 0:
+            damaged[at] ^= 1 << int(rng.integers(0, 8))
+        elif kind == 1:
+            damaged = damaged[:at]
+        else:
+            stop = min(len(data), at + int(rng.integers(1, 512)))
+            damaged[at:stop] = bytes(stop - at)
+        yield kind, at, bytes(damaged)

@@ -50,6 +50,8 @@ from hotremove.realmachine.snapshot import (
 )
 from hotremove.realmachine.synthesize import FsSpec
 
+from .conftest import damaged_copies
+
 DATA = Path(__file__).parent / "data"
 SYNTHETIC = DATA / "snapshot-synthetic.npz"
 TRIMMED = DATA / "snapshot-trimmed.npz"
@@ -411,20 +413,9 @@ def test_a_damaged_snapshot_is_one_line_never_a_traceback(tmp_path: Path) -> Non
     original = load(SYNTHETIC)
     original.save(good)
     data = good.read_bytes()
-    rng = np.random.default_rng(19)
-    for trial in range(40):
-        damaged = bytearray(data)
-        kind = trial % 3
-        at = int(rng.integers(0, len(data)))
-        if kind == 0:
-            damaged[at] ^= 1 << int(rng.integers(0, 8))
-        elif kind == 1:
-            damaged = damaged[:at]
-        else:
-            stop = min(len(data), at + int(rng.integers(1, 512)))
-            damaged[at:stop] = bytes(stop - at)
+    for trial, (_kind, _at, damaged) in enumerate(damaged_copies(data)):
         path = tmp_path / f"bad{trial}.npz"
-        path.write_bytes(bytes(damaged))
+        path.write_bytes(damaged)
         try:
             snap = load(path)
         except SnapshotError as exc:

@@ -16,8 +16,8 @@ from hotremove.cli.sweep import sweep_command
 from hotremove.scenario import validate
 from hotremove.verify import Verdict
 
+from .conftest import damaged_copies, spawn
 from .conftest import invoke as cli_invoke
-from .conftest import spawn
 
 BASE = """
 name = "tiny"
@@ -469,28 +469,15 @@ def test_a_damaged_results_file_is_one_line_never_a_traceback(tmp_path):
     """Random bit flips, truncations and zeroed ranges of a results file: --list (and
     --resume) refuse each with one line naming the file, exit 2, never a traceback; only a
     cut exactly at the end of a line is a whole file with fewer rows (as a kill leaves it)."""
-    import numpy as np
-
     grid_file = write_grid(tmp_path)
     good = tmp_path / "good.csv"
     assert cli_invoke("sweep", grid_file, "-o", good).returncode == 0
     data = good.read_bytes()
     assert sw.FORMAT.encode() in data
-    rng = np.random.default_rng(19)
     refused = 0
-    for trial in range(40):
-        damaged = bytearray(data)
-        kind = trial % 3
-        at = int(rng.integers(0, len(data)))
-        if kind == 0:
-            damaged[at] ^= 1 << int(rng.integers(0, 8))
-        elif kind == 1:
-            damaged = damaged[:at]
-        else:
-            stop = min(len(data), at + int(rng.integers(1, 512)))
-            damaged[at:stop] = bytes(stop - at)
+    for trial, (kind, at, damaged) in enumerate(damaged_copies(data)):
         path = tmp_path / f"bad{trial}.csv"
-        path.write_bytes(bytes(damaged))
+        path.write_bytes(damaged)
         proc = cli_invoke("sweep", grid_file, "-o", path, "--list")
         if kind == 1 and (at == 0 or data[at - 1] == ord("\n")):
             assert proc.returncode == 0, proc.stderr  # whole lines: the runs without rows rerun
