@@ -116,19 +116,8 @@ def compare(
         check_memory(scn, force=force)
     if kernels and len(kernels) > 1:
         return _compare_kernels(base, name, kernels, plugins, settings, json_out, wide)
-    runs: dict[str, Run] = {}
-    show, settings = _progress(settings, json_out)
-    with steps(f"compare {name}", len(RUN_POLICIES), show=show) as step:
-        for policy in RUN_POLICIES:
-            step(policy)
-            runs[policy] = execute(
-                base.with_overrides(remove={"strategy": policy}),
-                name=name,
-                plugins=plugins,
-                settings=settings,
-                json_out=json_out,
-                label=f"{name} [{policy}]",
-            )
+    each = {p: (p, base.with_overrides(remove={"strategy": p})) for p in RUN_POLICIES}
+    runs, _ = _run_each(name, each, plugins, settings, json_out)
     auto = runs[DEFAULT_POLICY].report.as_dict()
     wb = runs[WRITEBACK_POLICY].report.as_dict()
     ratios = {key: ratio(wb[key], auto[key]) for key in RATIO_KEYS}
@@ -144,6 +133,36 @@ def compare(
     return status
 
 
+def _run_each(
+    name: str,
+    each: dict[str, tuple[str, Scenario]],
+    plugins: PluginSet,
+    settings: Settings,
+    json_out: bool,
+    *,
+    stop: bool = False,
+) -> tuple[dict[str, Run], bool]:
+    """Run every scenario of ``each`` (key → (progress label, scenario)) in turn, showing
+    which run compare is on. With ``stop``, a run the user interrupted ends the series;
+    returns the runs and whether that happened."""
+    runs: dict[str, Run] = {}
+    show, settings = _progress(settings, json_out)
+    with steps(f"compare {name}", len(each), show=show) as step:
+        for key, (label, scenario) in each.items():
+            step(label)
+            runs[key] = execute(
+                scenario,
+                name=name,
+                plugins=plugins,
+                settings=settings,
+                json_out=json_out,
+                label=f"{name} [{key}]",
+            )
+            if stop and runs[key].report.interrupted:
+                return runs, True
+    return runs, False
+
+
 def _compare_kernels(
     base: Scenario,
     name: str,
@@ -156,21 +175,11 @@ def _compare_kernels(
     """``compare --kernel V,V,...``: the scenario once per version, from identical state."""
     check_strategy(base.remove.strategy, plugins)  # before any image is built
     check_faults(base, plugins)
-    reports: dict[str, Report] = {}
-    show, settings = _progress(settings, json_out)
-    with steps(f"compare {name}", len(versions), show=show) as step:
-        for version in versions:
-            step(f"kernel {version}")
-            reports[version] = execute(
-                base.with_overrides(kernel={"version": version}),
-                name=name,
-                plugins=plugins,
-                settings=settings,
-                json_out=json_out,
-                label=f"{name} [{version}]",
-            ).report
-            if reports[version].interrupted:
-                return 130
+    each = {v: (f"kernel {v}", base.with_overrides(kernel={"version": v})) for v in versions}
+    runs, interrupted = _run_each(name, each, plugins, settings, json_out, stop=True)
+    if interrupted:
+        return 130
+    reports = {version: run.report for version, run in runs.items()}
     status = max(r.exit_status for r in reports.values())
     if json_out:
         emit_json({"scenario": name, "kernels": {v: r.as_dict() for v, r in reports.items()}})
