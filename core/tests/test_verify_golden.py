@@ -43,14 +43,7 @@ def test_image_is_untouched_until_sync(hotremove_build):
 
 def test_one_corrupted_byte_is_reported_with_file_and_offset(hotremove_build, hotremove_verify):
     built = hotremove_build(small_scenario({"type": "ext2", "block_size": 1024}, dirty=0.5))
-    mapping, page, bh = next(
-        (m, p, bh)
-        for m in built.machine.mappings
-        for p in m.i_pages.values()
-        if p.flags & PG_dirty
-        for bh in page_buffers(p)
-        if bh.b_state & BH_Dirty
-    )
+    mapping, page, bh, _ = _dirty_buffer(built)
     frame = built.machine.memory.frame(page.pfn)
     frame[bh.b_offset + 17] ^= 0xFF  # a bit flip in the page cache, behind the kernel's back
 

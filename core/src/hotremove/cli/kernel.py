@@ -124,6 +124,12 @@ def fetch_cmd(ctx: click.Context, version: str) -> int:
     return 0
 
 
+_kernel_option = click.option(
+    "--kernel",
+    "version",
+    default=None,
+    help="Kernel version: 6.1 or 6.12 (default: the scenario's [kernel] version).",
+)
 _scenario_arg = click.argument("scenario_file", metavar="SCENARIO", type=click.Path(path_type=Path))
 _timeout_opt = click.option(
     "--timeout",
@@ -165,12 +171,7 @@ def _guest_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 @kernel.command("run")
 @_scenario_arg
-@click.option(
-    "--kernel",
-    "version",
-    default=None,
-    help="Kernel version: 6.1 or 6.12 (default: the scenario's [kernel] version).",
-)
+@_kernel_option
 @_guest_options
 def run_cmd(
     ctx: click.Context,
@@ -268,12 +269,7 @@ def diff_cmd(
 
 @kernel.command("plan-check")
 @_scenario_arg
-@click.option(
-    "--kernel",
-    "version",
-    default=None,
-    help="Kernel version: 6.1 or 6.12 (default: the scenario's [kernel] version).",
-)
+@_kernel_option
 @click.option(
     "--remedies",
     default="sync,fsfreeze",

@@ -79,27 +79,30 @@ class BlockDevice:
     def __repr__(self) -> str:
         return f"<BlockDevice {self.path.name} bs={self.block_size}>"
 
+    @property
+    def _copy_path(self) -> Path:
+        """Where the image copy is written before it replaces ``path`` (same directory)."""
+        return self.path.with_name(f".{self.path.name}.tmp")
+
     def start_copy(self) -> None:
         """Begin copying the shared ``source`` to this device's own image in a thread (the
         copy runs in the kernel: ``sendfile``, no GIL), so that :meth:`materialise` — at the
         first write or before verification — finds it done or nearly: a run's simulation
         and its image copy overlap instead of adding up."""
         if self.source is not None and self._copy is None:
-            tmp = self.path.with_name(f".{self.path.name}.tmp")
             pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="image-copy")
-            self._copy = pool.submit(shutil.copyfile, self.source, tmp)
+            self._copy = pool.submit(shutil.copyfile, self.source, self._copy_path)
             pool.shutdown(wait=False)  # the thread ends with the copy
 
     def materialise(self) -> Path:
         """Give the device its own image at ``path`` (copied from the shared ``source``)."""
         if self.source is not None:
-            tmp = self.path.with_name(f".{self.path.name}.tmp")
             if self._copy is not None:
                 self._copy.result()  # the copy start_copy began (its error, if any, here)
                 self._copy = None
             else:
-                shutil.copyfile(self.source, tmp)
-            os.replace(tmp, self.path)
+                shutil.copyfile(self.source, self._copy_path)
+            os.replace(self._copy_path, self.path)
             os.close(self._fd)
             self._fd = os.open(self.path, os.O_RDWR)
             self.source = None
@@ -207,7 +210,7 @@ class BlockDevice:
             with contextlib.suppress(OSError):
                 self._copy.result()
             self._copy = None
-            self.path.with_name(f".{self.path.name}.tmp").unlink(missing_ok=True)
+            self._copy_path.unlink(missing_ok=True)
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

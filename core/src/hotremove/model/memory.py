@@ -346,11 +346,8 @@ class PhysicalMemory:
         faults them one by one, as before."""
         if not self._populate or not len(pfns):
             return
-        starts, ends = pfn_runs(pfns)
-        advise = self._frames_buf.madvise
         try:
-            for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-                advise(MADV_POPULATE_WRITE, start * PAGE_SIZE, (end - start) * PAGE_SIZE)
+            self._advise(MADV_POPULATE_WRITE, pfns)
         except OSError:  # EINVAL: an older kernel
             self._populate = False
 
@@ -369,17 +366,20 @@ class PhysicalMemory:
         they held is dead (the allocator hands them out again only once the block is back
         online, and a frame given back reads as zeros). ``MADV_DONTNEED`` per run of
         consecutive frames, so a migrated block costs a few calls, not one per page."""
-        if not len(pfns):
-            return
+        if len(pfns):
+            self._advise(mmap.MADV_DONTNEED, pfns)
+
+    def _advise(self, advice: int, pfns: np.ndarray) -> None:
+        """``madvise(advice)`` over frames ``pfns``: one call per run of consecutive frames."""
         starts, ends = pfn_runs(pfns)
         for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-            self._frames_buf.madvise(
-                mmap.MADV_DONTNEED, start * PAGE_SIZE, (end - start) * PAGE_SIZE
-            )
+            self._frames_buf.madvise(advice, start * PAGE_SIZE, (end - start) * PAGE_SIZE)
 
     def set_block_state(self, block: int, state: str) -> None:
         self.release_dead()  # before a block reopens (no batch is in flight here)
         self.block_state[block] = state
         if state == OFFLINE:  # the block leaves the machine: so do its frames
             b = self.blocks[block]
-            self.release(np.arange(b.start_pfn, b.end_pfn, dtype=np.int64))
+            self._frames_buf.madvise(
+                mmap.MADV_DONTNEED, b.start_pfn * PAGE_SIZE, b.nr_pages * PAGE_SIZE
+            )
