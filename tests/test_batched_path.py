@@ -1,4 +1,4 @@
-"""The batched path (hotremove.engine.batch) is an optimisation, not a different model: on
+"""The batched path (hotremove.mm.batch) is an optimisation, not a different model: on
 the same machine it must leave every struct page field, every buffer_head, every frame's
 bytes, the page-cache trees, the I/O counts and the report exactly as the per-page path
 does — while actually moving most pages itself. Real images, real plugins, every class of
@@ -133,7 +133,7 @@ def assert_identical(runs) -> None:
 
 def batched_per_aops(monkeypatch) -> Counter[str]:
     """Count, per a_ops, the pages the batched path moves from now on."""
-    from hotremove.engine.batch import BatchMover
+    from hotremove.mm.batch import BatchMover
 
     seen: Counter[str] = Counter()
     real = BatchMover.move
@@ -212,7 +212,7 @@ def test_the_vectorised_checks_catch_a_broken_batched_step(
 ):
     """With checks on, the batched path is checked like a strategy: skip the copy, or
     leave a buffer on the old page, and the run reports it page by page."""
-    from hotremove.engine.batch import BatchMover
+    from hotremove.mm.batch import BatchMover
 
     if damage == "copy":
         monkeypatch.setattr(BatchMover, "copy_frames", lambda self, dsts, srcs: None)

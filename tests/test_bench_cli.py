@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from hotremove.bench import bench_scenario
-from hotremove.memguard import estimate_peak_bytes
+from hotremove.sim.bench import bench_scenario
+from hotremove.sim.memguard import estimate_peak_bytes
 
 from .conftest import hotremove, invoke
 from .test_cli import assert_one_line_error

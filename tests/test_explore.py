@@ -20,7 +20,7 @@ from hotremove.cli.explore import explore as explore_command
 from hotremove.explore import ACTORS, Explorer, ListChooser
 from hotremove.explore.scheduler import Scheduler
 from hotremove.explore.session import explore_scenario, load_scenario
-from hotremove.lockdep import InstrumentedLocks, Lockdep
+from hotremove.locking.lockdep import InstrumentedLocks, Lockdep
 from hotremove.model.locks import Mutex, Task, set_tracker
 from hotremove.model.migrate_mode import MigrateMode
 from hotremove.plugins import load_plugins

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import pytest
 
-from hotremove.engine import offline
-from hotremove.faults import FaultSettings
+from hotremove.mm.memory_hotplug import offline
 from hotremove.model.memory import ONLINE
 from hotremove.model.migrate_mode import MigrateMode
+from hotremove.sim.faults import FaultSettings
 from hotremove.testing import small_scenario
 
 FILESYSTEMS = {

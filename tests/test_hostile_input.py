@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from hotremove.errors import HotremoveError, ScenarioError
-from hotremove.runner import run_scenario
 from hotremove.scenario import loads, validate
+from hotremove.sim.runner import run_scenario
 
 SOURCE = Path(__file__).resolve().parents[1]
 

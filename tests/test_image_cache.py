@@ -6,10 +6,10 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from hotremove.engine import offline
+from hotremove.mm.memory_hotplug import offline
 from hotremove.model.migrate_mode import MigrateMode
+from hotremove.sim.verify import verify
 from hotremove.testing import small_scenario
-from hotremove.verify import verify
 from hotremove.workload import build
 
 

@@ -21,7 +21,7 @@ import pytest
 from hotremove import scenario as scenario_mod
 from hotremove.model.buffer_head import BH_JBD, page_buffers
 from hotremove.model.page import PG_dirty, PG_private
-from hotremove.runner import run_scenario
+from hotremove.sim.runner import run_scenario
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "realkernel"
 
@@ -132,8 +132,8 @@ def test_data_journal_on_6_12_with_writeback_on_leaves_clean_journal_held_pages(
 
 def test_after_sync_the_same_block_offlines_on_6_12(hotremove_plugins, tmp_path):
     """``sync`` commits and checkpoints the journal: the heads go and the block offlines."""
-    from hotremove.engine import offline
-    from hotremove.verify import sync
+    from hotremove.mm.memory_hotplug import offline
+    from hotremove.sim.verify import sync
     from hotremove.workload import build
 
     scn = load("ext4-journal-small", "6.12")

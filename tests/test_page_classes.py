@@ -2,7 +2,7 @@
 fidelity). Real plugins through their entry points, real images, the real engine; each case
 ends with a clean verification (sync, e2fsck -fn, every file and anon page byte-equal).
 
-The table itself is documented in hotremove.classify.
+The table itself is documented in hotremove.sim.classify.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from hotremove.mm.page_writeback import start_writeback
 from hotremove.model.address_space import AnonVma
 from hotremove.model.buffer_head import BH_Dirty, BH_Lock, page_buffers
 from hotremove.model.memory import OFFLINE, ONLINE
@@ -36,7 +37,6 @@ from hotremove.workload import (
     lock_buffer_elsewhere,
     pin_page,
 )
-from hotremove.writeback import start_writeback
 
 MODES = ["async", "sync_light", "sync"]
 KERNELS = ["2004", "6.1", "6.12"]

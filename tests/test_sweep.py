@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from hotremove import sweep as sw
 from hotremove.cli.sweep import sweep_command
 from hotremove.scenario import validate
-from hotremove.verify import Verdict
+from hotremove.sim.verify import Verdict
 
 from .conftest import damaged_copies, spawn
 from .conftest import invoke as cli_invoke
@@ -240,7 +240,7 @@ def test_a_run_that_fails_verification_is_a_failed_row(tmp_path, dask_scheduler,
             ok=False, files_checked=16, mismatches=[{"fs": "fs", "file": "f0", "offset": 0}]
         )
 
-    monkeypatch.setattr("hotremove.runner.verify", corrupted)
+    monkeypatch.setattr("hotremove.sim.runner.verify", corrupted)
     grid_file = write_grid(tmp_path, '[axes]\n"workload.dirty" = [0.5]\n')
     output = tmp_path / "out.csv"
     result = invoke(grid_file, "-o", output, "--executor", "dask", "--scheduler", dask_scheduler)
@@ -377,7 +377,7 @@ def test_an_exception_inside_a_run_is_an_error_row(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("mke2fs\nexploded")
 
-    monkeypatch.setattr("hotremove.runner.run_scenario", broken)
+    monkeypatch.setattr("hotremove.sim.runner.run_scenario", broken)
     run = sw.load_grid(write_grid(tmp_path)).runs[0]
     row = sw.run_one(run.run_id, run.scenario, "tiny")
     assert row["status"] == "error"
@@ -522,7 +522,7 @@ def test_resume_refuses_a_damaged_row_before_running_anything(tmp_path):
 def test_a_sweep_that_would_not_fit_in_memory_is_refused_before_any_work(tmp_path):
     """The grid's largest run, once in each worker at the same time, is checked against the
     memory available before anything runs; fewer workers fit, --force runs anyway."""
-    from hotremove.memguard import estimate_peak_bytes
+    from hotremove.sim.memguard import estimate_peak_bytes
 
     grid_file = write_grid(tmp_path)
     grid = sw.load_grid(grid_file)

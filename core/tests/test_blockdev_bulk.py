@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hotremove.cost import PRESETS, SimClock
 from hotremove.model.address_space import XArray
 from hotremove.model.blockdev import BlockDevice, IOStats
+from hotremove.model.cost import PRESETS, SimClock
 from hotremove.model.page import MemMap, Page
 
 BS = 1024

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hotremove import lockdep
-from hotremove.lockdep import LockdepStop, checking
+from hotremove.locking import lockdep
+from hotremove.locking.lockdep import LockdepStop, checking
 from hotremove.model import buffer_head, locks, page
 from hotremove.model.address_space import AddressSpace, AddressSpaceOps, Inode, SuperBlock
 from hotremove.model.buffer_head import (

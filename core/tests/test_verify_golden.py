@@ -86,7 +86,7 @@ def test_a_wrong_block_map_is_caught_by_the_images_own_metadata(
     on a free block), so sync writes the new bytes there: read through that wrong map the file
     looks right; the image's inodes (debugfs stat) say where it really is, and there the old
     bytes are still. No debugfs sample: the map check alone must catch it."""
-    import hotremove.verify as verify_mod
+    import hotremove.sim.verify as verify_mod
     from hotremove.extfs.blockread import BlockReader
 
     monkeypatch.setattr(verify_mod, "SAMPLE", 0)
@@ -117,7 +117,7 @@ def test_a_corrupted_block_on_disk_is_caught_by_the_block_reader(
 ):
     """A clean block of a file damaged in the image behind the kernel's back (sync will not
     rewrite it): the block reader finds it, debugfs confirms it, file and offset exact."""
-    import hotremove.verify as verify_mod
+    import hotremove.sim.verify as verify_mod
 
     monkeypatch.setattr(verify_mod, "SAMPLE", 0)
     built = hotremove_build(small_scenario({"type": "ext2", "block_size": 1024}, dirty=0.5))
@@ -147,7 +147,7 @@ def test_the_debugfs_sample_cross_checks_the_block_reader(
 ):
     """Were the block reader blind (it finds nothing wrong), the debugfs dump of the sample
     still reads the damaged file through the image's metadata."""
-    import hotremove.verify as verify_mod
+    import hotremove.sim.verify as verify_mod
     from hotremove.extfs import blockread
 
     monkeypatch.setattr(verify_mod, "SAMPLE", 16)

@@ -8,8 +8,13 @@ import hashlib
 
 import pytest
 
+from hotremove.mm.page_writeback import (
+    clear_page_dirty,
+    dirty_blocks,
+    submit_block_runs,
+    sync_mapping,
+)
 from hotremove.testing import small_scenario
-from hotremove.writeback import clear_page_dirty, dirty_blocks, submit_block_runs, sync_mapping
 
 
 def _per_page_sync(machine) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from hotremove import hookimpl
-from hotremove.migrate import (
+from hotremove.mm.migrate import (
     BUFFER_MIGRATE_FOLIO,
     MIGRATE_FOLIO,
     MigrateControl,

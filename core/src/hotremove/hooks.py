@@ -19,7 +19,7 @@ import structlog
 
 from hotremove.errors import HotremoveError
 from hotremove.kernels import DEFAULT_KERNEL, Kernel, get_kernel
-from hotremove.migrate import MigrateStrategy
+from hotremove.mm.migrate import MigrateStrategy
 
 if TYPE_CHECKING:
     from hotremove.model.address_space import AddressSpace, SuperBlock

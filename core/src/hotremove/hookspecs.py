@@ -15,7 +15,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from hotremove.kernels import Kernel
-    from hotremove.migrate import MigrateStrategy
+    from hotremove.mm.migrate import MigrateStrategy
     from hotremove.model.address_space import AddressSpace, SuperBlock
     from hotremove.model.machine import Machine
     from hotremove.model.migrate_mode import MigrateMode
@@ -50,7 +50,7 @@ def hotremove_migrate_strategy(
 
     Asked **once per address_space** per run; the engine caches the answer and calls
     ``strategy.migrate_folio(mc, mapping, dst, src, mode)`` for each page (see
-    :class:`hotremove.migrate.MigrateStrategy`). ``policy`` is the run's ``remove.strategy``:
+    :class:`hotremove.mm.migrate.MigrateStrategy`). ``policy`` is the run's ``remove.strategy``:
     ``"auto"`` (plugins decide), ``"writeback"`` (only the fallback may answer) or a variant
     name a plugin registered. The first non-``None`` answer wins, in pluggy's order
     (``tryfirst``, then most recently registered, then ``trylast``); the ``generic_writeback``

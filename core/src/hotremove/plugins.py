@@ -168,7 +168,7 @@ def _probe_strategies(pm: pluggy.PluginManager, report: list[PluginInfo]) -> Non
     """Ask every plugin's ``hotremove_migrate_strategy`` about each known a_ops table once,
     at load time: a plugin that raises or answers with something that is not a strategy is
     reported by name and left out, before any run depends on it."""
-    from hotremove.migrate import MigrateStrategy
+    from hotremove.mm.migrate import MigrateStrategy
     from hotremove.model.address_space import probe_mapping
     from hotremove.model.aops import AOPS
 

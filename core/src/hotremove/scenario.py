@@ -15,15 +15,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from hotremove.cost import PRESETS
 from hotremove.errors import ScenarioError, did_you_mean
-from hotremove.faults import FaultSettings
 from hotremove.kernels import DEFAULT_KERNEL, KERNELS, get_kernel
+from hotremove.model.cost import PRESETS
 from hotremove.model.migrate_mode import DEFAULT_POLICY, MigrateMode
 from hotremove.model.page import PAGE_SIZE
+from hotremove.sim.faults import FaultSettings
 
 #: simulated RAM. Its frames cost this machine what is used of them (plus ~110 B of mem_map
-#: a frame); whether a run fits is the memory guard's call (hotremove.memguard)
+#: a frame); whether a run fits is the memory guard's call (hotremove.sim.memguard)
 MAX_MEMORY = 64 << 30
 MAX_IMAGE = 8 << 30  # one filesystem image
 MAX_FILES = 200_000
@@ -207,7 +207,7 @@ class DeviceConfig(_Strict):
 
 
 class FaultsConfig(_Strict):
-    """Injected faults (see hotremove.faults); all off by default."""
+    """Injected faults (see hotremove.sim.faults); all off by default."""
 
     writeback_eio: float = Field(default=0.0, ge=0.0, le=1.0)
     enomem_after: int | None = Field(default=None, ge=0)

@@ -11,14 +11,14 @@ from typing import ClassVar
 import pytest
 
 from hotremove import hookimpl
-from hotremove.migrate import BUFFER_MIGRATE_FOLIO, buffer_migrate_folio
+from hotremove.mm.migrate import BUFFER_MIGRATE_FOLIO, buffer_migrate_folio
+from hotremove.mm.page_writeback import writeout
 from hotremove.model.buffer_head import lock_buffer, page_buffers, unlock_buffer
 from hotremove.model.migrate_mode import Errno
 from hotremove.model.page import PG_dirty, PG_private
 from hotremove.testing import ConformanceError, small_scenario
 from hotremove.testing.conformance import Case, ConformanceSuite
 from hotremove.workload import build
-from hotremove.writeback import writeout
 
 pytest_plugins = ["pytester"]
 
@@ -331,7 +331,7 @@ def test_the_pytest_plugin_is_lazy_and_rewrites_the_kits_asserts():
 
     probe = (
         "import sys, hotremove.testing.fixtures\n"
-        "heavy = ('numpy', 'pydantic', 'hotremove.engine', 'hotremove.testing.helpers')\n"
+        "heavy = ('numpy', 'pydantic', 'hotremove.mm', 'hotremove.testing.helpers')\n"
         "print([m for m in heavy if m in sys.modules])"
     )
     loaded = subprocess.run(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hotremove import hookimpl
-from hotremove.migrate import BUFFER_MIGRATE_FOLIO, MIGRATE_FOLIO
+from hotremove.mm.migrate import BUFFER_MIGRATE_FOLIO, MIGRATE_FOLIO
 from hotremove.model.buffer_head import BH_Dirty, page_buffers
 from hotremove.model.page import PG_dirty, PG_private
 from hotremove.testing import (

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from hotremove.lockdep import LockdepStop, checking
+from hotremove.locking.lockdep import LockdepStop, checking
 from hotremove.testing import small_scenario
 from hotremove_ext2.plugin import SEED2004_POLICY as POLICY
 

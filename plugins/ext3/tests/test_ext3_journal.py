@@ -1,20 +1,20 @@
 """ext3 through its real entry point, in kernel "2004" (the only one whose ext3 driver mounts
 ext3 images): ordered/writeback pages rebound by the seed's code with no I/O, ordered-mode
 journal heads travelling with their buffers, data=journal pages written back by the
-fallback after jbd2 (core ``hotremove.jbd2``) committed them on its timer."""
+fallback after jbd2 (core ``hotremove.fs.jbd2``) committed them on its timer."""
 
 from __future__ import annotations
 
 import pytest
 
-from hotremove.jbd2 import Jbd2Journal, JournalHead
+from hotremove.fs.jbd2 import Jbd2Journal, JournalHead
 from hotremove.kernels import KERNELS
-from hotremove.migrate import BUFFER_MIGRATE_FOLIO
+from hotremove.mm.migrate import BUFFER_MIGRATE_FOLIO
+from hotremove.mm.seed2004 import SEED2004
 from hotremove.model.address_space import probe_mapping
 from hotremove.model.aops import AOPS
 from hotremove.model.buffer_head import BH_JBD, page_buffers
 from hotremove.model.page import PG_dirty, PG_private
-from hotremove.seed2004 import SEED2004
 from hotremove.testing import assert_clean_result, cached_pages_before, small_scenario
 from hotremove_ext3 import plugin
 

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import pytest
 
-from hotremove.lockdep import checking
+from hotremove.locking.lockdep import checking
 from hotremove.testing import ConformanceError, small_scenario
 from hotremove.testing.conformance import Case, ConformanceSuite
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from hotremove.jbd2 import Jbd2Journal
+from hotremove.fs.jbd2 import Jbd2Journal
 from hotremove.kernels import KERNELS
-from hotremove.migrate import BUFFER_MIGRATE_FOLIO, BUFFER_MIGRATE_FOLIO_NOREFS
+from hotremove.mm.migrate import BUFFER_MIGRATE_FOLIO, BUFFER_MIGRATE_FOLIO_NOREFS
 from hotremove.model.address_space import probe_mapping
 from hotremove.model.aops import AOPS
 from hotremove.model.buffer_head import BH_JBD, page_buffers

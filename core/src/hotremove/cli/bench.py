@@ -1,4 +1,4 @@
-"""``hotremove bench``: the performance benchmark (see :mod:`hotremove.bench`)."""
+"""``hotremove bench``: the performance benchmark (see :mod:`hotremove.sim.bench`)."""
 
 from __future__ import annotations
 
@@ -9,16 +9,16 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from hotremove.bench import bench_scenario, run_bench, run_scaling
 from hotremove.cli.base import Command
 from hotremove.cli.display import progress_bar
 from hotremove.cli.output import emit_json, print_table, print_text, stdout_console, wide_option
 from hotremove.cli.settings import begin, check_strategy, shared_options
 from hotremove.errors import ScenarioError
-from hotremove.memguard import check_memory
 from hotremove.model.migrate_mode import BUILTIN_POLICIES
 from hotremove.plugins import load_plugins
 from hotremove.scenario import parse_size
+from hotremove.sim.bench import bench_scenario, run_bench, run_scaling
+from hotremove.sim.memguard import check_memory
 from hotremove.workload import default_image_cache as default_cache
 
 

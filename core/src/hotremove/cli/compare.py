@@ -35,12 +35,12 @@ from hotremove.cli.settings import (
     shared_options,
 )
 from hotremove.kernels import VERSIONS
-from hotremove.memguard import check_memory
 from hotremove.model.migrate_mode import DEFAULT_POLICY, WRITEBACK_POLICY
 from hotremove.plugins import PluginSet
-from hotremove.report import Report
-from hotremove.runner import check_faults
 from hotremove.scenario import Scenario
+from hotremove.sim.memguard import check_memory
+from hotremove.sim.report import Report
+from hotremove.sim.runner import check_faults
 from hotremove.units import format_seconds
 
 

@@ -19,9 +19,9 @@ from hotremove.cli.output import stderr_console
 from hotremove.cli.settings import Settings, log
 from hotremove.errors import HotremoveError
 from hotremove.plugins import PluginSet, load_plugins
-from hotremove.report import Report
-from hotremove.runner import run_scenario
 from hotremove.scenario import Scenario
+from hotremove.sim.report import Report
+from hotremove.sim.runner import run_scenario
 from hotremove.workload import default_image_cache
 
 # --------------------------------------------------------------------------- running

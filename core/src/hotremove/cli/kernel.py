@@ -39,7 +39,7 @@ from hotremove.scenario import Scenario
 
 def simulate(scenario: Scenario, version: str) -> dict[str, Any]:
     """The simulator's report for ``scenario`` with ``[kernel] version`` set to ``version``."""
-    from hotremove.runner import run_scenario
+    from hotremove.sim.runner import run_scenario
 
     if "kernel" in type(scenario).model_fields:  # the simulator models kernel versions
         scenario = scenario.with_overrides(kernel={"version": version})

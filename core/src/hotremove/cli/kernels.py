@@ -22,7 +22,7 @@ from hotremove.cli.settings import begin, shared_options
 from hotremove.kernels import DEFAULT_KERNEL, KERNELS, Kernel
 from hotremove.model.migrate_mode import DEFAULT_POLICY
 from hotremove.plugins import PluginSet, load_plugins
-from hotremove.report import Report
+from hotremove.sim.report import Report
 from hotremove.units import format_seconds
 
 # --------------------------------------------------------------------------- kernels

@@ -52,7 +52,7 @@ class Table:
     """One a_ops table the new plugin claims."""
 
     a_ops: str
-    strategy: str  # the hotremove.migrate constant
+    strategy: str  # the hotremove.mm.migrate constant
     options: tuple[str, ...]  # mount options that give a file this table
 
 

@@ -11,7 +11,6 @@ import click
 import structlog
 from rich.text import Text
 
-from hotremove import lockdep
 from hotremove import scenario as scenario_mod
 from hotremove.cli.base import PROG, Command
 from hotremove.cli.display import facts
@@ -29,12 +28,13 @@ from hotremove.cli.settings import (
 )
 from hotremove.errors import HotremoveError
 from hotremove.kernels import DEFAULT_KERNEL, VERSIONS, get_kernel
-from hotremove.memguard import check_memory
+from hotremove.locking import lockdep
 from hotremove.model.migrate_mode import DEFAULT_POLICY, MigrateMode
 from hotremove.plugins import PluginSet
-from hotremove.report import Report, print_report
-from hotremove.runner import check_faults
 from hotremove.scenario import Scenario
+from hotremove.sim.memguard import check_memory
+from hotremove.sim.report import Report, print_report
+from hotremove.sim.runner import check_faults
 from hotremove.units import format_seconds
 
 

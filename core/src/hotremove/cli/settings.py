@@ -21,9 +21,9 @@ from click.core import ParameterSource
 
 from hotremove import log as hlog
 from hotremove.cli.base import PROG
-from hotremove.cost import PRESETS
 from hotremove.errors import HotremoveError, ScenarioError
 from hotremove.kernels import VERSIONS, get_kernel
+from hotremove.model.cost import PRESETS
 from hotremove.model.migrate_mode import MODES
 
 if TYPE_CHECKING:
@@ -114,9 +114,9 @@ def begin(ctx: click.Context) -> Settings:
 
 def check_strategy(policy: str, plugins: PluginSet, *, option: str | None = None) -> None:
     """The command line's one check of a strategy, before any work: ``auto`` or a policy an
-    installed plugin registered (:func:`hotremove.runner.check_policy`). ``option`` names the
+    installed plugin registered (:func:`hotremove.sim.runner.check_policy`). ``option`` names the
     flag in the message; without it the message names ``remove.strategy`` (a scenario's)."""
-    from hotremove.runner import check_policy
+    from hotremove.sim.runner import check_policy
 
     try:
         check_policy(policy, plugins)

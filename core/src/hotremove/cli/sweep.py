@@ -287,9 +287,9 @@ def sweep_command(
 
 def _check_memory(grid: sw.Grid, grid_file: Path, workers: int | None) -> None:
     """Refuse, before any work, a sweep whose largest run, once in each worker at the same
-    time, would not fit in this machine's memory (see :mod:`hotremove.memguard`)."""
-    from hotremove.memguard import available_bytes, estimate_peak_bytes
+    time, would not fit in this machine's memory (see :mod:`hotremove.sim.memguard`)."""
     from hotremove.scenario import validate
+    from hotremove.sim.memguard import available_bytes, estimate_peak_bytes
     from hotremove.sweep.executors import default_workers
 
     have = available_bytes()

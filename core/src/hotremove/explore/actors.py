@@ -27,7 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hotremove.lockdep import hand_to_io
+from hotremove.locking.lockdep import hand_to_io
+from hotremove.mm.page_writeback import clear_page_dirty, writeout
 from hotremove.model.address_space import AddressSpace
 from hotremove.model.buffer_head import (
     BH_JBD,
@@ -56,7 +57,6 @@ from hotremove.model.page import (
     unlock_page,
 )
 from hotremove.workload import page_cache_write
-from hotremove.writeback import clear_page_dirty, writeout
 
 ACTORS = ("writeback", "writer", "journal", "reader")
 

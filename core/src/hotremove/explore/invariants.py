@@ -10,7 +10,7 @@ Continuously (at every context switch — when another actor could observe the s
 
 At the end (every actor done, trackers off): no I/O in flight, no lock held by anyone
 (spinlocks, sleeping locks, page and buffer bits), references balanced
-(:func:`hotremove.checks.check_machine`), no strategy crashed, and after ``sync`` every file
+(:func:`hotremove.sim.checks.check_machine`), no strategy crashed, and after ``sync`` every file
 on the image equals the golden model — no write that completed was lost.
 """
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-from hotremove.checks import check_machine
 from hotremove.explore.actors import World, io_problem
 from hotremove.explore.scheduler import Finding
 from hotremove.model.address_space import AddressSpace
@@ -27,6 +26,7 @@ from hotremove.model.buffer_head import page_buffers
 from hotremove.model.locks import Task
 from hotremove.model.machine import Machine
 from hotremove.model.page import PAGE_SIZE, PG_locked, PG_private, PG_uptodate
+from hotremove.sim.checks import check_machine
 
 #: check_machine / PageCheck findings that stay true while other actors run. The others
 #: (locks and references held *now*, buffer state bits others may change before the

@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from hotremove.engine import offline
 from hotremove.explore.actors import ACTORS, BODIES, World
 from hotremove.explore.invariants import (
     SOUND_WHILE_RUNNING,
@@ -37,11 +36,12 @@ from hotremove.explore.scheduler import (
 )
 from hotremove.explore.state import SavedState
 from hotremove.hooks import Hooks
-from hotremove.lockdep import InstrumentedLocks, Lockdep
+from hotremove.locking.lockdep import InstrumentedLocks, Lockdep
+from hotremove.mm.memory_hotplug import offline
 from hotremove.model.locks import Mutex, SpinLock, Task, set_tracker
 from hotremove.model.machine import Machine
 from hotremove.model.migrate_mode import Errno, MigrateMode
-from hotremove.verify import sync
+from hotremove.sim.verify import sync
 
 #: Actor name → the task name it runs as (what traces and lock reports show).
 TASK_NAMES = {

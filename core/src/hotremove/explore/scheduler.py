@@ -3,7 +3,7 @@
 Every actor (the migration, a flusher, a writer …) is ordinary Python running in its own
 thread, but exactly one runs at a time: the others wait on their gate. Control changes hands
 only at preemption points — inside every lock primitive (through
-:class:`hotremove.lockdep.InstrumentedLocks`), at ``might_sleep()`` and I/O, and at explicit
+:class:`hotremove.locking.lockdep.InstrumentedLocks`), at ``might_sleep()`` and I/O, and at explicit
 ``preempt()`` calls — where a :class:`Chooser` picks who runs next among the runnable actors.
 An actor that needs a held lock (or waits for writeback) sleeps until what it waits for is
 released; when nobody can run, that is a deadlock and is reported with who waits for what.
@@ -241,7 +241,7 @@ class Scheduler:
         self._digest.update(f"{event.actor}|{event.op}|{event.what}\n".encode())
 
     def point(self, label: str, obj: object = None) -> None:
-        """A preemption point (see :class:`hotremove.lockdep.Scheduler`)."""
+        """A preemption point (see :class:`hotremove.locking.lockdep.Scheduler`)."""
         if self.stopping:
             return
         me = self.current

@@ -23,7 +23,7 @@ from hotremove.model.migrate_mode import MigrateMode
 from hotremove.model.page import PAGE_SIZE
 from hotremove.plugins import PluginSet, load_plugins
 from hotremove.scenario import Scenario
-from hotremove.verify import verify
+from hotremove.sim.verify import verify
 from hotremove.workload import build
 
 BUILTIN = ("ext2", "ext3-ordered", "ext3-journal")

@@ -5,7 +5,7 @@ and writes each one to a temporary file: seconds for a gigabyte of small files. 
 is opened once and every file is read with one ``preadv`` per physically contiguous run of its
 blocks — the bytes come from the image all the same, and where they are is the block map the
 caller gives (verification checks that map against the image's own metadata, read by debugfs
-``stat``: see :mod:`hotremove.verify`).
+``stat``: see :mod:`hotremove.sim.verify`).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hotremove.cost import DevicePreset, SimClock
+from hotremove.model.cost import DevicePreset, SimClock
 
 
 class BlockIOError(OSError):

@@ -8,7 +8,8 @@ buffer locked).
 
 Everything else is opt-in and costs one module-level ``is None`` test per lock operation when
 off: :func:`set_tracker` installs an object that takes over every lock primitive here and in
-:mod:`~hotremove.model.buffer_head` / :mod:`~hotremove.model.page` — :mod:`hotremove.lockdep`
+:mod:`~hotremove.model.buffer_head` / :mod:`~hotremove.model.page` —
+:mod:`hotremove.locking.lockdep`
 (lock-order checking, strict mode) and the interleaving explorer (:mod:`hotremove.explore`,
 which preempts at every lock operation and makes a task that waits for a held lock sleep).
 """
@@ -59,7 +60,7 @@ class LockViolation:
 #: Modules whose frames are machinery, not part of a simulated call path.
 _MACHINERY = (
     "hotremove.model.locks",
-    "hotremove.lockdep",
+    "hotremove.locking.lockdep",
     "hotremove.explore.scheduler",
     "hotremove.testing",  # the conformance kit's recording wrappers
     "threading",

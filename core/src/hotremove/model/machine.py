@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from hotremove.cost import DevicePreset, SimClock
 from hotremove.kernels import DEFAULT_KERNEL, Kernel, get_kernel
 from hotremove.model.address_space import AddressSpace, AnonVma, SuperBlock, SwapCache
 from hotremove.model.blockdev import IOStats
+from hotremove.model.cost import DevicePreset, SimClock
 from hotremove.model.locks import Task
 from hotremove.model.memory import PhysicalMemory
 from hotremove.model.timers import Timers

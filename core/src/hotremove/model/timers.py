@@ -14,7 +14,7 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from hotremove.cost import SimClock
+from hotremove.model.cost import SimClock
 
 
 @dataclass

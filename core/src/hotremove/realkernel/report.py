@@ -1,6 +1,6 @@
 """What the real kernel did, from the guest's console records: :class:`GuestReport`.
 
-Field names follow the simulator's report (:meth:`hotremove.report.Report.as_dict`) where the
+Field names follow the simulator's report (:meth:`hotremove.sim.report.Report.as_dict`) where the
 quantity can be measured in a guest, so :mod:`hotremove.realkernel.diff` can put them side by
 side: ``pages_in_region`` (pages in use in the removed blocks, from /proc/kpageflags),
 ``migrated`` (``pgmigrate_success`` over the offline), ``written_back`` (``nr_written`` over

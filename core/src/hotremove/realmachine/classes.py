@@ -2,7 +2,7 @@
 loop per page.
 
 Every frame gets a **class** people read (:data:`CLASSES`, names from
-:mod:`hotremove.pageclass`: free, file page cache with buffers / clean without / dirty, anon,
+:mod:`hotremove.sim.pageclass`: free, file page cache with buffers / clean without / dirty, anon,
 huge, writeback, mlocked, and the blockers slab / reserved / page tables / other unmovable /
 hwpoison / offline / hole) and what the simulator would build for it (a
 :class:`~hotremove.realmachine.synthesize.Layout`: a **kind**, modifiers, a folio order). A
@@ -36,7 +36,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hotremove import pageclass as pc
 from hotremove.model.page import HPAGE_NR
 from hotremove.realmachine.kpageflags import (
     KPF_ACTIVE,
@@ -88,6 +87,7 @@ from hotremove.realmachine.synthesize import (
     X_REFERENCED,
     Layout,
 )
+from hotremove.sim import pageclass as pc
 
 #: Largest buddy block (MAX_PAGE_ORDER 10 on x86_64): 4 MiB.
 MAX_ORDER_NR_PAGES = 1 << 10

@@ -37,10 +37,10 @@ from typing import Any
 
 import numpy as np
 
-from hotremove.cost import preset as device_preset
 from hotremove.hooks import Hooks
 from hotremove.kernels import DEFAULT_KERNEL, Kernel, get_kernel
 from hotremove.model.address_space import AddressSpace, Inode, SuperBlock
+from hotremove.model.cost import preset as device_preset
 from hotremove.model.page import PAGE_SIZE
 from hotremove.realmachine.classes import (
     BLOCKERS,

@@ -13,9 +13,9 @@ import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from hotremove.engine import offline
 from hotremove.hooks import Hooks
 from hotremove.kernels import Kernel
+from hotremove.mm.memory_hotplug import offline
 from hotremove.model.migrate_mode import MigrateMode
 from hotremove.model.page import PAGE_SIZE
 from hotremove.realmachine.classes import decode_unit, unit_code

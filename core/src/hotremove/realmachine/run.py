@@ -8,9 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hotremove.cost import preset as device_preset
-from hotremove.engine import ProgressFn
 from hotremove.hooks import Hooks
+from hotremove.mm.migrate_pages import ProgressFn
+from hotremove.model.cost import preset as device_preset
 from hotremove.plugins import PluginSet, load_plugins
 from hotremove.realmachine.classes import classify
 from hotremove.realmachine.plan import resolve_fs
@@ -24,8 +24,8 @@ from hotremove.realmachine.synthesize import (
     Layout,
     synthesize,
 )
-from hotremove.report import Report
-from hotremove.runner import offline_built
+from hotremove.sim.report import Report
+from hotremove.sim.runner import offline_built
 from hotremove.workload import Built
 
 

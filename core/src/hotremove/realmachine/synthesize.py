@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from hotremove.cost import preset as device_preset
 from hotremove.errors import ImageError, ScenarioError
 from hotremove.extfs import block_maps, make_image
 from hotremove.hooks import Hooks
+from hotremove.mm.page_writeback import start_writeback
 from hotremove.model.address_space import AddressSpace, AddressSpaceOps, AnonVma, Inode, SuperBlock
 from hotremove.model.aops import select_aops
 from hotremove.model.blockdev import BlockDevice
@@ -25,6 +25,7 @@ from hotremove.model.buffer_head import (
     mark_buffer_dirty,
     page_buffers,
 )
+from hotremove.model.cost import preset as device_preset
 from hotremove.model.machine import Machine
 from hotremove.model.memory import PhysicalMemory
 from hotremove.model.page import (
@@ -46,7 +47,6 @@ from hotremove.model.page import (
 from hotremove.realmachine.snapshot import SnapshotError
 from hotremove.scenario import validate as validate_scenario
 from hotremove.workload import Built, Golden, add_anon_folio, add_to_swap_cache
-from hotremove.writeback import start_writeback
 
 # -- a machine from a snapshot ------------------------------------------------------------------
 #: What the simulator builds in a frame (the plan derives it from the KPF word).

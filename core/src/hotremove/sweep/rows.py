@@ -139,7 +139,7 @@ def run_one(
     A pure function of ``(run_id, scenario)`` except for :data:`TIMING_COLUMNS`. Exceptions
     inside the run become an ``error`` row (they are the run's result, not the worker's).
     """
-    from hotremove.runner import run_scenario
+    from hotremove.sim.runner import run_scenario
     from hotremove.workload import default_image_cache
 
     _prepare_worker(log_level)

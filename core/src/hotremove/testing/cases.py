@@ -15,7 +15,7 @@ from hotremove.testing.helpers import EngineRun
 if TYPE_CHECKING:
     from hotremove.model.buffer_head import BufferHead
     from hotremove.model.machine import Machine
-    from hotremove.verify import Verdict
+    from hotremove.sim.verify import Verdict
 
 MODES = ("async", "sync_light", "sync")
 #: A policy name no plugin registers: every plugin but a fallback must answer ``None``.
@@ -45,7 +45,7 @@ BUFFER_CHECKS = {"bh_page", "bh_state"}
 LOCK_CHECKS = {"spinlock", "page_lock", "bh_lock", "refcount"}
 
 LOCKDEP_MISSING = (
-    "lock-order checker not available in this version of hotremove (hotremove.lockdep."
+    "lock-order checker not available in this version of hotremove (hotremove.locking.lockdep."
     "checking); the suite's runs use it once it exists"
 )
 EXPLORER_MISSING = (

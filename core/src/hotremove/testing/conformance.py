@@ -133,7 +133,7 @@ class ConformanceSuite(ConformanceChecks):
     def check_answers_for_own(self, plugins: PluginSet, built: Built) -> None:
         """For every a_ops it claims, under ``auto``, it returns a MigrateStrategy — or
         ``None`` where it declares ``answers[a_ops]`` (no migrate_folio in this kernel)."""
-        from hotremove.migrate import MigrateStrategy
+        from hotremove.mm.migrate import MigrateStrategy
 
         claimed = set(self.claimed_aops())
         if not claimed:

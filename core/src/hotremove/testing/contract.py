@@ -234,7 +234,7 @@ class ConformanceChecks:
 
     def check_answers_for_own(self, plugins: PluginSet, built: Built) -> None:
         """For every a_ops it claims, under ``auto``, it returns a MigrateStrategy."""
-        from hotremove.migrate import MigrateStrategy
+        from hotremove.mm.migrate import MigrateStrategy
 
         claimed = set(self.claimed_aops())
         for mapping in self.sample_mappings(built):
@@ -311,7 +311,7 @@ class ConformanceChecks:
         buffers has one buffer locked by simulated I/O, completed when the migrating task
         sleeps on it or between passes."""
         from hotremove.model.buffer_head import BH_Lock
-        from hotremove.verify import verify
+        from hotremove.sim.verify import verify
         from hotremove.workload import build
 
         scenario = self.scenario_for(case, mode)

@@ -90,7 +90,7 @@ def hotremove_machine(hotremove_build: Callable[..., Any]) -> Callable[..., Any]
 @pytest.fixture
 def hotremove_offline(hotremove_plugins: Any) -> Callable[..., Any]:
     """``offline(built, **kw) -> OfflineResult`` with the scenario's remove settings."""
-    from hotremove.engine import offline
+    from hotremove.mm.memory_hotplug import offline
 
     def _offline(built: Any, plugins: Any = None, **kw: Any) -> Any:
         options = built.scenario.offline_kwargs(checks=True)
@@ -121,7 +121,7 @@ def hotremove_run(hotremove_plugins: Any) -> Callable[..., Any]:
 @pytest.fixture
 def hotremove_verify(hotremove_plugins: Any) -> Callable[..., Any]:
     """``verify(built) -> Verdict``: sync, e2fsck -fn, read every file back."""
-    from hotremove.verify import verify
+    from hotremove.sim.verify import verify
 
     def _verify(built: Any, plugins: Any = None) -> Any:
         return verify(built, (plugins or hotremove_plugins).hooks)

@@ -24,13 +24,13 @@ from hotremove.model.page import PAGE_SIZE, PG_private
 from hotremove.scenario import Scenario, validate
 
 if TYPE_CHECKING:
-    from hotremove.checks import CheckFailure
-    from hotremove.engine import OfflineResult
     from hotremove.hooks import Hooks
+    from hotremove.mm.result import OfflineResult
     from hotremove.model.address_space import AddressSpace
     from hotremove.model.blockdev import IOStats
     from hotremove.model.locks import LockViolation
     from hotremove.plugins import PluginSet
+    from hotremove.sim.checks import CheckFailure
     from hotremove.testing.probe import Problem, StrategyCall, StrategyProbe
     from hotremove.workload import Built
 
@@ -221,7 +221,7 @@ def run_offline(
     call watched by a :class:`~hotremove.testing.probe.StrategyProbe`, and the lock-order
     checker on when this hotremove has one (:func:`find_lockdep`; ``EngineRun.lockdep`` says
     whether it ran)."""
-    from hotremove.engine import offline
+    from hotremove.mm.memory_hotplug import offline
     from hotremove.model.blockdev import IOStats
     from hotremove.testing.probe import StrategyProbe
 
@@ -265,11 +265,11 @@ def run_offline(
 
 def find_lockdep() -> Callable[..., contextlib.AbstractContextManager[Any]] | None:
     """The lock-order checker's ``checking()`` context manager, when this hotremove has one
-    (``hotremove.lockdep``); its reports land in ``machine.task.violations``."""
+    (``hotremove.locking.lockdep``); its reports land in ``machine.task.violations``."""
     try:
-        module = importlib.import_module("hotremove.lockdep")
+        module = importlib.import_module("hotremove.locking.lockdep")
     except ModuleNotFoundError as exc:
-        if exc.name not in ("hotremove.lockdep", "hotremove"):
+        if exc.name not in ("hotremove.locking.lockdep", "hotremove"):
             raise
         return None
     return getattr(module, "checking", None)

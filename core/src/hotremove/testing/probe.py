@@ -1,7 +1,7 @@
 """Watching strategies at work: every ``migrate_folio`` call of an engine run, with the I/O it
 issued, the sleeping functions it called and the contract it kept or broke.
 
-The contract (see :mod:`hotremove.migrate`): a strategy that says ``rebinds`` moves the page's
+The contract (see :mod:`hotremove.mm.migrate`): a strategy that says ``rebinds`` moves the page's
 own buffer_heads to the new page — same buffers, same disk blocks, same state bits — without
 I/O; ``ASYNC`` never sleeps, ``SYNC_LIGHT`` never waits for I/O; on an error nothing observable
 has changed (the old page is still cached with its buffers, its bytes, its locks). On success
@@ -33,7 +33,7 @@ from hotremove.model.page import (
 
 if TYPE_CHECKING:
     from hotremove.hooks import Hooks
-    from hotremove.migrate import MigrateControl, MigrateStrategy
+    from hotremove.mm.migrate import MigrateControl, MigrateStrategy
     from hotremove.model.address_space import AddressSpace
     from hotremove.model.machine import Machine
 

@@ -14,15 +14,15 @@ from pathlib import Path
 import numpy as np
 import structlog
 
-from hotremove.cost import preset as device_preset
 from hotremove.errors import WorkloadError
 from hotremove.extfs.blockread import BlockReader
-from hotremove.flusher import start_flusher
+from hotremove.fs.fs_writeback import start_flusher
 from hotremove.hooks import Hooks
 from hotremove.kernels import get_kernel
 from hotremove.model.address_space import AddressSpace, Inode, SuperBlock
 from hotremove.model.aops import select_aops
 from hotremove.model.blockdev import BlockDevice
+from hotremove.model.cost import preset as device_preset
 from hotremove.model.machine import Machine
 from hotremove.model.memory import PhysicalMemory
 from hotremove.scenario import Scenario

@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 
 from hotremove.errors import WorkloadError
+from hotremove.mm.page_writeback import start_writeback
 from hotremove.model.buffer_head import BH_Lock, BufferHead, page_buffers
 from hotremove.model.machine import Machine
 from hotremove.model.page import Page, PG_dirty, PG_pgtable, PG_private, PG_reserved, PG_slab
 from hotremove.scenario import WorkloadConfig
 from hotremove.workload.pagecache import FrameAllocator
-from hotremove.writeback import start_writeback
 
 
 def lock_buffer_elsewhere(machine: Machine, bh: BufferHead, hold_seconds: float = 1e-3) -> None:

@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 from hotremove import hookimpl
 from hotremove.kernels import Kernel
-from hotremove.migrate import BUFFER_MIGRATE_FOLIO, MigrateStrategy
+from hotremove.mm.migrate import BUFFER_MIGRATE_FOLIO, MigrateStrategy
 from hotremove.model.address_space import AddressSpace
 
 AOPS = "minix_aops"

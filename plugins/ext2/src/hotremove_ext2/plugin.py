@@ -7,7 +7,7 @@ a_ops                     kernel "2004"                             Linux 6.1, 6
 ``ext2_nobh_aops``        ``migrate_folio`` (no buffers to rebind)  ``migrate_folio``
 ========================= ========================================= =========================
 
-* 2004: IWAMOTO's patch rebinds a dirty page's buffers itself (:mod:`hotremove.seed2004`,
+* 2004: IWAMOTO's patch rebinds a dirty page's buffers itself (:mod:`hotremove.mm.seed2004`,
   bugs included: it sleeps under ``private_lock`` and dirties whole pages).
 * 6.x: the seed's idea as the kernel merged it: ``ext2_aops.migrate_folio =
   buffer_migrate_folio`` (``buffer_migrate_page`` since 2.6.16). Buffers are locked before
@@ -28,9 +28,9 @@ from collections.abc import Callable
 
 from hotremove import hookimpl
 from hotremove.kernels import Kernel
-from hotremove.migrate import BUFFER_MIGRATE_FOLIO, MIGRATE_FOLIO, MigrateStrategy
+from hotremove.mm.migrate import BUFFER_MIGRATE_FOLIO, MIGRATE_FOLIO, MigrateStrategy
+from hotremove.mm.seed2004 import SEED2004
 from hotremove.model.address_space import AddressSpace
-from hotremove.seed2004 import SEED2004
 
 #: remove.strategy = "ext2-seed2004": the 2004 patch's own steps, in every kernel.
 SEED2004_POLICY = "ext2-seed2004"

@@ -14,7 +14,7 @@ a_ops                      kernel "2004"                                6.x (his
 ========================== ============================================ ==========================
 
 * 2004: IWAMOTO's mail: "I've also tried with ext3 with trivial changes to the patch, and it
-  also seems to work" — :data:`hotremove.seed2004.SEED2004`, bugs included (an ordered
+  also seems to work" — :data:`hotremove.mm.seed2004.SEED2004`, bugs included (an ordered
   buffer's journal_head travels with the rebound buffer_head). data=journal pages were not
   rebound: written back and their buffers released through the journal
   (``ext3_releasepage`` → ``journal_try_to_free_buffers``).
@@ -22,7 +22,7 @@ a_ops                      kernel "2004"                                6.x (his
   buffer_migrate_page``; ``ext3_journalled_aops`` had none (fallback).
 
 Mount: when the ext3 driver mounts the image (``machine.kernel.driver("ext3") == "ext3"``)
-the filesystem gets a :mod:`hotremove.jbd2` journal whose ordered mode puts journal heads on
+the filesystem gets a :mod:`hotremove.fs.jbd2` journal whose ordered mode puts journal heads on
 dirty data buffers (the old driver's ``t_sync_datalist``). The journal commits on its own
 timer (kjournald, 5 s), as the simulated clock runs.
 """
@@ -32,12 +32,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from hotremove import hookimpl
-from hotremove.jbd2 import attach_journal
+from hotremove.fs.jbd2 import attach_journal
 from hotremove.kernels import Kernel
-from hotremove.migrate import BUFFER_MIGRATE_FOLIO, MigrateStrategy
+from hotremove.mm.migrate import BUFFER_MIGRATE_FOLIO, MigrateStrategy
+from hotremove.mm.seed2004 import SEED2004
 from hotremove.model.address_space import AddressSpace, SuperBlock
 from hotremove.model.machine import Machine
-from hotremove.seed2004 import SEED2004
 
 #: a_ops → ``.migrate_folio`` in kernel "2004" (None: no callback, the fallback answers).
 SEED2004_STRATEGIES: dict[str, MigrateStrategy | None] = {

@@ -23,7 +23,7 @@ not rebind: the fallback writes the page back.
   (``writeout()``) and moves it clean (Linux 6.1, kernel-reference "Observed on real kernels").
 
 Mount: the ext4 driver mounts ext4 images and, from v4.3 (c290ea01abb7 "fs: Remove ext3
-filesystem driver"), ext3 images too; both journal through :mod:`hotremove.jbd2`. ext4 tracks
+filesystem driver"), ext3 images too; both journal through :mod:`hotremove.fs.jbd2`. ext4 tracks
 ordered data per inode (``jbd2_inode``), not with journal heads on data buffers, so
 ``ordered_data_heads=False``. (ext2 images keep the ext2 driver in hotremove; Debian mounts
 them with ext4 without a journal, which migrates them with ``buffer_migrate_folio`` too.)
@@ -34,9 +34,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from hotremove import hookimpl
-from hotremove.jbd2 import attach_journal
+from hotremove.fs.jbd2 import attach_journal
 from hotremove.kernels import Kernel
-from hotremove.migrate import BUFFER_MIGRATE_FOLIO, BUFFER_MIGRATE_FOLIO_NOREFS, MigrateStrategy
+from hotremove.mm.migrate import BUFFER_MIGRATE_FOLIO, BUFFER_MIGRATE_FOLIO_NOREFS, MigrateStrategy
 from hotremove.model.address_space import AddressSpace, SuperBlock
 from hotremove.model.machine import Machine
 

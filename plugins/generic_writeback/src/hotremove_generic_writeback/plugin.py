@@ -37,11 +37,11 @@ from dataclasses import dataclass
 
 from hotremove import hookimpl
 from hotremove.kernels import FallbackDirty, Kernel
-from hotremove.migrate import MigrateControl, MigrateStrategy, declare_fallback, migrate_folio
+from hotremove.mm.migrate import MigrateControl, MigrateStrategy, declare_fallback, migrate_folio
+from hotremove.mm.page_writeback import filemap_release_folio, writeout, writeout_async
 from hotremove.model.address_space import AddressSpace
 from hotremove.model.migrate_mode import Errno, MigrateMode
 from hotremove.model.page import Page, PG_dirty, PG_private
-from hotremove.writeback import filemap_release_folio, writeout, writeout_async
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ class FallbackMigrateFolio:
 
 
 #: one ``fallback_migrate_folio`` per ``Kernel.fallback_dirty`` rule; each declared to the
-#: core (its clean pages whose buffers can be freed move on arrays, hotremove.engine.batch)
+#: core (its clean pages whose buffers can be freed move on arrays, hotremove.mm.batch)
 FALLBACKS: dict[str, FallbackMigrateFolio] = {
     rule: FallbackMigrateFolio(rule) for rule in ("writeout_sync", "writeout", "ebusy")
 }

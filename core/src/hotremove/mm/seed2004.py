@@ -34,18 +34,19 @@ patch's ``unlock_page(page)`` and ``__put_page(page)`` in ``remap_exchange_pages
 ``set_page_dirty`` dirties only mapped buffers (the kernel's writeback cleans the unmapped
 ones past EOF; the simulator's sync would otherwise write block -1).
 
-Plugins use :data:`SEED2004` (a :class:`~hotremove.migrate.MigrateStrategy`) as their answer.
+Plugins use :data:`SEED2004` (a :class:`~hotremove.mm.migrate.MigrateStrategy`) as their answer.
 """
 
 from __future__ import annotations
 
-from hotremove.migrate import (
+from hotremove.mm.migrate import (
     MigrateControl,
     folio_copy,
     folio_migrate_flags,
     folio_migrate_mapping,
     migrate_folio,
 )
+from hotremove.mm.page_writeback import filemap_release_folio
 from hotremove.model.address_space import AddressSpace
 from hotremove.model.buffer_head import (
     BH_Dirty,
@@ -59,7 +60,6 @@ from hotremove.model.buffer_head import (
 )
 from hotremove.model.migrate_mode import Errno, MigrateMode
 from hotremove.model.page import Page, PG_dirty, PG_private, PG_uptodate, get_page, put_page
-from hotremove.writeback import filemap_release_folio
 
 
 def remap_move_buffer_ext2(page: Page, newpage: Page) -> None:

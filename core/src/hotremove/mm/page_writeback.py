@@ -120,7 +120,7 @@ def writeout_async(frames: np.ndarray, mapping: AddressSpace, page: Page) -> int
     and ``mapping_set_error`` AS_EIO on the mapping, which the next ``fsync`` reports): the
     block's new contents never reach the disk and the page stays clean. The writes queue up
     with the pass's other writeouts, overlapping their latency on a device that queues
-    (:attr:`~hotremove.cost.DevicePreset.queue_depth`). Returns requests."""
+    (:attr:`~hotremove.model.cost.DevicePreset.queue_depth`). Returns requests."""
     ring = page_buffers(page) if page.flags & PG_private else []
     failed: list[int] = []
     requests = submit_block_runs(

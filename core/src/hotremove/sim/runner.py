@@ -11,15 +11,16 @@ from pathlib import Path
 
 import structlog
 
-from hotremove.engine import ProgressFn, offline
 from hotremove.errors import ScenarioError, did_you_mean
+from hotremove.mm.memory_hotplug import offline
+from hotremove.mm.migrate_pages import ProgressFn
 from hotremove.plugins import PluginSet, load_plugins
-from hotremove.report import Report
 from hotremove.scenario import Scenario
-from hotremove.verify import verify
+from hotremove.sim.report import Report
+from hotremove.sim.verify import verify
 from hotremove.workload import Built, build
 
-log = structlog.get_logger("hotremove.runner")
+log = structlog.get_logger("hotremove.sim.runner")
 
 
 def check_policy(policy: str, plugins: PluginSet) -> None:

@@ -23,28 +23,28 @@ from collections.abc import Callable
 import numpy as np
 import structlog
 
-from hotremove.checks import check_machine
-from hotremove.classify import CLASSES, classify_frames
-from hotremove.engine.migrate_pages import (
+from hotremove.errors import HotremoveError
+from hotremove.hooks import Hooks
+from hotremove.kernels import Kernel
+from hotremove.mm.migrate_pages import (
     ATTEMPT_SECONDS,
     NR_MAX_MIGRATE_PAGES_RETRY,
     Interrupted,
     Migrator,
     ProgressFn,
 )
-from hotremove.engine.result import ANON, SWAP, OfflineResult, busy_reason, failure_reason
-from hotremove.errors import HotremoveError
-from hotremove.faults import FaultSettings, eio_injector
-from hotremove.hooks import Hooks
-from hotremove.kernels import Kernel
+from hotremove.mm.page_writeback import wait_for_all
+from hotremove.mm.result import ANON, SWAP, OfflineResult, busy_reason, failure_reason
 from hotremove.model.locks import running
 from hotremove.model.machine import Machine
 from hotremove.model.memory import ISOLATED, OFFLINE, ONLINE
 from hotremove.model.migrate_mode import DEFAULT_POLICY, Errno, MigrateMode
 from hotremove.model.page import PG_UNMOVABLE, PageArray, PG_swapcache, PG_tail
-from hotremove.writeback import wait_for_all
+from hotremove.sim.checks import check_machine
+from hotremove.sim.classify import CLASSES, classify_frames
+from hotremove.sim.faults import FaultSettings, eio_injector
 
-log = structlog.get_logger("hotremove.engine")
+log = structlog.get_logger("hotremove.mm")
 
 DEFAULT_MAX_ROUNDS = 3
 #: seconds until the user's signal (``timeout 120 sh -c 'echo offline > …'``)
@@ -332,7 +332,7 @@ def offline(
 ) -> OfflineResult:
     """Offline memory ``blocks`` of ``machine``: move every in-use page out, or roll back.
     ``batching=False`` sends every page through the per-page path (the reference the
-    batched path of :mod:`hotremove.engine.batch` is tested against).
+    batched path of :mod:`hotremove.mm.batch` is tested against).
     ``should_stop`` is polled at batch boundaries (a pending signal: -EINTR, rolled back).
     A scenario's settings come as ``**scenario.offline_kwargs()``."""
     nr_blocks = len(machine.memory.blocks)

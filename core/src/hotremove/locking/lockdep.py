@@ -14,7 +14,7 @@ jbd2's locks …), grouped into lock *classes* — every mapping's ``private_loc
   and the CPU0/CPU1 scenario — even if no deadlock happened in this run. Trylocks add no
   edge *to* the lock they take (they cannot deadlock), as in lockdep.
 
-The graph and its reports are :mod:`hotremove.lockgraph`'s (:class:`Lockdep`); this module
+The graph and its reports are :mod:`hotremove.locking.lockgraph`'s (:class:`Lockdep`); this module
 feeds it. :func:`checking` turns both checks on for a block of code; with ``strict=True`` the
 first violation raises :class:`LockdepStop` and so stops the run. :class:`InstrumentedLocks` is
 the slow path of every lock primitive; the interleaving explorer installs it with a scheduler
@@ -27,7 +27,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-from hotremove.lockgraph import Dependency, Held, Lockdep, LockdepStop
+from hotremove.locking.lockgraph import Dependency, Held, Lockdep, LockdepStop
 from hotremove.model.buffer_head import BH_Lock, BufferHead
 from hotremove.model.locks import (
     DeadlockError,

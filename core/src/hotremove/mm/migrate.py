@@ -16,7 +16,6 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from hotremove.cost import SimClock
 from hotremove.model.address_space import AddressSpace, SwapCache
 from hotremove.model.buffer_head import (
     BH_Uptodate,
@@ -26,6 +25,7 @@ from hotremove.model.buffer_head import (
     trylock_buffer,
     unlock_buffer,
 )
+from hotremove.model.cost import SimClock
 from hotremove.model.machine import VmStat
 from hotremove.model.migrate_mode import Errno, MigrateMode
 from hotremove.model.page import (
@@ -314,11 +314,11 @@ _FALLBACKS: dict[int, MigrateStrategy] = {}
 
 def declare_fallback(strategy: MigrateStrategy) -> MigrateStrategy:
     """Declare ``strategy`` to be ``fallback_migrate_folio`` for **clean** pages: a page
-    without PG_dirty has its buffers released with :func:`hotremove.writeback.
+    without PG_dirty has its buffers released with :func:`hotremove.mm.page_writeback.
     filemap_release_folio` (``try_to_release_page`` → fs/buffer.c ``try_to_free_buffers``;
     -EAGAIN in SYNC, -EBUSY otherwise when they cannot go) and is then moved by
     :func:`migrate_folio` (a copy), in every mode — nothing else. The engine then moves such
-    pages whose buffers are free to go on arrays (:mod:`hotremove.engine.batch`); what it does
+    pages whose buffers are free to go on arrays (:mod:`hotremove.mm.batch`); what it does
     with dirty pages stays the strategy's own. The instance is kept (its identity is the key).
     Returns ``strategy``."""
     _FALLBACKS[id(strategy)] = strategy

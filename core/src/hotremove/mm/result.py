@@ -1,6 +1,6 @@
 """What one offline did: the per-a_ops table, the page classes, the failures and their reason.
 
-The engine fills these in as it goes; :mod:`hotremove.report` turns them into the user's
+The engine fills these in as it goes; :mod:`hotremove.sim.report` turns them into the user's
 report. The reason line is worded the way ``offline_pages`` logs its failures ("memory
 offlining … failed due to …"), with the kernel's error names.
 """
@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from hotremove.checks import CheckFailure
 from hotremove.model.buffer_head import BH_JBD, BH_Lock, buffer_ring
 from hotremove.model.migrate_mode import Errno, MigrateMode
 from hotremove.model.page import Page, PG_locked, PG_private, PG_writeback
+from hotremove.sim.checks import CheckFailure
 
 ANON = "anon"  # the report's a_ops label for anonymous memory
 SWAP = "swap_aops"  # anonymous pages in the swap cache
@@ -35,7 +35,7 @@ class AopsStats:
 
 @dataclass
 class OfflineResult:
-    """What ``offline_pages`` did; :mod:`hotremove.report` turns it into the user's report."""
+    """What ``offline_pages`` did; :mod:`hotremove.sim.report` turns it into the user's report."""
 
     blocks: list[int]
     mode: MigrateMode
@@ -53,11 +53,11 @@ class OfflineResult:
     per_aops: dict[str, AopsStats] = field(default_factory=dict)
     check_failures: list[CheckFailure] = field(default_factory=list)
     wall_seconds: float = 0.0
-    #: page class → {"pages", "migrated", "failed"} (see :mod:`hotremove.classify`)
+    #: page class → {"pages", "migrated", "failed"} (see :mod:`hotremove.sim.classify`)
     classes: dict[str, dict[str, int]] = field(default_factory=dict)
     #: why the offline did not complete ("" when it did), as offline_pages would log it
     reason: str = ""
-    #: pages moved by the batched path (:mod:`hotremove.engine.batch`), part of ``migrated``
+    #: pages moved by the batched path (:mod:`hotremove.mm.batch`), part of ``migrated``
     batched: int = 0
     #: the simulated kernel (:mod:`hotremove.kernels`)
     kernel: str = ""

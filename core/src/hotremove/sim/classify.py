@@ -1,5 +1,5 @@
 """Page classes of simulated frames, for the engine's report and the fidelity table (the names
-are :mod:`hotremove.pageclass`'s, shared with the real-machine plan).
+are :mod:`hotremove.sim.pageclass`'s, shared with the real-machine plan).
 
 | class | what the engine does (every mode unless said) |
 |---|---|
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from hotremove import pageclass as pc
 from hotremove.model.address_space import AnonVma
 from hotremove.model.buffer_head import BH_JBD, BH_Dirty, BH_Lock
 from hotremove.model.machine import Machine
@@ -37,6 +36,7 @@ from hotremove.model.page import (
     PG_unevictable,
     PG_writeback,
 )
+from hotremove.sim import pageclass as pc
 
 CLASSES = (
     pc.FREE,

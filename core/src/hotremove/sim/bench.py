@@ -29,15 +29,15 @@ from typing import Any
 
 import numpy as np
 
-from hotremove.cost import PRESETS
-from hotremove.engine import offline
+from hotremove.mm.memory_hotplug import offline
+from hotremove.model.cost import PRESETS
 from hotremove.model.machine import Machine
 from hotremove.model.memory import pfn_runs
 from hotremove.model.migrate_mode import MigrateMode
 from hotremove.model.page import PAGE_SIZE
 from hotremove.plugins import PluginSet, load_plugins
 from hotremove.scenario import Scenario, validate
-from hotremove.verify import verify
+from hotremove.sim.verify import verify
 from hotremove.workload import build
 
 FILE_SIZE = 4 << 20

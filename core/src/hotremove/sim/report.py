@@ -11,10 +11,10 @@ from rich.table import Table
 from rich.text import Text
 
 from hotremove import __version__
-from hotremove.engine import OfflineResult
+from hotremove.mm.result import OfflineResult
 from hotremove.model.locks import LockViolation
+from hotremove.sim.verify import Verdict
 from hotremove.units import format_seconds
-from hotremove.verify import Verdict
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Lockdep's graph: which lock classes were taken while holding which, who holds what, and
 the reports of a circular dependency or of sleeping with a spinlock held. Fed by
-:mod:`hotremove.lockdep` from every lock primitive's slow path."""
+:mod:`hotremove.locking.lockdep` from every lock primitive's slow path."""
 
 from __future__ import annotations
 

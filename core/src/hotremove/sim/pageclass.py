@@ -1,6 +1,6 @@
 """Page classes: one vocabulary for the two classifications of frames.
 
-* :mod:`hotremove.classify` classifies a *simulated* machine's frames for the engine's report
+* :mod:`hotremove.sim.classify` classifies a *simulated* machine's frames for the engine's report
   (``classes`` in ``run --json``: pages, migrated, failed per class);
 * :mod:`hotremove.realmachine.classes` classifies a *real* machine's frames from kpageflags
   for the plan (``classes`` and ``totals`` in ``plan --json``).

@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from hotremove.mm.page_writeback import clear_page_dirty, submit_block_runs
 from hotremove.model.buffer_head import (
     BH_JBD,
     BH_Dirty,
@@ -40,7 +41,6 @@ from hotremove.model.buffer_head import (
     try_to_free_buffers,
 )
 from hotremove.model.page import Page, PG_dirty, PG_private
-from hotremove.writeback import clear_page_dirty, submit_block_runs
 
 if TYPE_CHECKING:
     from hotremove.model.address_space import AddressSpace, SuperBlock

@@ -3,9 +3,9 @@
 :class:`Migrator` holds what one offline's ``migrate_pages`` calls share — the strategies
 resolved so far, the batched path, the per-a_ops counters, the injected faults — and runs the
 passes the simulated kernel runs (:mod:`hotremove.kernels`); each attempt on one folio is
-:mod:`hotremove.engine.migrate_folio`'s. Runs of ordinary pages whose strategy is one of the
+:mod:`hotremove.mm.migrate_folio`'s. Runs of ordinary pages whose strategy is one of the
 core's — or a declared ``fallback_migrate_folio``, for its clean pages — move together on
-arrays (:mod:`hotremove.engine.batch`, tested to leave exactly the machine the per-page path
+arrays (:mod:`hotremove.mm.batch`, tested to leave exactly the machine the per-page path
 leaves). The strategy is asked for once per address_space through
 the ``hotremove_migrate_strategy`` hook and then called directly: a hook dispatch per page
 would dominate the cost.
@@ -18,15 +18,14 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import structlog
 
-from hotremove.engine.batch import MIN_RUN, BatchMover, pieces
-from hotremove.engine.folio import (
+from hotremove.hooks import Hooks
+from hotremove.mm.batch import MIN_RUN, BatchMover, pieces
+from hotremove.mm.folio import (
     try_split_folio,
 )
-from hotremove.engine.migrate_folio import FolioSteps
-from hotremove.engine.result import AopsStats, OfflineResult
-from hotremove.faults import FaultSettings, RaisingStrategy
-from hotremove.hooks import Hooks
-from hotremove.migrate import MIGRATE_FOLIO, MigrateControl, MigrateStrategy
+from hotremove.mm.migrate import MIGRATE_FOLIO, MigrateControl, MigrateStrategy
+from hotremove.mm.migrate_folio import FolioSteps
+from hotremove.mm.result import AopsStats, OfflineResult
 from hotremove.model.address_space import AddressSpace, AnonVma, SwapCache
 from hotremove.model.locks import tracker
 from hotremove.model.machine import Machine
@@ -36,8 +35,9 @@ from hotremove.model.page import (
     PageArray,
     PG_swapcache,
 )
+from hotremove.sim.faults import FaultSettings, RaisingStrategy
 
-log = structlog.get_logger("hotremove.engine")
+log = structlog.get_logger("hotremove.mm")
 
 NR_MAX_MIGRATE_PAGES_RETRY = 10
 NR_MAX_MIGRATE_ASYNC_RETRY = 3

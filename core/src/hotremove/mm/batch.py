@@ -11,13 +11,13 @@ page the engine does, for a whole run of such pages:
   ``alloc_page`` calls would give);
 * one gather/scatter per ``struct page`` field: ``folio_migrate_mapping`` (index, mapping,
   page-cache reference, PG_dirty), ``folio_attach_private`` (->private and its reference),
-  ``folio_migrate_flags`` (the same mask as :data:`hotremove.migrate.MIGRATED_FLAGS`, PG_active
+  ``folio_migrate_flags`` (the same mask as :data:`hotremove.mm.migrate.MIGRATED_FLAGS`, PG_active
   before PG_unevictable), then PG_lru and the allocation reference dropped;
 * one scatter of ``b_page`` over the buffer_head slab (``folio_set_bh`` for every buffer);
 * one fancy-indexed memcpy of the frames, and ``free_pages_bulk`` of the old frames.
 
 The fallback (mm/migrate.c ``fallback_migrate_folio``, Linux 6.1/6.12; a strategy declared
-with :func:`hotremove.migrate.declare_fallback`, generic_writeback's) takes the same path for
+with :func:`hotremove.mm.migrate.declare_fallback`, generic_writeback's) takes the same path for
 its **clean** pages whose buffers fs/buffer.c ``try_to_free_buffers`` frees — no buffer with a
 user (``b_count``), BH_Dirty or BH_Lock, and on a journalled filesystem no journal head, so
 that jbd2's ``->release_folio`` is ``try_to_free_buffers`` too: ``filemap_release_folio`` is
@@ -42,8 +42,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hotremove.checks import POISON, CheckFailure
-from hotremove.migrate import (
+from hotremove.mm.migrate import (
     BUFFER_MIGRATE_FOLIO,
     BUFFER_MIGRATE_FOLIO_NOREFS,
     MIGRATE_FOLIO,
@@ -69,14 +68,15 @@ from hotremove.model.page import (
     PG_unevictable,
     PG_writeback,
 )
+from hotremove.sim.checks import POISON, CheckFailure
 
 if TYPE_CHECKING:
-    from hotremove.engine.result import AopsStats, OfflineResult
-    from hotremove.migrate import MigrateControl
+    from hotremove.mm.migrate import MigrateControl
+    from hotremove.mm.result import AopsStats, OfflineResult
     from hotremove.model.memory import PhysicalMemory
 
 #: How the batched path treats each of the core's strategies (others: per page); FALLBACK is
-#: a strategy declared ``fallback_migrate_folio`` (:func:`hotremove.migrate.declare_fallback`).
+#: a strategy declared ``fallback_migrate_folio`` (:func:`hotremove.mm.migrate.declare_fallback`).
 PLAIN, BUFFERS, BUFFERS_NOREFS, FALLBACK = 1, 2, 3, 4
 KIND = {
     id(MIGRATE_FOLIO): PLAIN,
@@ -292,7 +292,7 @@ class BatchMover:
         members: np.ndarray,
         owners: np.ndarray,
     ) -> list[CheckFailure]:
-        """The per-page checks (:class:`hotremove.checks.PageCheck`), for a whole run."""
+        """The per-page checks (:class:`hotremove.sim.checks.PageCheck`), for a whole run."""
         frames = self.mc.frames
         failures: list[CheckFailure] = []
         words = frames.view(np.uint64)  # 512 comparisons a frame, not 4096

@@ -37,11 +37,11 @@ from hotremove.errors import ImageError
 from hotremove.extfs import FsckVerdict, file_maps, fsck, read_files
 from hotremove.extfs.blockread import BlockReader
 from hotremove.hooks import Hooks
+from hotremove.mm.page_writeback import sync_mapping, wait_for_all
 from hotremove.model.address_space import Inode
 from hotremove.model.locks import running
 from hotremove.model.machine import Machine
 from hotremove.workload import Built, digest
-from hotremove.writeback import sync_mapping, wait_for_all
 
 #: files per image also read with debugfs ``dump`` on a clean run (an independent reader of
 #: the bytes, cross-checking the block reader); every suspect file is dumped as well

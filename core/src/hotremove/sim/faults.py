@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hotremove.migrate import MigrateControl, MigrateStrategy, buffer_migrate_lock_buffers
+from hotremove.mm.migrate import MigrateControl, MigrateStrategy, buffer_migrate_lock_buffers
 from hotremove.model.address_space import AddressSpace
 from hotremove.model.buffer_head import buffer_ring
 from hotremove.model.migrate_mode import Errno, MigrateMode

@@ -18,15 +18,14 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from hotremove.checks import CheckFailure, PageCheck
-from hotremove.engine.folio import (
+from hotremove.mm.folio import (
     isolate_folio,
     putback_folio,
     remove_migration_ptes,
     try_to_migrate,
 )
-from hotremove.engine.result import AopsStats, OfflineResult
-from hotremove.migrate import MigrateControl, MigrateStrategy
+from hotremove.mm.migrate import MigrateControl, MigrateStrategy
+from hotremove.mm.result import AopsStats, OfflineResult
 from hotremove.model.address_space import AddressSpace, SwapCache
 from hotremove.model.buffer_head import BH_Lock, buffer_ring, unlock_buffer
 from hotremove.model.migrate_mode import Errno, MigrateMode
@@ -43,6 +42,7 @@ from hotremove.model.page import (
     trylock_page,
     unlock_page,
 )
+from hotremove.sim.checks import CheckFailure, PageCheck
 
 if TYPE_CHECKING:
     import numpy as np
@@ -51,12 +51,12 @@ if TYPE_CHECKING:
     from hotremove.model.machine import Machine
     from hotremove.model.memory import PhysicalMemory
 
-log = structlog.get_logger("hotremove.engine")
+log = structlog.get_logger("hotremove.mm")
 
 
 class FolioSteps:
     """``migrate_folio_unmap`` → ``move_to_new_folio`` → ``migrate_folio_move`` for one page
-    (mixed into :class:`~hotremove.engine.migrate_pages.Migrator`, whose state it uses)."""
+    (mixed into :class:`~hotremove.mm.migrate_pages.Migrator`, whose state it uses)."""
 
     machine: Machine
     memory: PhysicalMemory

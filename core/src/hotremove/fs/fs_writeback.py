@@ -5,7 +5,7 @@ writes back the inodes dirtied longer ago than ``vm.dirty_expire_centisecs``; 0 
 periodic wakeup off (what the real-kernel measurements did, so that nothing cleaned the pages
 behind the offline's back). A data-journalled file's pages are written by its journal's
 ``writepages``: only committed buffers go home, and their journal heads stay until jbd2 cleans
-its checkpoint list (see :mod:`hotremove.jbd2`).
+its checkpoint list (see :mod:`hotremove.fs.jbd2`).
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import structlog
 
+from hotremove.mm.page_writeback import sync_mapping
 from hotremove.model.machine import Machine
-from hotremove.writeback import sync_mapping
 
-log = structlog.get_logger("hotremove.flusher")
+log = structlog.get_logger("hotremove.fs.fs_writeback")
 
 
 @dataclass(eq=False)
