@@ -141,3 +141,56 @@ def test_environment_switches(monkeypatch):
 def test_entry_points_load_in_sorted_order():
     names = [p.name for p in load_plugins().report]
     assert names == sorted(names)
+
+
+FAKE_TYPE = """
+    from hotremove import hookimpl
+    from hotremove.fs.fstype import CheckVerdict, FilesystemType
+
+
+    class Toyfs(FilesystemType):
+        name = "toyfs"
+
+        def make_image(self, image, cfg, files): raise NotImplementedError
+        def map_files(self, image, cfg, paths): raise NotImplementedError
+        def check(self, image, cfg): return CheckVerdict(True, "clean")
+        def read_files(self, image, cfg, paths): raise NotImplementedError
+        def aops(self, cfg, kernel): raise NotImplementedError
+
+
+    @hookimpl
+    def hotremove_register_filesystem_types(register):
+        register(Toyfs())
+        {extra}
+"""
+
+
+def test_filesystem_types_are_registered_attributed_and_clashes_reported(site):
+    """hotremove_register_filesystem_types: a registered type is in the registry with its
+    plugin; the same name from a later plugin, a non-type and a bad name are reported."""
+    install_fake_distribution(
+        site, "hotremove-toy", "toy", "hr_test_toy", FAKE_TYPE.format(extra="")
+    )
+    install_fake_distribution(
+        site,
+        "hotremove-toy2",
+        "toy2",
+        "hr_test_toy2",
+        FAKE_TYPE.format(extra="register(object())"),
+    )
+    install_fake_distribution(
+        site,
+        "hotremove-toy3",
+        "toy3",
+        "hr_test_toy3",
+        FAKE_TYPE.replace('name = "toyfs"', 'name = "Toy FS"').format(extra=""),
+    )
+    plugins = load_plugins()
+    report = by_name(plugins)
+    fs_type, owner = plugins.fs_types["toyfs"]
+    assert owner == "toy" and type(fs_type).__name__ == "Toyfs"
+    assert report["toy"].types == ["toyfs"] and report["toy"].error is None
+    assert report["toy"].as_dict()["types"] == ["toyfs"]
+    assert "already registered by 'toy'" in report["toy2"].error
+    assert "'Toy FS'" in report["toy3"].error and "Toy FS" not in plugins.fs_types
+    assert report["ext2"].error is None

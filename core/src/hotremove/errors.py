@@ -22,7 +22,12 @@ class WorkloadError(ScenarioError):
     """The scenario passed validation but the machine cannot hold it (names the key)."""
 
 
-class E2fsprogsMissing(HotremoveError):
+class ToolMissing(HotremoveError):
+    """A host program a filesystem type needs is not installed (the message names the Debian
+    package that provides it)."""
+
+
+class E2fsprogsMissing(ToolMissing):
     """A program from e2fsprogs (mke2fs, e2fsck, debugfs) is not installed."""
 
 

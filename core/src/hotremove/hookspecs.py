@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from hotremove.fs.fstype import FilesystemType
     from hotremove.kernels import Kernel
     from hotremove.mm.migrate import MigrateStrategy
     from hotremove.model.address_space import AddressSpace, SuperBlock
@@ -33,6 +34,18 @@ def hotremove_register_filesystems(register: Callable[..., None]) -> None:
     with ``remove.strategy``). The core validates the call, rejects an a_ops already claimed by
     another plugin (reported in the load report), and attributes every claim to the plugin.
     Called once per plugin manager, after loading. Return value ignored.
+    """
+
+
+@hookspec
+def hotremove_register_filesystem_types(register: Callable[[FilesystemType], None]) -> None:
+    """Bring whole filesystem types (since 0.3): call ``register(fs_type)`` once per type with
+    a :class:`hotremove.fs.fstype.FilesystemType` instance — what the core needs to validate a
+    scenario's ``[[filesystem]]`` table of that ``type``, make its image, map and read its
+    files, check it, choose its a_ops in each kernel and mount it in a guest. The core
+    validates each type (a name another plugin already registered is refused and reported in
+    the load report) and attributes it to the plugin. Called once per plugin manager, after
+    loading. Return value ignored.
     """
 
 

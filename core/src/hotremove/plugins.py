@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
@@ -22,6 +23,7 @@ import pluggy
 import structlog
 
 from hotremove import hookspecs
+from hotremove.fs.fstype import FilesystemType
 from hotremove.hooks import Hooks, call_order, call_plugin
 from hotremove.kernels import KERNELS
 from hotremove.model.migrate_mode import DEFAULT_POLICY
@@ -41,6 +43,8 @@ class PluginInfo:
     fs_types: list[str] = field(default_factory=list)
     aops: list[str] = field(default_factory=list)
     policies: list[str] = field(default_factory=list)
+    #: the filesystem types it registered (``hotremove_register_filesystem_types``)
+    types: list[str] = field(default_factory=list)
     error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -52,6 +56,7 @@ class PluginInfo:
             "fs_types": self.fs_types,
             "aops": self.aops,
             "policies": self.policies,
+            "types": self.types,
             "error": self.error,
         }
 
@@ -65,6 +70,8 @@ class PluginSet:
     report: list[PluginInfo]
     aops_owner: dict[str, str]  # a_ops name → plugin name
     policies: dict[str, str]  # strategy variant → plugin name
+    #: filesystem type name → (its FilesystemType, the plugin that registered it)
+    fs_types: dict[str, tuple[FilesystemType, str]] = field(default_factory=dict)
 
     @property
     def errors(self) -> list[PluginInfo]:
@@ -164,6 +171,43 @@ def _collect_filesystems(
     return aops_owner, policy_owner
 
 
+def _collect_fs_types(
+    pm: pluggy.PluginManager, report: list[PluginInfo]
+) -> dict[str, tuple[FilesystemType, str]]:
+    """Call ``hotremove_register_filesystem_types`` plugin by plugin: each registered type is
+    checked (a :class:`FilesystemType` with a valid, unclaimed name) and attributed. A plugin
+    whose registration fails keeps the types it registered before the failure."""
+    by_name = {info.name: info for info in report}
+    types: dict[str, tuple[FilesystemType, str]] = {}
+    hook = "hotremove_register_filesystem_types"
+    for impl in pm.hook.hotremove_register_filesystem_types.get_hookimpls():
+        name = impl.plugin_name
+        info = by_name.setdefault(name, PluginInfo(name=name))
+
+        def register(fs_type: FilesystemType, *, _info: PluginInfo = info) -> None:
+            if not isinstance(fs_type, FilesystemType):
+                raise TypeError(f"expected a FilesystemType, got {type(fs_type).__name__}")
+            type_name = getattr(fs_type, "name", None)
+            if not isinstance(type_name, str) or not TYPE_NAME.fullmatch(type_name):
+                raise ValueError(f"filesystem type name {type_name!r} is not [a-z0-9_]{{1,32}}")
+            owner = types.get(type_name)
+            if owner is not None and owner[1] != _info.name:
+                raise ValueError(f"type {type_name!r} is already registered by {owner[1]!r}")
+            types[type_name] = (fs_type, _info.name)
+            _info.types.append(type_name)
+
+        try:
+            call_plugin(pm, hook, name, register=register)
+        except Exception as exc:
+            info.error = f"{hook}: {type(exc).__name__}: {exc}"
+            log.warning("plugin_register_failed", plugin=info.name, error=info.error)
+    return types
+
+
+#: what a filesystem type may be called (``filesystem.type`` in a scenario)
+TYPE_NAME = re.compile(r"[a-z0-9_]{1,32}")
+
+
 def _probe_strategies(pm: pluggy.PluginManager, report: list[PluginInfo]) -> None:
     """Ask every plugin's ``hotremove_migrate_strategy`` about each known a_ops table once,
     at load time: a plugin that raises or answers with something that is not a strategy is
@@ -227,6 +271,7 @@ def load_plugins(
         report.append(info)
         _register(pm, info, plugin)
     aops_owner, policies = _collect_filesystems(pm, report)
+    fs_types = _collect_fs_types(pm, report)
     _probe_strategies(pm, report)
     trace = _env_flag("HOTREMOVE_TRACE_HOOKS")
     if trace:
@@ -236,4 +281,4 @@ def load_plugins(
             ),
             lambda outcome, name, impls, kwargs: None,
         )
-    return PluginSet(pm, Hooks(pm, trace=trace), report, aops_owner, policies)
+    return PluginSet(pm, Hooks(pm, trace=trace), report, aops_owner, policies, fs_types)
