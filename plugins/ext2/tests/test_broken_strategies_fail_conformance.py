@@ -67,6 +67,22 @@ class SleepsInAsync:
         return buffer_migrate_folio(mc, mapping, dst, src, mode)
 
 
+@dataclass(frozen=True)
+class LeavesPrivateOnTheOldPage:
+    """Rebinds, but leaves PG_private set on the old page (a hand mutation of
+    ``__buffer_migrate_folio`` that forgets ``folio_detach_private``'s flag)."""
+
+    name: str = "buffer_migrate_folio"
+    rebinds: bool = True
+
+    def migrate_folio(self, mc, mapping, dst, src, mode):
+        had_buffers = src.flags & PG_private
+        rc = buffer_migrate_folio(mc, mapping, dst, src, mode)
+        if rc is Errno.OK and had_buffers:
+            src.flags |= PG_private
+        return rc
+
+
 class Ext2Variant:
     """An ext2 plugin whose strategy is ``strategy`` (and that may answer too eagerly)."""
 
@@ -148,6 +164,27 @@ def test_strategy_that_corrupts_a_block_mapping_fails(tmp_path):
     with pytest.raises(ConformanceError, match="differs from the golden model"):
         suite.check_data(run)
     suite.check_rebinding_issues_no_writeback(run)  # no I/O: that rule holds
+
+
+def test_strategy_that_leaves_pg_private_on_the_freed_page_is_a_bad_page_state(tmp_path):
+    """The kernel checks every page it frees (PAGE_FLAGS_CHECK_AT_FREE): an old page freed with
+    PG_private is "BUG: Bad page state", reported and never freed — so its block cannot go
+    offline and the data check fails, although every byte reached its new page."""
+
+    class Suite(BrokenSuite):
+        plugin_object = Ext2Variant(LeavesPrivateOnTheOldPage())
+
+    suite = Suite()
+    run = suite.run_case(EXT2, "sync", tmp_path)
+    result = run.run.result
+    bad = [f for f in result.check_failures if f.check == "bad_page_state"]
+    assert bad and all("PAGE_FLAGS_CHECK_AT_FREE" in f.message for f in bad)
+    assert not result.offlined
+    memory = run.run.built.machine.memory
+    assert {b.pfn for b in memory.bad_pages} == {f.pfn for f in bad}
+    assert not any(memory.is_free(b.pfn) for b in memory.bad_pages)
+    with pytest.raises(ConformanceError, match="bad_page_state"):
+        suite.check_data(run)
 
 
 def test_strategy_that_sleeps_in_async_fails(tmp_path):

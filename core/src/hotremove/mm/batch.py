@@ -88,6 +88,10 @@ KIND = {
 NOT_BATCHED = PG_locked | PG_writeback | PG_head | PG_tail | PG_swapcache | PG_anon | PG_UNMOVABLE
 #: What the new page keeps of the old page's flags (folio_migrate_mapping + _flags).
 KEPT = MIGRATED_FLAGS | PG_anon | PG_swapbacked | PG_private
+#: What the per-page steps take off the old page before it is freed: isolation (PG_lru),
+#: ``folio_detach_private`` (PG_private), and what ``folio_migrate_mapping`` /
+#: ``folio_migrate_flags`` move to the new one (PG_dirty, PG_active, PG_unevictable).
+MOVED_OFF_SRC = PG_lru | PG_private | PG_active | PG_unevictable | PG_dirty
 
 #: A buffer with any of these keeps ``try_to_free_buffers`` from freeing its page's buffers
 #: (BH_Dirty, BH_Lock: ``buffer_busy``), or makes jbd2's ``->release_folio`` do more than
@@ -237,6 +241,11 @@ class BatchMover:
             self.result.check_failures.extend(
                 self.verify(srcs, dsts, flags, new_flags, members, owners)
             )
+        # what the per-page steps leave on the old page for the free-time check: isolated
+        # (PG_lru), ->private detached, PG_active / PG_unevictable / PG_dirty moved, and a
+        # file page's ->mapping cleared by move_to_new_folio
+        mm.flags[srcs] = flags & ~np.uint32(MOVED_OFF_SRC)
+        mm.mapping_id[srcs] = np.where(flags & PG_anon != 0, mids, 0)
         mm.refcount[srcs] = 0
         memory.free_pages_bulk(srcs)
         nr, nr_rebound = len(srcs), int(private.sum())

@@ -40,7 +40,7 @@ from hotremove.model.machine import Machine
 from hotremove.model.memory import ISOLATED, OFFLINE, ONLINE
 from hotremove.model.migrate_mode import DEFAULT_POLICY, Errno, MigrateMode
 from hotremove.model.page import PG_UNMOVABLE, PageArray, PG_swapcache, PG_tail
-from hotremove.sim.checks import check_machine
+from hotremove.sim.checks import CheckFailure, check_machine
 from hotremove.sim.classify import CLASSES, classify_frames
 from hotremove.sim.faults import FaultSettings, eio_injector
 
@@ -141,6 +141,7 @@ class Offliner:
         classes = self.classify_region()
         self.count_pages_per_strategy()  # also resolves each mapping's strategy once
         failed: dict[int, Errno] = {}
+        bad_before = len(self.memory.bad_pages)
         if self.start_isolate_page_range():
             devices = [sb.s_bdev for sb in self.machine.superblocks]
             inject = eio_injector(self.migrator.faults.writeback_eio, self.fault_seed)
@@ -167,6 +168,15 @@ class Offliner:
         else:
             result.reason = "failure to isolate range: unmovable pages"
         self.count_classes(classes)
+        # bad_page(): the kernel checks every freed page, whatever the debug options
+        result.check_failures.extend(
+            CheckFailure(
+                b.pfn,
+                "bad_page_state",
+                f"BUG: Bad page state: {b.reason} (flags {b.flags:#x}); the page was not freed",
+            )
+            for b in self.memory.bad_pages[bad_before:]
+        )
         result.totals()
         for label, stats in ((ANON, self.migrator.anon), (SWAP, self.migrator.swap)):
             if stats.pages:

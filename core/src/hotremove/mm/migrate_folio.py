@@ -31,6 +31,7 @@ from hotremove.model.buffer_head import BH_Lock, buffer_ring, unlock_buffer
 from hotremove.model.migrate_mode import Errno, MigrateMode
 from hotremove.model.page import (
     Page,
+    PG_anon,
     PG_locked,
     PG_lru,
     PG_private,
@@ -192,6 +193,8 @@ class FolioSteps:
             self.migrate_folio_undo_src(src)
             self.migrate_folio_undo_dst(src, dst, strategy, rc)
             return rc
+        if not src.flags & PG_anon:  # move_to_new_folio: "src->mapping = NULL" (a file page)
+            src.mapping = None
         if check is not None:
             self.result.check_failures.extend(check.verify(mc.frames, dst, wrote_back))
         if src._mapcount or dst.mapping is not mapping:  # anonymous: PTEs follow the page

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hotremove.model.bad_page import BadPage, free_page_is_bad
 from hotremove.model.buffer_head import BufferHeadPool
 from hotremove.model.page import PAGE_SIZE, MemMap, Page
 
@@ -106,6 +107,8 @@ class PhysicalMemory:
         self._top = [ppb] * len(self.blocks)  # entries in use at the bottom of each stack
         self._nr_free = [b.nr_pages for b in self.blocks]
         self._alloc_hint = 0  # the block alloc_page tries first
+        #: pages the kernel's free-time check refused (reported, never freed)
+        self.bad_pages: list[BadPage] = []
 
     @property
     def size(self) -> int:
@@ -276,11 +279,19 @@ class PhysicalMemory:
         page._refcount = 1
         return page
 
+    def free_page_is_bad(self, pfns: np.ndarray) -> np.ndarray:
+        """The kernel's free-time check (:func:`hotremove.model.bad_page.free_page_is_bad`)
+        for frames about to be freed; the bad ones are recorded in :attr:`bad_pages`."""
+        return free_page_is_bad(self.pages, pfns, self.bad_pages)
+
     def free_page(self, page: Page) -> None:
-        """Return a frame (or a whole compound folio) whose last reference is gone."""
+        """Return a frame (or a whole compound folio) whose last reference is gone. A bad
+        page (:meth:`free_page_is_bad`) is reported and not freed, as the kernel leaks it."""
         if page._refcount != 0:
             raise AssertionError(f"freeing a page that still has references: {page!r}")
         pfn = page.pfn
+        if self.free_page_is_bad(np.array([pfn])).any():
+            return
         order = page.order
         if order:
             for tail in range(pfn + 1, pfn + (1 << order)):
@@ -314,6 +325,11 @@ class PhysicalMemory:
         free = self.free_map
         if mm.refcount[pfns].any() or free[pfns].any() or mm.order[pfns].any():
             raise AssertionError("free_pages_bulk: frames in use, free or compound")
+        bad = self.free_page_is_bad(pfns)
+        if bad.any():
+            pfns = pfns[~bad]
+            if not len(pfns):
+                return
         mm.flags[pfns] = 0
         mm.index[pfns] = 0
         mm.mapcount[pfns] = 0
