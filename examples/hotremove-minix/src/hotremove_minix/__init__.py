@@ -1,3 +1,4 @@
-"""hotremove-minix: an example third-party hotremove plugin (see README.md)."""
+"""hotremove-minix: a third-party hotremove plugin — minix v3 images and minix_aops per
+kernel (see README.md)."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
