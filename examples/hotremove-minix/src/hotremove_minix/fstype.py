@@ -59,7 +59,10 @@ class MinixType(FilesystemType):
     #: hotremove's own ceiling; mkfs.minix -3 would go to ≈ 16 GiB before its first data zone
     #: passes 65535 (one inode per 16 blocks)
     max_size = 8 << 30
-    tools: ClassVar[Mapping[str, str]] = {"mkfs.minix": "util-linux", "fsck.minix": "util-linux"}
+    #: the programs it runs (util-linux, in /sbin on Debian 12)
+    mkfs_program: ClassVar[str] = "mkfs.minix"
+    fsck_program: ClassVar[str] = "fsck.minix"
+    tools: ClassVar[Mapping[str, str]] = {mkfs_program: "util-linux", fsck_program: "util-linux"}
 
     # -- the scenario ---------------------------------------------------------------------
     def validate(self, cfg: FilesystemConfig) -> None:
@@ -89,14 +92,15 @@ class MinixType(FilesystemType):
 
     def image_format(self) -> str:
         """The plugin's layout and ``mkfs.minix``'s version: both shape the bytes."""
-        return f"{type(self).__qualname__} {__version__}; {_mkfs_version(self._tool('mkfs.minix'))}"
+        mkfs_version = _mkfs_version(self._tool(self.mkfs_program))
+        return f"{type(self).__qualname__} {__version__}; {mkfs_version}"
 
     def _tool(self, program: str) -> str:
         return self.require_tools()[program]
 
     # -- images ---------------------------------------------------------------------------
     def make_image(self, image: Path, cfg: FilesystemConfig, files: Mapping[str, bytes]) -> None:
-        mkfs.make_image(self._tool("mkfs.minix"), image, cfg.size, files)
+        mkfs.make_image(self._tool(self.mkfs_program), image, cfg.size, files)
 
     def map_files(
         self, image: Path, cfg: FilesystemConfig, paths: Sequence[str]
@@ -104,7 +108,7 @@ class MinixType(FilesystemType):
         return reader.map_files(image, paths)
 
     def check(self, image: Path, cfg: FilesystemConfig) -> CheckVerdict:
-        return fsck.check(self._tool("fsck.minix"), image)
+        return fsck.check(self._tool(self.fsck_program), image)
 
     def read_files(
         self, image: Path, cfg: FilesystemConfig, paths: Sequence[str]
