@@ -1,6 +1,7 @@
 """examples/hotremove-minix, a third-party plugin package, installed into a fresh virtualenv like
-a package from PyPI: it registers through its entry point, claims a table hotremove does not
-model itself (``minix_aops``), answers per kernel, and passes hotremove's conformance suite."""
+a package from PyPI: it registers through its entry point, brings a filesystem type hotremove
+does not model itself (minix v3 images: made, mapped, read and checked on real images) and its
+table (``minix_aops``), answers per kernel, and passes hotremove's conformance suite."""
 
 from __future__ import annotations
 
@@ -58,9 +59,14 @@ def test_plugins_command_lists_the_installed_package(minix_env):
 
     by_name = {p["name"]: p for p in listed["plugins"]}
     minix = by_name["minix"]
-    assert (minix["dist"], minix["version"], minix["error"]) == ("hotremove-minix", "0.1.0", None)
+    assert (minix["dist"], minix["version"], minix["error"]) == ("hotremove-minix", "0.2.0", None)
     assert minix["aops"] == ["minix_aops"] and minix["fs_types"] == ["minix"]
-    assert minix["hooks"] == ["hotremove_migrate_strategy", "hotremove_register_filesystems"]
+    assert minix["types"] == ["minix"]
+    assert minix["hooks"] == [
+        "hotremove_migrate_strategy",
+        "hotremove_register_filesystem_types",
+        "hotremove_register_filesystems",
+    ]
     assert all(p["error"] is None for p in listed["plugins"]), listed
     assert {"ext2", "ext3", "ext4", "generic_writeback"} <= set(by_name)
 
@@ -98,6 +104,18 @@ def test_the_example_passes_its_tests_and_the_conformance_suite(minix_env, tmp_p
         ):
             assert f"{suite}::{test} PASSED" in out, out[-6000:]
     assert "test_a_minix_page_gets_its_kernels_migrate_folio[6.12-" in out
+    # the filesystem type works on real images in a user's environment: nothing skipped there
+    for test in (
+        "test_map_files_agrees_with_the_bytes_on_the_image",
+        "test_read_files_gives_every_file_back",
+        "test_fsck_finds_the_image_clean",
+        "test_a_damaged_data_byte_reads_back_damaged",
+        "test_validate_and_mkfs_agree_on_what_fits",
+        "test_the_type_is_registered_by_this_plugin",
+    ):
+        assert f"test_minix_images.py::{test} PASSED" in out or (
+            f"test_minix_per_kernel.py::{test} PASSED" in out
+        ), out[-6000:]
     # a claim the suite cannot exercise on this hotremove is named, never silently dropped
     assert "not exercised: hotremove cannot build 'minix' images" in out
     assert "no migrate_folio in kernel 6.1 (minix_aops has no migrate_folio before 6.8)" in out
