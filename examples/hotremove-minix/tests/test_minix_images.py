@@ -175,6 +175,15 @@ def test_the_reader_refuses_damaged_metadata_in_one_line(
     assert "\n" not in str(caught.value)
 
 
+def test_a_truncated_image_is_one_line(tmp_path, image, minix_type, minix_config):
+    short = tmp_path / "short.img"
+    short.write_bytes(image.read_bytes()[: 200 * KiB])
+
+    with pytest.raises(ImageError, match="the image ends before zone") as caught:
+        minix_type.read_files(short, minix_config(), list(FILES))
+    assert "\n" not in str(caught.value)
+
+
 def test_a_name_not_on_the_image_is_one_line(image, minix_type, minix_config):
     with pytest.raises(ImageError, match="no file 'nope'"):
         minix_type.map_files(image, minix_config(), ["nope"])

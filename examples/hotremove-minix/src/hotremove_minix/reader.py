@@ -67,14 +67,20 @@ class MinixImage:
                 f"{self.name}: zone {zone} outside the data zones "
                 f"{self.first_zone}…{self.zones - 1}"
             )
-        self.f.seek(zone * BLOCK_SIZE)
-        return self.f.read(BLOCK_SIZE)
+        return self._read(zone * BLOCK_SIZE, BLOCK_SIZE, f"zone {zone}")
+
+    def _read(self, at: int, size: int, what: str) -> bytes:
+        self.f.seek(at)
+        raw = self.f.read(size)
+        if len(raw) < size:
+            raise ImageError(f"{self.name}: the image ends before {what}")
+        return raw
 
     def inode(self, ino: int) -> RawInode:
         if not 1 <= ino <= self.ninodes:
             raise ImageError(f"{self.name}: inode {ino} outside 1…{self.ninodes}")
-        self.f.seek(self.inode_table + (ino - 1) * INODE_SIZE)
-        mode, _, _, _, size, _, _, _, *zones = INODE_V2.unpack(self.f.read(INODE_SIZE))
+        raw = self._read(self.inode_table + (ino - 1) * INODE_SIZE, INODE_SIZE, f"inode {ino}")
+        mode, _, _, _, size, _, _, _, *zones = INODE_V2.unpack(raw)
         return RawInode(ino, mode, size, tuple(zones))
 
     def zone_map(self, inode: RawInode) -> list[int]:
