@@ -1,0 +1,1 @@
+"""hotremove plugin package: btrfs (see README.md)."""
