@@ -1,0 +1,1 @@
+"""hotremove plugin package: XFS (see plugin.py and README.md)."""
