@@ -72,7 +72,10 @@ def make_image(
     """Create ``image`` (``size`` bytes) holding ``files``, or leave no file at all."""
     image = Path(image)
     with contextlib.ExitStack() as stack:
-        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hotremove-xfs-")))
+        # the sources beside the image: the same filesystem as the image cache, not /tmp
+        scratch = Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix=".xfs-src-", dir=image.parent))
+        )
         tree = _write_sources(scratch, files)
         (scratch / "proto").write_text(_protofile(tree))
         tmp = _temporary_image(image)
