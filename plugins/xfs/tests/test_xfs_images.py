@@ -5,12 +5,18 @@ image's bytes."""
 from __future__ import annotations
 
 import random
+import shutil
 import subprocess
 
 import pytest
 
 from hotremove.errors import HotremoveError, ImageError, ToolMissing
 from hotremove_xfs.mkfs import FIXED_TIME
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("mkfs.xfs", path="/usr/sbin:/sbin:/usr/bin") is None,
+    reason="xfsprogs is not installed (apt-get install xfsprogs)",
+)
 
 
 def sample_files(block_size: int, seed: int = 1) -> dict[str, bytes]:
@@ -128,9 +134,13 @@ def test_a_damaged_inode_fails_the_check(xfs, xfs_config, tmp_path):
         f.seek(offset)
         f.write(bytes([old[0] ^ 0xFF]))
 
+    damaged = image.read_bytes()
+
     verdict = xfs.check(image, cfg)
+
     assert not verdict.ok
     assert f"inode {ino}" in verdict.summary and "\n" not in verdict.summary
+    assert image.read_bytes() == damaged, "xfs_repair -n changes nothing"
 
 
 def test_files_that_cannot_fit_are_refused_by_validate(xfs, xfs_config):

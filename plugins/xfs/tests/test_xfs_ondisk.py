@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import lzma
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -17,6 +18,11 @@ from hotremove.errors import ImageError
 from hotremove_xfs.ondisk import FMT_BTREE, FMT_EXTENTS, XfsReader
 
 DATA = Path(__file__).parent / "data"
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("mkfs.xfs", path="/usr/sbin:/sbin:/usr/bin") is None,
+    reason="xfsprogs is not installed (apt-get install xfsprogs)",
+)
 
 
 @pytest.fixture(scope="module")
