@@ -283,6 +283,12 @@ def test_long_and_mixed_case_names_are_found(vfat, fat_config, tmp_path):
     assert vfat.read_files(image, cfg, list(files)) == files
 
 
+def test_names_that_differ_only_in_case_are_refused(vfat, fat_config, tmp_path):
+    with pytest.raises(ImageError, match="'f00001' and 'F00001' differ only in case"):
+        vfat.make_image(tmp_path / "fat.img", fat_config(), {"f00001": b"a", "F00001": b"b"})
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_missing_file_is_an_image_error(vfat, fat_config, tmp_path):
     cfg = fat_config(files=1)
     image = tmp_path / "fat.img"
@@ -316,8 +322,9 @@ def test_guest_modules_cover_debians_fat_defaults(vfat, fat_config):
         pytest.skip(f"no cached Debian kernel in {kernel_cache_root()} (hotremove kernel fetch)")
     for path in configs:
         config = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-        mount = vfat.guest(fat_config(), KERNELS.get(path.parent.name, KERNELS["6.12"]))
-        assert (mount.fstype, mount.options) == ("vfat", ())
+        kernel = KERNELS.get(path.parent.name, KERNELS["6.12"])
+        mount = vfat.guest(fat_config(options=["fat=32"]), kernel)
+        assert (mount.fstype, mount.options) == ("vfat", ()), "fat= is mkfs.fat's, not mount's"
         assert config["CONFIG_VFAT_FS"] in ("m", "y"), path
         codepage = config["CONFIG_FAT_DEFAULT_CODEPAGE"]
         iocharset = config["CONFIG_FAT_DEFAULT_IOCHARSET"].strip('"')

@@ -139,9 +139,13 @@ class VfatType(FilesystemType):
     def make_image(self, image: Path, cfg: FilesystemConfig, files: Mapping[str, bytes]) -> None:
         tools = self.require_tools()
         names = list(files)
+        seen: dict[str, str] = {}
         for path in names:
             if not path.strip("/") or "/" in path.strip("/"):
                 raise ImageError(f"vfat: {path!r} is not a file name in the root directory")
+            other = seen.setdefault(path.strip("/").casefold(), path)
+            if other != path:  # FAT looks names up regardless of case: one file, not two
+                raise ImageError(f"vfat: {other!r} and {path!r} differ only in case")
         where = f"a {cfg.size}-byte vfat image with {cfg.block_size}-byte sectors"
         image = Path(image)
         with _temporary_image(image) as tmp, tempfile.TemporaryDirectory() as scratch:

@@ -29,7 +29,7 @@ def run(argv: Sequence[str], *, what: str, check: bool = True) -> subprocess.Com
     try:
         result = subprocess.run(
             list(argv), capture_output=True, text=True, errors="replace",
-            env={**os.environ, **PINNED_ENV},
+            env={**os.environ, **PINNED_ENV}, stdin=subprocess.DEVNULL,  # mcopy may ask
         )  # fmt: skip
     except OSError as exc:
         raise ImageError(f"{what}: cannot run {argv[0]}: {exc.strerror}") from exc
