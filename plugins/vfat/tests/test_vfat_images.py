@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,6 +14,14 @@ import pytest
 from hotremove.errors import HotremoveError, ImageError, ToolMissing
 from hotremove_vfat import ondisk
 from hotremove_vfat.fstype import FAT32_MIN_CLUSTERS, fat32_min_size
+
+pytestmark = pytest.mark.skipif(
+    any(
+        shutil.which(tool, path="/usr/sbin:/sbin:/usr/bin:/bin") is None
+        for tool in ("mkfs.fat", "fsck.fat", "mcopy")
+    ),
+    reason="dosfstools or mtools is not installed (apt-get install dosfstools mtools)",
+)
 
 #: (block_size, size, options) → the FAT width the image must get
 LAYOUTS = [
