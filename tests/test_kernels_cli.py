@@ -17,7 +17,7 @@ from hotremove.realmachine.synthesize import FsSpec
 from .conftest import invoke
 
 DATA = Path(__file__).parent / "data"
-UNKNOWN = "hotremove: error: --kernel: unknown kernel '5.0' (modelled: 2004, 6.1, 6.12)"
+UNKNOWN = "hotremove: error: --kernel: unknown kernel '4.19' (modelled: 2004, 5.10, 6.1, 6.12, 7.2)"
 
 #: ext3 data=journal, every page dirty: 6.1 writes the pages out and moves them; 6.12's
 #: buffer_migrate_folio_norefs refuses while jbd2 holds their buffers and the offline ends
@@ -63,10 +63,10 @@ def _json(proc: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     "args",
     [
-        ["run", "/nonexistent/scenario.toml", "--kernel", "5.0"],
-        ["demo", "--kernel", "5.0"],
-        ["compare", "/nonexistent/scenario.toml", "--kernel", "6.1,5.0"],
-        ["plan", "/nonexistent/snapshot.npz", "--kernel", "5.0"],
+        ["run", "/nonexistent/scenario.toml", "--kernel", "4.19"],
+        ["demo", "--kernel", "4.19"],
+        ["compare", "/nonexistent/scenario.toml", "--kernel", "6.1,4.19"],
+        ["plan", "/nonexistent/snapshot.npz", "--kernel", "4.19"],
     ],
     ids=["run", "demo", "compare", "plan"],
 )
@@ -91,15 +91,25 @@ def test_kernels_json_lists_every_version_and_the_plugins_answers() -> None:
     proc = invoke("kernels", "--json")
     assert proc.returncode == 0, proc.stderr
     info = _json(proc)
-    assert list(info["kernels"]) == list(VERSIONS) == ["2004", "6.1", "6.12"]
-    assert info["default"] == "6.12"
+    assert list(info["kernels"]) == list(VERSIONS) == ["2004", "5.10", "6.1", "6.12", "7.2"]
+    assert info["default"] == "7.2"
     for version, k in info["kernels"].items():
         assert k["title"] == KERNELS[version].title
-        assert k["rules"] == list(KERNELS[version].rules)
+        assert k["rules"] == [rule.text for rule in KERNELS[version].rules]
+        assert len(k["rule_sources"]) == len(k["rules"]) and all(k["rule_sources"])
+        # every answer of the built-in plugins says where the kernel sets it, since when
+        assert all(a["source"] for a in k["a_ops"].values()), version
     journalled = {v: k["a_ops"]["ext4_journalled_aops"] for v, k in info["kernels"].items()}
     assert journalled["6.12"]["strategy"] == "buffer_migrate_folio_norefs"
     assert journalled["6.12"]["plugin"] == "ext4"
     assert journalled["6.1"]["strategy"] == "fallback_migrate_folio"
+    assert journalled["7.2"]["strategy"] == "buffer_migrate_folio_norefs"
+    assert journalled["7.2"]["source"] == "fs/ext4/inode.c, v6.3"
+    # 5.10 is the migratepage era: the same functions under their *_page names
+    assert journalled["5.10"]["strategy"] == "fallback_migrate_page"
+    assert info["kernels"]["5.10"]["a_ops"]["ext4_da_aops"]["strategy"] == "buffer_migrate_page"
+    # 7.2's fallback refuses dirty folios (7ee3647243e5, v6.16): cited as such
+    assert "7ee3647243e5" in info["kernels"]["7.2"]["a_ops"]["ext3_journalled_aops"]["source"]
     # a plugin answering per version shows: ext2 rebinds in the seed, moves buffers in 6.x
     ext2 = {v: k["a_ops"]["ext2_aops"]["strategy"] for v, k in info["kernels"].items()}
     assert ext2["2004"] == "remap_move_buffer_ext2"
@@ -179,11 +189,20 @@ def test_demo_runs_on_6_1_then_on_each_kernel() -> None:
     assert "Debian Linux 6.1" in header
     assert "the same scenario on each kernel" in proc.stdout
     table = proc.stdout.split("the same scenario on each kernel")[1]
-    for needle in ("2004 seed", "Linux 6.1", "Linux 6.12", "not offlined (-EINTR)", "jbd2"):
+    for needle in (
+        "2004 seed",
+        "Linux 5.10",
+        "Linux 6.1",
+        "Linux 6.12",
+        "Linux 7.2",
+        "not offlined (-EINTR)",
+        "jbd2",
+    ):
         assert needle in table, needle
     progress = proc.stderr.splitlines()
-    assert len(progress) == 2  # one line per run beside the main one (6.1)
-    assert "2004 seed" in progress[0] and "Linux 6.12" in progress[1]
+    assert len(progress) == 4  # one line per run beside the main one (6.1)
+    assert "2004 seed" in progress[0] and "Linux 5.10" in progress[1]
+    assert "Linux 6.12" in progress[2] and "Linux 7.2" in progress[3]
 
 
 def test_demo_json_keeps_the_report_and_adds_kernels() -> None:
@@ -193,11 +212,14 @@ def test_demo_json_keeps_the_report_and_adds_kernels() -> None:
     assert out["kernel"] == "6.1" and out["offlined"] and out["ok"]
     assert {"migrated", "per_aops", "verify", "flushed", "failed_attempts"} <= set(out)
     kernels = out["kernels"]
-    assert list(kernels) == ["2004", "6.1", "6.12"]
+    assert list(kernels) == ["2004", "5.10", "6.1", "6.12", "7.2"]
     assert kernels["6.1"]["outcome"] == "offlined" and kernels["6.1"]["exit_status"] == 0
     assert kernels["6.1"]["migrated"] == out["migrated"]  # the main run stands for 6.1
-    assert kernels["6.12"]["outcome"] == "not offlined (-EINTR)"
-    assert "jbd2" in kernels["6.12"]["reason"]
+    # data=journal: 5.10 writes the pages back like 6.1; 6.12 and 7.2 refuse them (norefs)
+    assert kernels["5.10"]["outcome"] == "offlined" and kernels["5.10"]["written_back"] > 0
+    for version in ("6.12", "7.2"):
+        assert kernels[version]["outcome"] == "not offlined (-EINTR)"
+        assert "jbd2" in kernels[version]["reason"]
     for summary in kernels.values():
         assert {"written_back", "writeback_ios", "simulated_seconds", "flushed"} <= set(summary)
     assert proc.stderr == ""  # --json: no progress lines

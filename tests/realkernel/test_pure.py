@@ -46,10 +46,10 @@ blocks = [0]
 
 def test_unknown_version_is_one_line_naming_the_known_ones() -> None:
     with pytest.raises(HotremoveError) as exc:
-        check_version("5.10")
+        check_version("4.19")
     message = str(exc.value)
     assert "\n" not in message
-    assert "'5.10'" in message and "6.1" in message and "6.12" in message
+    assert message == "unknown kernel version '4.19' (known: 5.10, 6.1, 6.12, 7.2)"
 
 
 def test_cache_root_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -319,9 +319,9 @@ def _kernel_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    result = _kernel_cli("fetch", "5.10")
+    result = _kernel_cli("fetch", "4.19")
     assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr.startswith("hotremove: error: unknown kernel version '5.10'")
+    assert result.stderr.startswith("hotremove: error: unknown kernel version '4.19'")
     assert result.stderr.count("\n") == 1
     result = _kernel_cli("run", str(tmp_path / "nope.toml"), "--kernel", "6.1")
     assert result.returncode == 2 and "no such scenario file" in result.stderr
@@ -335,7 +335,8 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     good = tmp_path / "good.toml"
     good.write_text(SMALL)
     result = _kernel_cli("run", str(good))  # no --kernel and no [kernel] version
-    assert result.returncode == 2 and "--kernel: name a version (6.1, 6.12)" in result.stderr
+    assert result.returncode == 2
+    assert "--kernel: name a version (5.10, 6.1, 6.12, 7.2)" in result.stderr
 
 
 def test_a_guest_without_a_result_is_a_guest_error_naming_the_log(tmp_path: Path) -> None:

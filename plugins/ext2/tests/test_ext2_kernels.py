@@ -21,17 +21,37 @@ def answer(a_ops: str, version: str, policy: str = "auto"):
     return plugin.hotremove_migrate_strategy(mapping, policy, KERNELS[version])
 
 
+def runs(strategy, expected, name=None) -> bool:
+    """``strategy`` runs ``expected``'s function under the kernel's name for it, and says
+    where it comes from."""
+    return (
+        strategy.migrate_folio is expected.migrate_folio
+        and strategy.name == (name or expected.name)
+        and bool(strategy.source)
+    )
+
+
 @pytest.mark.parametrize(
-    ("version", "ext2_aops", "nobh"),
+    ("version", "ext2_aops", "nobh", "names"),
     [
-        ("2004", SEED2004, MIGRATE_FOLIO),
-        ("6.1", BUFFER_MIGRATE_FOLIO, MIGRATE_FOLIO),
-        ("6.12", BUFFER_MIGRATE_FOLIO, MIGRATE_FOLIO),
+        ("5.10", BUFFER_MIGRATE_FOLIO, BUFFER_MIGRATE_FOLIO, ("buffer_migrate_page",) * 2),
+        ("6.1", BUFFER_MIGRATE_FOLIO, MIGRATE_FOLIO, (None, None)),
+        ("6.12", BUFFER_MIGRATE_FOLIO, MIGRATE_FOLIO, (None, None)),
+        ("7.2", BUFFER_MIGRATE_FOLIO, MIGRATE_FOLIO, (None, None)),
     ],
 )
-def test_each_kernel_gets_its_migrate_folio(version, ext2_aops, nobh):
-    assert answer("ext2_aops", version) is ext2_aops
-    assert answer("ext2_nobh_aops", version) is nobh
+def test_each_kernel_gets_its_migrate_folio(version, ext2_aops, nobh, names):
+    assert runs(answer("ext2_aops", version), ext2_aops, names[0])
+    assert runs(answer("ext2_nobh_aops", version), nobh, names[1])
+    assert answer("ext2_aops", version, SEED2004_POLICY) is SEED2004  # the variant, anywhere
+    assert answer("ext2_aops", version, "writeback") is None
+    assert answer("ext4_da_aops", version) is None
+
+
+def test_2004_gets_the_seeds_rebinding():
+    version = "2004"
+    assert answer("ext2_aops", version) is SEED2004
+    assert runs(answer("ext2_nobh_aops", version), MIGRATE_FOLIO)
     assert answer("ext2_aops", version, SEED2004_POLICY) is SEED2004  # the variant, anywhere
     assert answer("ext2_aops", version, "writeback") is None
     assert answer("ext4_da_aops", version) is None

@@ -38,14 +38,24 @@ def test_entry_point_claims_the_three_ext3_tables(hotremove_plugins):
 
 
 @pytest.mark.parametrize(
-    ("version", "rebinding"), [("2004", SEED2004), ("6.1", BUFFER_MIGRATE_FOLIO)]
+    ("version", "rebinding"),
+    [
+        ("2004", "remap_move_buffer_ext2"),
+        ("5.10", "buffer_migrate_page"),
+        ("6.1", "buffer_migrate_folio"),
+        ("7.2", "buffer_migrate_folio"),
+    ],
 )
 def test_answers_per_kernel(version, rebinding):
     def ask(a_ops, policy="auto"):
         mapping = probe_mapping(AOPS[a_ops])
         return plugin.hotremove_migrate_strategy(mapping, policy, KERNELS[version])
 
-    assert ask("ext3_ordered_aops") is ask("ext3_writeback_aops") is rebinding
+    ordered, writeback = ask("ext3_ordered_aops"), ask("ext3_writeback_aops")
+    assert ordered.name == writeback.name == rebinding
+    expected = SEED2004 if version == "2004" else BUFFER_MIGRATE_FOLIO
+    assert ordered.migrate_folio == writeback.migrate_folio == expected.migrate_folio
+    assert ordered.source  # where the (historic) driver set it
     assert ask("ext3_journalled_aops") is None, "no migratepage: the fallback writes back"
     assert ask("ext3_ordered_aops", "writeback") is None
     assert ask("ext4_da_aops") is None

@@ -1,6 +1,7 @@
-"""``hotremove kernel``: the scenario on Debian's real Linux 6.1 / 6.12 under QEMU.
+"""``hotremove kernel``: the scenario on Debian's real Linux 5.10 / 6.1 / 6.12 / 7.2 under QEMU.
 
-* ``kernel fetch VERSION`` — download and cache the kernel and its initramfs.
+* ``kernel fetch VERSION`` — download and cache the kernel and its initramfs (exit 1, one
+  line, when the archive cannot be read).
 * ``kernel run SCENARIO --kernel V`` — replay the workload in a guest, offline the blocks,
   report what the kernel did (exit 0: offlined and verified; 1: not offlined, a file differs,
   or the guest failed — the message names the kept console log).
@@ -31,6 +32,7 @@ from hotremove.cli.base import CONTEXT_SETTINGS, PROG, Group, error, run_command
 from hotremove.cli.output import emit_json, stdout_console
 from hotremove.cli.settings import begin, shared_options
 from hotremove.errors import HotremoveError
+from hotremove.realkernel.apt import ArchiveError
 from hotremove.realkernel.fetch import KNOWN_VERSIONS, check_version, fetch_kernel
 from hotremove.realkernel.qemu import GuestError
 from hotremove.realkernel.report import GuestReport
@@ -108,7 +110,7 @@ def _guest_run(
 
 @click.group("kernel", cls=Group, context_settings=CONTEXT_SETTINGS)
 def kernel() -> None:
-    """Run scenarios on Debian's real Linux kernels (6.1, 6.12) under QEMU."""
+    """Run scenarios on Debian's real Linux kernels (5.10, 6.1, 6.12, 7.2) under QEMU."""
 
 
 @kernel.command("fetch")
@@ -116,9 +118,13 @@ def kernel() -> None:
 @shared_options
 @click.pass_context
 def fetch_cmd(ctx: click.Context, version: str) -> int:
-    """Download Debian's kernel VERSION (6.1 or 6.12) and build its initramfs (cached)."""
+    """Download Debian's kernel VERSION (5.10, 6.1, 6.12 or 7.2) and build its initramfs
+    (cached)."""
     settings = begin(ctx)
-    bundle = fetch_kernel(version, progress=_progress(settings.quiet))
+    try:
+        bundle = fetch_kernel(version, progress=_progress(settings.quiet))
+    except ArchiveError as exc:
+        return _fail(str(exc))
     if not settings.quiet:
         click.echo(f"{bundle.version}: {bundle.release} ({bundle.package}) in {bundle.directory}")
     return 0
@@ -128,7 +134,7 @@ _kernel_option = click.option(
     "--kernel",
     "version",
     default=None,
-    help="Kernel version: 6.1 or 6.12 (default: the scenario's [kernel] version).",
+    help="Kernel version: 5.10, 6.1, 6.12 or 7.2 (default: the scenario's [kernel] version).",
 )
 _scenario_arg = click.argument("scenario_file", metavar="SCENARIO", type=click.Path(path_type=Path))
 _timeout_opt = click.option(
@@ -198,7 +204,7 @@ def run_cmd(
             offline_timeout=offline_timeout,
             quiet=settings.quiet or json_out,
         )
-    except GuestError as exc:
+    except (GuestError, ArchiveError) as exc:
         return _fail(str(exc))
     if json_out:
         emit_json(report.as_dict())
@@ -213,7 +219,8 @@ def run_cmd(
     "--kernel",
     "versions",
     default=None,
-    help="Kernel version(s): 6.1, 6.12 or 6.1,6.12 (default: the scenario's [kernel] version).",
+    help="Kernel version(s), e.g. 7.2 or 5.10,6.1,6.12,7.2 (default: the scenario's [kernel] "
+    "version).",
 )
 @_guest_options
 def diff_cmd(
@@ -249,7 +256,7 @@ def diff_cmd(
                 offline_timeout=offline_timeout,
                 quiet=quiet,
             )
-        except GuestError as exc:
+        except (GuestError, ArchiveError) as exc:
             return _fail(str(exc))
         rows = compare(sim, real.as_dict())
         agree = agree and all_agree(rows)
@@ -343,7 +350,7 @@ def plan_check_cmd(
             remedies=chosen,
             synced=tuple(dict.fromkeys(sync_fs)),
         )
-    except GuestError as exc:
+    except (GuestError, ArchiveError) as exc:
         return _fail(str(exc))
     if keep is None:
         shutil.rmtree(workdir, ignore_errors=True)

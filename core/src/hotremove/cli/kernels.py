@@ -1,5 +1,6 @@
 """``hotremove kernels``: the modelled kernel versions, their rules and the ``migrate_folio``
-every modelled a_ops gets in each (the installed plugins' answers); and the one per-kernel
+every modelled a_ops gets in each (the installed plugins' answers), each with its source —
+the kernel function or table and the release that made it so; and the one per-kernel
 summary of a run that ``compare --kernel`` and ``demo`` print side by side.
 """
 
@@ -19,7 +20,7 @@ from hotremove.cli.base import Command
 from hotremove.cli.execute import failure_line
 from hotremove.cli.output import emit_json, print_table, print_text, stdout_console
 from hotremove.cli.settings import begin, shared_options
-from hotremove.kernels import DEFAULT_KERNEL, KERNELS, Kernel
+from hotremove.kernels import DEFAULT_KERNEL, KERNELS, VERSIONS, Kernel
 from hotremove.model.migrate_mode import DEFAULT_POLICY
 from hotremove.plugins import PluginSet, load_plugins
 from hotremove.sim.report import Report
@@ -33,6 +34,7 @@ def strategies(kernel: Kernel, plugins: PluginSet) -> dict[str, dict[str, Any]]:
     exactly as the engine asks (``migrate_strategy(mapping, policy, kernel)``). ``mounted``:
     whether this kernel mounts that a_ops's filesystem with its own driver (in ≥ 4.3 ext3
     images get ext4's tables)."""
+    from hotremove.mm.migrate import source_of
     from hotremove.model.address_space import probe_mapping
     from hotremove.model.aops import AOPS
 
@@ -46,6 +48,7 @@ def strategies(kernel: Kernel, plugins: PluginSet) -> dict[str, dict[str, Any]]:
             "plugin": plugin,
             "rebinds": bool(strategy.rebinds),
             "mounted": kernel.driver(a_ops.fs_type) == a_ops.fs_type,
+            "source": source_of(strategy),
         }
     return out
 
@@ -59,7 +62,8 @@ def describe_kernels(plugins: PluginSet) -> dict[str, Any]:
             version: {
                 "version": version,
                 "title": kernel.title,
-                "rules": list(kernel.rules),
+                "rules": [rule.text for rule in kernel.rules],
+                "rule_sources": [rule.source for rule in kernel.rules],
                 "drivers": dict(kernel.drivers),
                 "a_ops": strategies(kernel, plugins),
             }
@@ -73,8 +77,9 @@ def describe_kernels(plugins: PluginSet) -> dict[str, Any]:
 @shared_options
 @click.pass_context
 def kernels_command(ctx: click.Context, json_out: bool) -> int:
-    """The modelled kernels (2004, 6.1, 6.12): their rules, and which migrate_folio every
-    a_ops gets in each from the installed plugins (policy auto)."""
+    """The modelled kernels (2004, 5.10, 6.1, 6.12, 7.2): their rules, and which
+    migrate_folio every a_ops gets in each from the installed plugins (policy auto), each
+    with its source (kernel function or table, release)."""
     settings = begin(ctx)
     info = describe_kernels(load_plugins())
     if json_out:
@@ -94,19 +99,23 @@ def kernels_command(ctx: click.Context, json_out: bool) -> int:
         rules = Table.grid(padding=(0, 1))
         rules.add_column(no_wrap=True)
         rules.add_column()
-        for rule in k["rules"]:
-            rules.add_row("  •", rule)
+        for rule, source in zip(k["rules"], k["rule_sources"], strict=True):
+            line = Text(rule)
+            line.append(f"  [{source}]", style="dim")
+            rules.add_row("  •", line)
         out.print(rules)
         table = Table(box=None, pad_edge=False, padding=(0, 2, 0, 0), header_style="bold")
         table.add_column("  a_ops", no_wrap=True)
         table.add_column("migrate_folio", no_wrap=True)
         table.add_column("plugin", no_wrap=True)
+        table.add_column("source", style="dim")
         for name, s in k["a_ops"].items():
             style = "" if s["mounted"] else "dim"
             table.add_row(
                 Text(f"  {name}", style=style),
                 Text(s["strategy"], style=style or ("green" if s["rebinds"] else "")),
                 Text(s["plugin"], style=style),
+                Text(s["source"] or "—"),
             )
         print_table(out, table)
     out.print()
@@ -226,6 +235,11 @@ def kernels_table(
     if detail:
         row("failed attempts", lambda s: f"{s['failed_attempts']:,}")
     return table
+
+
+def versions_help() -> str:
+    """The modelled versions, for option help texts."""
+    return ", ".join(VERSIONS)
 
 
 def _label(version: str) -> str:

@@ -38,6 +38,7 @@ before the copy, then bytes, PG_dirty/PG_mappedtodisk and every ``b_page`` are c
 from __future__ import annotations
 
 from collections.abc import Iterator
+from types import FunctionType
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -75,14 +76,25 @@ if TYPE_CHECKING:
     from hotremove.mm.result import AopsStats, OfflineResult
     from hotremove.model.memory import PhysicalMemory
 
-#: How the batched path treats each of the core's strategies (others: per page); FALLBACK is
-#: a strategy declared ``fallback_migrate_folio`` (:func:`hotremove.mm.migrate.declare_fallback`).
+#: How the batched path treats each of the core's strategies (others: per page), by the
+#: function they run (a cited copy — :func:`hotremove.mm.migrate.cite` — runs the same one);
+#: FALLBACK is a strategy declared ``fallback_migrate_folio``
+#: (:func:`hotremove.mm.migrate.declare_fallback`).
 PLAIN, BUFFERS, BUFFERS_NOREFS, FALLBACK = 1, 2, 3, 4
-KIND = {
-    id(MIGRATE_FOLIO): PLAIN,
-    id(BUFFER_MIGRATE_FOLIO): BUFFERS,
-    id(BUFFER_MIGRATE_FOLIO_NOREFS): BUFFERS_NOREFS,
+KIND: dict[FunctionType, int] = {
+    MIGRATE_FOLIO.migrate_folio: PLAIN,
+    BUFFER_MIGRATE_FOLIO.migrate_folio: BUFFERS,
+    BUFFER_MIGRATE_FOLIO_NOREFS.migrate_folio: BUFFERS_NOREFS,
 }
+
+
+def kind_of(strategy: object) -> int:
+    """The batched path's kind of ``strategy`` (0: per page only)."""
+    func = getattr(strategy, "migrate_folio", None)
+    if isinstance(func, FunctionType) and func in KIND:
+        return KIND[func]
+    return FALLBACK if is_fallback(strategy) else 0
+
 
 #: A page with any of these takes the per-page path (it needs a decision or a wait).
 NOT_BATCHED = PG_locked | PG_writeback | PG_head | PG_tail | PG_swapcache | PG_anon | PG_UNMOVABLE
@@ -134,7 +146,7 @@ class BatchMover:
 
     def learn(self, mapping: object, strategy: MigrateStrategy, stats: AopsStats) -> None:
         """Called once per address_space when its strategy is resolved."""
-        kind = KIND.get(id(strategy)) or (FALLBACK if is_fallback(strategy) else 0)
+        kind = kind_of(strategy)
         if kind and isinstance(mapping, AddressSpace):
             self.kinds[self.mm.mapping_index(mapping)] = (kind, stats)
 

@@ -72,6 +72,9 @@ class MigrateControl:
     clock: SimClock
     vmstat: VmStat
     copy_seconds: float  # simulated CPU time of one 4 KiB copy
+    #: MIGRATE_SYNC_LIGHT gives up on a locked buffer that is not uptodate (v6.5+; the
+    #: simulated kernel's ``sync_light_skips_io``); before, it waited
+    sync_light_skips_io: bool = True
     #: Batch the data copies of a migrate_pages batch (the engine flushes them with one
     #: vectorised copy before anything reads the new frames); off when per-page checks run.
     defer_copies: bool = False
@@ -97,6 +100,8 @@ class MigrateStrategy(Protocol):
 
     ``name`` is the kernel function it models (``buffer_migrate_folio``...); ``rebinds`` says
     it moves buffer_heads to the new page without I/O (the conformance kit holds it to that).
+    A strategy may also carry ``source: str`` — where the kernel sets this callback and since
+    which release (``hotremove kernels`` prints it; optional, read with :func:`source_of`).
     """
 
     name: str
@@ -209,14 +214,20 @@ def filemap_migrate_folio(
     return __migrate_folio(mc, mapping, dst, src, move_private=bool(src.flags & PG_private))
 
 
-def buffer_migrate_lock_buffers(ring: list[BufferHead], mode: MigrateMode) -> bool:
+def buffer_migrate_lock_buffers(
+    ring: list[BufferHead], mode: MigrateMode, sync_light_skips_io: bool = True
+) -> bool:
     """Lock every buffer of the page *before* anything moves, never under a spinlock:
     ASYNC only trylocks; SYNC_LIGHT waits only for an uptodate buffer (a !uptodate locked
-    buffer means a read in flight); SYNC sleeps. On failure no buffer stays locked."""
+    buffer means a read in flight — v6.5, "migrate_pages: Avoid blocking for IO in
+    MIGRATE_SYNC_LIGHT"; ``sync_light_skips_io=False``: ≤ v6.4, which waited); SYNC sleeps.
+    On failure no buffer stays locked."""
     for i, bh in enumerate(ring):
         if not trylock_buffer(bh):
             if mode is MigrateMode.ASYNC or (
-                mode is MigrateMode.SYNC_LIGHT and not bh.b_state & BH_Uptodate
+                mode is MigrateMode.SYNC_LIGHT
+                and sync_light_skips_io
+                and not bh.b_state & BH_Uptodate
             ):
                 for other in ring[:i]:
                     unlock_buffer(other)
@@ -250,7 +261,7 @@ def __buffer_migrate_folio(
     if src._refcount != folio_expected_refs(mapping, src):
         return Errno.EAGAIN
     ring = buffer_ring(head)
-    if not buffer_migrate_lock_buffers(ring, mode):
+    if not buffer_migrate_lock_buffers(ring, mode, mc.sync_light_skips_io):
         return Errno.EAGAIN
     try:
         if check_refs:
@@ -296,12 +307,15 @@ class FunctionStrategy:
     """A strategy that is one of the functions above, named as the kernel names it. The
     function itself is the ``migrate_folio`` method (no wrapper call per page)."""
 
-    __slots__ = ("migrate_folio", "name", "rebinds")
+    __slots__ = ("migrate_folio", "name", "rebinds", "source")
 
-    def __init__(self, name: str, rebinds: bool, func: Callable[..., Errno]) -> None:
+    def __init__(
+        self, name: str, rebinds: bool, func: Callable[..., Errno], source: str = ""
+    ) -> None:
         self.name = name
         self.rebinds = rebinds
         self.migrate_folio = func
+        self.source = source
 
     def __repr__(self) -> str:
         return f"<FunctionStrategy {self.name}>"
@@ -330,6 +344,36 @@ def is_fallback(strategy: object) -> bool:
     return _FALLBACKS.get(id(strategy)) is strategy
 
 
+#: v6.0 ("fs: Add aops->migrate_folio") renamed the helpers; a kernel before it names them so
+PAGE_NAMES = {
+    "migrate_folio": "migrate_page",
+    "buffer_migrate_folio": "buffer_migrate_page",
+    "buffer_migrate_folio_norefs": "buffer_migrate_page_norefs",
+    "fallback_migrate_folio": "fallback_migrate_page",
+}
+
+
+def kernel_name(name: str, folios: bool = True) -> str:
+    """``name`` as a kernel spells it: the ``*_folio`` helper, or (``folios=False``, before
+    v6.0) its ``*_page`` ancestor."""
+    return name if folios else PAGE_NAMES.get(name, name)
+
+
+def cite(strategy: FunctionStrategy, source: str, *, folios: bool = True) -> FunctionStrategy:
+    """``strategy`` with ``source`` (where the kernel sets it, since which release) and, before
+    v6.0 (``folios=False``), its ``*_page`` name. The same function runs: the engine treats it
+    exactly as ``strategy``."""
+    return FunctionStrategy(
+        kernel_name(strategy.name, folios), strategy.rebinds, strategy.migrate_folio, source
+    )
+
+
+def source_of(strategy: object) -> str:
+    """A strategy's optional ``source`` ("" when it has none)."""
+    source = getattr(strategy, "source", "")
+    return source if isinstance(source, str) else ""
+
+
 MIGRATE_FOLIO = FunctionStrategy("migrate_folio", False, migrate_folio)
 FILEMAP_MIGRATE_FOLIO = FunctionStrategy("filemap_migrate_folio", False, filemap_migrate_folio)
 BUFFER_MIGRATE_FOLIO = FunctionStrategy("buffer_migrate_folio", True, buffer_migrate_folio)
@@ -351,6 +395,7 @@ __all__ = [
     "buffer_migrate_folio_norefs",
     "buffer_migrate_lock_buffers",
     "buffers_busy",
+    "cite",
     "declare_fallback",
     "filemap_migrate_folio",
     "folio_copy",
@@ -358,5 +403,7 @@ __all__ = [
     "folio_migrate_flags",
     "folio_migrate_mapping",
     "is_fallback",
+    "kernel_name",
     "migrate_folio",
+    "source_of",
 ]

@@ -82,11 +82,16 @@ class FolioSteps:
         ``force`` is v6.1's ``pass > 2``: before it, a contended page lock or writeback in
         flight is -EAGAIN instead of a wait (``__unmap_and_move``)."""
         if not trylock_page(src):
-            # SYNC_LIGHT does not wait for a !uptodate page: a read is likely in flight
+            # SYNC_LIGHT does not wait for a !uptodate page: a read is likely in flight (v6.5,
+            # "migrate_pages: Avoid blocking for IO in MIGRATE_SYNC_LIGHT"; before, it waited)
             if (
                 mode is MigrateMode.ASYNC
                 or not force
-                or (mode is MigrateMode.SYNC_LIGHT and not src.flags & PG_uptodate)
+                or (
+                    mode is MigrateMode.SYNC_LIGHT
+                    and self.machine.kernel.sync_light_skips_io
+                    and not src.flags & PG_uptodate
+                )
             ):
                 return Errno.EAGAIN, None
             lock_page(src)

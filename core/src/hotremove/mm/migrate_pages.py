@@ -88,6 +88,7 @@ class Migrator(FolioSteps):
             clock=machine.clock,
             vmstat=machine.vmstat,
             copy_seconds=machine.preset.copy_seconds(4096),
+            sync_light_skips_io=machine.kernel.sync_light_skips_io,
         )
         self._strategies: dict[int, Strategy] = {}
         self.anon = AopsStats(plugin="core", strategy=MIGRATE_FOLIO.name)

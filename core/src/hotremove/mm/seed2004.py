@@ -130,6 +130,7 @@ class Seed2004Strategy:
 
     name = "remap_move_buffer_ext2"
     rebinds = True
+    source = "mm/memhotplug.c remap_move_buffer_ext2(), 2004 patchset"
 
     def migrate_folio(
         self,

@@ -1,20 +1,21 @@
 """Fetch a Debian kernel and build the generic busybox initramfs that boots it.
 
-The kernel package is downloaded with ``apt-get download`` and unpacked with ``dpkg -x`` into
-a temporary directory beside the cache entry — never installed on the host. Only what a
-guest needs is kept: ``vmlinuz``, the kernel config, and an initramfs holding a static
-busybox, the modules for virtio-blk and ext4 (which also serves ext2 and ext3) with their
-dependencies from ``modules.dep`` (decompressed: busybox ``insmod`` cannot read ``.ko.xz``),
-and the generic ``/init`` of :mod:`hotremove.realkernel.guest`. The entry is renamed into place
-only once complete, so an interrupted fetch never leaves a half-written cache entry.
+The kernel's packages are downloaded through an apt configuration private to the fetch
+(:mod:`hotremove.realkernel.apt`: never the host's sources, no host ``apt-get update``) and
+unpacked with ``dpkg -x`` into a temporary directory beside the cache entry — never installed
+on the host. Both layouts are handled: one ``linux-image`` package with ``boot/vmlinuz-REL``
+and ``lib/modules/REL`` (5.10–6.12), and Debian 7.x's split, merged-/usr packages
+(``usr/lib/modules/REL/vmlinuz``, the modules, and ``config`` in ``linux-base-REL``). Only
+what a guest needs is kept: ``vmlinuz``, the kernel config, and an initramfs holding a static
+busybox, the modules of :mod:`hotremove.realkernel.modules` and the generic ``/init`` of
+:mod:`hotremove.realkernel.guest`. The entry is renamed into place only once complete, so a
+failed or interrupted fetch never leaves a half-written cache entry.
 """
 
 from __future__ import annotations
 
 import json
-import lzma
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -24,16 +25,19 @@ from pathlib import Path
 
 from hotremove.errors import HotremoveError
 from hotremove.realkernel import cpio, guest
+from hotremove.realkernel.apt import (
+    SUITES,
+    ArchiveError,
+    PrivateApt,
+    newest_image,
+    packages_to_download,
+    sources_for,
+)
+from hotremove.realkernel.modules import load_order, module_files, module_name, parse_modules_dep
+from hotremove.realkernel.tools import require_tools, static_busybox
 
-#: Kernel versions the harness knows how to fetch, and how each package name looks.
-KNOWN_VERSIONS: dict[str, re.Pattern[str]] = {
-    "6.1": re.compile(r"^linux-image-6\.1\.0-(\d+)-amd64(-unsigned)?$"),
-    "6.12": re.compile(r"^linux-image-6\.12\.(\d+)\+deb(\d+)-amd64(-unsigned)?$"),
-}
-
-#: Modules the guest needs, loaded in this order after their dependencies. crc32c is a
-#: soft dependency of ext4/jbd2 (crypto API lookup), so modules.dep does not name it.
-WANTED_MODULES = ("virtio_pci", "virtio_blk", "crc32c_generic", "crc32c_intel", "crc16", "ext4")
+#: Kernel versions the harness knows how to fetch (the suites that hold them: apt.SUITES).
+KNOWN_VERSIONS: tuple[str, ...] = tuple(SUITES)
 
 #: Kernel options the experiment relies on; a kernel without them cannot mirror a scenario.
 REQUIRED_CONFIG = (
@@ -54,9 +58,9 @@ Progress = Callable[[str], None]
 class KernelBundle:
     """A fetched kernel, ready to boot: what the guest runs, and where it came from."""
 
-    version: str  #: "6.1" or "6.12"
+    version: str  #: "5.10", "6.1", "6.12" or "7.2"
     release: str  #: ``uname -r`` in the guest, e.g. ``6.1.0-57-amd64``
-    package: str  #: the Debian package it was unpacked from
+    package: str  #: the Debian package it was unpacked from (or, split, whose parts)
     package_version: str
     vmlinuz: Path
     initramfs: Path
@@ -95,91 +99,6 @@ def check_version(version: str) -> str:
     return version
 
 
-def require_tools(*names: str) -> dict[str, str]:
-    """Absolute paths of host programs, or one line saying what to install."""
-    found: dict[str, str] = {}
-    missing: list[str] = []
-    for name in names:
-        path = shutil.which(name) or next(
-            (
-                os.path.join(d, name)
-                for d in ("/usr/sbin", "/sbin")
-                if os.access(os.path.join(d, name), os.X_OK)
-            ),
-            None,
-        )
-        if path is None:
-            missing.append(name)
-        else:
-            found[name] = path
-    if missing:
-        packages = sorted({_PACKAGE_OF.get(name, name) for name in missing})
-        raise HotremoveError(
-            f"{', '.join(missing)} not found: apt-get install {' '.join(packages)}"
-        )
-    return found
-
-
-_PACKAGE_OF = {
-    "qemu-system-x86_64": "qemu-system-x86",
-    "busybox": "busybox-static",
-    "apt-get": "apt",
-    "apt-cache": "apt",
-    "dpkg": "dpkg",
-    "depmod": "kmod",
-    "zstd": "zstd",
-}
-
-
-def static_busybox() -> Path:
-    """The host's busybox, which must be statically linked: the guest has no libc."""
-    path = Path(require_tools("busybox")["busybox"]).resolve()
-    if _elf_interpreter(path.read_bytes()):
-        raise HotremoveError(
-            f"{path} is dynamically linked: apt-get install busybox-static "
-            "(the guest has no shared libraries)"
-        )
-    return path
-
-
-def _elf_interpreter(data: bytes) -> bool:
-    """True when an ELF64 little-endian file has a PT_INTERP segment (dynamic linking)."""
-    if data[:4] != b"\x7fELF" or data[4] != 2:
-        raise HotremoveError("busybox is not a 64-bit ELF program: apt-get install busybox-static")
-    phoff = int.from_bytes(data[0x20:0x28], "little")
-    phentsize = int.from_bytes(data[0x36:0x38], "little")
-    phnum = int.from_bytes(data[0x38:0x3A], "little")
-    for i in range(phnum):
-        off = phoff + i * phentsize
-        if int.from_bytes(data[off : off + 4], "little") == 3:  # PT_INTERP
-            return True
-    return False
-
-
-def resolve_package(version: str) -> str:
-    """The newest package for ``version`` in the host's apt lists, preferring ``-unsigned``
-    (the same image without the Secure Boot signature, which QEMU's direct boot ignores)."""
-    check_version(version)
-    tools = require_tools("apt-cache")
-    pattern = KNOWN_VERSIONS[version]
-    prefix = "linux-image-6.1.0-" if version == "6.1" else "linux-image-6.12."
-    out = _run([tools["apt-cache"], "pkgnames", prefix], what="apt-cache pkgnames").stdout
-    best: tuple[tuple[int, ...], str] | None = None
-    for name in out.split():
-        m = pattern.match(name)
-        if m is None:
-            continue
-        key = (*(int(g) for g in m.groups()[:-1]), 1 if m.groups()[-1] else 0)
-        if best is None or key > best[0]:
-            best = (key, name)
-    if best is None:
-        raise HotremoveError(
-            f"no Debian package for Linux {version} in the apt lists "
-            "(run apt-get update; the lists must include bookworm and bookworm-updates)"
-        )
-    return best[1]
-
-
 def fetch_kernel(
     version: str, cache: Path | None = None, progress: Progress | None = None
 ) -> KernelBundle:
@@ -193,31 +112,33 @@ def fetch_kernel(
         return bundle
     tools = require_tools("apt-get", "apt-cache", "dpkg", "depmod", "qemu-system-x86_64")
     busybox = static_busybox()
-    package = resolve_package(version)
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{version}.", suffix=".tmp", dir=root))
     try:
-        say(f"downloading {package}")
-        _run([tools["apt-get"], "download", "-q", package], what="apt-get download", cwd=tmp)
-        debs = sorted(tmp.glob("*.deb"))
-        if len(debs) != 1:
-            raise HotremoveError(f"apt-get download {package} left {len(debs)} .deb files")
+        apt = PrivateApt(tmp / "apt", sources_for(version))
+        say(f"reading the package lists of {apt.where}")
+        apt.update()
+        package = newest_image(apt, version)
+        parts = packages_to_download(apt, package)
+        say(f"downloading {' '.join(parts)}")
+        debs = apt.download(parts, tmp)
+        if len(debs) != len(parts):
+            raise ArchiveError(f"apt-get download {' '.join(parts)} left {len(debs)} .deb files")
         package_version = debs[0].name.split("_")[1]
-        say(f"unpacking {debs[0].name}")
         tree = tmp / "tree"
-        _run([tools["dpkg"], "-x", str(debs[0]), str(tree)], what="dpkg -x")
-        debs[0].unlink()
-        releases = sorted(p.name for p in (tree / "lib/modules").iterdir())
-        if len(releases) != 1:
-            raise HotremoveError(f"{package}: expected one module tree, found {releases}")
-        release = releases[0]
-        config = (tree / "boot" / f"config-{release}").read_text()
+        for deb in debs:
+            say(f"unpacking {deb.name}")
+            _run([tools["dpkg"], "-x", str(deb), str(tree)], what="dpkg -x")
+            deb.unlink()
+        shutil.rmtree(tmp / "apt")
+        release, moddir = _module_tree(package, tree)
+        config = _config(package, tree, release, moddir)
         _check_config(package, config)
         _run([tools["depmod"], "-b", str(tree), release], what="depmod")
         say("building the initramfs")
-        modules = _module_files(tree / "lib/modules" / release)
+        modules = module_files(moddir)
         entries = _initramfs_entries(busybox, modules)
-        shutil.copyfile(tree / "boot" / f"vmlinuz-{release}", tmp / "vmlinuz")
+        shutil.copyfile(_vmlinuz(package, tree, release, moddir), tmp / "vmlinuz")
         (tmp / "config").write_text(config)
         cpio.write_gzip(tmp / "initramfs.cpio.gz", entries)
         shutil.rmtree(tree)
@@ -227,6 +148,7 @@ def fetch_kernel(
             "release": release,
             "package": package,
             "package_version": package_version,
+            "packages": parts,
             "modules": [name for name, _ in modules],
         }
         (tmp / "bundle.json").write_text(json.dumps(meta, indent=2) + "\n")
@@ -244,6 +166,36 @@ def fetch_kernel(
         raise HotremoveError(f"kernel cache entry {entry} is incomplete after fetching")
     say(f"kernel {bundle.release} ready in {entry}")
     return bundle
+
+
+def _module_tree(package: str, tree: Path) -> tuple[str, Path]:
+    """The release and module directory of an unpacked kernel: ``lib/modules/REL`` or, merged
+    /usr, ``usr/lib/modules/REL`` (then ``lib`` is made a link to ``usr/lib``, where
+    ``depmod -b`` looks)."""
+    merged = not (tree / "lib").exists() and (tree / "usr/lib/modules").is_dir()
+    if merged:
+        (tree / "lib").symlink_to("usr/lib")
+    base = tree / "lib" / "modules"
+    releases = sorted(p.name for p in base.iterdir()) if base.is_dir() else []
+    if len(releases) != 1:
+        raise ArchiveError(f"{package}: expected one module tree, found {releases}")
+    return releases[0], base / releases[0]
+
+
+def _vmlinuz(package: str, tree: Path, release: str, moddir: Path) -> Path:
+    for path in (tree / "boot" / f"vmlinuz-{release}", moddir / "vmlinuz"):
+        if path.is_file():
+            return path
+    raise ArchiveError(f"{package}: no kernel image (boot/vmlinuz-{release}, {release}/vmlinuz)")
+
+
+def _config(package: str, tree: Path, release: str, moddir: Path) -> str:
+    """The kernel's config: ``boot/config-REL``, or (7.x) ``usr/lib/modules/REL/config`` from
+    linux-base-REL. A kernel without one cannot be checked for :data:`REQUIRED_CONFIG`."""
+    for path in (tree / "boot" / f"config-{release}", moddir / "config"):
+        if path.is_file():
+            return path.read_text()
+    raise ArchiveError(f"{package}: no kernel config to check (boot/config-{release}, config)")
 
 
 def load_bundle(entry: Path) -> KernelBundle | None:
@@ -275,74 +227,6 @@ def _check_config(package: str, config: str) -> None:
         raise HotremoveError(f"{package} lacks {', '.join(missing)}: it cannot run the harness")
 
 
-def parse_modules_dep(text: str) -> dict[str, list[str]]:
-    """``modules.dep`` → {relative path: [dependency paths]}."""
-    deps: dict[str, list[str]] = {}
-    for line in text.splitlines():
-        if ":" in line:
-            path, rest = line.split(":", 1)
-            deps[path.strip()] = rest.split()
-    return deps
-
-
-def module_name(path: str) -> str:
-    """``kernel/fs/ext4/ext4.ko.xz`` → ``ext4`` (``-`` and ``_`` are the same to modprobe)."""
-    base = path.rsplit("/", 1)[-1]
-    for ext in (".xz", ".zst", ".gz"):
-        base = base.removesuffix(ext)
-    return base.removesuffix(".ko").replace("-", "_")
-
-
-def load_order(deps: dict[str, list[str]], wanted: tuple[str, ...]) -> list[str]:
-    """Module paths to load, each after its dependencies (depth first), for the ``wanted``
-    names that exist as modules (the others are built in, or absent on this kernel)."""
-    by_name = {module_name(path): path for path in deps}
-    order: list[str] = []
-    seen: set[str] = set()
-
-    def visit(path: str) -> None:
-        if path in seen:
-            return
-        seen.add(path)
-        for dep in deps.get(path, []):
-            visit(dep)
-        order.append(path)
-
-    for name in wanted:
-        path = by_name.get(name.replace("-", "_"))
-        if path is not None:
-            visit(path)
-    return order
-
-
-def _module_files(moddir: Path) -> list[tuple[str, bytes]]:
-    """(file name, decompressed bytes) of every module to load, in load order."""
-    deps = parse_modules_dep((moddir / "modules.dep").read_text())
-    out: list[tuple[str, bytes]] = []
-    for rel in load_order(deps, WANTED_MODULES):
-        raw = (moddir / rel).read_bytes()
-        if rel.endswith(".xz"):
-            raw = lzma.decompress(raw)
-        elif rel.endswith(".zst"):
-            zstd = require_tools("zstd")["zstd"]
-            raw = subprocess.run([zstd, "-dc"], input=raw, capture_output=True, check=True).stdout
-        elif rel.endswith(".gz"):
-            import gzip
-
-            raw = gzip.decompress(raw)
-        out.append((module_name(rel) + ".ko", raw))
-    if not any(name == "ext4.ko" for name, _ in out) and "ext4" not in _builtin(moddir):
-        raise HotremoveError(f"no ext4 module in {moddir.name}")
-    return out
-
-
-def _builtin(moddir: Path) -> set[str]:
-    try:
-        return {module_name(p) for p in (moddir / "modules.builtin").read_text().split()}
-    except OSError:
-        return set()
-
-
 def _initramfs_entries(busybox: Path, modules: list[tuple[str, bytes]]) -> list[cpio.Entry]:
     entries = [cpio.directory(d) for d in guest.ROOT_DIRS]
     entries.append(cpio.regular("bin/busybox", busybox.read_bytes(), executable=True))
@@ -364,3 +248,19 @@ def _run(
         reason = lines[-1].strip() if lines else f"exit status {result.returncode}"
         raise HotremoveError(f"{what} failed: {reason}")
     return result
+
+
+__all__ = [
+    "BUNDLE_FORMAT",
+    "KNOWN_VERSIONS",
+    "REQUIRED_CONFIG",
+    "KernelBundle",
+    "check_version",
+    "fetch_kernel",
+    "kernel_cache_root",
+    "load_bundle",
+    "load_order",
+    "module_name",
+    "parse_modules_dep",
+    "require_tools",
+]

@@ -3,7 +3,7 @@
 Only kernel "2004" mounts ext3 images with the ext3 driver; from v4.3 (c290ea01abb7 "fs: Remove
 ext3 filesystem driver") the ext4 driver mounts them and their files get ext4's tables (the
 ``ext4`` plugin). The 6.x answers below are never asked for in a run; they say what the
-historic driver had, for the probes and ``hotremove kernels``.
+historic driver had, for the probes and ``hotremove kernels`` (5.10: ``buffer_migrate_page``).
 
 ========================== ============================================ ==========================
 a_ops                      kernel "2004"                                6.x (historic ext3)
@@ -34,7 +34,7 @@ from collections.abc import Callable
 from hotremove import hookimpl
 from hotremove.fs.jbd2 import attach_journal
 from hotremove.kernels import Kernel
-from hotremove.mm.migrate import BUFFER_MIGRATE_FOLIO, MigrateStrategy
+from hotremove.mm.migrate import BUFFER_MIGRATE_FOLIO, MigrateStrategy, cite
 from hotremove.mm.seed2004 import SEED2004
 from hotremove.model.address_space import AddressSpace, SuperBlock
 from hotremove.model.machine import Machine
@@ -46,17 +46,28 @@ SEED2004_STRATEGIES: dict[str, MigrateStrategy | None] = {
     "ext3_journalled_aops": None,
 }
 
-#: a_ops → ``.migratepage`` of the historic driver (2.6.16–4.2), answered for 6.x.
+#: the historic tables' source (the driver was removed by c290ea01abb7 in v4.3)
+_HISTORIC = "fs/ext3/inode.c .migratepage, v2.6.16–v4.2"
+
+#: a_ops → ``.migratepage`` of the historic driver (2.6.16–4.2), answered for 5.10 and later
+#: (never asked in a run: those kernels mount ext3 images with ext4).
 STRATEGIES: dict[str, MigrateStrategy | None] = {
-    "ext3_ordered_aops": BUFFER_MIGRATE_FOLIO,
-    "ext3_writeback_aops": BUFFER_MIGRATE_FOLIO,
+    "ext3_ordered_aops": cite(BUFFER_MIGRATE_FOLIO, _HISTORIC),
+    "ext3_writeback_aops": cite(BUFFER_MIGRATE_FOLIO, _HISTORIC),
     "ext3_journalled_aops": None,
+}
+#: the same, with the ``*_page`` names of a kernel before v6.0
+MIGRATEPAGE_STRATEGIES: dict[str, MigrateStrategy | None] = {
+    name: cite(BUFFER_MIGRATE_FOLIO, _HISTORIC, folios=False) if s else None
+    for name, s in STRATEGIES.items()
 }
 
 
 def strategies_for(kernel: Kernel) -> dict[str, MigrateStrategy | None]:
     """ext3's tables → their ``migrate_folio`` in ``kernel``."""
-    return SEED2004_STRATEGIES if kernel.version == "2004" else STRATEGIES
+    if kernel.version == "2004":
+        return SEED2004_STRATEGIES
+    return STRATEGIES if kernel.folios else MIGRATEPAGE_STRATEGIES
 
 
 @hookimpl

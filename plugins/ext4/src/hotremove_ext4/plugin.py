@@ -1,12 +1,12 @@
 """ext4 (fs/ext4/inode.c): its buffered-I/O tables per kernel, and jbd2 for the images it mounts.
 
-========================== ============ ======================== ===============================
-a_ops                      "2004"       Linux 6.1                Linux 6.12
-========================== ============ ======================== ===============================
-``ext4_aops``              none (†)     ``buffer_migrate_folio`` ``buffer_migrate_folio``
-``ext4_da_aops``           none (†)     ``buffer_migrate_folio`` ``buffer_migrate_folio``
-``ext4_journalled_aops``   none (†)     none: fallback           ``buffer_migrate_folio_norefs``
-========================== ============ ======================== ===============================
+* ``ext4_aops``, ``ext4_da_aops``: none in "2004" (†); ``buffer_migrate_page`` in 5.10;
+  ``buffer_migrate_folio`` in 6.1, 6.12 and 7.2.
+* ``ext4_journalled_aops``: none (†); none in 5.10 and 6.1 — the fallback writes the page out;
+  ``buffer_migrate_folio_norefs`` in 6.12 and 7.2.
+
+Checked against Debian's binaries: 5.10's ext4.ko imports ``buffer_migrate_page`` and no
+``_norefs``; 7.2's imports ``buffer_migrate_folio`` and ``buffer_migrate_folio_norefs``.
 
 (†) ext4 did not exist in 2004 (it forked from ext3 as "ext4dev" in 2.6.19, 2006); a
 scenario that asks for ext4 images there gets the seed's answer for every filesystem it did
@@ -36,7 +36,13 @@ from collections.abc import Callable
 from hotremove import hookimpl
 from hotremove.fs.jbd2 import attach_journal
 from hotremove.kernels import Kernel
-from hotremove.mm.migrate import BUFFER_MIGRATE_FOLIO, BUFFER_MIGRATE_FOLIO_NOREFS, MigrateStrategy
+from hotremove.mm.migrate import (
+    BUFFER_MIGRATE_FOLIO,
+    BUFFER_MIGRATE_FOLIO_NOREFS,
+    FunctionStrategy,
+    MigrateStrategy,
+    cite,
+)
 from hotremove.model.address_space import AddressSpace, SuperBlock
 from hotremove.model.machine import Machine
 
@@ -46,13 +52,29 @@ AOPS = ("ext4_aops", "ext4_da_aops", "ext4_journalled_aops")
 JOURNALLED_TYPES = ("ext3", "ext4")
 
 
+#: ``ext4_journalled_aops.migrate_folio`` from v6.3 (Jan Kara's data=journal series, "mm:
+#: export buffer_migrate_folio_norefs()" / "ext4: Stop providing .writepage hook")
+JOURNALLED = cite(BUFFER_MIGRATE_FOLIO_NOREFS, "fs/ext4/inode.c, v6.3")
+#: (table, folio names) → ``buffer_migrate_folio`` cited where ext4 sets it (ext4 has had it
+#: since it forked from ext3 in 2.6.19; ``->migrate_folio`` since v6.0)
+_BUFFERS: dict[tuple[str, bool], FunctionStrategy] = {
+    (name, folios): cite(
+        BUFFER_MIGRATE_FOLIO,
+        "fs/ext4/inode.c" + (", v6.0 (v2.6.19 as _page)" if folios else ", v2.6.19"),
+        folios=folios,
+    )
+    for name in ("ext4_aops", "ext4_da_aops")
+    for folios in (False, True)
+}
+
+
 def migrate_folio_of(a_ops: str, kernel: Kernel) -> MigrateStrategy | None:
     """``a_ops->migrate_folio`` of one of ext4's tables in ``kernel`` (None: no callback)."""
     if kernel.version == "2004" or a_ops not in AOPS:
         return None
     if a_ops == "ext4_journalled_aops":
-        return BUFFER_MIGRATE_FOLIO_NOREFS if kernel.at_least("6.3") else None
-    return BUFFER_MIGRATE_FOLIO
+        return JOURNALLED if kernel.at_least("6.3") else None
+    return _BUFFERS[(a_ops, kernel.folios)]
 
 
 @hookimpl

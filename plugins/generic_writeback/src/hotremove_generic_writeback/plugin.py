@@ -8,13 +8,16 @@ It is mm/migrate.c's ``fallback_migrate_folio`` (the seed's ``remap_preparepage`
 ==================== ======================================================================
 ``writeout_sync``    kernel "2004" (``remap_preparepage``): in SYNC the page is written and
                      waited for, its buffers released, and it moves in the same attempt.
-``writeout``         Linux 6.1, 6.12 (v6.7-era ``writeout()``, kernel-reference §3.2): in
+``writeout``         Linux 5.10 (``fallback_migrate_page``), 6.1, 6.12 (``writeout()``, since
+                     2.6.16; read in mm/migrate.c of v5.10 and v6.7): in
                      SYNC the page is written out and the attempt returns ``-EAGAIN``; a
                      later attempt finds it clean, releases its buffers and moves it. A
                      failed write is recorded (BH_Write_EIO, AS_EIO on the mapping: the next
                      fsync reports it) and the page still moves, clean.
-``ebusy``            ≥ v6.16 (7ee3647243e5 "migrate: Remove call to ->writepage"): a dirty
-                     page is ``-EBUSY`` in every mode; nothing is written.
+``ebusy``            Linux 7.2: ≥ v6.16 (7ee3647243e5 "migrate: Remove call to ->writepage"):
+                     a dirty page is ``-EBUSY`` in every mode; nothing is written (Debian's 7.2
+                     binary has the commit's WARN "%ps does not implement migrate_folio";
+                     6.12.118's has not).
 ==================== ======================================================================
 
 In ASYNC and SYNC_LIGHT a dirty page is ``-EBUSY`` in every kernel (no I/O allowed). A clean
@@ -51,6 +54,8 @@ class FallbackMigrateFolio:
     dirty: FallbackDirty = "writeout_sync"
     name: str = "fallback_migrate_folio"
     rebinds: bool = False
+    #: where the kernel has this behaviour, since which release (``hotremove kernels``)
+    source: str = ""
 
     def migrate_folio(
         self,
@@ -100,12 +105,25 @@ class FallbackMigrateFolio:
         return True
 
 
+#: ``Kernel.fallback_dirty`` rule → where that behaviour comes from
+SOURCES: dict[FallbackDirty, str] = {
+    "writeout_sync": "mm/memhotplug.c remap_preparepage(), 2004 patchset",
+    "writeout": "mm/migrate.c writeout(), v2.6.16–v6.15",
+    "ebusy": "mm/migrate.c fallback_migrate_folio(), v6.16 (7ee3647243e5)",
+}
+
 #: one ``fallback_migrate_folio`` per ``Kernel.fallback_dirty`` rule; each declared to the
 #: core (its clean pages whose buffers can be freed move on arrays, hotremove.mm.batch)
 FALLBACKS: dict[str, FallbackMigrateFolio] = {
-    rule: FallbackMigrateFolio(rule) for rule in ("writeout_sync", "writeout", "ebusy")
+    rule: FallbackMigrateFolio(rule, source=source) for rule, source in SOURCES.items()
 }
-for _fallback in FALLBACKS.values():
+#: kernels before v6.0 call it ``fallback_migrate_page`` (5.10: the same ``writeout()``)
+MIGRATEPAGE_FALLBACK = FallbackMigrateFolio(
+    "writeout",
+    name="fallback_migrate_page",
+    source="mm/migrate.c writeout(), v2.6.16–v6.15",
+)
+for _fallback in (*FALLBACKS.values(), MIGRATEPAGE_FALLBACK):
     declare_fallback(_fallback)
 #: the seed's (kernel "2004"): write, wait, release, copy
 FALLBACK = FALLBACKS["writeout_sync"]
@@ -113,6 +131,8 @@ FALLBACK = FALLBACKS["writeout_sync"]
 
 def fallback_for(kernel: Kernel) -> FallbackMigrateFolio:
     """``fallback_migrate_folio`` as ``kernel`` has it."""
+    if not kernel.folios and kernel.fallback_dirty == "writeout":
+        return MIGRATEPAGE_FALLBACK
     return FALLBACKS[kernel.fallback_dirty]
 
 
