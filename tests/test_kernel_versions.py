@@ -3,9 +3,10 @@ reproduced by the simulator from the scenario files that mirror the measured wor
 (examples/realkernel/*-small.toml: 1 KiB-block images, files read into one 128 MiB movable
 block, part of them dirtied, periodic writeback off, the block offlined).
 
-* ext2 and ext4 data=ordered, 6.1 and 6.12: offlined, 0 written, the pages stay dirty;
-* ext4 data=journal, 6.1: offlined, the dirty pages written back by the fallback;
-* ext4 data=journal, 6.12: not offlined (-EINTR), 0 written, the data intact;
+* ext2 and ext4 data=ordered, 5.10, 6.1, 6.12 and 7.2: offlined, 0 written, the pages stay
+  dirty (5.10 through ``buffer_migrate_page``, on the batched path like the others);
+* ext4 data=journal, 5.10 and 6.1: offlined, the dirty pages written back by the fallback;
+* ext4 data=journal, 6.12 and 7.2: not offlined (-EINTR), 0 written, the data intact;
 * ext4 data=journal, 6.12 with periodic writeback on: not offlined; the flusher wrote the
   pages, and clean ones stay journal-held until the signal; after ``sync`` it offlines.
 
@@ -48,7 +49,7 @@ def dirty_in_region(built):
     )
 
 
-@pytest.mark.parametrize("version", ["6.1", "6.12"])
+@pytest.mark.parametrize("version", ["5.10", "6.1", "6.12", "7.2"])
 @pytest.mark.parametrize("name", ["ext2-small", "ext4-ordered-small"])
 def test_rebinding_offlines_without_writing(name, version, hotremove_plugins, tmp_path):
     seen = {}
@@ -63,27 +64,38 @@ def test_rebinding_offlines_without_writing(name, version, hotremove_plugins, tm
     assert off.offlined and not off.failed
     assert off.written_back == 0 and report.writeback_ios == 0
     assert off.rebound > 0 and seen["dirty"] > 0
+    # the cited strategy (5.10: buffer_migrate_page) runs on the batched path all the same
+    assert off.batched > 0
+    buffered = off.per_aops["ext2_aops" if name == "ext2-small" else "ext4_da_aops"]
+    page_era = version == "5.10"
+    assert buffered.strategy == ("buffer_migrate_page" if page_era else "buffer_migrate_folio")
 
 
-def test_data_journal_on_6_1_is_written_back_by_the_fallback(hotremove_plugins, tmp_path):
-    report = run(load("ext4-journal-small", "6.1"), hotremove_plugins, tmp_path)
+@pytest.mark.parametrize(
+    ("version", "fallback"), [("5.10", "fallback_migrate_page"), ("6.1", "fallback_migrate_folio")]
+)
+def test_data_journal_before_6_3_is_written_back_by_the_fallback(
+    version, fallback, hotremove_plugins, tmp_path
+):
+    report = run(load("ext4-journal-small", version), hotremove_plugins, tmp_path)
     off = report.offline
     assert off.offlined and not off.failed
     stats = off.per_aops["ext4_journalled_aops"]
-    assert (stats.strategy, stats.plugin) == ("fallback_migrate_folio", "generic_writeback")
+    assert (stats.strategy, stats.plugin) == (fallback, "generic_writeback")
     assert stats.written_back > 0 and stats.written_back == off.written_back
     assert report.writeback_ios > 0
 
 
-def test_data_journal_on_6_12_spins_until_the_signal_and_writes_nothing(
-    hotremove_plugins, tmp_path
+@pytest.mark.parametrize("version", ["6.12", "7.2"])
+def test_data_journal_from_6_3_spins_until_the_signal_and_writes_nothing(
+    version, hotremove_plugins, tmp_path
 ):
     seen = {}
 
     def inspect(built):
         seen["dirty"] = dirty_in_region(built)
 
-    report = run(load("ext4-journal-small", "6.12"), hotremove_plugins, tmp_path, inspect)
+    report = run(load("ext4-journal-small", version), hotremove_plugins, tmp_path, inspect)
     off = report.offline
     assert not off.offlined
     assert off.reason.startswith("signal backoff (-EINTR): stopped after 60 s")

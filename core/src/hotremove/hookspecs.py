@@ -57,9 +57,11 @@ def hotremove_migrate_strategy(
     (since 0.1).
 
     ``kernel`` (since 0.2) is the :class:`hotremove.kernels.Kernel` being simulated
-    (``kernel.version`` is ``"2004"``, ``"6.1"``, ``"6.12"``; ``kernel.at_least("6.3")``):
-    answer with what that kernel's ``a_ops->migrate_folio`` is, ``None`` where it has none (the
-    fallback then answers). Implementations that do not take ``kernel`` keep working.
+    (``kernel.version`` is ``"2004"``, ``"5.10"``, ``"6.1"``, ``"6.12"``, ``"7.2"``;
+    ``kernel.at_least("6.3")``): answer with what that kernel's ``a_ops->migrate_folio`` is,
+    ``None`` where it has none (the fallback then answers). Implementations that do not take
+    ``kernel`` keep working. A strategy may carry ``source`` (since 0.3: where the kernel sets
+    it, since which release — ``hotremove.mm.migrate.cite``); ``hotremove kernels`` prints it.
 
     Asked **once per address_space** per run; the engine caches the answer and calls
     ``strategy.migrate_folio(mc, mapping, dst, src, mode)`` for each page (see
