@@ -4,6 +4,7 @@ write merging, console parsing, the guest report, the QEMU command line, refusal
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import subprocess
 import tarfile
@@ -358,3 +359,35 @@ def test_a_guest_without_a_result_is_a_guest_error_naming_the_log(tmp_path: Path
     # a non-fatal BUG report in the guest's dmesg does not hide a finished run
     done = "RK dmesg [ 9.0] BUG: Bad page state in process sh\nRK end\n"
     check_finished(done, console.parse(done), log)
+
+
+def test_an_unreachable_archive_is_one_line_exit_1_and_leaves_nothing(tmp_path: Path) -> None:
+    """The private apt configuration reads only the mirrors it is given: with both pointed at a
+    closed local port, ``kernel fetch`` fails in one line (exit 1: the input was fine) and
+    the cache holds neither an entry nor a temporary directory."""
+    missing = [
+        t for t in ("apt-get", "dpkg", "qemu-system-x86_64", "busybox") if not shutil.which(t)
+    ]
+    if missing and os.environ.get("CI") != "true":
+        pytest.skip(f"{', '.join(missing)} not installed")
+    import sys
+
+    cache = tmp_path / "cache"
+    env = {
+        **os.environ,
+        "HOTREMOVE_KERNEL_CACHE": str(cache),
+        "HOTREMOVE_DEBIAN_MIRROR": "http://127.0.0.1:9/debian",
+        "HOTREMOVE_DEBIAN_SECURITY_MIRROR": "http://127.0.0.1:9/debian-security",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "hotremove.cli.kernel", "fetch", "6.12"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("hotremove: error:")]
+    assert len(lines) == 1, result.stderr
+    assert "cannot read the Debian archive" in lines[0] and "127.0.0.1:9" in lines[0]
+    assert os.listdir(cache) == []

@@ -108,6 +108,7 @@ class PrivateApt:
             f"-o=Dir::Cache={r / 'cache'}",
             f"-o=Dir::State::Status={r / 'status'}",
             "-o=Acquire::Languages=none",
+            "-o=Acquire::Retries=1",  # apt's default (3, with back-off) makes a dead mirror slow
             "-o=APT::Sandbox::User=root",  # a private 0700 directory: _apt could not write it
         ]
 
@@ -124,7 +125,9 @@ class PrivateApt:
         (self.root / "sources.list").write_text(self.sources_list())
         (self.root / "status").write_text("")
         try:
-            self._run("apt-get", "update", "-q")
+            # apt-get update exits 0 when a list cannot be fetched ("W: Failed to fetch",
+            # "Some index files failed to download"): every "Err:" is a failure here
+            self._run("apt-get", "update", "-q", errors=("Err", "W: Failed to fetch"))
         except ArchiveError as exc:
             raise ArchiveError(f"cannot read the Debian archive: {self.where}: {exc}") from None
 
@@ -145,15 +148,19 @@ class PrivateApt:
         self._run("apt-get", "download", "-q", *packages, cwd=into)
         return sorted(into.glob("*.deb"))
 
-    def _run(self, tool: str, *args: str, cwd: Path | None = None) -> str:
+    def _run(
+        self, tool: str, *args: str, cwd: Path | None = None, errors: tuple[str, ...] = ()
+    ) -> str:
+        """``tool`` with the private options; a non-zero exit, or an output line starting
+        with one of ``errors``, is an :class:`ArchiveError` naming the first error line."""
         exe = require_tools(tool)[tool]
         argv = [exe, *self.options(), *args]
         env = {**os.environ, "LC_ALL": "C"}
         result = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, env=env)
-        errors = [ln.strip() for ln in result.stderr.splitlines() if ln.startswith(("E:", "Err"))]
-        if result.returncode != 0:
-            lines = errors or [ln for ln in result.stderr.splitlines() if ln.strip()]
-            reason = lines[0] if lines else f"exit status {result.returncode}"
+        lines = [ln.strip() for ln in (result.stdout + result.stderr).splitlines()]
+        failed = [ln for ln in lines if ln.startswith(("E:", *errors))]
+        if result.returncode != 0 or failed:
+            reason = (failed or [ln for ln in lines if ln] or [f"exit {result.returncode}"])[0]
             raise ArchiveError(f"{tool} {args[0]} failed: {reason}")
         return result.stdout
 
