@@ -118,3 +118,44 @@ def test_a_guest_past_its_limit_is_stopped_and_its_log_kept(tmp_path: Path) -> N
         run_machine(spec, timeout=1)
     assert "timed out after 1 s" in str(exc.value) and str(log) in str(exc.value)
     assert log.exists()
+
+
+#: kernel-reference "Observed" → "Linux 5.10 and 7.2": what each small scenario must do there
+#: (offlined, pages written back by the offline: "some" = the fallback's writeout)
+NEW_KERNELS = {
+    ("ext2-small", "5.10"): (True, 0),
+    ("ext2-small", "7.2"): (True, 0),
+    ("ext4-ordered-small", "5.10"): (True, 0),
+    ("ext4-ordered-small", "7.2"): (True, 0),
+    ("ext4-journal-small", "5.10"): (True, "some"),
+    ("ext4-journal-small", "7.2"): (False, 0),
+}
+
+
+@pytest.mark.parametrize(("name", "version"), sorted(NEW_KERNELS))
+def test_diff_agrees_on_5_10_and_7_2(name: str, version: str) -> None:
+    """``kernel diff`` on Debian's 5.10 (migratepage era: data=journal written back by the
+    fallback) and 7.2 (norefs refuses the journal-held pages until the signal): every row
+    within its stated tolerance, and the outcome the real kernels showed."""
+    result = _cli(
+        "diff",
+        str(EXAMPLES / f"{name}.toml"),
+        "--kernel",
+        version,
+        "--offline-timeout",
+        "15",
+        "--json",
+    )
+    assert result.returncode in (0, 1), result.stderr
+    out = json.loads(result.stdout)
+    k = out["kernels"][version]
+    rows = {row["metric"]: row for row in k["rows"]}
+    assert k["real"]["kernel"]["release"].startswith(f"{version}.")
+    offlined, written = NEW_KERNELS[(name, version)]
+    assert rows["offlined"]["real"] is offlined
+    if written == "some":
+        assert rows["written_back"]["real"] > 300, rows["written_back"]
+    else:
+        assert rows["written_back"]["real"] == 0
+    assert rows["verify.ok"]["real"] is True
+    assert k["agree"], [r for r in k["rows"] if not r["agree"]]

@@ -98,7 +98,7 @@ def compare(
     """Run a scenario twice on identical state (same seed, fresh images): `auto` strategies
     (rebinding where a plugin can) versus forced `writeback`. Ratios are writeback / auto.
 
-    With --kernel 2004,6.1,6.12: the scenario (its own strategy) once per kernel version,
+    With --kernel 2004,5.10,6.1,6.12,7.2: the scenario (its own strategy) once per kernel version,
     side by side: outcome, pages migrated, written back, write I/Os, flushed, simulated time,
     failed attempts; --json prints {"scenario", "kernels": {VERSION: report}}."""
     settings = begin(ctx)

@@ -54,7 +54,7 @@ def demo_scenario() -> Scenario:
 def demo(ctx: click.Context, opts: RunOptions) -> int:
     """Run the built-in demo: ext2, ext3 (ordered and journal), ext4 and anonymous pages
     spread over a 512 MiB machine; offline memory blocks 2 and 5 on Linux 6.1, then the same
-    scenario on every modelled kernel (2004, 6.1, 6.12), side by side.
+    scenario on every modelled kernel (2004, 5.10, 6.1, 6.12, 7.2), side by side.
 
     --kernel V runs only V. See the scenario with `hotremove scenario --demo`.
     """

@@ -321,7 +321,7 @@ class FunctionStrategy:
         return f"<FunctionStrategy {self.name}>"
 
 
-#: Strategies that are mm/migrate.c's ``fallback_migrate_folio`` (Linux 6.1, 6.12; the seed's
+#: Strategies that are mm/migrate.c's ``fallback_migrate_folio`` (Linux 5.10–7.2; the seed's
 #: ``remap_preparepage``), by identity: see :func:`declare_fallback`.
 _FALLBACKS: dict[int, MigrateStrategy] = {}
 

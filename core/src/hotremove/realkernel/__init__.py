@@ -1,4 +1,4 @@
-"""The real-kernel harness: boot Debian's Linux 6.1 and 6.12 under QEMU, replay a scenario's
+"""The real-kernel harness: boot Debian's Linux 5.10, 6.1, 6.12 and 7.2 under QEMU, replay a scenario's
 workload in the guest, offline the scenario's memory blocks and report what the kernel did.
 
 ``fetch`` gets a kernel and builds the generic initramfs; ``guest`` is the guest's side (the
