@@ -5,9 +5,12 @@ A pure function of two report dicts (the simulator's :meth:`Report.as_dict` and 
 what "the same" means given what the guest cannot mirror:
 
 * ``offlined``, ``verify`` (files byte-equal after remount) and ``files_checked``: exact.
-* ``migrated``: within 2 % — plus the guest's own pages in the region (its shell's
-  anonymous memory, kernel allocations: ``other_pages_in_region``), which the kernel moves
-  too and the simulator does not have.
+* ``migrated``: within 2 % — plus the pages in the region the simulator does not have
+  (:func:`unmodelled_pages`): the guest's own (its shell's anonymous memory, kernel
+  allocations: ``other_pages_in_region``) and page-cache pages beyond the scenario's files'
+  (5.10 keeps 64 more page-cache pages in the block for ``ext2-small`` than its 64 files
+  hold — metadata read through the block device, ``Buffers`` in /proc/meminfo grows by as
+  much; 7.2 keeps none there), which the kernel moves too.
 * ``written_back``: within 1 % or 8 pages, whichever is larger (the kernel's ``nr_written``
   also counts a stray metadata page written during the offline).
 * ``failed``: both zero or both non-zero — the kernel counts failed *attempts*
@@ -68,8 +71,8 @@ RULES: tuple[Rule, ...] = (
     Rule("offlined", "exact", _exact, lambda s: s.get("offlined"), lambda r: r.get("offlined")),
     Rule(
         "migrated",
-        "within 2 % + the guest's own pages in the region",
-        _within(0.02, slack_key="other_pages_in_region"),
+        "within 2 % + the pages in the region the simulator does not have",
+        _within(0.02, slack_key="unmodelled_pages"),
         lambda s: s.get("migrated"),
         lambda r: r.get("migrated"),
     ),
@@ -98,9 +101,26 @@ RULES: tuple[Rule, ...] = (
 )
 
 
+#: the simulator report's a_ops rows that are not page cache
+_NOT_PAGE_CACHE = ("anon", "swap_aops")
+
+
+def unmodelled_pages(simulated: dict[str, Any], real: dict[str, Any]) -> int:
+    """Pages in the guest's region that the simulator does not have: the guest's own (not page
+    cache) plus page-cache pages beyond the simulated files' pages in the region."""
+    sim_cache = sum(
+        int(row.get("pages", 0))
+        for name, row in (simulated.get("per_aops") or {}).items()
+        if name not in _NOT_PAGE_CACHE
+    )
+    extra_cache = max(0, int(real.get("file_pages_in_region") or 0) - sim_cache)
+    return int(real.get("other_pages_in_region") or 0) + extra_cache
+
+
 def compare(simulated: dict[str, Any], real: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per rule: {metric, simulated, real, tolerance, agree}."""
     rows = []
+    ctx = {**real, "unmodelled_pages": unmodelled_pages(simulated, real)}
     for rule in RULES:
         sim_value, real_value = rule.simulated(simulated), rule.real(real)
         rows.append(
@@ -109,7 +129,7 @@ def compare(simulated: dict[str, Any], real: dict[str, Any]) -> list[dict[str, A
                 "simulated": sim_value,
                 "real": real_value,
                 "tolerance": rule.tolerance,
-                "agree": rule.agree(sim_value, real_value, real),
+                "agree": rule.agree(sim_value, real_value, ctx),
             }
         )
     return rows
