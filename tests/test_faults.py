@@ -1,9 +1,11 @@
 """Injected faults never lose data: every run either offlines or rolls back, every lock and
 reference balances, and verification after a clean sync is byte-exact (issue: reliability).
 
-The kernel is the newest modelled (6.12): its ``offline_pages`` does not stop on -ENOMEM or
--EIO — ``do_migrate_range`` ignores them and the range is rescanned until the user's signal
-(``remove.timeout``) — while a plugin's exception (a bug, not a kernel state) ends the run.
+The kernel is 6.12, named in every scenario here: the newest that still writes a dirty page
+out in its fallback (7.2's refuses it, so a forced-writeback run there never writes). Its
+``offline_pages`` does not stop on -ENOMEM or -EIO — ``do_migrate_range`` ignores them and the
+range is rescanned until the user's signal (``remove.timeout``) — while a plugin's exception
+(a bug, not a kernel state) ends the run.
 ext3 images are mounted by the ext4 driver, so the ext4 plugin migrates them."""
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def region_pages(built):
 @pytest.mark.parametrize("case", FILESYSTEMS)
 def test_writeback_eio(case, hotremove_build, hotremove_plugins, hotremove_verify):
     fs, strategy = FILESYSTEMS[case]
-    built = hotremove_build(small_scenario(fs, strategy=strategy, dirty=0.6))
+    built = hotremove_build(small_scenario(fs, strategy=strategy, dirty=0.6, kernel="6.12"))
 
     result = run(built, hotremove_plugins, {"writeback_eio": 0.5})
 
@@ -117,7 +119,7 @@ def test_writeback_eio_in_the_seed_fails_the_page_and_loses_nothing(
 @pytest.mark.parametrize("case", FILESYSTEMS)
 def test_enomem_after_five_pages(case, hotremove_build, hotremove_plugins, hotremove_verify):
     fs, strategy = FILESYSTEMS[case]
-    built = hotremove_build(small_scenario(fs, strategy=strategy))
+    built = hotremove_build(small_scenario(fs, strategy=strategy, kernel="6.12"))
     result = run(built, hotremove_plugins, {"enomem_after": 5})
     # five target frames, then -ENOMEM on every rescan until the signal
     assert not result.offlined and result.reason.startswith("signal backoff (-EINTR)")
@@ -136,7 +138,7 @@ def test_enomem_after_five_pages(case, hotremove_build, hotremove_plugins, hotre
 @pytest.mark.parametrize("case", FILESYSTEMS)
 def test_plugin_raises(case, hotremove_build, hotremove_plugins, hotremove_verify):
     fs, strategy = FILESYSTEMS[case]
-    built = hotremove_build(small_scenario(fs, strategy=strategy))
+    built = hotremove_build(small_scenario(fs, strategy=strategy, kernel="6.12"))
     plugin = OWNER[case]
     result = run(built, hotremove_plugins, {"plugin_raises": plugin})
     assert not result.offlined
@@ -157,7 +159,7 @@ def test_interrupt_backs_off_at_a_batch_boundary(
     before every run of the batched path (the small scenario's pages are one run, so there
     the signal is pending from the first poll)."""
     fs, strategy = FILESYSTEMS[case]
-    built = hotremove_build(small_scenario(fs, strategy=strategy))
+    built = hotremove_build(small_scenario(fs, strategy=strategy, kernel="6.12"))
     polls = []
     deliver_at = 2 if not batching else 1
 
