@@ -34,6 +34,10 @@ size = "4MiB"
 files = 16
 file_size = "32KiB"
 
+# Linux 6.12: forced writeback writes the dirty pages out (7.2's fallback refuses them)
+[base.kernel]
+version = "6.12"
+
 [base.remove]
 blocks = [1]
 """
