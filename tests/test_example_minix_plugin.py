@@ -72,14 +72,17 @@ def test_plugins_command_lists_the_installed_package(minix_env):
 
 
 def test_minix_pages_get_each_kernels_migrate_folio(minix_env):
-    """kernel-reference §5.1: minix had no migrate_folio in 6.1 (the fallback writes the page
-    out), buffer_migrate_folio in 6.12; the seed wrote back everything but ext2/ext3."""
+    """kernel-reference §5.1: minix had no migrate_folio in 5.10 and 6.1 (the fallback writes
+    the page out; 5.10 calls it fallback_migrate_page), buffer_migrate_folio in 6.12 and 7.2;
+    the seed wrote back everything but ext2/ext3."""
     out = minix_env.run("python", "-c", ANSWERS).stdout.split("\n")
 
     assert [line.split() for line in out if line] == [
         ["2004", "fallback_migrate_folio", "generic_writeback"],
+        ["5.10", "fallback_migrate_page", "generic_writeback"],
         ["6.1", "fallback_migrate_folio", "generic_writeback"],
         ["6.12", "buffer_migrate_folio", "minix"],
+        ["7.2", "buffer_migrate_folio", "minix"],
     ]
 
 
