@@ -17,7 +17,7 @@ MINIX = probe_mapping(AddressSpaceOps("minix_aops", "minix"))
 #: writepage implementation" set .migrate_folio = buffer_migrate_folio.
 EXPECTED = {
     "2004": ("fallback_migrate_folio", "generic_writeback"),
-    "5.10": ("fallback_migrate_folio", "generic_writeback"),
+    "5.10": ("fallback_migrate_page", "generic_writeback"),  # before v6.0: ->migratepage
     "6.1": ("fallback_migrate_folio", "generic_writeback"),
     "6.12": ("buffer_migrate_folio", "minix"),
     "7.2": ("buffer_migrate_folio", "minix"),

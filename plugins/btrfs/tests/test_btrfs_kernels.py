@@ -64,7 +64,7 @@ def test_entry_point_claims_btrfs_aops_and_the_btrfs_type(hotremove_plugins):
     ("version", "expected"),
     [
         ("2004", ("fallback_migrate_folio", "generic_writeback")),  # btrfs: 2.6.29 (2009)
-        ("5.4", ("fallback_migrate_folio", "generic_writeback")),  # before f8e6608180a3
+        ("5.4", ("fallback_migrate_page", "generic_writeback")),  # before f8e6608180a3
         ("5.10", ("btrfs_migratepage", "btrfs")),
         ("6.1", ("btrfs_migrate_folio", "btrfs")),
         ("6.12", ("btrfs_migrate_folio", "btrfs")),
