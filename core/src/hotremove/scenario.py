@@ -139,6 +139,9 @@ class WorkloadConfig(_Strict):
     cached: float = Field(default=1.0, ge=0.0, le=1.0)
     dirty: float = Field(default=0.3, ge=0.0, le=1.0)
     dirty_buffers: Literal["partial", "whole"] = "partial"
+    #: simulated seconds the dirtying writes take, file after file in equal steps: jbd2's
+    #: commit timer and the flusher run in between (0: every write at once)
+    write_seconds: float = Field(default=0.0, ge=0.0, le=86_400.0)
     #: share of dirty page-cache pages whose writeback is in flight (PG_writeback, BH_Lock)
     writeback: float = Field(default=0.0, ge=0.0, le=1.0)
     #: share of cached pages with buffers where another task holds one buffer's lock

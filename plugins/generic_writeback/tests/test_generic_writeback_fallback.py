@@ -10,9 +10,14 @@ import pytest
 from hotremove.kernels import KERNELS
 from hotremove.model.address_space import probe_mapping
 from hotremove.model.aops import AOPS
-from hotremove.model.buffer_head import BH_JBD, BH_Dirty, page_buffers
+from hotremove.model.buffer_head import BH_JBD, BH_Dirty, BH_JBDDirty, page_buffers
 from hotremove.model.page import PG_dirty, PG_private
-from hotremove.testing import assert_clean_result, cached_pages_before, small_scenario
+from hotremove.testing import (
+    CachedPage,
+    assert_clean_result,
+    cached_pages_before,
+    small_scenario,
+)
 from hotremove_generic_writeback import plugin
 
 
@@ -111,20 +116,27 @@ def test_6x_writeout_returns_eagain_then_moves_the_page_clean(
     assert hotremove_verify(built).ok
 
 
+def journalled(shots: list[CachedPage]) -> list[CachedPage]:
+    """The pages a write handed to the journal (a buffer BH_JBDDirty)."""
+    return [s for s in shots if any(state & BH_JBDDirty for _, _, state in s.buffers)]
+
+
 def test_6x_release_goes_through_the_journal(hotremove_build, hotremove_offline, hotremove_verify):
-    """Linux 6.1, ext4 data=journal (no migrate_folio there): the committed buffers are
-    written home by ``writeout()``, then ``filemap_release_folio`` asks jbd2, which drops
-    their journal heads — so the pages move (kernel-reference "Observed on real kernels":
-    6.1 data=journal offlines, the dirty pages written during the offline)."""
+    """Linux 6.1, ext4 data=journal (no migrate_folio there): the commit dirties the pages
+    (``mark_buffer_dirty``), ``writeout()`` writes the committed buffers home, then
+    ``filemap_release_folio`` asks jbd2, which drops their journal heads — so the pages move
+    (kernel-reference "Observed on real kernels": 6.1 data=journal offlines, the dirty
+    pages written during the offline)."""
     built = hotremove_build(
         in_kernel("6.1", {"type": "ext4", "block_size": 1024, "options": ["data=journal"]})
     )
     journal = built.machine.superblocks[0].s_journal
     shots = cached_pages_before(built, [1])
-    dirty = [s for s in shots if s.flags & PG_dirty]
+    dirty = journalled(shots)
     assert dirty and all(any(state & BH_JBD for _, _, state in s.buffers) for s in dirty), (
         "journalled pages carry journal heads"
     )
+    assert not any(s.flags & PG_dirty for s in dirty), "6.1: clean until the commit"
 
     result = hotremove_offline(built)
 
@@ -179,13 +191,14 @@ def test_6x_uncommitted_journalled_pages_wait_for_the_commit(
     hotremove_build, hotremove_offline, hotremove_verify
 ):
     """An offline right after the writes (Linux 6.1, ext4 data=journal): the buffers belong
-    to the running transaction (BH_JBDDirty), which only the journal may write. writeout()
-    writes nothing and the page stays dirty (-EAGAIN, not counted as written back) until
-    kjournald2 commits on its 5 s timer; then it is written once and moves."""
+    to the running transaction (BH_JBDDirty), which only the journal may write, and 6.1
+    leaves their pages clean until the commit. The clean page's buffers cannot be released
+    (jbd2 holds them: -EAGAIN, nothing written) until kjournald2 commits on its 5 s timer
+    and dirties the page; then it is written once and moves."""
     scenario = in_kernel("6.1", {"type": "ext4", "block_size": 1024, "options": ["data=journal"]})
     built = hotremove_build(scenario.with_overrides(remove={"start": 0.0}))
     journal = built.machine.superblocks[0].s_journal
-    dirty = [s for s in cached_pages_before(built, [1]) if s.flags & PG_dirty]
+    dirty = journalled(cached_pages_before(built, [1]))
     assert dirty and journal.running and journal.commits == 0
 
     result = hotremove_offline(built)

@@ -49,6 +49,29 @@ def simulate(scenario: Scenario, version: str) -> dict[str, Any]:
     return report.as_dict()
 
 
+def guest_timeline(scenario: Scenario, real: GuestReport) -> tuple[Scenario, dict[str, float]]:
+    """``scenario`` on the guest's clock: its writes took ``workload.write_seconds`` and the
+    offline began ``remove.start`` seconds after them, as the guest measured (under
+    emulation a write() takes milliseconds, so jbd2's 5 s commit timer fires during the
+    writes). Returns the scenario and what was set (nothing for a schema without those)."""
+    times = real.times
+    timeline: dict[str, float] = {}
+    if "write_seconds" in times and "write_seconds" in getattr(
+        type(getattr(scenario, "workload", None)), "model_fields", {}
+    ):
+        timeline["write_seconds"] = float(times["write_seconds"])
+    if "idle_seconds" in times and "start" in getattr(
+        type(getattr(scenario, "remove", None)), "model_fields", {}
+    ):
+        timeline["start"] = max(float(times["idle_seconds"]), 0.0)
+    overrides: dict[str, dict[str, float]] = {}
+    if "write_seconds" in timeline:
+        overrides["workload"] = {"write_seconds": timeline["write_seconds"]}
+    if "start" in timeline:
+        overrides["remove"] = {"start": timeline["start"]}
+    return (scenario.with_overrides(**overrides) if overrides else scenario), timeline
+
+
 def _scenario_version(scenario: Scenario) -> str:
     """The scenario's ``[kernel] version`` when the schema has one, else "" (an error)."""
     kernel_section = getattr(scenario, "kernel", None)
@@ -244,8 +267,6 @@ def diff_cmd(
     out: dict[str, Any] = {"scenario": str(scenario_file), "kernels": {}}
     agree = True
     for version in chosen:
-        _progress(quiet)(f"simulating for {version}")
-        sim = simulate(scn, version)
         try:
             real = _guest_run(
                 scn,
@@ -258,11 +279,18 @@ def diff_cmd(
             )
         except (GuestError, ArchiveError) as exc:
             return _fail(str(exc))
+        timed, timeline = guest_timeline(scn, real)
+        _progress(quiet)(
+            f"simulating for {version} on the guest's timeline "
+            + ", ".join(f"{k}={v:g}" for k, v in timeline.items())
+        )
+        sim = simulate(timed, version)
         rows = compare(sim, real.as_dict())
         agree = agree and all_agree(rows)
         out["kernels"][version] = {
             "rows": rows,
             "agree": all_agree(rows),
+            "timeline": timeline,
             "real": real.as_dict(),
             "simulated": {k: sim.get(k) for k in _SIM_KEYS},
         }

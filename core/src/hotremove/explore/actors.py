@@ -39,7 +39,6 @@ from hotremove.model.buffer_head import (
     BufferHead,
     lock_buffer,
     page_buffers,
-    put_bh,
     unlock_buffer,
 )
 from hotremove.model.locks import Mutex, SpinLock, preempt
@@ -360,7 +359,8 @@ def commit(world: World, j: Any, list_lock: SpinLock) -> None:
     """``jbd2_journal_commit_transaction``: ordered data home first, then the log."""
     with list_lock:
         ordered, j.ordered = j.ordered, []
-        running, j.running = j.running, []
+        running, j.running = j.running, None
+    logged = running.buffers if running is not None else []
     ios = []
     for bh in ordered:  # journal_submit_data_buffers
         lock_buffer(bh)
@@ -370,21 +370,22 @@ def commit(world: World, j: Any, list_lock: SpinLock) -> None:
         else:
             unlock_buffer(bh)
     # the log copy is made from the page itself: jbd2 holds a reference, not the lock
-    ios += [world.submit("kjournald", bh, "log") for bh in running]
+    ios += [world.submit("kjournald", bh, "log") for bh in logged]
     world.wait_on(ios, "jbd2_commit_wait")
     for bh in ordered:
-        _drop_journal_head(j, bh)
-    for bh in running:
-        bh.b_state = (bh.b_state & ~BH_JBDDirty) | BH_Dirty
-        j.checkpoint_list.append(bh)
+        j.put_journal_head(bh)
+    if running is not None:
+        j.file_checkpoint(running)  # BH_JBDDirty → BH_Dirty, onto the checkpoint list
     j.commits += 1
     j.tid += 1
 
 
 def checkpoint(world: World, j: Any, list_lock: SpinLock) -> None:
-    """``jbd2_log_do_checkpoint``: committed buffers go home, their journal heads go."""
+    """``jbd2_log_do_checkpoint``: the oldest transaction's buffers go home, their journal
+    heads go (unless a newer transaction journals the buffer again)."""
     with list_lock:
-        bhs, j.checkpoint_list = j.checkpoint_list, []
+        oldest = next((t for t in j.log if t.checkpoint), None)
+        bhs = list(oldest.checkpoint) if oldest is not None else []
     if not bhs:
         return
     ios = []
@@ -396,19 +397,11 @@ def checkpoint(world: World, j: Any, list_lock: SpinLock) -> None:
         else:
             unlock_buffer(bh)
     world.wait_on(ios, "jbd2_checkpoint_wait")
-    for bh in bhs:
-        _drop_journal_head(j, bh)
+    with list_lock:
+        for bh in bhs:
+            j.remove_checkpoint(bh)
+        j.cleanup_journal_tail()
     j.checkpoints += 1
-
-
-def _drop_journal_head(j: Any, bh: BufferHead) -> None:
-    """Release the journal's claim, unless a newer transaction re-filed the buffer."""
-    if bh.b_state & BH_JBDDirty or bh in j.running or bh in j.ordered:
-        return
-    if bh.b_state & BH_JBD:
-        bh.b_state &= ~BH_JBD
-        bh.b_private = None
-        put_bh(bh)
 
 
 BODIES: dict[str, Callable[[World, int], None]] = {

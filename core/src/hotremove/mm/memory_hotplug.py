@@ -370,7 +370,8 @@ def offline(
         should_stop=should_stop,
         batching=batching,
     )
-    machine.timers.idle_until(start)  # the time between the workload's writes and the offline
+    # the time between the workload's writes and the offline
+    machine.timers.idle_until(machine.writes_end + start)
     offliner = Offliner(
         machine,
         blocks,

@@ -80,6 +80,11 @@ class BlockDevice:
         return f"<BlockDevice {self.path.name} bs={self.block_size}>"
 
     @property
+    def nr_blocks(self) -> int:
+        """The device's size in filesystem blocks (``bdev_nr_sectors`` / block size)."""
+        return os.fstat(self._fd).st_size // self.block_size
+
+    @property
     def _copy_path(self) -> Path:
         """Where the image copy is written before it replaces ``path`` (same directory)."""
         return self.path.with_name(f".{self.path.name}.tmp")

@@ -50,6 +50,8 @@ class Machine:
     kernel: Kernel = field(default_factory=lambda: get_kernel(DEFAULT_KERNEL))
     #: kernel timers on the simulated clock (jbd2 commits, flusher wakeups)
     timers: Timers = field(init=False)
+    #: simulated time the workload's last write ended (``remove.start`` counts from here)
+    writes_end: float = 0.0
 
     def __post_init__(self) -> None:
         self.task.waiter = self.wake

@@ -13,6 +13,10 @@ what "the same" means given what the guest cannot mirror:
   much; 7.2 keeps none there), which the kernel moves too.
 * ``written_back``: within 1 % or 8 pages, whichever is larger (the kernel's ``nr_written``
   also counts a stray metadata page written during the offline).
+* ``held``: page-cache pages left in the blocks that did not go (the guest's kpageflags scan
+  right after the failed offline; the simulator's pages that never moved) within 5 % or 16
+  pages — on 6.12 ``data=journal`` the pages jbd2 still held, which depends on where its
+  commits fell in the write phase (the simulator replays the guest's timeline).
 * ``failed``: both zero or both non-zero — the kernel counts failed *attempts*
   (``pgmigrate_fail`` grows on every pass of ``offline_pages``), the simulator failed pages.
 """
@@ -59,6 +63,17 @@ def _failed_count(report: dict[str, Any]) -> int:
     return len(failed) if isinstance(failed, list) else int(failed or 0)
 
 
+def _held_sim(report: dict[str, Any]) -> int:
+    """The simulator's pages that never moved out of a block that did not go."""
+    if report.get("offlined"):
+        return 0
+    return _failed_count(report)
+
+
+def _held_real(report: dict[str, Any]) -> Any:
+    return report.get("held")
+
+
 def _verify(key: str) -> Callable[[dict[str, Any]], Any]:
     def get(report: dict[str, Any]) -> Any:
         verify = report.get("verify") or {}
@@ -82,6 +97,13 @@ RULES: tuple[Rule, ...] = (
         _within(0.01, floor=8),
         lambda s: s.get("written_back"),
         lambda r: r.get("written_back"),
+    ),
+    Rule(
+        "held",
+        "within 5 % or 16 pages",
+        _within(0.05, floor=16),
+        _held_sim,
+        _held_real,
     ),
     Rule(
         "failed",

@@ -6,7 +6,8 @@ side: ``pages_in_region`` (pages in use in the removed blocks, from /proc/kpagef
 ``migrated`` (``pgmigrate_success`` over the offline), ``written_back`` (``nr_written`` over
 the offline: pages the offline's migration wrote out instead of moving), ``failed``
 (``pgmigrate_fail``, attempts, not pages: the kernel retries a page on every pass),
-``offlined`` and ``verify``. What cannot be measured is named in ``not_comparable``.
+``offlined``, ``held`` (page-cache pages left in the blocks that did not go) and ``verify``.
+What cannot be measured is named in ``not_comparable``.
 """
 
 from __future__ import annotations
@@ -103,6 +104,9 @@ class GuestReport:
     offlined: bool
     reason: str | None
     per_block: list[BlockResult]
+    #: page-cache pages still in the blocks that did not go, right after their offline
+    #: failed (the guest's kpageflags scan): on 6.12 data=journal, the journal-held pages
+    held: int
     dirty_before: int
     dirty_after: int
     file_pages_per_block: dict[int, int]
@@ -143,6 +147,7 @@ class GuestReport:
             "failed": self.failed,
             "offlined": self.offlined,
             "reason": self.reason,
+            "held": self.held,
             "per_block": [b.as_dict() for b in self.per_block],
             "dirty_before": self.dirty_before,
             "dirty_after": self.dirty_after,
@@ -250,6 +255,10 @@ def build_report(
         if rec is not None:
             times[f"{kind}_seconds"] = round(rec.float("t1") - rec.float("t0"), 2)
     times["offline_seconds"] = round(sum(b.seconds for b in per_block), 2)
+    wrote = first(records, "write") or first(records, "staged")
+    if wrote is not None and offline_recs:
+        # from the last write to the first offline: jbd2's timer runs on meanwhile
+        times["idle_seconds"] = round(offline_recs[0].float("t0") - wrote.float("t1"), 2)
     sysctls = {
         r.fields["name"]: r.int("value") for r in every(records, "sysctl") if "name" in r.fields
     }
@@ -268,6 +277,7 @@ def build_report(
         pgpgout_kib=_delta(end, start, "pgpgout"),
         failed=_delta(end, start, "pgmigrate_fail"),
         offlined=len(per_block) == len(blocks) and not failed_blocks,
+        held=sum(b.after.get("file", 0) for b in failed_blocks),
         reason=(
             f"block {failed_blocks[0].sim_block} (memory{failed_blocks[0].memory_block}): "
             f"-{failed_blocks[0].error}"

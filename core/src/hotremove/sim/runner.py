@@ -113,7 +113,8 @@ def offline_built(
     machine = built.machine
     scenario = built.scenario
     rm = scenario.remove
-    machine.timers.idle_until(rm.start)  # what runs between the writes and the offline
+    # what runs between the writes and the offline
+    machine.timers.idle_until(machine.writes_end + rm.start)
     io = machine.io
     flushed = machine.vmstat.nr_flushed
     before = (io.write_requests, io.bytes_written, io.journal_requests)

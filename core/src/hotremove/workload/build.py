@@ -43,6 +43,26 @@ class Built:
     images: dict[str, Path]
 
 
+def write_files(
+    machine: Machine,
+    golden: Golden,
+    rng: np.random.Generator,
+    share: float,
+    how: str,
+    seconds: float,
+) -> None:
+    """The workload's writes, file after file; with ``seconds``, the clock moves on by an
+    equal step after each file and the kernel timers that fall due run (jbd2 commits a
+    transaction 5 s after it started, so a long write phase is several transactions)."""
+    mappings = machine.mappings
+    start = machine.clock.now
+    for done, mapping in enumerate(mappings, start=1):
+        dirty_file(machine, mapping, golden, rng, share, how)
+        if seconds:
+            machine.timers.idle_until(start + seconds * done / len(mappings))
+    machine.writes_end = machine.clock.now
+
+
 def build(
     scenario: Scenario, hooks: Hooks, workdir: Path, *, image_cache: Path | None = None
 ) -> Built:
@@ -92,14 +112,14 @@ def build(
                 if len(data) != cfg.file_size:
                     raise WorkloadError(f"{image.name}: {path} is cut short in the image")
                 cache_file(machine, mapping, data, frames, rng, wl.cached)
-    for mapping in machine.mappings:
-        dirty_file(machine, mapping, golden, rng, wl.dirty, wl.dirty_buffers)
+    kcfg = scenario.kernel
+    # the sysctls are set before the workload writes (the flusher may run during them)
+    start_flusher(machine, kcfg.dirty_writeback_centisecs, kcfg.dirty_expire_centisecs)
+    write_files(machine, golden, rng, wl.dirty, wl.dirty_buffers, wl.write_seconds)
     memory.bh_pool.shrink_to_fit()  # every ring exists: no spare capacity to carry
     plant_page_classes(machine, rng, wl)
     anon_pages(machine, golden, frames, rng, wl, huge)
     unmovable_pages(machine, frames, wl.unmovable, wl.unmovable_blocks)
-    kcfg = scenario.kernel
-    start_flusher(machine, kcfg.dirty_writeback_centisecs, kcfg.dirty_expire_centisecs)
     log.info(
         "machine_built",
         pages=memory.nr_pages - memory.nr_free(),

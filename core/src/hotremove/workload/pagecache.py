@@ -221,6 +221,9 @@ def write_extents(
         pool = machine.memory.bh_pool
         for index in buffered.tolist():
             journal.dirty_data(BufferHead(pool, index))
+        end_write = getattr(journal, "end_write", None)
+        if end_write is not None:  # the next write() starts a handle of its own
+            end_write()
     else:
         machine.memory.bh_pool.b_state[buffered] |= np.uint32(BH_Dirty)
     mapping.mark_dirtied(machine.clock.now)
