@@ -17,8 +17,9 @@ fs/ext4/inode.c):
   waits for a new transaction. ``t_outstanding_credits`` starts at the reserved descriptor
   blocks and grows by one per buffer first modified in the transaction. The limit is
   ``j_max_transaction_buffers`` = a quarter of the log in 6.1 (``jbd2_journal_get_max_txn_bufs``:
-  ``j_total_len / 4``); in 6.12 a third (``/ 3``) less the descriptor reserve
-  (``jbd2_max_user_trans_buffers``; Jan Kara, 2024, ≈ v6.10). Otherwise it commits
+  ``j_total_len / 4``), a third in 6.12 (``/ 3``, the reserve precomputed in
+  ``j_transaction_overhead_buffers``; Jan Kara, 2024, ≈ v6.10; ``jbd2_max_user_trans_buffers``,
+  the limit less that reserve, bounds only reserved credits). Otherwise it commits
   ``j_commit_interval`` (5 s) after it started (``t_expires``, kjournald2's timer).
 * **A commit** (``jbd2_journal_commit_transaction``) first cleans the checkpoint list, writes
   the buffers to the log (descriptor blocks of ``tags_per_block`` tags, the buffers, a commit
@@ -111,8 +112,6 @@ class Jbd2Journal(Jbd2Log):
     forced_commits: int = 0
     #: the descriptor blocks a transaction reserves (``t_outstanding_credits`` at start)
     overhead: int = 0
-    #: the size check's limit: ``j_max_transaction_buffers`` (6.1), less ``overhead`` (6.12)
-    user_limit: int = 0
     _handle_page: int = -1  # the page the current write handle is for (one per page)
 
     def __post_init__(self) -> None:
@@ -122,8 +121,6 @@ class Jbd2Journal(Jbd2Log):
         if kernel.version != "2004":  # jbd (2004) reserved no descriptor blocks
             tags = tags_per_block(self.sb.s_blocksize, self.fmt.tag_bytes)
             self.overhead = 1 + -(-self.max_transaction // tags)
-        newer = kernel.version != "2004" and kernel.at_least("6.10")
-        self.user_limit = self.max_transaction - (self.overhead if newer else 0)
         #: 6.12 dirties the page at write (``ext4_dirty_journalled_data``); 6.1 at commit
         self.dirty_at_write = kernel.version != "2004" and kernel.at_least("6.5")
 
@@ -157,7 +154,8 @@ class Jbd2Journal(Jbd2Log):
         """``start_this_handle`` → ``add_transaction_credits``: too big a transaction is
         committed first; then, short of log space, checkpoint (``__jbd2_log_wait_for_space``)."""
         t = self.running
-        if t is not None and self.user_limit and t.credits + credits > self.user_limit:
+        limit = self.max_transaction
+        if t is not None and limit and t.credits + credits > limit:
             self.forced_commits += 1
             self.commit()  # wait_transaction_locked → jbd2_log_start_commit
         t = self._running()
@@ -189,8 +187,11 @@ class Jbd2Journal(Jbd2Log):
         t = self.running
         assert t is not None
         jh = self.add_journal_head(bh, t.tid)
-        if jh.transaction is not t:
-            jh.transaction = t
+        if jh.transaction is not t and jh.next_transaction is not t:
+            if jh.transaction is None:
+                jh.transaction = t
+            else:  # its transaction is committing: it joins t when that refiles it
+                jh.next_transaction = t
             jh.tid = t.tid
             t.buffers.append(bh)
             t.credits += 1
@@ -261,12 +262,15 @@ class Jbd2Journal(Jbd2Log):
             assert isinstance(jh, JournalHead)
             if jh.cp_transaction is not None:
                 self.remove_checkpoint(bh)  # "remove from old cp transaction"
+            jh.cp_transaction = t
+            t.checkpoint.append(bh)
+            if jh.next_transaction is not None:  # __jbd2_journal_refile_buffer: still
+                jh.transaction, jh.next_transaction = jh.next_transaction, None  # journalled
+                continue
             jh.transaction = None
             bh.b_state &= ~BH_JBDDirty
             mark_buffer_dirty(bh)  # __jbd2_journal_temp_unlink_buffer: the page too
             bh.b_page.mapping.mark_dirtied(now)
-            jh.cp_transaction = t
-            t.checkpoint.append(bh)
         self.log.append(t)
 
     def commit_running(self) -> None:
@@ -277,7 +281,7 @@ class Jbd2Journal(Jbd2Log):
         self.commit()
         while any(t.checkpoint for t in self.log):
             if not self.do_checkpoint():
-                return  # a write error: the buffers stay on the list for the next try
+                break  # a write error: the buffers stay listed for the next try
         self.cleanup_journal_tail()
 
     # -- writeback, as the mm asks ----------------------------------------------------------

@@ -81,8 +81,11 @@ class JournalHead:
 
     bh: BufferHead
     tid: int
-    #: ``b_transaction``: the running transaction that journals the buffer (None: none)
+    #: ``b_transaction``: the running (or committing) transaction that journals the buffer
     transaction: Transaction | None = None
+    #: ``b_next_transaction``: the running transaction that journals it again while
+    #: ``transaction`` commits (the buffer moves to it when that commit refiles it)
+    next_transaction: Transaction | None = None
     #: ``b_cp_transaction``: the committed transaction whose checkpoint list holds it
     cp_transaction: Transaction | None = None
 
@@ -146,7 +149,7 @@ class Jbd2Log:
             return
         jh.cp_transaction.checkpoint.remove(bh)
         jh.cp_transaction = None
-        if jh.transaction is None:
+        if jh.transaction is None and jh.next_transaction is None:
             self.put_journal_head(bh)
 
     # -- space ----------------------------------------------------------------------------
@@ -204,6 +207,7 @@ class Jbd2Log:
             return False
         for bh in list(t.checkpoint):
             self.remove_checkpoint(bh)
+        t.checkpoint.clear()  # every buffer written home and released
         self.checkpoints += 1
         self.cleanup_journal_tail()
         return True
@@ -250,7 +254,7 @@ class Jbd2Log:
                 if not bh.b_state & BH_JBD or not isinstance(jh, JournalHead):
                     continue
                 if (
-                    jh.transaction is None
+                    not _journalled_again(bh)
                     and jh.cp_transaction is not None
                     and not bh.b_state & (BH_Dirty | BH_Lock)
                 ):
@@ -263,7 +267,9 @@ class Jbd2Log:
 def _journalled_again(bh: BufferHead) -> bool:
     """``jh->b_transaction``: a running transaction journals the buffer again."""
     jh = bh.b_private
-    return isinstance(jh, JournalHead) and jh.transaction is not None
+    return isinstance(jh, JournalHead) and (
+        jh.transaction is not None or jh.next_transaction is not None
+    )
 
 
 __all__ = ["LOG_SLACK", "Jbd2Log", "JournalHead", "Transaction"]
