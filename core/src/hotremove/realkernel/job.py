@@ -128,7 +128,12 @@ rk() { echo "RK $*"; }
 now() { read UP _ < /proc/uptime; }
 VMSTAT_RE='^(@VMSTAT@) '
 MEMINFO_RE='^(@MEMINFO@):'
+# /proc/vmstat shows a node counter's global value (global_node_page_state_pages), not the
+# per-cpu deltas below stat_threshold (16 a CPU here) that vmstat_update folds in only every
+# second: nr_written read right after an offline missed up to 2 x 15 of its last writes.
+# Writing stat_refresh folds every CPU's deltas first (vmstat_refresh, mm/vmstat.c).
 snap() {
+    echo 1 > /proc/sys/vm/stat_refresh 2>/dev/null
     awk -v t="$1" -v re="$VMSTAT_RE" 'BEGIN { printf "RK vmstat tag=%s", t }
         $0 ~ re { printf " %s=%s", $1, $2 } END { print "" }' /proc/vmstat
     awk -v t="$1" -v re="$MEMINFO_RE" 'BEGIN { printf "RK meminfo tag=%s", t }
