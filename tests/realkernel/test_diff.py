@@ -19,6 +19,7 @@ REAL: dict[str, Any] = {
     "other_pages_in_region": 72,
     "written_back": 0,
     "failed": 0,
+    "held": 0,
     "verify": {"ok": True, "files_checked": 64, "mismatches": []},
 }
 
@@ -33,6 +34,7 @@ def test_agreeing_runs_agree_on_every_row() -> None:
         "offlined",
         "migrated",
         "written_back",
+        "held",
         "failed",
         "verify.ok",
         "verify.files_checked",
@@ -85,3 +87,16 @@ def test_offlined_and_verify_are_exact_and_failures_compare_as_present_or_not() 
     rows = _rows(SIM, {**REAL, "verify": {"ok": False, "files_checked": 63}})
     assert not rows["verify.ok"]["agree"] and not rows["verify.files_checked"]["agree"]
     assert not all_agree(compare(SIM, {**REAL, "verify": None}))
+
+
+def test_held_pages_within_ten_percent_or_sixteen() -> None:
+    """6.12 data=journal with a small journal: the simulator's pages that never moved
+    against the guest's page-cache pages left in the block after -EINTR."""
+    sim = {**SIM, "offlined": False, "failed": [{"pfn": n} for n in range(1257)]}
+    real = {**REAL, "offlined": False, "failed": 255420, "held": 1188}
+    row = _rows(sim, real)["held"]
+    assert (row["simulated"], row["real"], row["agree"]) == (1257, 1188, True)
+    assert not _rows({**sim, "failed": [{"pfn": 0}] * 1400}, real)["held"]["agree"]
+    assert _rows({**sim, "failed": [{"pfn": 0}] * 12}, {**real, "held": 0})["held"]["agree"]
+    # an offlined simulation holds nothing, whatever it failed on the way
+    assert _rows({**SIM, "failed": [{"pfn": 1}]}, REAL)["held"]["simulated"] == 0

@@ -26,7 +26,8 @@ from hotremove.realkernel.job import FsPlan, GuestPlan, job_files, merge_writes,
 from hotremove.realkernel.qemu import Disk, MachineSpec, command_line
 from hotremove.realkernel.report import build_report, offline_error
 from hotremove.realkernel.run import check_mirrorable, not_comparable, writeback_sysctls
-from hotremove.scenario import loads
+from hotremove.realkernel.timeline import on_guest_timeline
+from hotremove.scenario import load, loads
 
 SMALL = """
 [memory]
@@ -172,6 +173,8 @@ RK offline sim=0 block=32 rc=143 t0=23.43 t1=43.50 state=online err=Terminated
 [   30.1] migrating pfn 10084d failed ret:418
 RK vmstat tag=after_offline_0 pgmigrate_success=1705 pgmigrate_fail=372438 nr_dirty=424 \
 nr_written=5 pgpgout=100
+RK kpf tag=after_offline_0 sim=0 block=32 pages=32768 nopage=0 buddy=32303 used=465 slab=0 \
+file=418 file_dirty=418 file_private=418 file_writeback=0 anon=47 thp=0
 RK dmesg [   33.7] page dumped because: migration failure
 RK md5 fs=data path=f00000 sum=0cc175b9c0f1b6a831c399e269772661
 RK md5 fs=data path=f00001 sum=ffffffffffffffffffffffffffffffff
@@ -205,6 +208,12 @@ def test_console_records_and_the_report() -> None:
     assert d["dimm_blocks"] == [32, 33, 34, 35]
     assert d["per_block"][0]["seconds"] == 20.07
     assert d["times"]["write_seconds"] == 6.41
+    assert d["times"]["idle_seconds"] == 8.07  # from the last write to the offline
+    assert d["held"] == 418  # page cache still in the block after -EINTR
+    example = Path(__file__).resolve().parents[2] / "examples" / "realkernel"
+    timed, timeline = on_guest_timeline(load(example / "ext4-journal-small.toml"), report)
+    assert timeline == {"write_seconds": 6.41, "start": 8.07}
+    assert (timed.workload.write_seconds, timed.remove.start) == (6.41, 8.07)
     assert d["verify"]["files_checked"] == 2 and not d["verify"]["ok"]
     assert len(d["verify"]["mismatches"]) == 2  # one differs, one never reported
     assert report.exit_status == 1

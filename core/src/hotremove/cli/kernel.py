@@ -36,6 +36,7 @@ from hotremove.realkernel.apt import ArchiveError
 from hotremove.realkernel.fetch import KNOWN_VERSIONS, check_version, fetch_kernel
 from hotremove.realkernel.qemu import GuestError
 from hotremove.realkernel.report import GuestReport
+from hotremove.realkernel.timeline import on_guest_timeline
 from hotremove.scenario import Scenario
 
 
@@ -47,29 +48,6 @@ def simulate(scenario: Scenario, version: str) -> dict[str, Any]:
         scenario = scenario.with_overrides(kernel={"version": version})
     report = run_scenario(scenario, name=f"simulated-{version}")
     return report.as_dict()
-
-
-def guest_timeline(scenario: Scenario, real: GuestReport) -> tuple[Scenario, dict[str, float]]:
-    """``scenario`` on the guest's clock: its writes took ``workload.write_seconds`` and the
-    offline began ``remove.start`` seconds after them, as the guest measured (under
-    emulation a write() takes milliseconds, so jbd2's 5 s commit timer fires during the
-    writes). Returns the scenario and what was set (nothing for a schema without those)."""
-    times = real.times
-    timeline: dict[str, float] = {}
-    if "write_seconds" in times and "write_seconds" in getattr(
-        type(getattr(scenario, "workload", None)), "model_fields", {}
-    ):
-        timeline["write_seconds"] = float(times["write_seconds"])
-    if "idle_seconds" in times and "start" in getattr(
-        type(getattr(scenario, "remove", None)), "model_fields", {}
-    ):
-        timeline["start"] = max(float(times["idle_seconds"]), 0.0)
-    overrides: dict[str, dict[str, float]] = {}
-    if "write_seconds" in timeline:
-        overrides["workload"] = {"write_seconds": timeline["write_seconds"]}
-    if "start" in timeline:
-        overrides["remove"] = {"start": timeline["start"]}
-    return (scenario.with_overrides(**overrides) if overrides else scenario), timeline
 
 
 def _scenario_version(scenario: Scenario) -> str:
@@ -279,7 +257,7 @@ def diff_cmd(
             )
         except (GuestError, ArchiveError) as exc:
             return _fail(str(exc))
-        timed, timeline = guest_timeline(scn, real)
+        timed, timeline = on_guest_timeline(scn, real)
         _progress(quiet)(
             f"simulating for {version} on the guest's timeline "
             + ", ".join(f"{k}={v:g}" for k, v in timeline.items())

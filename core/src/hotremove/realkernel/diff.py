@@ -14,9 +14,11 @@ what "the same" means given what the guest cannot mirror:
 * ``written_back``: within 1 % or 8 pages, whichever is larger (the kernel's ``nr_written``
   also counts a stray metadata page written during the offline).
 * ``held``: page-cache pages left in the blocks that did not go (the guest's kpageflags scan
-  right after the failed offline; the simulator's pages that never moved) within 5 % or 16
-  pages — on 6.12 ``data=journal`` the pages jbd2 still held, which depends on where its
-  commits fell in the write phase (the simulator replays the guest's timeline).
+  right after the failed offline; the simulator's pages that never moved) within 10 % or 16
+  pages. On 6.12 ``data=journal`` these are the pages jbd2 still holds: a checkpoint releases
+  whole transactions, so the count moves by one transaction's pages with where the guest's
+  5 s commits fell among its writes — known to the simulator (which replays the guest's
+  write phase, file after file) only to about a file.
 * ``failed``: both zero or both non-zero — the kernel counts failed *attempts*
   (``pgmigrate_fail`` grows on every pass of ``offline_pages``), the simulator failed pages.
 """
@@ -100,8 +102,8 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "held",
-        "within 5 % or 16 pages",
-        _within(0.05, floor=16),
+        "within 10 % or 16 pages",
+        _within(0.10, floor=16),
         _held_sim,
         _held_real,
     ),
