@@ -33,6 +33,13 @@ fs/ext4/inode.c):
   head. An idle filesystem commits nothing, so written buffers can keep their heads — and
   6.12's ``buffer_migrate_folio_norefs`` refuses them (kernel-reference "Observed").
 
+Other versions (not read here; for whoever adds them): 5.10 should behave as 6.1 — a
+quarter of the log, ``write_end_fn`` → ``ext4_handle_dirty_metadata`` (page clean until the
+commit), ``ext4_bio_write_page`` setting writeback before it knows there is nothing to
+submit — though its checkpoint code predates the 6.5 rework (``t_checkpoint_io_list``);
+7.2 as 6.12. Check ``jbd2_journal_get_max_txn_bufs``, ``write_end_fn`` and
+``ext4_bio_write_folio`` in their trees.
+
 In ``data=ordered`` the old ext3 driver filed a dirtied data buffer on the running
 transaction's data list with a journal_head (``t_sync_datalist``): commit writes it home
 *before* logging, then drops the head (``ordered_data_heads``). ext4 tracks ordered data by
