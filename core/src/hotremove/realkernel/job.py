@@ -133,7 +133,7 @@ MEMINFO_RE='^(@MEMINFO@):'
 # second: nr_written read right after an offline missed up to 2 x 15 of its last writes.
 # Writing stat_refresh folds every CPU's deltas first (vmstat_refresh, mm/vmstat.c).
 snap() {
-    echo 1 > /proc/sys/vm/stat_refresh 2>/dev/null
+    echo 1 > "/proc/sys/vm/stat_refresh" 2>/dev/null  # in the guest, like the sysctls
     awk -v t="$1" -v re="$VMSTAT_RE" 'BEGIN { printf "RK vmstat tag=%s", t }
         $0 ~ re { printf " %s=%s", $1, $2 } END { print "" }' /proc/vmstat
     awk -v t="$1" -v re="$MEMINFO_RE" 'BEGIN { printf "RK meminfo tag=%s", t }
