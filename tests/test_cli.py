@@ -243,7 +243,7 @@ def test_keep_images_that_cannot_be_created_is_one_line(small: Path) -> None:
 
 def test_missing_e2fsprogs_is_one_line(small: Path, tmp_path: Path) -> None:
     code = (
-        "import sys, hotremove.extfs.tools as tools; tools._SBIN_DIRS = (); "
+        "import sys, hotremove_e2fs.tools as tools; tools._SBIN_DIRS = (); "
         "from hotremove.cli import run_cli; sys.exit(run_cli(sys.argv[1:]))"
     )
     proc = hotremove("run", small, "--json", code=code, env={"PATH": str(tmp_path)}, timeout=60)

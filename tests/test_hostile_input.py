@@ -166,14 +166,17 @@ def test_damaged_image_fails_verification_without_crashing(hotremove_build, hotr
 
 def test_truncated_image_is_a_one_line_error(tmp_path):
     from hotremove.errors import ImageError
-    from hotremove.extfs import block_maps, make_image
+    from hotremove.fs.fstype import ProbeConfig
+    from hotremove.fs.registry import known
 
+    ext2 = known("ext2")
+    cfg = ProbeConfig(name="x", type="ext2", block_size=1024, size=4 * MiB)
     image = tmp_path / "x.img"
-    make_image(image, "ext2", 1024, 4 * MiB, {"f": b"x" * 50000})
+    ext2.make_image(image, cfg, {"f": b"x" * 50000})
     with open(image, "r+b") as f:
         f.truncate(20000)
     try:
-        block_maps(image, ["f"])
+        ext2.map_files(image, cfg, ["f"])
     except ImageError as exc:
         assert "\n" not in str(exc)
     else:

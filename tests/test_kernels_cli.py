@@ -93,9 +93,13 @@ def test_kernels_json_lists_every_version_and_the_plugins_answers() -> None:
     info = _json(proc)
     assert list(info["kernels"]) == list(VERSIONS) == ["2004", "5.10", "6.1", "6.12", "7.2"]
     assert info["default"] == "7.2"
+    mounted_by_ext4 = "ext3 images are mounted by ext4 (ext4_da_aops, ext4_journalled_aops)"
     for version, k in info["kernels"].items():
         assert k["title"] == KERNELS[version].title
-        assert k["rules"] == [rule.text for rule in KERNELS[version].rules]
+        # the kernel's own rules, then the filesystem types' (which driver mounts an image)
+        extra = [mounted_by_ext4] if version != "2004" else []
+        assert k["rules"] == [*(rule.text for rule in KERNELS[version].rules), *extra]
+        assert k["drivers"] == ({"ext3": "ext4"} if extra else {})
         assert len(k["rule_sources"]) == len(k["rules"]) and all(k["rule_sources"])
         # every answer of the built-in plugins says where the kernel sets it, since when
         assert all(a["source"] for a in k["a_ops"].values()), version

@@ -334,12 +334,18 @@ def test_failure_reason_names_what_went_wrong():
         "failed": [{"pfn": 0x2000, "reason": "-EBUSY"}],
         "checks": [],
         "lock_violations": [],
-        "verify": {"ok": False, "fsck": {"fs": {"ok": False}}, "mismatches": [{}, {}]},
+        "verify": {
+            "ok": False,
+            "fsck": {"fs": {"ok": False, "checker": "e2fsck"}, "ok": {"ok": True}},
+            "mismatches": [{}, {}],
+        },
     }
     assert sw.failure_reason(report) == (
         "not offlined: 1 page(s) failed (first: pfn 0x2000 -EBUSY); "
         "verification failed: e2fsck not clean on fs, 2 mismatch(es)"
     )
+    report["verify"]["fsck"]["fs"].pop("checker")  # a report from before checkers had names
+    assert sw.failure_reason(report).endswith("fsck not clean on fs, 2 mismatch(es)")
     assert sw.failure_reason({"ok": True}) == ""
 
 

@@ -19,7 +19,7 @@ FS = '[[filesystem]]\nname = "a"\n'
         ('[memory]\nsize = "lots"', "memory.size"),
         ('[memory]\nsize = "100MiB"\nblock_size = "64MiB"', "memory.size"),
         (FS + "block_size = 512", "filesystem[0].block_size"),
-        (FS + 'type = "xfs"', "filesystem[0].type"),
+        (FS + 'type = "nosuchfs"', "filesystem[0].type"),
         (FS + 'options = ["nobh"]\ntype = "ext3"', "filesystem[0].options"),
         (FS + 'options = ["data=journal"]', "filesystem[0].options"),
         (FS + 'files = 100000\nfile_size = "1MiB"', "filesystem[0].files"),

@@ -30,13 +30,14 @@ def test_partial_dirty_workload_verifies_clean_after_sync(hotremove_build, hotre
 
 def test_image_is_untouched_until_sync(hotremove_build):
     """Writes land in the page cache only: the image still holds the original bytes."""
-    from hotremove.extfs import read_files
+    from hotremove.fs.registry import known
     from hotremove.workload import file_contents
 
     scenario = small_scenario({"type": "ext2"}, dirty=1.0)
     built = hotremove_build(scenario)
-    originals = file_contents(scenario.workload.seed, 0, scenario.filesystem[0])
-    on_disk = read_files(built.images["fs0"], list(originals))
+    cfg = scenario.filesystem[0]
+    originals = file_contents(scenario.workload.seed, 0, cfg)
+    on_disk = known("ext2").read_files(built.images["fs0"], cfg, list(originals))
     assert on_disk == originals
     assert any(built.golden.files[("fs0", path)] != data for path, data in originals.items())
 
@@ -87,7 +88,7 @@ def test_a_wrong_block_map_is_caught_by_the_images_own_metadata(
     looks right; the image's inodes (debugfs stat) say where it really is, and there the old
     bytes are still. No debugfs sample: the map check alone must catch it."""
     import hotremove.sim.verify as verify_mod
-    from hotremove.extfs.blockread import BlockReader
+    from hotremove.fs.blockread import BlockReader
 
     monkeypatch.setattr(verify_mod, "SAMPLE", 0)
     built = hotremove_build(small_scenario({"type": "ext2", "block_size": 1024}, dirty=0.5))
@@ -148,7 +149,7 @@ def test_the_debugfs_sample_cross_checks_the_block_reader(
     """Were the block reader blind (it finds nothing wrong), the debugfs dump of the sample
     still reads the damaged file through the image's metadata."""
     import hotremove.sim.verify as verify_mod
-    from hotremove.extfs import blockread
+    from hotremove.fs import blockread
 
     monkeypatch.setattr(verify_mod, "SAMPLE", 16)
     built = hotremove_build(small_scenario({"type": "ext2", "block_size": 1024}, dirty=0.5))

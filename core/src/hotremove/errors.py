@@ -27,10 +27,6 @@ class ToolMissing(HotremoveError):
     package that provides it)."""
 
 
-class E2fsprogsMissing(ToolMissing):
-    """A program from e2fsprogs (mke2fs, e2fsck, debugfs) is not installed."""
-
-
 class ImageError(HotremoveError):
     """A filesystem image could not be created or read."""
 

@@ -11,7 +11,7 @@ helper when they ask one plugin alone.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -22,6 +22,7 @@ from hotremove.kernels import DEFAULT_KERNEL, Kernel, get_kernel
 from hotremove.mm.migrate import MigrateStrategy
 
 if TYPE_CHECKING:
+    from hotremove.fs.fstype import FilesystemType
     from hotremove.model.address_space import AddressSpace, SuperBlock
     from hotremove.model.machine import Machine
     from hotremove.model.migrate_mode import MigrateMode
@@ -68,9 +69,18 @@ def call_plugin(pm: pluggy.PluginManager, hook: str, plugin: str, **kwargs: Any)
 class Hooks:
     """One method per hook; the engine and the builder never touch ``pm.hook`` directly."""
 
-    def __init__(self, pm: pluggy.PluginManager, *, trace: bool = False) -> None:
+    def __init__(
+        self,
+        pm: pluggy.PluginManager,
+        *,
+        trace: bool = False,
+        fs_types: Mapping[str, FilesystemType] | None = None,
+    ) -> None:
         self.pm = pm
         self.trace = trace
+        #: the filesystem types this plugin set's plugins registered, by name (the builder and
+        #: verification look here first, then among the installed types)
+        self.fs_types: dict[str, FilesystemType] = dict(fs_types or {})
         self.wants_page_events = bool(pm.hook.hotremove_on_page_migrated.get_hookimpls())
         self.wants_writeback_events = bool(pm.hook.hotremove_on_writeback.get_hookimpls())
         #: (plugin, its hotremove_migrate_strategy alone) in call order, made on first use

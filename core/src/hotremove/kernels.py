@@ -1,10 +1,12 @@
 """The kernels hotremove models: each version is data plus a few small rules.
 
-A version says how its ``offline_pages`` and ``migrate_pages`` run, what its fallback does
-with a dirty page, and which driver mounts which image type. *Which* ``migrate_folio`` each
-a_ops gets is the plugins' to say: ``hotremove_migrate_strategy`` receives the
-:class:`Kernel` it answers for (``hotremove kernels`` lists their answers with their sources).
-Every rule cites the kernel function it comes from and the release that made it so.
+A version says how its ``offline_pages`` and ``migrate_pages`` run and what its fallback does
+with a dirty page. *Which* a_ops a file gets in it (which driver mounts an image) is its
+filesystem type's to say (``FilesystemType.aops(cfg, kernel)``), and *which*
+``migrate_folio`` each a_ops gets the strategy plugins': ``hotremove_migrate_strategy``
+receives the :class:`Kernel` it answers for (``hotremove kernels`` lists their answers with
+their sources). Every rule cites the kernel function it comes from and the release that made
+it so.
 
 * ``2004`` — IWAMOTO Toshihiro's hot-remove patchset (linux-2.6.7, "rebinding buffer_head to
   new(remapped) page", linux-kernel, 15 July 2004): ext2 rebinds with the seed's
@@ -31,14 +33,13 @@ Every rule cites the kernel function it comes from and the release that made it 
   "%ps does not implement migrate_folio").
 
 5.10 and later loop in ``offline_pages`` until every page is gone or a signal arrives
-(``remove.timeout`` simulated seconds, then -EINTR); ext3 images are mounted by the ext4
-driver (fs/ext3 was removed in v4.3). What changed between the versions without changing an
-outcome hotremove can see is listed in docs/kernels.md.
+(``remove.timeout`` simulated seconds, then -EINTR). What changed between the versions without
+changing an outcome hotremove can see is listed in docs/kernels.md.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 from hotremove.errors import ScenarioError
@@ -83,15 +84,10 @@ class Kernel:
     #: (I/O in flight) — ``migrate_folio_unmap``, ``buffer_migrate_lock_buffers`` since v6.5
     #: ("migrate_pages: Avoid blocking for IO in MIGRATE_SYNC_LIGHT"); before, it waited
     sync_light_skips_io: bool = True
-    #: image type → the driver that mounts it (its a_ops tables)
-    drivers: dict[str, str] = field(default_factory=dict)
     #: a sentence per rule that differs from the other versions, with its source
-    #: (``hotremove kernels``)
+    #: (``hotremove kernels``; the filesystem types add theirs, such as which driver mounts
+    #: their images)
     rules: tuple[Rule, ...] = ()
-
-    def driver(self, fs_type: str) -> str:
-        """The filesystem driver that mounts an image of ``fs_type`` in this kernel."""
-        return self.drivers.get(fs_type, fs_type)
 
     @property
     def key(self) -> tuple[int, ...]:
@@ -115,10 +111,6 @@ class Kernel:
 _UNTIL_SIGNAL = Rule(
     "offline_pages: retries until a signal (remove.timeout → -EINTR)",
     "mm/memory_hotplug.c offline_pages(), v4.15 (72b39cfc4d75, ecde0f3e7f9e)",
-)
-_EXT3_BY_EXT4 = Rule(
-    "ext3 images are mounted by ext4 (ext4_da_aops, ext4_journalled_aops)",
-    "fs/ext3 removed in v4.3 (c290ea01abb7)",
 )
 _CLASSIC = Rule(
     "migrate_pages: 10 passes; page lock and writeback waits forced from pass 3",
@@ -167,7 +159,6 @@ KERNELS: dict[str, Kernel] = {
             fallback_dirty="writeout",
             retry_until_signal=True,
             sync_light_skips_io=False,
-            drivers={"ext3": "ext4"},
             rules=(
                 _CLASSIC,
                 Rule(
@@ -176,7 +167,6 @@ KERNELS: dict[str, Kernel] = {
                 ),
                 _SYNC_LIGHT_WAITS,
                 _UNTIL_SIGNAL,
-                _EXT3_BY_EXT4,
             ),
         ),
         Kernel(
@@ -186,8 +176,7 @@ KERNELS: dict[str, Kernel] = {
             fallback_dirty="writeout",
             retry_until_signal=True,
             sync_light_skips_io=False,
-            drivers={"ext3": "ext4"},
-            rules=(_CLASSIC, _WRITEOUT, _SYNC_LIGHT_WAITS, _UNTIL_SIGNAL, _EXT3_BY_EXT4),
+            rules=(_CLASSIC, _WRITEOUT, _SYNC_LIGHT_WAITS, _UNTIL_SIGNAL),
         ),
         Kernel(
             version="6.12",
@@ -195,8 +184,7 @@ KERNELS: dict[str, Kernel] = {
             passes="batched",
             fallback_dirty="writeout",
             retry_until_signal=True,
-            drivers={"ext3": "ext4"},
-            rules=(_BATCHED, _WRITEOUT, _UNTIL_SIGNAL, _EXT3_BY_EXT4),
+            rules=(_BATCHED, _WRITEOUT, _UNTIL_SIGNAL),
         ),
         Kernel(
             version="7.2",
@@ -204,7 +192,6 @@ KERNELS: dict[str, Kernel] = {
             passes="batched",
             fallback_dirty="ebusy",
             retry_until_signal=True,
-            drivers={"ext3": "ext4"},
             rules=(
                 _BATCHED,
                 Rule(
@@ -213,7 +200,6 @@ KERNELS: dict[str, Kernel] = {
                     "mm/migrate.c fallback_migrate_folio(), v6.16 (7ee3647243e5)",
                 ),
                 _UNTIL_SIGNAL,
-                _EXT3_BY_EXT4,
             ),
         ),
     )

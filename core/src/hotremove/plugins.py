@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
@@ -24,6 +23,8 @@ import structlog
 
 from hotremove import hookspecs
 from hotremove.fs.fstype import FilesystemType
+from hotremove.fs.registry import TYPE_NAME as TYPE_NAME  # what a type may be called
+from hotremove.fs.registry import collect_types
 from hotremove.hooks import Hooks, call_order, call_plugin
 from hotremove.kernels import KERNELS
 from hotremove.model.migrate_mode import DEFAULT_POLICY
@@ -174,52 +175,36 @@ def _collect_filesystems(
 def _collect_fs_types(
     pm: pluggy.PluginManager, report: list[PluginInfo]
 ) -> dict[str, tuple[FilesystemType, str]]:
-    """Call ``hotremove_register_filesystem_types`` plugin by plugin: each registered type is
-    checked (a :class:`FilesystemType` with a valid, unclaimed name) and attributed. A plugin
-    whose registration fails keeps the types it registered before the failure."""
+    """The types each plugin registers (:func:`hotremove.fs.registry.collect_types`), listed
+    on its line of the load report; a failed registration is that plugin's error."""
     by_name = {info.name: info for info in report}
-    types: dict[str, tuple[FilesystemType, str]] = {}
-    hook = "hotremove_register_filesystem_types"
-    for impl in pm.hook.hotremove_register_filesystem_types.get_hookimpls():
-        name = impl.plugin_name
-        info = by_name.setdefault(name, PluginInfo(name=name))
 
-        def register(fs_type: FilesystemType, *, _info: PluginInfo = info) -> None:
-            if not isinstance(fs_type, FilesystemType):
-                raise TypeError(f"expected a FilesystemType, got {type(fs_type).__name__}")
-            type_name = getattr(fs_type, "name", None)
-            if not isinstance(type_name, str) or not TYPE_NAME.fullmatch(type_name):
-                raise ValueError(f"filesystem type name {type_name!r} is not [a-z0-9_]{{1,32}}")
-            owner = types.get(type_name)
-            if owner is not None and owner[1] != _info.name:
-                raise ValueError(f"type {type_name!r} is already registered by {owner[1]!r}")
-            types[type_name] = (fs_type, _info.name)
-            _info.types.append(type_name)
+    def failed(plugin: str, message: str) -> None:
+        by_name.setdefault(plugin, PluginInfo(name=plugin)).error = message
 
-        try:
-            call_plugin(pm, hook, name, register=register)
-        except Exception as exc:
-            info.error = f"{hook}: {type(exc).__name__}: {exc}"
-            log.warning("plugin_register_failed", plugin=info.name, error=info.error)
+    types = collect_types(pm, failed)
+    for type_name, (_fs_type, plugin) in types.items():
+        by_name.setdefault(plugin, PluginInfo(name=plugin)).types.append(type_name)
     return types
 
 
-#: what a filesystem type may be called (``filesystem.type`` in a scenario)
-TYPE_NAME = re.compile(r"[a-z0-9_]{1,32}")
-
-
-def _probe_strategies(pm: pluggy.PluginManager, report: list[PluginInfo]) -> None:
-    """Ask every plugin's ``hotremove_migrate_strategy`` about each known a_ops table once,
-    at load time: a plugin that raises or answers with something that is not a strategy is
-    reported by name and left out, before any run depends on it."""
+def _probe_strategies(
+    pm: pluggy.PluginManager, report: list[PluginInfo], types: Iterable[FilesystemType]
+) -> None:
+    """Ask every plugin's ``hotremove_migrate_strategy`` about each table the files of
+    ``types`` get (:func:`hotremove.fs.tables.all_tables`) once, at load time: a plugin that
+    raises or answers with something that is not a strategy is reported by name and left
+    out, before any run depends on it."""
+    from hotremove.fs.tables import all_tables
     from hotremove.mm.migrate import MigrateStrategy
     from hotremove.model.address_space import probe_mapping
-    from hotremove.model.aops import AOPS
+
+    tables = all_tables(types)
 
     by_name = {info.name: info for info in report}
     hook = "hotremove_migrate_strategy"
     for name in call_order(pm, hook):
-        for kernel, a_ops in itertools.product(KERNELS.values(), AOPS.values()):
+        for kernel, a_ops in itertools.product(KERNELS.values(), tables.values()):
             mapping = probe_mapping(a_ops)
             try:
                 result = call_plugin(
@@ -272,7 +257,7 @@ def load_plugins(
         _register(pm, info, plugin)
     aops_owner, policies = _collect_filesystems(pm, report)
     fs_types = _collect_fs_types(pm, report)
-    _probe_strategies(pm, report)
+    _probe_strategies(pm, report, _probed_types(fs_types))
     trace = _env_flag("HOTREMOVE_TRACE_HOOKS")
     if trace:
         pm.add_hookcall_monitoring(
@@ -281,4 +266,13 @@ def load_plugins(
             ),
             lambda outcome, name, impls, kwargs: None,
         )
-    return PluginSet(pm, Hooks(pm, trace=trace), report, aops_owner, policies, fs_types)
+    hooks = Hooks(pm, trace=trace, fs_types={n: t for n, (t, _p) in fs_types.items()})
+    return PluginSet(pm, hooks, report, aops_owner, policies, fs_types)
+
+
+def _probed_types(fs_types: dict[str, tuple[FilesystemType, str]]) -> list[FilesystemType]:
+    """The plugin set's types and the installed ones (a plugin set of one strategy plugin
+    still meets every installed type's files): what the strategy probe asks about."""
+    from hotremove.fs.registry import installed_types
+
+    return list({**installed_types(), **{n: t for n, (t, _p) in fs_types.items()}}.values())

@@ -9,9 +9,9 @@ from hotremove.kernels import KERNELS
 from hotremove.mm.migrate import BUFFER_MIGRATE_FOLIO, MIGRATE_FOLIO
 from hotremove.mm.seed2004 import SEED2004
 from hotremove.model.address_space import probe_mapping
-from hotremove.model.aops import AOPS
 from hotremove.model.page import PG_dirty
 from hotremove.testing import assert_clean_result, cached_pages_before, small_scenario
+from hotremove_e2fs.aops import AOPS
 from hotremove_ext2 import plugin
 from hotremove_ext2.plugin import SEED2004_POLICY
 

@@ -12,10 +12,10 @@ from hotremove.kernels import KERNELS
 from hotremove.mm.migrate import BUFFER_MIGRATE_FOLIO
 from hotremove.mm.seed2004 import SEED2004
 from hotremove.model.address_space import probe_mapping
-from hotremove.model.aops import AOPS
 from hotremove.model.buffer_head import BH_JBD, BH_JBDDirty, page_buffers
 from hotremove.model.page import PG_dirty, PG_private
 from hotremove.testing import assert_clean_result, cached_pages_before, small_scenario
+from hotremove_e2fs.aops import AOPS
 from hotremove_ext3 import plugin
 
 TABLES = ("ext3_ordered_aops", "ext3_writeback_aops", "ext3_journalled_aops")

@@ -11,7 +11,6 @@ from hotremove.fs.jbd2 import Jbd2Journal
 from hotremove.kernels import KERNELS
 from hotremove.mm.migrate import BUFFER_MIGRATE_FOLIO, BUFFER_MIGRATE_FOLIO_NOREFS
 from hotremove.model.address_space import probe_mapping
-from hotremove.model.aops import AOPS
 from hotremove.model.buffer_head import BH_JBD, BH_JBDDirty, page_buffers
 from hotremove.model.page import PG_dirty, PG_private
 from hotremove.testing import (
@@ -20,6 +19,7 @@ from hotremove.testing import (
     rebinding_problems,
     small_scenario,
 )
+from hotremove_e2fs.aops import AOPS
 from hotremove_ext4 import plugin
 
 TABLES = ("ext4_aops", "ext4_da_aops", "ext4_journalled_aops")

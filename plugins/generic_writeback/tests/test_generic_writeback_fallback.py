@@ -9,7 +9,6 @@ import pytest
 
 from hotremove.kernels import KERNELS
 from hotremove.model.address_space import probe_mapping
-from hotremove.model.aops import AOPS
 from hotremove.model.buffer_head import BH_JBD, BH_Dirty, BH_JBDDirty, page_buffers
 from hotremove.model.page import PG_dirty, PG_private
 from hotremove.testing import (
@@ -18,6 +17,7 @@ from hotremove.testing import (
     cached_pages_before,
     small_scenario,
 )
+from hotremove_e2fs.aops import AOPS
 from hotremove_generic_writeback import plugin
 
 

@@ -65,7 +65,7 @@ class _LazyGroup(Group):
 @click.version_option(__version__, "-V", "--version", prog_name=PROG)
 @shared_options
 def cli() -> None:
-    """Simulate Linux memory hot-removal on real ext2/ext3/ext4 images.
+    """Simulate Linux memory hot-removal on real filesystem images.
 
     Page-cache pages in the memory blocks being offlined are migrated by rebinding their
     buffer_heads (no I/O) or, where no plugin can, by writing dirty pages back first.
@@ -86,7 +86,8 @@ def cli() -> None:
 @shared_options
 @click.pass_context
 def plugins(ctx: click.Context, json_out: bool) -> int:
-    """Installed plugins: distribution, version, hooks, the a_ops each claims, load errors."""
+    """Installed plugins: distribution, version, hooks, the filesystem types each registers,
+    the a_ops each claims, load errors."""
     settings = begin(ctx)
     loaded = load_plugins()
     infos = [info.as_dict() for info in loaded.report]
@@ -97,10 +98,13 @@ def plugins(ctx: click.Context, json_out: bool) -> int:
         return 0
     out = stdout_console()
     table = Table(title=f"hotremove plugins (entry-point group {PROG!r})")
-    for column in ("plugin", "distribution", "filesystems", "a_ops", "hooks (hotremove_*)"):
+    for column in ("plugin", "distribution", "filesystems", "a_ops"):
         table.add_column(column, overflow="fold")
+    table.add_column("hooks (hotremove_*)", no_wrap=True)
     for info in infos:
-        fs = ", ".join(info["fs_types"]) or "—"
+        # "(type)": the plugin brings the whole filesystem type (images, tables, mount)
+        names = dict.fromkeys([*info["types"], *info["fs_types"]])
+        fs = "\n".join(f"{n} (type)" if n in info["types"] else n for n in names) or "—"
         if info["policies"]:
             fs += f"\npolicies: {', '.join(info['policies'])}"
         table.add_row(

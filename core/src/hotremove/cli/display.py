@@ -135,7 +135,7 @@ class RunProgress:
     def __init__(self, console: Console, label: str, delay: float = PROGRESS_DELAY) -> None:
         self.label = label
         self.progress = progress_bar(console, transient=True, redirect_stderr=True)
-        self.task = self.progress.add_task(f"{label}: building (mke2fs, page cache)", total=None)
+        self.task = self.progress.add_task(f"{label}: building (images, page cache)", total=None)
         self._lock = threading.Lock()
         self._shown = False
         self._closed = False
@@ -180,5 +180,5 @@ class RunProgress:
         self.progress.advance(self.task, self._pending)
         self._pending = 0
         self.progress.update(
-            self.task, description=f"{self.label}: verifying (sync, e2fsck, read-back)"
+            self.task, description=f"{self.label}: verifying (sync, checkers, read-back)"
         )

@@ -20,7 +20,7 @@ from hotremove.cli.settings import Settings, log
 from hotremove.errors import HotremoveError
 from hotremove.plugins import PluginSet, load_plugins
 from hotremove.scenario import Scenario
-from hotremove.sim.report import Report
+from hotremove.sim.report import Report, not_clean
 from hotremove.sim.runner import run_scenario
 from hotremove.workload import default_image_cache
 
@@ -125,8 +125,8 @@ def execute(
     """Build, offline and verify one scenario, with a progress display when wanted.
 
     The images come from the image cache (``$HOTREMOVE_CACHE/images``, else
-    ``~/.cache/hotremove/images``: made once with ``mke2fs -d`` per set of filesystem
-    parameters, then shared copy-on-write and never written); with ``workdir``
+    ``~/.cache/hotremove/images``: made once by each filesystem type's own tools per set of
+    filesystem parameters, then shared copy-on-write and never written); with ``workdir``
     (``--keep-images DIR``) they are made afresh in that directory instead."""
     err = stderr_console()
     image_cache = default_image_cache() if workdir is None else None
@@ -182,8 +182,7 @@ def failure_line(report: Report) -> str:
         return f"offline failed (rolled back): {why}"
     if report.verify is not None and not report.verify.ok:
         v = report.verify
-        bad = [name for name, f in v.fsck.items() if not f["ok"]]
-        what = f"e2fsck not clean on {', '.join(bad)}" if bad else ""
+        what = not_clean(v.fsck)
         if v.mismatches:
             what += ("; " if what else "") + f"{len(v.mismatches)} mismatch(es)"
         return f"verification failed: {what or 'see the report'}"

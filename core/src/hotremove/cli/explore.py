@@ -75,7 +75,8 @@ def _load_plugin(spec: str) -> tuple[str, ModuleType]:
 )  # fmt: skip
 @click.option(
     "--full-every", type=click.IntRange(0), default=0, metavar="K",
-    help="Also run e2fsck and the debugfs read-back every K schedules (always on the first).",
+    help="Also run the full verification (checker, read-back) every K schedules (always on "
+    "the first).",
 )  # fmt: skip
 @click.option("--json", "json_out", is_flag=True, help="Print the outcome as one JSON object.")
 @shared_options

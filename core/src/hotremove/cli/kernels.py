@@ -20,7 +20,8 @@ from hotremove.cli.base import Command
 from hotremove.cli.execute import failure_line
 from hotremove.cli.output import emit_json, print_table, print_text, stdout_console
 from hotremove.cli.settings import begin, shared_options
-from hotremove.kernels import DEFAULT_KERNEL, KERNELS, VERSIONS, Kernel
+from hotremove.fs.fstype import FilesystemType
+from hotremove.kernels import DEFAULT_KERNEL, KERNELS, VERSIONS, Kernel, Rule
 from hotremove.model.migrate_mode import DEFAULT_POLICY
 from hotremove.plugins import PluginSet, load_plugins
 from hotremove.sim.report import Report
@@ -30,16 +31,18 @@ from hotremove.units import format_seconds
 
 
 def strategies(kernel: Kernel, plugins: PluginSet) -> dict[str, dict[str, Any]]:
-    """Every modelled a_ops → the strategy the installed plugins give it in ``kernel``, asked
-    exactly as the engine asks (``migrate_strategy(mapping, policy, kernel)``). ``mounted``:
-    whether this kernel mounts that a_ops's filesystem with its own driver (in ≥ 4.3 ext3
-    images get ext4's tables)."""
+    """Every table the registered filesystem types' files get (in any modelled kernel) → the
+    strategy the installed plugins give it in ``kernel``, asked exactly as the engine asks
+    (``migrate_strategy(mapping, policy, kernel)``). ``mounted``: whether a file gets that
+    table in this kernel (in ≥ 4.3 ext3 images get ext4's tables, say)."""
+    from hotremove.fs.tables import all_tables
     from hotremove.mm.migrate import source_of
     from hotremove.model.address_space import probe_mapping
-    from hotremove.model.aops import AOPS
 
+    types = filesystem_types(plugins)
+    here = set(all_tables(types.values(), [kernel]))
     out: dict[str, dict[str, Any]] = {}
-    for name, a_ops in AOPS.items():
+    for name, a_ops in sorted(all_tables(types.values()).items()):
         strategy, plugin = plugins.hooks.migrate_strategy(
             probe_mapping(a_ops), DEFAULT_POLICY, kernel
         )
@@ -47,29 +50,56 @@ def strategies(kernel: Kernel, plugins: PluginSet) -> dict[str, dict[str, Any]]:
             "strategy": strategy.name,
             "plugin": plugin,
             "rebinds": bool(strategy.rebinds),
-            "mounted": kernel.driver(a_ops.fs_type) == a_ops.fs_type,
+            "mounted": name in here,
             "source": source_of(strategy),
         }
     return out
 
 
+def filesystem_types(plugins: PluginSet) -> dict[str, FilesystemType]:
+    """The types the plugin set registers and the installed ones, by name."""
+    from hotremove.fs.registry import installed_types
+
+    return {**installed_types(), **{n: t for n, (t, _p) in plugins.fs_types.items()}}
+
+
+def mount_rules(kernel: Kernel, types: Mapping[str, FilesystemType]) -> dict[str, tuple[str, Rule]]:
+    """Types whose images another driver mounts in ``kernel`` (their files get that driver's
+    tables: ext3's get ext4's from v4.3), as each type's ``aops`` says: type → (the
+    driver, its rule)."""
+    from hotremove.fs.tables import mounted_by, tables_of
+
+    rules = {}
+    for name, tables in mounted_by(types, kernel).items():
+        fs_type = types[name]
+        driver = ", ".join(sorted({t.ops.fs_type for t in tables_of(fs_type, [kernel]).values()}))
+        rules[name] = (
+            driver,
+            Rule(
+                f"{name} images are mounted by {driver} ({', '.join(tables)})",
+                f"the {name} type's aops() ({type(fs_type).__module__})",
+            ),
+        )
+    return rules
+
+
 def describe_kernels(plugins: PluginSet) -> dict[str, Any]:
-    """``hotremove kernels --json``: every modelled version, its rules and its strategies."""
-    return {
-        "default": DEFAULT_KERNEL,
-        "policy": DEFAULT_POLICY,
-        "kernels": {
-            version: {
-                "version": version,
-                "title": kernel.title,
-                "rules": [rule.text for rule in kernel.rules],
-                "rule_sources": [rule.source for rule in kernel.rules],
-                "drivers": dict(kernel.drivers),
-                "a_ops": strategies(kernel, plugins),
-            }
-            for version, kernel in KERNELS.items()
-        },
-    }
+    """``hotremove kernels --json``: every modelled version, its rules (the kernel's, then
+    one per filesystem type whose images another driver mounts) and its strategies."""
+    types = filesystem_types(plugins)
+    out: dict[str, Any] = {"default": DEFAULT_KERNEL, "policy": DEFAULT_POLICY, "kernels": {}}
+    for version, kernel in KERNELS.items():
+        mounts = mount_rules(kernel, types)
+        rules = [*kernel.rules, *(rule for _driver, rule in mounts.values())]
+        out["kernels"][version] = {
+            "version": version,
+            "title": kernel.title,
+            "rules": [rule.text for rule in rules],
+            "rule_sources": [rule.source for rule in rules],
+            "drivers": {name: driver for name, (driver, _rule) in mounts.items()},
+            "a_ops": strategies(kernel, plugins),
+        }
+    return out
 
 
 @click.command("kernels", cls=Command)
@@ -121,8 +151,8 @@ def kernels_command(ctx: click.Context, json_out: bool) -> int:
     out.print()
     out.print(
         Text(
-            "green: rebinds buffer_heads (no I/O); dim: a table this kernel does not mount "
-            "(ext3 images use ext4's).",
+            "green: rebinds buffer_heads (no I/O); dim: no file gets this table in this kernel "
+            "(another driver mounts its images).",
             style="dim",
         )
     )

@@ -1,13 +1,15 @@
 """``hotremove new-plugin NAME``: write a ready plugin package from the packaged template.
 
-The package is complete as written: ``pyproject.toml`` with the ``hotremove`` entry point,
-``src/hotremove_NAME/plugin.py`` claiming the chosen a_ops tables with the kernel's strategy
-for each, a conformance test module (hotremove's :class:`ConformanceSuite`), a test of its own
-behaviour using hotremove's fixtures, and a README. Installed, its tests pass as generated.
+The package is complete as written: ``pyproject.toml`` with the ``hotremove`` entry point
+(and a dependency on the distribution that brings the filesystem type), ``src/hotremove_NAME/
+plugin.py`` claiming the chosen a_ops tables with the kernel's strategy for each, a
+conformance test module (hotremove's :class:`ConformanceSuite`), a test of its own behaviour
+using hotremove's fixtures, and a README. Installed, its tests pass as generated.
 
-Which strategy a table gets and which mount options select it come from the core's own tables
-(:data:`hotremove.model.aops.AOPS`, :func:`~hotremove.model.aops.select_aops`), so the template
-never disagrees with the simulator.
+Which tables a type's files get and which mount options select them come from the installed
+filesystem type itself (``FilesystemType.aops``, surveyed by :mod:`hotremove.fs.tables`), and
+each table's strategy from what its pages carry, so the template never disagrees with the
+simulator.
 """
 
 from __future__ import annotations
@@ -24,18 +26,9 @@ import click
 from hotremove import __version__
 from hotremove.cli.base import Command
 from hotremove.cli.settings import begin, shared_options
+from hotremove.model.address_space import AddressSpaceOps
 
-FS_TYPES = ("ext2", "ext3", "ext4")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-#: Mount options tried, in order, to find the ones that give a file each a_ops table.
-OPTION_SETS: tuple[tuple[str, ...], ...] = (
-    (),
-    ("nobh",),
-    ("nodelalloc",),
-    ("data=ordered",),
-    ("data=writeback",),
-    ("data=journal",),
-)
 #: template file → where it goes in the package ({name}, {module} filled in).
 FILES = {
     "pyproject.toml.tmpl": "pyproject.toml",
@@ -56,39 +49,83 @@ class Table:
     options: tuple[str, ...]  # mount options that give a file this table
 
 
-def _data_mode(fs_type: str, options: tuple[str, ...]) -> str | None:
-    for option in options:
-        if option.startswith("data="):
-            return option.removeprefix("data=")
-    return "ordered" if fs_type in ("ext3", "ext4") else None
+class InstalledTypes(click.Choice):
+    """``--fs-type``: the filesystem types the installed plugins register, looked up when the
+    option is used (not when the CLI is imported)."""
+
+    def __init__(self) -> None:
+        super().__init__(())
+
+    @property  # type: ignore[override]
+    def choices(self) -> tuple[str, ...]:
+        from hotremove.fs.registry import installed_types
+
+        return tuple(sorted(installed_types()))
+
+    @choices.setter
+    def choices(self, _value: object) -> None:
+        pass
+
+
+def _ops_of(fs_type: str) -> dict[str, tuple[AddressSpaceOps, tuple[str, ...]]]:
+    """The tables ``fs_type``'s own files get (in any modelled kernel: ext3's historic ones
+    in 2004, not ext4's that 6.x gives them), with the first option set that selects each."""
+    from hotremove.fs.registry import installed_types
+    from hotremove.fs.tables import tables_of as survey
+
+    found = installed_types().get(fs_type)
+    if found is None:
+        return {}
+    return {
+        name: (t.ops, t.options)
+        for name, t in sorted(survey(found).items())
+        if t.ops.fs_type == fs_type
+    }
+
+
+def _strategy(ops: AddressSpaceOps) -> str:
+    """The ready strategy (hotremove.mm.migrate) for what a table's pages carry."""
+    if ops.private == "folio_state":
+        return "FILEMAP_MIGRATE_FOLIO"
+    if not ops.buffers:
+        return "MIGRATE_FOLIO"
+    return "BUFFER_MIGRATE_FOLIO_NOREFS" if ops.journalled_data else "BUFFER_MIGRATE_FOLIO"
 
 
 def tables_of(fs_type: str) -> dict[str, Table]:
-    """Every a_ops table of ``fs_type`` the core knows, with its kernel strategy and the first
-    option set that selects it."""
-    from hotremove.model.aops import AOPS, select_aops
-
-    tables: dict[str, Table] = {}
-    for options in OPTION_SETS:
-        ops = select_aops(fs_type, options, _data_mode(fs_type, options))
-        if ops.name in tables or ops.fs_type != fs_type:
-            continue
-        if not ops.buffers:
-            strategy = "MIGRATE_FOLIO"
-        elif ops.journalled_data:
-            strategy = "BUFFER_MIGRATE_FOLIO_NOREFS"
-        else:
-            strategy = "BUFFER_MIGRATE_FOLIO"
-        tables[ops.name] = Table(ops.name, strategy, options)
-    return {name: tables[name] for name in sorted(tables) if name in AOPS}
+    """Every a_ops table of the installed type ``fs_type``, with its kernel strategy and the
+    first option set that selects it."""
+    return {
+        name: Table(name, _strategy(ops), options)
+        for name, (ops, options) in _ops_of(fs_type).items()
+    }
 
 
 def default_aops(fs_type: str) -> list[str]:
     """The tables a new plugin claims unless told: all but journalled data (which needs the
     filesystem's journal modelled to be honest)."""
-    from hotremove.model.aops import AOPS
+    return [name for name, (ops, _o) in _ops_of(fs_type).items() if not ops.journalled_data]
 
-    return [name for name in tables_of(fs_type) if not AOPS[name].journalled_data]
+
+def type_distribution(fs_type: str) -> str | None:
+    """The distribution whose plugin registers ``fs_type`` (what the new package depends
+    on to build its images), or None when no installed distribution does."""
+    from importlib.metadata import entry_points
+
+    from hotremove.fs.registry import installed_owner
+
+    owner = installed_owner(fs_type)
+    if owner is None:
+        return None
+    ep = next((e for e in entry_points(group="hotremove") if e.name == owner), None)
+    return str(ep.dist.metadata["Name"]) if ep is not None and ep.dist is not None else None
+
+
+def default_fs_type() -> str:
+    """``--fs-type`` unless given (``scenarios/defaults.toml``, ``[new-plugin]``)."""
+    from hotremove.scenario import named_defaults
+
+    return str(named_defaults()["new-plugin"]["type"])
 
 
 def _tuple(items: tuple[str, ...]) -> str:
@@ -108,8 +145,11 @@ def _buildable(fs_type: str, options: tuple[str, ...]) -> bool:
     return True
 
 
-def render(name: str, fs_type: str, claimed: list[Table]) -> dict[str, str]:
-    """The package's files (relative path → text)."""
+def render(
+    name: str, fs_type: str, claimed: list[Table], type_dist: str | None = None
+) -> dict[str, str]:
+    """The package's files (relative path → text). ``type_dist``: the distribution that
+    brings the filesystem type (a dependency of the package)."""
     module = f"hotremove_{name}"
     demo = next((t for t in claimed if _buildable(fs_type, t.options)), claimed[0])
     machine = {"type": fs_type, "block_size": 1024}
@@ -124,6 +164,8 @@ def render(name: str, fs_type: str, claimed: list[Table]) -> dict[str, str]:
         "fs_type": fs_type,
         "aops_list": ", ".join(t.a_ops for t in claimed),
         "hotremove_version": ".".join(__version__.split(".")[:2]),
+        "type_dependency": f', "{type_dist}"' if type_dist else "",
+        "type_dist": type_dist or "the plugin that registers the type",
         "imports": ", ".join([*strategies, "MigrateStrategy"]),
         "strategies": "\n".join(f'    "{t.a_ops}": {t.strategy},' for t in claimed),
         "description": "buffer_head rebinding, no I/O"
@@ -165,10 +207,10 @@ def _installed_claims() -> tuple[set[str], dict[str, str]]:
 )
 @click.option(
     "--fs-type",
-    type=click.Choice(FS_TYPES),
-    default="ext4",
-    show_default=True,
-    help="The filesystem whose page cache the plugin migrates.",
+    type=InstalledTypes(),
+    default=None,
+    help="The filesystem whose page cache the plugin migrates: a type an installed plugin "
+    "registers (default: see `hotremove plugins`; scenarios/defaults.toml's [new-plugin]).",
 )
 @click.option(
     "--aops",
@@ -181,7 +223,11 @@ def _installed_claims() -> tuple[set[str], dict[str, str]]:
 @shared_options
 @click.pass_context
 def new_plugin_command(
-    ctx: click.Context, name: str, directory: Path | None, fs_type: str, aops: tuple[str, ...]
+    ctx: click.Context,
+    name: str,
+    directory: Path | None,
+    fs_type: str | None,
+    aops: tuple[str, ...],
 ) -> None:
     """Write a ready plugin package NAME: pyproject.toml with the entry point, the plugin
     module, a conformance test module and a README. Install it and run its tests."""
@@ -192,7 +238,13 @@ def new_plugin_command(
             "(it becomes the entry point, hotremove_NAME and hotremove-NAME)",
             param_hint="NAME",
         )
+    fs_type = fs_type or default_fs_type()
     known = tables_of(fs_type)
+    if not known:
+        raise click.BadParameter(
+            f"{fs_type!r}: no installed plugin registers this filesystem type",
+            param_hint="--fs-type",
+        )
     claimed_names = list(dict.fromkeys(aops)) or default_aops(fs_type)
     unknown = [a for a in claimed_names if a not in known]
     if unknown:
@@ -209,7 +261,7 @@ def new_plugin_command(
     target = directory or Path(f"hotremove-{name.replace('_', '-')}")
     if target.exists() and any(target.iterdir()):
         raise click.UsageError(f"{target} exists and is not empty")
-    files = render(name, fs_type, [known[a] for a in claimed_names])
+    files = render(name, fs_type, [known[a] for a in claimed_names], type_distribution(fs_type))
     for rel, text in files.items():
         path = target / rel
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -109,7 +109,7 @@ def run(
 
     Images come from the image cache ($HOTREMOVE_CACHE/images, else
     ~/.cache/hotremove/images; never written: each run gets its own copy-on-write image);
-    --keep-images DIR makes them afresh with mke2fs in DIR instead.
+    --keep-images DIR makes them afresh (each type's mkfs tool) in DIR instead.
     """
     if snapshot_file is not None:
         if scenario_file is not None:
@@ -238,7 +238,8 @@ def show_run(
         out.print(
             Text(
                 f"whole run: {format_seconds(run.wall_seconds)} wall, including the images "
-                f"({'mke2fs' if workdir else 'mke2fs or the image cache'}), filling the page "
+                f"({'made afresh' if workdir else 'made or from the image cache'}), filling the "
+                "page "
                 "cache and verification" + (f"; images kept in {workdir}" if workdir else ""),
                 style="dim",
             )

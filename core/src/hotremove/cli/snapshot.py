@@ -39,7 +39,6 @@ from hotremove.realmachine.plan import plan as make_plan
 from hotremove.realmachine.plot import plot
 from hotremove.realmachine.remedy import advise
 from hotremove.realmachine.snapshot import SnapshotError, load, take
-from hotremove.realmachine.synthesize import FS_OPTIONS
 from hotremove.units import format_seconds, format_size
 
 
@@ -110,13 +109,14 @@ def snapshot_command(
     "--fs",
     "fs_type",
     metavar="TYPE",
-    help="Filesystem that owns the page cache: ext2, ext3, ext4, ... "
-    "(default: the snapshot's root filesystem).",
+    help="Filesystem that owns the page cache: a type a plugin registers (`hotremove "
+    "plugins`), or any other name (its pages get the fallback) (default: the snapshot's "
+    "root filesystem).",
 )
 @click.option(
     "--fs-options",
     metavar="OPTS",
-    help=f"Its mount options, comma separated ({', '.join(FS_OPTIONS)}); default: the root "
+    help="Its mount options, comma separated (those its type knows); default: the root "
     "filesystem's when --fs is its type.",
 )
 @device_option(default="nvme", show_default=True, help="Device preset for the simulated time.")

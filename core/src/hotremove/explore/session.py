@@ -1,8 +1,8 @@
 """Explore a scenario end to end: build its machine once over real images, explore, report.
 
 Built-in tiny scenarios (a handful of pages, so thousands of schedules run in seconds) are
-named ``ext2``, ``ext3-ordered`` and ``ext3-journal``; any scenario file works, but keep the
-region small: every schedule migrates all of it.
+the TOML files in ``hotremove/explore/scenarios``, named without ``.toml`` (:data:`BUILTIN`);
+any scenario file works, but keep the region small: every schedule migrates all of it.
 """
 
 from __future__ import annotations
@@ -23,10 +23,18 @@ from hotremove.model.migrate_mode import MigrateMode
 from hotremove.model.page import PAGE_SIZE
 from hotremove.plugins import PluginSet, load_plugins
 from hotremove.scenario import Scenario
+from hotremove.sim.report import not_clean
 from hotremove.sim.verify import verify
 from hotremove.workload import build
 
-BUILTIN = ("ext2", "ext3-ordered", "ext3-journal")
+#: the built-in scenarios' names (``hotremove explore NAME``)
+BUILTIN = tuple(
+    sorted(
+        entry.name.removesuffix(".toml")
+        for entry in resources.files("hotremove.explore").joinpath("scenarios").iterdir()
+        if entry.name.endswith(".toml")
+    )
+)
 
 
 def load_scenario(name_or_path: str) -> Scenario:
@@ -68,8 +76,8 @@ def explore_scenario(
     progress: Callable[[ScheduleResult], None] | None = None,
 ) -> ExploreResult:
     """Build ``scenario`` once and explore schedules ``first`` … ``first + schedules - 1`` of
-    ``seed``; the full verification (sync, e2fsck -fn, debugfs read-back) runs on the first
-    schedule and every ``full_every``-th."""
+    ``seed``; the full verification (sync, the images' checkers, the read-back) runs on the
+    first schedule and every ``full_every``-th."""
     check_explorable(scenario)
     plugins = plugins or load_plugins()
     rm = scenario.remove
@@ -83,8 +91,8 @@ def explore_scenario(
             verdict = verify(built, plugins.hooks)
             if verdict.ok:
                 return []
-            bad = [name for name, f in verdict.fsck.items() if not f["ok"]]
-            return [Finding("verify", f"e2fsck not clean on {name}") for name in bad] + [
+            bad = {n: f for n, f in verdict.fsck.items() if not f["ok"]}
+            return [Finding("verify", not_clean({n: f})) for n, f in bad.items()] + [
                 Finding("verify", f"read back: {m}") for m in verdict.mismatches[:5]
             ]
 

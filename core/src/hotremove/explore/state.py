@@ -1,7 +1,8 @@
 """The explorer's saved state: put a machine back exactly as it was, in place, between two
 schedules.
 
-Building a machine runs mke2fs and debugfs; a schedule runs in milliseconds. So the explorer
+Building a machine runs the filesystems' own tools (mkfs, block maps); a schedule runs in
+milliseconds. So the explorer
 builds once, records the state of every object reachable from the machine (pages, buffers,
 mappings, journals, the frames' bytes, the golden model …) and, before each schedule, writes
 that state back into the *same* objects — identities are kept, so the closures the workload

@@ -18,6 +18,11 @@ verification learns what the image holds: they must read the on-disk format (or 
 filesystem's own tools) and never reuse the builder's bookkeeping, or a simulator that
 wrote to the wrong blocks would read back right through its own mistake.
 
+Configuration. Every method gets the scenario's ``[[filesystem]]`` table as ``cfg``, an object
+with the attributes of :class:`FsConfig` (``hotremove.scenario.FilesystemConfig`` in a run;
+a :class:`ProbeConfig` when the core asks which tables a type's files get, at load time and
+for ``hotremove kernels``): read those attributes only.
+
 Errors. :meth:`validate` raises ``ValueError("key: problem")`` naming the table's key
 (``options``, ``block_size``, ``size``, ``files``); the scenario loader prefixes the table
 (``filesystem[2].options: …``). Tool failures raise :class:`hotremove.errors.ImageError` with
@@ -32,13 +37,46 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 if TYPE_CHECKING:
     from hotremove.kernels import Kernel
     from hotremove.model.address_space import AddressSpaceOps, SuperBlock
     from hotremove.model.machine import Machine
-    from hotremove.scenario import FilesystemConfig
+
+
+class FsConfig(Protocol):
+    """What a filesystem type reads of a scenario's ``[[filesystem]]`` table (the scenario
+    schema's ``FilesystemConfig`` has these attributes, and more)."""
+
+    @property
+    def name(self) -> str: ...  # the filesystem's name in the scenario (``home``)
+    @property
+    def type(self) -> str: ...  # ``filesystem.type``: the type's :attr:`FilesystemType.name`
+    @property
+    def block_size(self) -> int: ...
+    @property
+    def size(self) -> int: ...  # the image's size in bytes
+    @property
+    def files(self) -> int: ...
+    @property
+    def file_size(self) -> int: ...
+    @property
+    def options(self) -> Sequence[str]: ...  # mount options, as the scenario gives them
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """A table the core makes up to ask a type a question without a scenario (which a_ops
+    its files get with these options, at load time and for ``hotremove kernels``)."""
+
+    name: str
+    type: str
+    block_size: int
+    size: int = 64 << 20
+    files: int = 1
+    file_size: int = 4096
+    options: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -51,7 +89,7 @@ class FileMap:
 
 @dataclass(frozen=True)
 class CheckVerdict:
-    """The filesystem checker's judgement of an image (``e2fsck -fn``, ``fsck.fat -n`` …)."""
+    """The filesystem's own checker's judgement of an image (run read-only: ``fsck -n``)."""
 
     ok: bool
     summary: str  #: one line: what the checker said
@@ -86,9 +124,11 @@ class FilesystemType(ABC):
     max_size: ClassVar[int] = 8 << 30
     #: every host program the type runs → the Debian package that provides it
     tools: ClassVar[Mapping[str, str]] = {}
+    #: what reports call the type's checker (``fsck.fat``, ``xfs_repair``; since 0.3, additive)
+    checker: ClassVar[str] = "fsck"
 
     # -- the scenario ---------------------------------------------------------------------
-    def validate(self, cfg: FilesystemConfig) -> None:
+    def validate(self, cfg: FsConfig) -> None:
         """Refuse what this type cannot build or mount (``ValueError("key: problem")``).
         The default checks ``block_size`` against :attr:`block_sizes`, ``size`` against the
         size limits, every option against :attr:`options`, and that the files' bytes fit in
@@ -111,7 +151,14 @@ class FilesystemType(ABC):
                 f"{_size(cfg.size)} image"
             )
 
-    def describe(self, cfg: FilesystemConfig) -> str:
+    def data_mode(self, cfg: FsConfig) -> str | None:
+        """The data journalling mode a mount with ``cfg.options`` ends up in (``ordered``,
+        ``writeback``, ``journal``: the vocabulary of :mod:`hotremove.fs.jbd2` and of reports),
+        defaults included; None: the type has no such modes. The default: the ``data=``
+        option when one is given, else None (since 0.3, additive)."""
+        return next((o.removeprefix("data=") for o in cfg.options if o.startswith("data=")), None)
+
+    def describe(self, cfg: FsConfig) -> str:
         """A few words for reports: ``ext4 (data=journal)``, ``vfat``."""
         return f"{self.name} ({', '.join(cfg.options)})" if cfg.options else self.name
 
@@ -147,7 +194,7 @@ class FilesystemType(ABC):
 
     # -- images ---------------------------------------------------------------------------
     @abstractmethod
-    def make_image(self, image: Path, cfg: FilesystemConfig, files: Mapping[str, bytes]) -> None:
+    def make_image(self, image: Path, cfg: FsConfig, files: Mapping[str, bytes]) -> None:
         """Create ``image`` (``cfg.size`` bytes) as a real filesystem holding ``files``
         (path relative to the root → bytes; the core gives flat names such as ``f00012``),
         reproducibly (equal inputs, equal bytes where the tools allow it), or leave no file
@@ -155,28 +202,24 @@ class FilesystemType(ABC):
         ``files`` may be a lazy mapping: iterate it once."""
 
     @abstractmethod
-    def map_files(
-        self, image: Path, cfg: FilesystemConfig, paths: Sequence[str]
-    ) -> dict[str, FileMap]:
+    def map_files(self, image: Path, cfg: FsConfig, paths: Sequence[str]) -> dict[str, FileMap]:
         """Every file's size and block map, read from the image's own metadata."""
 
-    def journal_blocks(self, image: Path, cfg: FilesystemConfig) -> int:
+    def journal_blocks(self, image: Path, cfg: FsConfig) -> int:
         """The size in blocks of a journal that holds data pages (jbd2's log); 0: none."""
         return 0
 
     @abstractmethod
-    def check(self, image: Path, cfg: FilesystemConfig) -> CheckVerdict:
+    def check(self, image: Path, cfg: FsConfig) -> CheckVerdict:
         """Run the filesystem's own checker read-only; ``ok`` when it found nothing wrong."""
 
     @abstractmethod
-    def read_files(
-        self, image: Path, cfg: FilesystemConfig, paths: Sequence[str]
-    ) -> dict[str, bytes]:
+    def read_files(self, image: Path, cfg: FsConfig, paths: Sequence[str]) -> dict[str, bytes]:
         """Every file's bytes, read from the unmounted image by an independent reader."""
 
     # -- the simulated kernel -------------------------------------------------------------
     @abstractmethod
-    def aops(self, cfg: FilesystemConfig, kernel: Kernel) -> AddressSpaceOps:
+    def aops(self, cfg: FsConfig, kernel: Kernel) -> AddressSpaceOps:
         """The operations table a regular file gets when ``kernel`` mounts this image with
         ``cfg.options`` (ext3 images get ext4's tables from v4.3, say). Its ``private`` says
         what a page carries: buffer_heads (one per block), a folio state, or nothing."""
@@ -187,7 +230,7 @@ class FilesystemType(ABC):
         return None
 
     # -- a real kernel --------------------------------------------------------------------
-    def guest(self, cfg: FilesystemConfig, kernel: Kernel) -> GuestMount:
+    def guest(self, cfg: FsConfig, kernel: Kernel) -> GuestMount:
         """How Debian's ``kernel`` mounts the image in a guest. The default: ``mount -t
         <name> -o <options>`` after loading a module of the same name."""
         return GuestMount(self.name, tuple(cfg.options), (self.name,))

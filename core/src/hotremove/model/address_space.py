@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
@@ -21,14 +21,39 @@ if TYPE_CHECKING:
     from hotremove.model.buffer_head import BufferHead
 
 
+#: What a page-cache page of a table carries in ``->private`` (PG_private set, one page
+#: reference): ``buffer_heads`` — one per block (PAGE_SIZE // block_size), fs/buffer.c;
+#: ``folio_state`` — a filesystem's per-folio state without buffer_heads (iomap's
+#: ``iomap_folio_state``, btrfs' subpage state), moved whole by ``filemap_migrate_folio``'s
+#: ``folio_attach_private(dst, folio_detach_private(src))``; ``none`` — nothing.
+PrivateKind = Literal["buffer_heads", "folio_state", "none"]
+PRIVATE_KINDS: tuple[PrivateKind, ...] = ("buffer_heads", "folio_state", "none")
+
+
 @dataclass(frozen=True)
 class AddressSpaceOps:
-    """``struct address_space_operations``, by name. ``buffers``: pages carry buffer_heads."""
+    """``struct address_space_operations``, by name, and what its pages carry (``private``,
+    see :data:`PrivateKind`; since 0.3). ``buffers`` (pages carry buffer_heads) is the older
+    spelling, kept: ``buffers=False`` means ``private="none"``; give ``private`` and
+    ``buffers`` follows it."""
 
     name: str
     fs_type: str
     buffers: bool = True
     journalled_data: bool = False
+    private: PrivateKind | None = None  # None: from ``buffers``
+
+    def __post_init__(self) -> None:
+        if self.private is None:
+            object.__setattr__(self, "private", "buffer_heads" if self.buffers else "none")
+        elif self.private not in PRIVATE_KINDS:
+            raise ValueError(f"private: {self.private!r} is not one of {PRIVATE_KINDS}")
+        object.__setattr__(self, "buffers", self.private == "buffer_heads")
+
+    @property
+    def folio_state(self) -> bool:
+        """Pages carry a filesystem's folio state (not buffer_heads) in ->private."""
+        return self.private == "folio_state"
 
 
 class Journal(Protocol):
@@ -47,10 +72,10 @@ class SuperBlock:
     """A mounted filesystem: its image, block size, data mode and fs-private state."""
 
     s_id: str  # the scenario's filesystem name
-    s_type: str  # ext2 | ext3 | ext4
+    s_type: str  # the filesystem type's name (``filesystem.type``)
     s_blocksize: int
     s_bdev: BlockDevice
-    data_mode: str | None = None  # ordered | writeback | journal (ext3/ext4)
+    data_mode: str | None = None  # ordered | writeback | journal (a jbd2 filesystem)
     options: tuple[str, ...] = ()
     #: the on-disk journal's size in blocks (0: no journal, or not known)
     journal_blocks: int = 0

@@ -52,7 +52,7 @@ class FsPlan:
     """One filesystem image as the guest mounts it."""
 
     name: str
-    fstype: str  #: ext2 / ext3 / ext4 — all served by the ext4 driver on Debian kernels
+    fstype: str  #: ``mount -t`` (the type's ``GuestMount.fstype``)
     options: tuple[str, ...]
     serial: str
     files: tuple[str, ...]
@@ -181,10 +181,10 @@ dump_snapshot() {  # RKPROC, RKSYS, RKDUMP: other roots (tests)
     cat $P/mounts > $D/mounts
     cat $P/meminfo > $D/meminfo 2>/dev/null
     cat $S/block_size_bytes > $D/memory/block_size_bytes
-    for o in $P/fs/ext4/*/options; do
+    for o in $P/fs/*/*/options; do
         [ -r "$o" ] || continue
-        x=${o%/options}; x=${x##*/}
-        mkdir -p $D/ext4/$x && cat "$o" > $D/ext4/$x/options
+        x=${o%/options}; drv=${x%/*}; drv=${drv##*/}; x=${x##*/}
+        mkdir -p $D/$drv/$x && cat "$o" > $D/$drv/$x/options
     done
     BSZ=65536
     [ $((PPB * 8)) -lt $BSZ ] && BSZ=$((PPB * 8))

@@ -1,8 +1,10 @@
 """The guest's kernel modules: which ones, in which order, decompressed for busybox ``insmod``.
 
-:data:`WANTED_MODULES` is the one list of what the initramfs loads (virtio-blk and ext4, which
-also serves ext2 and ext3 images); :func:`module_files` is its one use. Each is loaded after
-its dependencies from ``modules.dep``; a name that is built in (or absent) is skipped.
+:func:`wanted_modules` is the one list of what the initramfs loads: :data:`WANTED_MODULES`
+(virtio-blk, crc32c) and the modules of every installed filesystem type's guest mount
+(``GuestMount.modules``: ext4, which also serves ext2 and ext3 images; vfat, xfs, btrfs …);
+:func:`module_files` is its one use. Each is loaded after its dependencies from
+``modules.dep``; a name that is built in (or absent) is skipped.
 """
 
 from __future__ import annotations
@@ -15,10 +17,33 @@ from pathlib import Path
 from hotremove.errors import HotremoveError
 from hotremove.realkernel.tools import require_tools
 
-#: Modules the guest needs, loaded in this order after their dependencies. crc32c is a soft
-#: dependency of ext4/jbd2 (a crypto API lookup) up to 6.x, so modules.dep does not name it;
-#: from 6.14 ext4 calls the crc32c library and modules.dep names it (then: crc32c-cryptoapi).
-WANTED_MODULES = ("virtio_pci", "virtio_blk", "crc32c_generic", "crc32c_intel", "crc16", "ext4")
+#: Modules every guest needs, loaded in this order after their dependencies, before the
+#: filesystems' (:func:`filesystem_modules`). crc32c is a soft dependency of ext4/jbd2 (a
+#: crypto API lookup) up to 6.x, so modules.dep does not name it; from 6.14 ext4 calls the
+#: crc32c library and modules.dep names it (then: crc32c-cryptoapi).
+WANTED_MODULES = ("virtio_pci", "virtio_blk", "crc32c_generic", "crc32c_intel", "crc16")
+
+
+def filesystem_modules() -> tuple[str, ...]:
+    """The modules the installed filesystem types' guest mounts load (``GuestMount.modules``
+    of each type's default mount in the newest modelled kernel), in type order, once each."""
+    from hotremove.fs.registry import installed_types
+    from hotremove.fs.tables import probe_config
+    from hotremove.kernels import DEFAULT_KERNEL, get_kernel
+
+    kernel = get_kernel(DEFAULT_KERNEL)
+    names: list[str] = []
+    for fs_type in installed_types().values():
+        try:
+            names += fs_type.guest(probe_config(fs_type), kernel).modules
+        except Exception:  # a type that cannot say has nothing for the initramfs
+            continue
+    return tuple(dict.fromkeys(names))
+
+
+def wanted_modules() -> tuple[str, ...]:
+    """:data:`WANTED_MODULES`, then every installed filesystem type's modules."""
+    return tuple(dict.fromkeys(WANTED_MODULES + filesystem_modules()))
 
 
 def parse_modules_dep(text: str) -> dict[str, list[str]]:
@@ -73,15 +98,21 @@ def decompress(rel: str, raw: bytes) -> bytes:
     return raw
 
 
-def module_files(moddir: Path, wanted: tuple[str, ...] = WANTED_MODULES) -> list[tuple[str, bytes]]:
-    """(file name, decompressed bytes) of every module to load, in load order."""
+def module_files(
+    moddir: Path, wanted: tuple[str, ...] | None = None
+) -> list[tuple[str, bytes]]:
+    """(file name, decompressed bytes) of every module to load (default:
+    :func:`wanted_modules`), in load order. A filesystem's module that is neither there nor
+    built in is a one-line error."""
     deps = parse_modules_dep((moddir / "modules.dep").read_text())
     out = [
         (module_name(rel) + ".ko", decompress(rel, (moddir / rel).read_bytes()))
-        for rel in load_order(deps, wanted)
+        for rel in load_order(deps, wanted_modules() if wanted is None else wanted)
     ]
-    if not any(name == "ext4.ko" for name, _ in out) and "ext4" not in builtin(moddir):
-        raise HotremoveError(f"no ext4 module in {moddir.name}")
+    loaded = {name.removesuffix(".ko") for name, _ in out} | builtin(moddir)
+    missing = [m for m in filesystem_modules() if module_name(m) not in loaded]
+    if missing:
+        raise HotremoveError(f"no {', '.join(missing)} module in {moddir.name}")
     return out
 
 
@@ -97,8 +128,10 @@ __all__ = [
     "WANTED_MODULES",
     "builtin",
     "decompress",
+    "filesystem_modules",
     "load_order",
     "module_files",
     "module_name",
     "parse_modules_dep",
+    "wanted_modules",
 ]

@@ -208,20 +208,21 @@ class PlanCheck:
 
 def plan_fs(scenario: Any, snap: Any, index: int = 0) -> Any:
     """The scenario's ``index``-th filesystem as the guest mounted it: type and options from
-    the snapshot's /proc/mounts plus the scenario's own options (ext4 does not list an option
-    that is the superblock's default — the builder sets ``data=journal`` there with
-    ``tune2fs -o journal_data`` — so /proc/mounts alone would say data=ordered), block size
-    from the scenario."""
+    the snapshot's /proc/mounts plus the scenario's own options (a filesystem need not list
+    an option that is the superblock's default — ext4 does not, and the ext types make
+    ``data=journal`` images that way — so /proc/mounts alone might miss it), block size from
+    the scenario."""
     from hotremove.realmachine.plan import default_fs
-    from hotremove.realmachine.synthesize import FS_OPTIONS, FsSpec
+    from hotremove.realmachine.synthesize import FsSpec, type_options
 
     fs = scenario.filesystem[index]
     mount = next((m for m in snap.mounts if m.mountpoint == f"/mnt/{fs.name}"), None)
     if mount is None:
         return default_fs(snap)
-    given = [o for o in fs.options if o in FS_OPTIONS]
+    known = type_options(mount.fstype)
+    given = [o for o in fs.options if o in known]
     keys = {o.split("=")[0] for o in given}
-    shown = [o for o in mount.options if o in FS_OPTIONS and o.split("=")[0] not in keys]
+    shown = [o for o in mount.options if o in known and o.split("=")[0] not in keys]
     return FsSpec(mount.fstype, tuple(given + shown), block_size=int(fs.block_size))
 
 

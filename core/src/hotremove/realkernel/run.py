@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from hotremove.errors import HotremoveError
+from hotremove.fs.fstype import GuestMount
+from hotremove.kernels import KERNELS, Kernel, get_kernel
 from hotremove.realkernel import console, guest
 from hotremove.realkernel.fetch import KernelBundle, fetch_kernel
 from hotremove.realkernel.job import (
@@ -55,8 +57,25 @@ WRITEBACK_OFF = {
 Progress = Callable[[str], None]
 
 
-def check_mirrorable(scenario: Scenario) -> None:
-    """Refuse, in one line, what a guest cannot reproduce at all."""
+def guest_mounts(scenario: Scenario, kernel: Kernel | None = None) -> list[GuestMount]:
+    """How the guest mounts each filesystem (its type's ``guest(cfg, kernel)``; ``kernel``:
+    the guest's, default the scenario's). What a type cannot mount as the scenario says is
+    one line naming the key."""
+    from hotremove.fs.registry import resolve
+
+    kernel = kernel or get_kernel(scenario.kernel.version)
+    mounts = []
+    for i, fs in enumerate(scenario.filesystem):
+        try:
+            mounts.append(resolve(fs.type).guest(fs, kernel))
+        except ValueError as exc:
+            raise HotremoveError(f"filesystem[{i}].{exc}") from None
+    return mounts
+
+
+def check_mirrorable(scenario: Scenario, version: str | None = None) -> None:
+    """Refuse, in one line, what a guest (Linux ``version``: default the scenario's kernel)
+    cannot reproduce at all."""
     mem = scenario.memory
     if mem.block_size != X86_BLOCK_SIZE:
         raise HotremoveError(
@@ -70,12 +89,7 @@ def check_mirrorable(scenario: Scenario) -> None:
         )
     if not scenario.filesystem:
         raise HotremoveError("filesystem: the guest needs at least one filesystem")
-    for i, fs in enumerate(scenario.filesystem):
-        if "nobh" in fs.options:
-            raise HotremoveError(
-                f"filesystem[{i}].options: 'nobh' cannot be mirrored (the ext4 driver that "
-                "mounts ext2 in the guest always attaches buffer_heads)"
-            )
+    guest_mounts(scenario, get_kernel(version) if version in KERNELS else None)
     faults = scenario.faults
     if faults.writeback_eio or faults.enomem_after is not None or faults.plugin_raises:
         raise HotremoveError("faults: injected faults cannot be mirrored in a real kernel")
@@ -175,7 +189,9 @@ def make_plan(
     remedies: tuple[str, ...] = (),
     staged: bool = False,
     synced: tuple[str, ...] = (),
+    kernel: Kernel | None = None,
 ) -> GuestPlan:
+    """What the guest does (``kernel``: the guest's, for how each type mounts there)."""
     runs = merge_writes(dirtying_writes(built))
     if len(runs) > MAX_WRITE_RUNS:
         raise HotremoveError(
@@ -185,12 +201,14 @@ def make_plan(
     filesystems = tuple(
         FsPlan(
             name=fs.name,
-            fstype=fs.type,
-            options=tuple(fs.options),
+            fstype=mount.fstype,
+            options=tuple(mount.options),
             serial=f"hrfs{i}",
             files=tuple(path for (name, path) in built.golden.files if name == fs.name),
         )
-        for i, fs in enumerate(scenario.filesystem)
+        for i, (fs, mount) in enumerate(
+            zip(scenario.filesystem, guest_mounts(scenario, kernel), strict=True)
+        )
     )
     guest_plan = GuestPlan(
         filesystems=filesystems,
@@ -250,7 +268,7 @@ def run_in_guest(
     from hotremove.workload import build
 
     say = progress or (lambda _msg: None)
-    check_mirrorable(scenario)
+    check_mirrorable(scenario, version)
     bundle = bundle or fetch_kernel(version, progress=say)
     workdir.mkdir(parents=True, exist_ok=True)
     off_timeout = offline_timeout(scenario, offline_seconds)
@@ -267,6 +285,7 @@ def run_in_guest(
             remedies=remedies,
             staged=staged,
             synced=synced,
+            kernel=get_kernel(version) if version in KERNELS else None,
         )
         expected = golden_md5s(built.golden.files)
         images = dict(built.images)

@@ -55,12 +55,13 @@ from hotremove.realmachine.classes import (
 from hotremove.realmachine.probe import UnitCost, hold_clean_journalled, probe_units
 from hotremove.realmachine.snapshot import Snapshot, SnapshotError
 from hotremove.realmachine.synthesize import (
-    FS_OPTIONS,
     K_FREE,
     K_RESERVED,
     K_TAIL,
     FsSpec,
+    type_options,
 )
+from hotremove.scenario import SNAPSHOT_FS_TYPE
 
 
 @dataclass
@@ -233,11 +234,12 @@ class Plan:
 
 def default_fs(snap: Snapshot) -> FsSpec:
     """The root filesystem's type and options — or, without a block device on ``/`` (a
-    ramfs root), the only mounted block device's — or ext4 when the snapshot names none."""
+    ramfs root), the only mounted block device's — or, when the snapshot names none, the
+    type ``scenarios/defaults.toml`` gives snapshots."""
     root = snap.root
     if root is None and len({m.device for m in snap.mounts}) == 1:
         root = snap.mounts[-1]
-    return FsSpec.from_mount(root.fstype, root.options) if root else FsSpec("ext4")
+    return FsSpec.from_mount(root.fstype, root.options) if root else FsSpec(SNAPSHOT_FS_TYPE)
 
 
 def resolve_fs(
@@ -255,10 +257,12 @@ def resolve_fs(
         spec = FsSpec.from_mount(fs)
     if options is not None:
         opts = tuple(o.strip() for o in options.split(",") if o.strip())
-        unknown = [o for o in opts if o not in FS_OPTIONS]
+        known = type_options(spec.type)
+        unknown = [o for o in opts if o not in known]
         if unknown:
             raise SnapshotError(
-                f"--fs-options: unknown option {unknown[0]!r} (known: {', '.join(FS_OPTIONS)})"
+                f"--fs-options: unknown option {unknown[0]!r} for {spec.type} (known: "
+                f"{', '.join(known) or 'none'})"
             )
         spec = FsSpec.from_mount(spec.type, opts)
     return spec
@@ -269,8 +273,9 @@ def strategy_for(
 ) -> tuple[str, str, bool]:
     """Ask the plugins, as the engine would, how this filesystem's pages migrate in
     ``kernel`` (default: the newest modelled)."""
+    kernel = kernel or get_kernel(DEFAULT_KERNEL)
     sb = SuperBlock(s_id="plan", s_type=fs.type, s_blocksize=fs.block_size, s_bdev=None)  # type: ignore[arg-type]
-    mapping = AddressSpace(Inode(0, "plan", 0, sb, []), fs.a_ops)
+    mapping = AddressSpace(Inode(0, "plan", 0, sb, []), fs.aops_in(kernel))
     strategy, plugin = hooks.migrate_strategy(mapping, policy, kernel)
     return strategy.name, plugin, bool(strategy.rebinds)
 
@@ -343,7 +348,7 @@ def plan(
     return Plan(
         snap,
         fs,
-        fs.a_ops.name,
+        fs.aops_in(kernel).name,
         strategy,
         plugin,
         rebinds,

@@ -80,10 +80,9 @@ def probe_units(
                 device=device,
                 remove=[1],
                 name=f"probe{code}",
+                kernel=kernel,
             )
             machine = built.machine
-            if kernel is not None:
-                machine.kernel = kernel  # read by the offline only, not while building
             try:
                 io, clock = machine.io, machine.clock
                 before = (io.write_requests, io.journal_requests, io.bytes_written)

@@ -13,8 +13,9 @@ What is read (read only: nothing is ever written to /proc or /sys):
 * ``/sys/devices/system/memory``: ``block_size_bytes`` (hex) and, per ``memoryN``, ``state``,
   ``valid_zones``, ``removable`` and the node link.
 * ``/proc/mounts`` (filesystem type and options of mounted block devices; the root filesystem
-  is the default owner of the page cache in a plan) and, for an ext3/ext4 mount that shows
-  no ``data=`` mode there, ``/proc/fs/ext4/DEV/options`` (which lists the defaults too), and
+  is the default owner of the page cache in a plan) and, for a mount that shows no ``data=``
+  mode there, ``/proc/fs/DRIVER/DEV/options`` of any driver that lists a device's options
+  with the defaults (ext4 does, for the ext2/ext3/ext4 images it mounts), and
   ``MemTotal``/``MemFree`` of ``/proc/meminfo`` (to judge how far flagless frames are really
   free).
 
@@ -37,6 +38,7 @@ File format (``.npz``, no pickles): ``header`` (UTF-8 JSON, see :data:`FORMAT`),
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -257,8 +259,8 @@ class _Live:
     def mounts(self) -> Path:
         return self.proc / "mounts"
 
-    def ext4_options(self, device: str) -> Path:
-        return self.proc / "fs" / "ext4" / device / "options"
+    def driver_options(self, device: str) -> list[Path]:
+        return sorted((self.proc / "fs").glob(f"*/{glob.escape(device)}/options"))
 
     def meminfo(self) -> Path:
         return self.proc / "meminfo"
@@ -300,8 +302,8 @@ class _Dump:
     def mounts(self) -> Path:
         return self.root / "mounts"
 
-    def ext4_options(self, device: str) -> Path:
-        return self.root / "ext4" / device / "options"
+    def driver_options(self, device: str) -> list[Path]:
+        return sorted(self.root.glob(f"*/{glob.escape(device)}/options"))
 
     def meminfo(self) -> Path:
         return self.root / "meminfo"
@@ -319,7 +321,7 @@ DUMP_LAYOUT = """\
 uname                      uname -r
 taken                      date -u +%Y-%m-%dT%H:%M:%SZ (optional)
 mounts                     /proc/mounts
-ext4/DEV/options           /proc/fs/ext4/DEV/options (optional; every option, defaults too)
+DRIVER/DEV/options         /proc/fs/DRIVER/DEV/options (optional; every option, defaults too)
 meminfo                    /proc/meminfo (optional)
 memory/block_size_bytes    /sys/devices/system/memory/block_size_bytes
 memory/memoryN/state       ... and valid_zones, removable; an empty file nodeK for the node link
@@ -472,14 +474,15 @@ def _mounts(path: Path) -> list[Mount]:
 
 
 def _with_data_mode(mounts: list[Mount], src: _Live | _Dump) -> list[Mount]:
-    """ext3/ext4 mounts with their ``data=`` mode even when /proc/mounts leaves it out (it
-    lists only options that differ from the superblock's defaults: ``tune2fs -o
-    journal_data`` makes data=journal invisible there); /proc/fs/ext4/DEV/options lists
+    """Mounts with their ``data=`` mode even when /proc/mounts leaves it out (ext4 lists only
+    options that differ from the superblock's defaults: ``tune2fs -o journal_data`` makes
+    data=journal invisible there); a driver's /proc/fs/DRIVER/DEV/options (ext4's) lists
     every option."""
     out = []
     for m in mounts:
-        if m.fstype in ("ext3", "ext4") and not any(o.startswith("data=") for o in m.options):
-            text = _optional(src.ext4_options(Path(m.device).name)) or ""
+        if not any(o.startswith("data=") for o in m.options):
+            paths = src.driver_options(Path(m.device).name)
+            text = "\n".join(_optional(p) or "" for p in paths)
             mode = next((o for o in re.split(r"[\n,]", text) if o.startswith("data=")), None)
             if mode:
                 m = Mount(m.device, m.mountpoint, m.fstype, (*m.options, mode))

@@ -5,18 +5,19 @@ What ``hotremove run --snapshot`` and the plan's probes run on (see :func:`synth
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from hotremove.errors import ImageError, ScenarioError
-from hotremove.extfs import block_maps, make_image
+from hotremove.fs.fstype import FilesystemType, ProbeConfig
+from hotremove.fs.registry import installed_types, resolve
 from hotremove.hooks import Hooks
+from hotremove.kernels import DEFAULT_KERNEL, Kernel, get_kernel
 from hotremove.mm.page_writeback import start_writeback
 from hotremove.model.address_space import AddressSpace, AddressSpaceOps, AnonVma, Inode, SuperBlock
-from hotremove.model.aops import select_aops
 from hotremove.model.blockdev import BlockDevice
 from hotremove.model.buffer_head import (
     BH_Mapped,
@@ -45,6 +46,7 @@ from hotremove.model.page import (
     PG_writeback,
 )
 from hotremove.realmachine.snapshot import SnapshotError
+from hotremove.scenario import DEFAULT_FS_TYPE
 from hotremove.scenario import validate as validate_scenario
 from hotremove.workload import Built, Golden, add_anon_folio, add_to_swap_cache
 
@@ -72,9 +74,6 @@ M_WRITEBACK, M_MLOCKED, M_SWAPCACHE = 1, 2, 4
 X_REFERENCED, X_ACTIVE, X_MAPPEDTODISK = 1, 2, 4
 #: Pages per simulated file (4 MiB files).
 FILE_PAGES = 1024
-#: Mount options that change which a_ops a file gets; the others do not matter here.
-FS_OPTIONS = ("nobh", "nodelalloc", "data=ordered", "data=writeback", "data=journal")
-EXT_TYPES = ("ext2", "ext3", "ext4")
 
 
 @dataclass
@@ -102,11 +101,25 @@ class Layout:
         )
 
 
+def registered(fstype: str) -> FilesystemType | None:
+    """The installed filesystem type ``fstype``, or None (no plugin brings it)."""
+    return installed_types().get(fstype)
+
+
+def type_options(fstype: str) -> tuple[str, ...]:
+    """The mount options ``fstype``'s plugin knows (the ones that may change which a_ops a
+    file gets); none for a type no plugin registers."""
+    fs_type = registered(fstype)
+    return tuple(fs_type.options) if fs_type is not None else ()
+
+
 @dataclass(frozen=True)
 class FsSpec:
-    """The filesystem that owns the simulated page cache. Types other than ext2/3/4 get an
-    a_ops table of their own name (no plugin claims it: the fallback decides) over an ext2
-    image that only stores the bytes."""
+    """The filesystem that owns the simulated page cache. A type an installed plugin
+    registers is simulated as that type (its image, its table in the kernel the plan is for,
+    its mount); any other gets an a_ops table of its own name (no plugin claims it: the
+    fallback decides) over an image of the scenario's default type that only stores the
+    bytes."""
 
     type: str
     options: tuple[str, ...] = ()
@@ -116,24 +129,40 @@ class FsSpec:
     def from_mount(cls, fstype: str, options: tuple[str, ...] | list[str] = ()) -> FsSpec:
         if not re.fullmatch(r"[a-z0-9_.]{1,32}", fstype or ""):
             raise SnapshotError(f"--fs: not a filesystem type: {fstype!r}")
-        return cls(fstype, tuple(o for o in options if o in FS_OPTIONS))
+        known = type_options(fstype)
+        return cls(fstype, tuple(o for o in options if o in known))
 
     @property
-    def data_mode(self) -> str | None:
-        if self.type not in ("ext3", "ext4"):
-            return None
-        mode = next((o[5:] for o in self.options if o.startswith("data=")), None)
-        return mode or "ordered"
+    def fs_type(self) -> FilesystemType | None:
+        return registered(self.type)
 
     @property
     def image_type(self) -> str:
-        return self.type if self.type in EXT_TYPES else "ext2"
+        return self.type if self.fs_type is not None else DEFAULT_FS_TYPE
+
+    def config(self) -> ProbeConfig:
+        """The filesystem as a type reads a scenario's table (the image's type, options)."""
+        options = self.options if self.fs_type is not None else ()
+        return ProbeConfig(
+            name="snapshot", type=self.image_type, block_size=self.block_size, options=options
+        )
+
+    @property
+    def data_mode(self) -> str | None:
+        fs_type = self.fs_type
+        return fs_type.data_mode(self.config()) if fs_type is not None else None
+
+    def aops_in(self, kernel: Kernel) -> AddressSpaceOps:
+        """The table a file gets when ``kernel`` mounts this filesystem."""
+        fs_type = self.fs_type
+        if fs_type is not None:
+            return fs_type.aops(self.config(), kernel)
+        return AddressSpaceOps(f"{self.type}_aops", self.type)
 
     @property
     def a_ops(self) -> AddressSpaceOps:
-        if self.type in EXT_TYPES:
-            return select_aops(self.type, self.options, self.data_mode)
-        return AddressSpaceOps(f"{self.type}_aops", self.type)
+        """The table in the newest modelled kernel (:meth:`aops_in` for another)."""
+        return self.aops_in(get_kernel(DEFAULT_KERNEL))
 
     @property
     def label(self) -> str:
@@ -153,13 +182,17 @@ def synthesize(
     remove: list[int],
     seed: int = 1,
     name: str = "snapshot",
+    kernel: Kernel | None = None,
 ) -> Built:
     """A machine whose frame ``i`` holds a page of ``layout``'s kind ``i``, with its files on
-    a real image in ``workdir`` and a golden model, ready for ``offline`` and ``verify``."""
+    a real image in ``workdir`` and a golden model, ready for ``offline`` and ``verify``.
+    ``kernel``: the simulated kernel, whose table the files get (default: the newest)."""
     kind, mods = layout.kind.ravel(), layout.mods.ravel()
     order, extra = layout.order.ravel(), layout.extra.ravel()
     memory = PhysicalMemory(kind.size * PAGE_SIZE, block_size)
-    machine = Machine(memory=memory, preset=device_preset(device))
+    machine = Machine(
+        memory=memory, preset=device_preset(device), kernel=kernel or get_kernel(DEFAULT_KERNEL)
+    )
     golden = Golden()
     rng = np.random.default_rng([seed, 0x5EED])
     images: dict[str, Path] = {}
@@ -202,9 +235,10 @@ def synthesize(
         "remove": {"blocks": remove},
         "device": {"preset": device},
     }
+    if kernel is not None:
+        spec["kernel"] = {"version": kernel.version}
     if file_pfns.size:
-        options = [f"data={fs.data_mode}"] if fs.data_mode and fs.type != "ext2" else []
-        options += ["nobh"] if "nobh" in fs.options and fs.image_type == "ext2" else []
+        options = list(fs.config().options)
         spec["filesystem"] = [
             {
                 "name": name,
@@ -224,9 +258,10 @@ def synthesize(
 
 
 def _image_size(data_bytes: int, fs: FsSpec) -> int:
-    """Room for the files, the metadata (≈ 7 %) and a journal of mke2fs's default size."""
+    """Room for the files, the metadata (≈ 7 %) and, for a type with a journal (one with data
+    modes), a journal of the size mkfs tools default to (1024 to 16384 blocks by size)."""
     size = max(8 << 20, int(data_bytes * 1.07) + (4 << 20))
-    if fs.image_type != "ext2" or fs.data_mode:
+    if fs.data_mode:
         blocks = size // fs.block_size
         journal = 1024 if blocks < 32768 else 4096 if blocks < 262144 else 8192
         journal = journal if blocks < 524288 else 16384
@@ -259,33 +294,31 @@ def _page_cache(
         path: data[i * FILE_PAGES : i * FILE_PAGES + chunk.size].tobytes()
         for i, (path, chunk) in enumerate(zip(paths, chunks, strict=True))
     }
+    fs_type = resolve(fs.image_type, hooks.fs_types)
+    fs_type.require_tools()
+    cfg = fs.config()
     for attempt in range(3):  # the metadata estimate was short: grow the image and retry
+        sized = replace(cfg, name=name, size=image_size << attempt)
         try:
-            make_image(
-                image,
-                fs.image_type,
-                fs.block_size,
-                image_size << attempt,
-                contents,
-                data_mode=fs.data_mode,
-            )
+            fs_type.make_image(image, sized, contents)
             break
-        except ImageError as exc:
-            if "do not fit" not in str(exc) or attempt == 2:
+        except ImageError:
+            if attempt == 2:
                 raise
-    maps = block_maps(image, paths)
+    maps = {p: list(m.blocks) for p, m in fs_type.map_files(image, sized, paths).items()}
     bdev = BlockDevice(image, fs.block_size, machine.preset, machine.clock, machine.io)
     sb = SuperBlock(
         s_id=name,
         s_type=fs.image_type,
         s_blocksize=fs.block_size,
         s_bdev=bdev,
-        data_mode=fs.data_mode,
-        options=fs.options,
+        data_mode=fs_type.data_mode(cfg),
+        options=cfg.options,
     )
     machine.superblocks.append(sb)
+    fs_type.mount(machine, sb)
     hooks.mount(machine, sb)
-    a_ops = fs.a_ops
+    a_ops = fs.aops_in(machine.kernel)
     bs = fs.block_size
     per_page = PAGE_SIZE // bs
     memory.frames[pfns] = data

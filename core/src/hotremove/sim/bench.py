@@ -49,8 +49,9 @@ FS_FILES_BYTES = 4 << 30
 
 def bench_scenario(size: int, dirty: float, checks: bool, strategy: str) -> Scenario:
     """Region = ``size`` bytes of memory blocks filled with page cache (placement ``fill``),
-    plus as much free memory again to migrate into. The files are on one ext2 image per
-    4 GiB of them (the first is the same image at every size: the image cache serves it)."""
+    plus as much free memory again to migrate into. The files are on one image of the
+    scenario's default type (1 KiB blocks) per 4 GiB of them (the first is the same image at
+    every size: the image cache serves it)."""
     block = min(MAX_BLOCK, size)
     files = max(1, size // FILE_SIZE)
     file_size = min(FILE_SIZE, size)
@@ -62,7 +63,6 @@ def bench_scenario(size: int, dirty: float, checks: bool, strategy: str) -> Scen
             "filesystem": [
                 {
                     "name": "bench" if i == 0 else f"bench{i}",
-                    "type": "ext2",
                     "block_size": 1024,
                     "size": n * file_size + n * file_size // 8 + (32 << 20),
                     "files": n,

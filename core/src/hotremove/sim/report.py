@@ -44,7 +44,8 @@ class Report:
     #: the loaded plugins and their distributions' versions (what produced this report)
     plugins: dict[str, str | None] = field(default_factory=dict)
     #: wall time of building the machine (images, page cache) and of verifying it (sync,
-    #: e2fsck, read-back): with the offline's ``wall_seconds``, where a run's time went
+    #: the images' checkers, read-back): with the offline's ``wall_seconds``, where a run's
+    #: time went
     build_seconds: float = 0.0
     verify_seconds: float = 0.0
 
@@ -230,7 +231,8 @@ def render(report: Report, width: int | None = None) -> Group:
             style="bold green" if v.ok else "bold red",
         )
         verdict.append(
-            f": e2fsck {'clean' if fsck_ok else 'NOT clean'} on {len(v.fsck)} image(s), "
+            f": {checkers(v.fsck)} {'clean' if fsck_ok else 'NOT clean'} on {len(v.fsck)} "
+            "image(s), "
             f"{v.files_checked} files byte-equal to the golden model"
             if not v.mismatches and not v.lost_to_eio
             else f": {len(v.mismatches)} mismatches, first {v.mismatches[0]}"
@@ -247,3 +249,16 @@ def render(report: Report, width: int | None = None) -> Group:
 
 def print_report(report: Report, console: Console) -> None:
     console.print(render(report, console.width))
+
+
+def checkers(fsck: dict[str, dict[str, Any]]) -> str:
+    """The images' checkers by name (``FilesystemType.checker``), for a verdict line."""
+    names = dict.fromkeys(str(f.get("checker", "fsck")) for f in fsck.values())
+    return ", ".join(names) or "fsck"
+
+
+def not_clean(fsck: dict[str, dict[str, Any]]) -> str:
+    """``<checker> not clean on home, mail``: the images whose checker found problems (""
+    when none did)."""
+    bad = {name: f for name, f in fsck.items() if not f.get("ok")}
+    return f"{checkers(bad)} not clean on {', '.join(bad)}" if bad else ""

@@ -63,7 +63,8 @@ def run_scenario(
     ``inspect(built)`` sees the machine after the offline and before verification (tests).
     ``image_cache``: a directory of cached images (``default_image_cache()``, what the CLI's
     ``run``/``demo``/``compare`` pass unless ``--keep-images``) shared copy-on-write, never
-    written; None makes every image afresh with ``mke2fs -d`` in the work directory.
+    written; None makes every image afresh (``FilesystemType.make_image``) in the work
+    directory.
     """
     plugins = plugins or load_plugins()
     check_policy(scenario.remove.strategy, plugins)

@@ -1,41 +1,45 @@
-"""The end-to-end truth test: sync, ``e2fsck -fn``, read every file back from the image.
+"""The end-to-end truth test: sync, the filesystem's own checker, every file read back.
 
 Nothing here trusts the simulator's own bookkeeping: the bytes come from the image, the
 expected bytes from the builder's golden model, and where each file's bytes are is checked
-against the image's own metadata. Per image, three independent readers:
+against the image's own metadata. Per image, three independent readers, each the image's
+filesystem type's (:class:`hotremove.fs.fstype.FilesystemType`):
 
-- ``e2fsck -fn`` judges the filesystem's metadata;
-- debugfs ``stat`` of every file gives its block map as the image's inodes (and indirect or
-  extent blocks) record it, and debugfs ``dump`` reads a sample of files (``SAMPLE``) through
-  that metadata, byte for byte;
-- the block reader (:mod:`hotremove.extfs.blockread`) opens the image once and reads every
-  file from its blocks (the map the simulator built from the image), compared with the golden
-  bytes in one ``memcmp`` per file.
+- its ``check`` (the filesystem's own checker, read-only) judges the filesystem's metadata;
+- its ``map_files`` gives every file's size and block map as the image's metadata records
+  it, and its ``read_files`` reads a sample of files (``SAMPLE``) through that metadata, byte
+  for byte;
+- the block reader (:mod:`hotremove.fs.blockread`, the core's own) opens the image once and
+  reads every file from its blocks (the map the simulator built from the image), compared
+  with the golden bytes in one ``memcmp`` per file.
 
-Both debugfs runs and e2fsck run as subprocesses in parallel with the block reader (and the
-images' ``fsync``, which changes nothing any reader sees): started first, waited for last.
+The type's three calls run in parallel with the block reader (and the images' ``fsync``,
+which changes nothing any reader sees): started first, waited for last.
 
 A file is *suspect* when its bytes from the blocks differ from the golden ones, when the
-image's inode gives it another size or another map than the one it was read through (a
+image's metadata gives it another size or another map than the one it was read through (a
 simulator that wrote a file's data to the wrong blocks reads back right through its own wrong
-map: the map check catches it), or when the sampled ``dump`` disagrees. Every suspect is then
-read with debugfs ``dump`` — the reference reader — and judged exactly as before: its first
-differing byte is the reported offset, and blocks lost to an asynchronous write error are
-``lost_to_eio``. A clean run costs one read of the image's file data, not one debugfs dump of
-every file (a gigabyte of files: about 0.5 s against 8 s).
+map: the map check catches it), or when the sampled read disagrees. Every suspect is then
+read with the type's ``read_files`` — the reference reader — and judged exactly as before: its
+first differing byte is the reported offset, and blocks lost to an asynchronous write error
+are ``lost_to_eio``. A clean run costs one read of the image's file data, not one reference
+read of every file (a gigabyte of ext2 files: about 0.5 s against 8 s).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from hotremove.errors import ImageError
-from hotremove.extfs import FsckVerdict, file_maps, fsck, read_files
-from hotremove.extfs.blockread import BlockReader
+from hotremove.fs.blockread import BlockReader
+from hotremove.fs.fstype import CheckVerdict, FileMap
+from hotremove.fs.registry import resolve
 from hotremove.hooks import Hooks
 from hotremove.mm.page_writeback import sync_mapping, wait_for_all
 from hotremove.model.address_space import Inode
@@ -43,8 +47,8 @@ from hotremove.model.locks import running
 from hotremove.model.machine import Machine
 from hotremove.workload import Built, digest
 
-#: files per image also read with debugfs ``dump`` on a clean run (an independent reader of
-#: the bytes, cross-checking the block reader); every suspect file is dumped as well
+#: files per image also read with the type's ``read_files`` on a clean run (an independent
+#: reader of the bytes, cross-checking the block reader); every suspect file is read as well
 SAMPLE = 16
 
 
@@ -88,28 +92,43 @@ def sync(machine: Machine, hooks: Hooks, *, flush: bool = True) -> int:
 
 
 def verify(built: Built, hooks: Hooks) -> Verdict:
-    """Sync, check every image with e2fsck and compare every file and anon page."""
+    """Sync, check every image with its type's checker and compare every file and anon page
+    (``Verdict.fsck``: each image's checker verdict, by filesystem name)."""
     machine = built.machine
-    machine.materialise_images()  # the images e2fsck and debugfs read are the machine's own
+    machine.materialise_images()  # the images the type's tools read are the machine's own
     sync(machine, hooks, flush=False)
     verdict = Verdict(ok=True)
+    cfgs = {cfg.name: cfg for cfg in built.scenario.filesystem}
+    types = {name: resolve(cfgs[name].type, hooks.fs_types) for name in built.images}
     with ThreadPoolExecutor(max_workers=4 * max(1, len(built.images))) as pool:
-        checks = {name: pool.submit(fsck, image) for name, image in built.images.items()}
+        checks = {
+            name: pool.submit(types[name].check, image, cfgs[name])
+            for name, image in built.images.items()
+        }
         # the images' fsync overlaps the reading: every reader here sees the written bytes
         # through the host's page cache either way, and verify returns only once it is done
         flushes = [pool.submit(sb.s_bdev.flush) for sb in machine.superblocks]
         jobs = {}
         for name, image in built.images.items():
+            fs_type, cfg = types[name], cfgs[name]
             paths = [path for (fs, path) in built.golden.files if fs == name]
             sample = paths[:: max(1, -(-len(paths) // max(1, SAMPLE)))][:SAMPLE]
-            maps = pool.submit(file_maps, image, paths) if paths else None
-            dumps = pool.submit(read_files, image, sample) if sample else None
+            maps = pool.submit(fs_type.map_files, image, cfg, paths) if paths else None
+            dumps = pool.submit(fs_type.read_files, image, cfg, sample) if sample else None
             jobs[name] = (paths, maps, dumps)
         for name, image in built.images.items():
-            _check_files(built, name, image, *jobs[name], verdict)
-        for name, check in checks.items():  # e2fsck: started first, waited for last
-            result: FsckVerdict = check.result()
-            verdict.fsck[name] = {"ok": result.ok, "summary": result.summary}
+            reader = partial(types[name].read_files, image, cfgs[name])
+            _check_files(built, name, image, *jobs[name], reader, verdict)
+        for name, check in checks.items():  # the checkers: started first, waited for last
+            try:
+                result: CheckVerdict = check.result()
+            except ImageError as exc:  # the checker could not run on this image at all
+                result = CheckVerdict(False, str(exc))
+            verdict.fsck[name] = {
+                "ok": result.ok,
+                "summary": result.summary,
+                "checker": types[name].checker,
+            }
             verdict.ok &= result.ok
         for done in flushes:
             done.result()
@@ -128,12 +147,13 @@ def _check_files(
     name: str,
     image: Path,
     paths: list[str],
-    maps: Future[dict[str, tuple[int, list[int]]]] | None,
+    maps: Future[dict[str, FileMap]] | None,
     dumps: Future[dict[str, bytes]] | None,
+    read_files: Callable[[list[str]], dict[str, bytes]],
     verdict: Verdict,
 ) -> None:
     """Every file of one image (see the module doc): the block reader, the map check and the
-    sample, then debugfs ``dump`` of the suspects judges them."""
+    sample, then the type's ``read_files`` of the suspects judges them."""
     machine = built.machine
     golden = built.golden.files
     inodes = {m.host.path: m.host for m in machine.mappings if m.host.i_sb.s_id == name}
@@ -154,8 +174,13 @@ def _check_files(
         return
     for path in paths:
         inode = inodes.get(path)
-        size, blocks = on_disk_maps[path]
-        if inode is None or size != golden.size((name, path)) or blocks != list(inode.block_map):
+        fmap = on_disk_maps.get(path)
+        if (
+            inode is None
+            or fmap is None
+            or fmap.size != golden.size((name, path))
+            or list(fmap.blocks) != list(inode.block_map)
+        ):
             suspects.add(path)  # read through a map (or a size) the image's inodes do not have
     suspects.update(path for path, data in sampled.items() if data != golden[(name, path)])
     verdict.files_checked += len(paths)
@@ -163,7 +188,7 @@ def _check_files(
         return
     suspect_paths = [path for path in paths if path in suspects]
     try:
-        on_disk = read_files(image, suspect_paths)
+        on_disk = read_files(suspect_paths)
     except ImageError as exc:
         verdict.ok = False
         verdict.mismatches.append({"fs": name, "file": None, "offset": None, "error": str(exc)})
@@ -178,7 +203,7 @@ def _check_files(
         want = golden[(name, path)]
         got = on_disk[path]
         if got == want:
-            continue  # debugfs, reading through the image's metadata, finds it right
+            continue  # the type's reader, through the image's metadata, finds it right
         differ = differing_blocks(got, want, inodes.get(path))
         if differ and all((path, b) in lost for b in differ):
             verdict.lost_to_eio.append({"fs": name, "file": path, "blocks": differ})

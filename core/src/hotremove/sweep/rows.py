@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from hotremove.scenario import validate
+from hotremove.sim.report import not_clean
 from hotremove.sweep.columns import HEAD_COLUMNS, REPORT_COLUMNS, TIMING_COLUMNS, TRAILER_COLUMNS
 
 if TYPE_CHECKING:
@@ -89,12 +90,11 @@ def failure_reason(report: dict[str, Any]) -> str:
     if verify is None:
         parts.append("not verified")
     elif not verify.get("ok"):
-        bad = [name for name, f in verify.get("fsck", {}).items() if not f.get("ok")]
+        bad = not_clean(verify.get("fsck", {}))
         parts.append(
             "verification failed: "
             + ", ".join(
-                ([f"e2fsck not clean on {', '.join(bad)}"] if bad else [])
-                + [f"{len(verify.get('mismatches', []))} mismatch(es)"]
+                ([bad] if bad else []) + [f"{len(verify.get('mismatches', []))} mismatch(es)"]
             )
         )
     return "; ".join(parts) or "not ok"

@@ -152,10 +152,12 @@ class IoCompletion:
 
 
 def carries_buffers(a_ops: str) -> bool:
-    """Whether the core's table says pages of ``a_ops`` carry buffer_heads (unknown: yes)."""
-    from hotremove.model.aops import AOPS
+    """Whether the installed types' table says pages of ``a_ops`` carry buffer_heads
+    (unknown: yes)."""
+    from hotremove.fs.registry import installed_types
+    from hotremove.fs.tables import all_tables
 
-    ops = AOPS.get(a_ops)
+    ops = all_tables(installed_types().values()).get(a_ops)
     return ops is None or ops.buffers
 
 

@@ -4,13 +4,13 @@ A plugin's test module subclasses it with a few lines::
 
     from hotremove.testing.conformance import ConformanceSuite
 
-    class TestMyExt4Conformance(ConformanceSuite):
-        plugin = "myext4"                      # the entry-point name
-        dist = "hotremove-myext4"              # optional: the distribution that ships it
+    class TestMyfsConformance(ConformanceSuite):
+        plugin = "myfs"                        # the entry-point name
+        dist = "hotremove-myfs"                # optional: the distribution that ships it
         filesystems = {                        # fs type -> {a_ops it claims: mount options
-            "ext4": {                          #             that give files that a_ops}
-                "ext4_da_aops": (),
-                "ext4_aops": ("nodelalloc",),
+            "myfs": {                          #             that give files that a_ops}
+                "myfs_aops": (),
+                "myfs_dax_aops": ("dax",),
             },
         }
 
@@ -90,9 +90,12 @@ class ConformanceSuite(ConformanceChecks):
         super().check_declaration()
 
     def _in_kernel(self, scenario: Scenario) -> Scenario:
+        from hotremove.fs.registry import using
+
         if self.kernel is None:
             return scenario
-        return scenario.with_overrides(kernel={"version": self.kernel})
+        with using(self.registered_types()):
+            return scenario.with_overrides(kernel={"version": self.kernel})
 
     def scenario_for(self, case: Case, mode: str) -> Scenario:
         return self._in_kernel(super().scenario_for(case, mode))
@@ -102,7 +105,8 @@ class ConformanceSuite(ConformanceChecks):
 
     def unavailable(self, case: Case) -> str | None:
         """Also not run: a table declared ``answers[...]`` (the fallback serves it in this
-        kernel) and a filesystem type this kernel mounts with another driver (ext3 in 6.x)."""
+        kernel) and a filesystem type this kernel mounts with another driver, whose files get
+        that driver's tables (ext3 in 6.x: the type's ``aops`` says so)."""
         kernel = self.suite_kernel()
         reason = self.declared("answers", case)
         if reason is not None:
@@ -110,13 +114,26 @@ class ConformanceSuite(ConformanceChecks):
                 f"{case.id}: no migrate_folio in kernel {kernel} ({reason}): the fallback "
                 "serves its pages"
             )
-        driver = kernel.driver(case.fs_type)
-        if driver != case.fs_type:
+        driver = self._driver(case, kernel)
+        if driver is not None and driver != case.fs_type:
             return (
                 f"{case.id}: kernel {kernel} mounts {case.fs_type} images with the {driver} "
                 f"driver, so no file gets {case.a_ops}"
             )
         return super().unavailable(case)
+
+    def _driver(self, case: Case, kernel: Kernel) -> str | None:
+        """Whose tables a file of the case's type and options gets in ``kernel`` (the
+        ``fs_type`` of the table its type answers), or None when the type cannot say."""
+        from hotremove.fs.tables import probe_config
+
+        fs_type = self.registered_types().get(case.fs_type)
+        if fs_type is None:
+            return None
+        try:
+            return fs_type.aops(probe_config(fs_type, tuple(case.options)), kernel).fs_type
+        except Exception:  # the run will say what is wrong
+            return None
 
     def _ask(self, plugins: PluginSet, mapping: Any, policy: str) -> tuple[bool, Any]:
         """This plugin's ``hotremove_migrate_strategy`` alone, in the suite's kernel."""
@@ -197,15 +214,18 @@ class ConformanceSuite(ConformanceChecks):
     def conformance_sample(
         cls, tmp_path_factory: pytest.TempPathFactory, conformance_plugins: PluginSet
     ) -> Iterator[Built]:
-        """A tiny machine with one filesystem of every type, for real inodes."""
+        """A tiny machine with one filesystem of every type the suite's cases name (the
+        scenario's default type when none can be built), for real inodes."""
+        from hotremove.fs.registry import using
+        from hotremove.scenario import DEFAULT_FS_TYPE
         from hotremove.workload import build
 
-        kinds = [{"type": t, "files": 2} for t in ("ext2", "ext3", "ext4")]
-        built = build(
-            small_scenario(*kinds),
-            conformance_plugins.hooks,
-            tmp_path_factory.mktemp("conformance-sample"),
-        )
+        suite = cls()
+        types = suite.registered_types()
+        named = sorted({c.fs_type for c in suite.all_cases()} & set(types)) or [DEFAULT_FS_TYPE]
+        with using(types):
+            scenario = small_scenario(*({"type": t, "files": 2} for t in named))
+        built = build(scenario, conformance_plugins.hooks, tmp_path_factory.mktemp("sample"))
         yield built
         built.machine.close()
 

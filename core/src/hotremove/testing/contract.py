@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, get_args
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from hotremove.testing.cases import (
     BUFFER_CHECKS,
@@ -204,14 +204,27 @@ class ConformanceChecks:
             raise ConformanceError(f"a_ops claimed by other plugins: {taken}")
 
     # -- answers ---------------------------------------------------------------------------
+    def registered_types(self) -> dict[str, Any]:
+        """The filesystem types this hotremove can build: the installed plugins', and those
+        of ``plugin_object`` when the suite tests one that is not installed."""
+        from hotremove.fs.registry import installed_types
+
+        types = dict(installed_types())
+        if self.plugin_object is not None:
+            key = (type(self), id(self.plugin_object))
+            if key not in _OBJECT_TYPES:
+                _OBJECT_TYPES[key] = {n: t for n, (t, _p) in self.load().fs_types.items()}
+            types.update(_OBJECT_TYPES[key])
+        return types
+
     def sample_mappings(self, built: Built) -> list[Any]:
-        """One mapping per a_ops the core knows, per claimed a_ops and one nobody knows,
-        each on a real inode of a matching filesystem."""
+        """One mapping per table the registered types' files get, per claimed a_ops and one
+        nobody knows, each on a real inode of a matching filesystem."""
+        from hotremove.fs.tables import all_tables
         from hotremove.model.address_space import AddressSpace, AddressSpaceOps
-        from hotremove.model.aops import AOPS
 
         hosts = {m.host.i_sb.s_type: m.host for m in reversed(built.machine.mappings)}
-        tables = dict(AOPS)
+        tables = all_tables(self.registered_types().values())
         for fs, table in self.filesystems.items():
             for a_ops in table:
                 tables.setdefault(a_ops, AddressSpaceOps(a_ops, fs))
@@ -275,18 +288,20 @@ class ConformanceChecks:
     # -- engine runs -----------------------------------------------------------------------
     def scenario_for(self, case: Case, mode: str) -> Any:
         from hotremove.errors import ScenarioError
-        from hotremove.scenario import FilesystemConfig
+        from hotremove.fs.registry import using
 
-        buildable = get_args(FilesystemConfig.model_fields["type"].annotation)
-        if case.fs_type not in buildable:
+        types = self.registered_types()
+        if case.fs_type not in types:
             raise CaseUnavailable(
-                f"hotremove cannot build {case.fs_type!r} images (only {', '.join(buildable)})"
+                f"hotremove cannot build {case.fs_type!r} images (no installed plugin "
+                f"registers that type; registered: {', '.join(sorted(types)) or 'none'})"
             )
         fs = {"type": case.fs_type, "block_size": self.block_size, "options": list(case.options)}
         try:
-            return small_scenario(
-                fs, mode=mode, strategy=case.policy, dirty=0.5, dirty_buffers="partial"
-            )
+            with using(types):
+                return small_scenario(
+                    fs, mode=mode, strategy=case.policy, dirty=0.5, dirty_buffers="partial"
+                )
         except ScenarioError as exc:
             raise CaseUnavailable(
                 f"this hotremove cannot build {case.fs_type} with options {list(case.options)} "
@@ -295,7 +310,7 @@ class ConformanceChecks:
 
     def unavailable(self, case: Case) -> str | None:
         """Why ``case`` is not run: declared (``unsupported["conformance[...]"]``), or this
-        hotremove cannot build it (an fs type or option it does not know)."""
+        hotremove cannot build it (a type no plugin registers, an option the type refuses)."""
         reason = self.declared("conformance", case)
         if reason is not None:
             return f"{case.id}: {self.plugin} declares it does not conform: {reason}"
@@ -364,7 +379,8 @@ class ConformanceChecks:
 
     def check_data(self, run: CaseRun) -> None:
         """The offline completed; bytes, flags and the page cache survived; the images are
-        consistent (e2fsck) and every file reads back as the golden model says."""
+        consistent (their filesystems' checkers) and every file reads back as the golden
+        model says."""
         self.check_served(run)
         result = run.run.result
         problems = [] if result.offlined else [f"offline failed: {result.failed[:5]}"]
@@ -373,7 +389,8 @@ class ConformanceChecks:
         verdict = run.verdict
         for name, fsck in verdict.fsck.items():
             if not fsck["ok"]:
-                problems.append(f"e2fsck -fn on {name} is not clean: {fsck['summary']}")
+                checker = fsck.get("checker", "fsck")
+                problems.append(f"{checker} on {name} is not clean: {fsck['summary']}")
         problems += [
             f"after sync, {m.get('fs', m.get('anon'))}:{m.get('file', m.get('vpn'))} differs "
             f"from the golden model at byte {m.get('offset')}"
@@ -428,6 +445,7 @@ class ConformanceChecks:
         """A tiny machine for the explorer (every schedule migrates the whole region): one
         filesystem of the case, 4 files of 3 pages, memory block 0 holding all of them."""
         from hotremove.errors import ScenarioError
+        from hotremove.fs.registry import using
         from hotremove.scenario import validate
 
         self.scenario_for(case, "sync")  # raises CaseUnavailable for what cannot be built
@@ -447,7 +465,8 @@ class ConformanceChecks:
             "remove": {"blocks": [0], "mode": "sync", "strategy": case.policy},
         }
         try:
-            return validate(data)
+            with using(self.registered_types()):
+                return validate(data)
         except ScenarioError as exc:
             raise CaseUnavailable(f"{case.id}: no tiny machine for the explorer: {exc}") from None
 
@@ -486,5 +505,8 @@ class ConformanceChecks:
                 f"(replay: seed 1):\n  " + "\n  ".join(problems[:8])
             )
 
+
+#: the types of the plugin objects suites test (loaded once per suite class and object)
+_OBJECT_TYPES: dict[tuple[type, int], dict[str, Any]] = {}
 
 __all__ = ["ConformanceChecks"]

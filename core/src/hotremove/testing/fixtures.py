@@ -14,7 +14,7 @@ assertion rewriting here, before anything imports them.
 ``hotremove_offline``       ``offline(built, plugins=None, **kw) -> OfflineResult``
 ``hotremove_run``           ``run(built, plugins=None, **kw) -> EngineRun``: an engine run
                             with every strategy call probed (I/O, sleeps, the contract)
-``hotremove_verify``        ``verify(built, plugins=None) -> Verdict``: sync, e2fsck, read back
+``hotremove_verify``        ``verify(built, plugins=None) -> Verdict``: sync, checker, read back
 ``hotremove_log_events``    the structlog events logged during the test (a list of dicts)
 ``hotremove_hook_recorder`` ``record(plugins=None, page_events=True) -> HookRecorder``
 =========================== ==============================================================
@@ -77,7 +77,7 @@ def hotremove_build(tmp_path: Path, hotremove_plugins: Any) -> Iterator[Callable
 def hotremove_machine(hotremove_build: Callable[..., Any]) -> Callable[..., Any]:
     """``machine(*filesystems, plugins=None, **kw) -> Built``: a small scenario (32 MiB, 8 MiB
     blocks, 16 files of 32 KiB per filesystem, block 1 removed) built over real images;
-    ``filesystems`` are dicts such as ``{"type": "ext4", "block_size": 1024}``, ``kw`` goes to
+    ``filesystems`` are dicts such as ``{"type": "myfs", "block_size": 1024}``, ``kw`` goes to
     :func:`~hotremove.testing.small_scenario` (``mode=``, ``strategy=``, ``dirty=`` ...)."""
     from hotremove.testing.helpers import small_scenario
 
@@ -120,7 +120,7 @@ def hotremove_run(hotremove_plugins: Any) -> Callable[..., Any]:
 
 @pytest.fixture
 def hotremove_verify(hotremove_plugins: Any) -> Callable[..., Any]:
-    """``verify(built) -> Verdict``: sync, e2fsck -fn, read every file back."""
+    """``verify(built) -> Verdict``: sync, the images' checkers, read every file back."""
     from hotremove.sim.verify import verify
 
     def _verify(built: Any, plugins: Any = None) -> Any:

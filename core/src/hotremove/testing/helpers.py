@@ -54,7 +54,7 @@ def small_scenario(
     (default: the newest)."""
     fs_list = [
         {"name": f"fs{i}", "size": "8MiB", "files": 16, "file_size": "32KiB", **fs}
-        for i, fs in enumerate(filesystems or ({"type": "ext2"},))
+        for i, fs in enumerate(filesystems or ({},))  # {}: the default type
     ]
     data = {
         "memory": {"size": memory, "block_size": block_size},

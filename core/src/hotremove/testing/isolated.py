@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import distributions
 from pathlib import Path
@@ -113,15 +114,22 @@ class IsolatedEnv:
         return subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
 
     def run(
-        self, *args: str | Path, cwd: Path | None = None, check: bool = True, timeout: float = 600
+        self,
+        *args: str | Path,
+        cwd: Path | None = None,
+        check: bool = True,
+        timeout: float = 600,
+        env: Mapping[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run a command with this environment's ``bin`` first on ``PATH``."""
+        """Run a command with this environment's ``bin`` first on ``PATH`` (``env``: variables
+        to set on top, such as ``HOTREMOVE_PLUGINS``)."""
         argv = [str(a) for a in args]
         exe = self.bin(argv[0])
         if exe.exists():
             argv[0] = str(exe)
+        environ = {**self.environ(), **(env or {})}
         proc = subprocess.run(
-            argv, capture_output=True, text=True, env=self.environ(), cwd=cwd, timeout=timeout
+            argv, capture_output=True, text=True, env=environ, cwd=cwd, timeout=timeout
         )
         if check:
             _completed(proc, " ".join(argv))

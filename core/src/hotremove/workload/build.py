@@ -1,7 +1,9 @@
 """Scenario → populated machine, and the golden model of what the disk must hold.
 
-The builder makes the real images (mke2fs), reads each file's block map from them, caches file
-pages in frames with buffer_heads on the real block numbers, applies the workload's writes
+The builder makes the real images (each with its filesystem type's own tools), reads each
+file's block map from them, mounts them (the type's ``mount``, then the ``hotremove_mount``
+hook), caches file pages in frames with what the type's a_ops says a page carries
+(buffer_heads on the real block numbers, a folio state, or nothing), applies the workload's writes
 **only in the page cache** (dirty buffers, PG_dirty) and records, independently of the
 simulated kernel, what every file must contain once everything is written back.
 """
@@ -15,17 +17,18 @@ import numpy as np
 import structlog
 
 from hotremove.errors import WorkloadError
-from hotremove.extfs.blockread import BlockReader
+from hotremove.fs.blockread import BlockReader
 from hotremove.fs.fs_writeback import start_flusher
-from hotremove.hooks import Hooks
-from hotremove.kernels import get_kernel
-from hotremove.model.address_space import AddressSpace, Inode, SuperBlock
-from hotremove.model.aops import select_aops
+from hotremove.fs.fstype import FilesystemType
+from hotremove.fs.registry import resolve
+from hotremove.hooks import Hooks, PluginError
+from hotremove.kernels import Kernel, get_kernel
+from hotremove.model.address_space import AddressSpace, AddressSpaceOps, Inode, SuperBlock
 from hotremove.model.blockdev import BlockDevice
 from hotremove.model.cost import preset as device_preset
 from hotremove.model.machine import Machine
 from hotremove.model.memory import PhysicalMemory
-from hotremove.scenario import Scenario
+from hotremove.scenario import FilesystemConfig, Scenario
 from hotremove.workload.anon import alloc_thp, anon_pages
 from hotremove.workload.golden import Golden
 from hotremove.workload.images import cached_image, file_contents
@@ -79,10 +82,14 @@ def build(
     # huge pages first, as a booted system gets them: later, fragmentation leaves no room
     huge = [alloc_thp(memory, rng, wl.placement) for _ in range(wl.thp)]
     images: dict[str, Path] = {}
+    fs_types = filesystem_types(scenario, hooks)
     for fs_index, cfg in enumerate(scenario.filesystem):
+        fs_type = fs_types[cfg.type]
         files = file_contents(wl.seed, fs_index, cfg)
         image = workdir / f"{cfg.name}.img"
-        source, maps, journal = cached_image(image_cache, image, cfg, wl.seed, fs_index, files)
+        source, maps, journal = cached_image(
+            image_cache, image, cfg, wl.seed, fs_index, files, fs_type
+        )
         images[cfg.name] = image
         bdev = BlockDevice(
             image, cfg.block_size, machine.preset, machine.clock, machine.io, source=source
@@ -92,13 +99,14 @@ def build(
             s_type=cfg.type,
             s_blocksize=cfg.block_size,
             s_bdev=bdev,
-            data_mode=cfg.data_mode,
+            data_mode=fs_type.data_mode(cfg),
             options=tuple(cfg.options),
             journal_blocks=journal,
         )
         machine.superblocks.append(sb)
-        hooks.mount(machine, sb)
-        a_ops = select_aops(cfg.type, cfg.options, cfg.data_mode, kernel.driver(cfg.type))
+        fs_type.mount(machine, sb)  # the filesystem's own state (a journal) first ...
+        hooks.mount(machine, sb)  # ... then every plugin hears of the mount
+        a_ops = aops_of(fs_type, cfg, kernel)
         # the page cache is read from the image, as the kernel's readahead would fill it
         # (one preadv per run of blocks, from the host's cache: faster than generating the
         # bytes again); the golden model makes each file from its seed when asked instead
@@ -127,3 +135,24 @@ def build(
         blocks=len(memory.blocks),
     )
     return Built(scenario, machine, golden, images)
+
+
+def filesystem_types(scenario: Scenario, hooks: Hooks) -> dict[str, FilesystemType]:
+    """The type of every filesystem the scenario names — the plugin set's, else an installed
+    one — with its host tools found (a missing program is one line naming the Debian package,
+    before anything is built)."""
+    types = {cfg.type: resolve(cfg.type, hooks.fs_types) for cfg in scenario.filesystem}
+    for fs_type in types.values():
+        fs_type.require_tools()
+    return types
+
+
+def aops_of(fs_type: FilesystemType, cfg: FilesystemConfig, kernel: Kernel) -> AddressSpaceOps:
+    """The table ``kernel`` gives a regular file of ``cfg`` (the type's answer, checked)."""
+    ops = fs_type.aops(cfg, kernel)
+    if not isinstance(ops, AddressSpaceOps):
+        raise PluginError(
+            f"filesystem type {fs_type.name!r}: aops() returned {type(ops).__name__}, not an "
+            "AddressSpaceOps"
+        )
+    return ops

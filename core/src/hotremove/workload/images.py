@@ -1,5 +1,6 @@
-"""Real filesystem images for a scenario: deterministic file contents, ``mke2fs -d``, and a
-cache of images (and their block maps) keyed by every input that shapes them."""
+"""Real filesystem images for a scenario: deterministic file contents, the image made by its
+filesystem type's own tools (``FilesystemType.make_image``), and a cache of images (and their
+block maps) keyed by every input that shapes them."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hotremove.extfs import block_maps, journal_blocks, make_image
+from hotremove.fs.fstype import FilesystemType
 from hotremove.scenario import FilesystemConfig
 
 
@@ -60,26 +61,30 @@ def cached_image(
     seed: int,
     fs_index: int,
     files: Mapping[str, bytearray],
+    fs_type: FilesystemType,
 ) -> tuple[Path | None, dict[str, list[int]], int]:
-    """``make_image`` at ``image``, or an identical image made before: the key covers every
-    input of the image (filesystem settings, seed, position, e2fsprogs' output format).
-    Returns the cached image to share copy-on-write (None: ``image`` was made in place), the
-    files' block maps and the journal's size in blocks (read once with debugfs, then kept next
-    to the cached image)."""
-    data_mode = cfg.data_mode if cfg.type != "ext2" else None
-    journalled = cfg.type != "ext2"
+    """``fs_type.make_image`` at ``image``, or an identical image made before: the key covers
+    every input of the image (filesystem settings, seed, position, the type's
+    ``image_format()`` — its tools' output format). Returns the cached image to share
+    copy-on-write (None: ``image`` was made in place), the files' block maps and the
+    journal's size in blocks (read once from the image, then kept next to the cached
+    image)."""
     if cache is None:
-        make_image(image, cfg.type, cfg.block_size, cfg.size, files, data_mode=data_mode)
-        return None, block_maps(image, list(files)), journal_blocks(image) if journalled else 0
+        fs_type.make_image(image, cfg, files)
+        maps = _block_maps(fs_type, image, cfg, list(files))
+        return None, maps, fs_type.journal_blocks(image, cfg)
     key = hashlib.sha256(
-        json.dumps([IMAGE_FORMAT, cfg.model_dump(), seed, fs_index], sort_keys=True).encode()
+        json.dumps(
+            [IMAGE_FORMAT, fs_type.image_format(), cfg.model_dump(), seed, fs_index],
+            sort_keys=True,
+        ).encode()
     ).hexdigest()[:24]
     cached = cache / f"{cfg.type}-{key}.img"
     maps_file = cached.with_suffix(".maps.npz")
     if not cached.exists():
         cache.mkdir(parents=True, exist_ok=True)
         maps_file.unlink(missing_ok=True)
-        make_image(cached, cfg.type, cfg.block_size, cfg.size, files, data_mode=data_mode)
+        fs_type.make_image(cached, cfg, files)
     paths = list(files)
     try:
         with np.load(maps_file) as saved:
@@ -92,8 +97,8 @@ def cached_image(
         starts = [0, *ends[:-1]]
         maps = {path: blocks[a:b] for path, a, b in zip(paths, starts, ends, strict=True)}
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):  # absent, old or torn
-        maps = block_maps(cached, paths)
-        journal = journal_blocks(cached) if journalled else 0
+        maps = _block_maps(fs_type, cached, cfg, paths)
+        journal = fs_type.journal_blocks(cached, cfg)
         # a name of its own: a sweep's workers may fill the same cache entry at once
         tmp = maps_file.with_name(f".{maps_file.stem}.{os.getpid()}.{secrets.token_hex(4)}.npz")
         lengths = [len(maps[path]) for path in paths]
@@ -109,11 +114,20 @@ def cached_image(
     return cached, maps, journal
 
 
+def _block_maps(
+    fs_type: FilesystemType, image: Path, cfg: FilesystemConfig, paths: list[str]
+) -> dict[str, list[int]]:
+    """Every file's block map, as the image's metadata records it (``map_files``)."""
+    return {path: list(fmap.blocks) for path, fmap in fs_type.map_files(image, cfg, paths).items()}
+
+
 #: the keys of a cached image's maps file: every file's block map end to end, where each
 #: map ends, and the journal's size
 BLOCKS_KEY, ENDS_KEY, JOURNAL_KEY = "blocks", "ends", "journal"
 
-IMAGE_FORMAT = 2  # bump when the image for equal inputs changes (make_image, file_contents)
+#: bump when the image for equal inputs changes on the core's side (file_contents, the key);
+#: a type's own changes are its ``image_format()``
+IMAGE_FORMAT = 2
 
 
 def default_image_cache() -> Path:

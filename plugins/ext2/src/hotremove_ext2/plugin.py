@@ -28,10 +28,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from hotremove import hookimpl
+from hotremove.fs.fstype import FilesystemType
 from hotremove.kernels import Kernel
 from hotremove.mm.migrate import BUFFER_MIGRATE_FOLIO, MIGRATE_FOLIO, MigrateStrategy, cite
 from hotremove.mm.seed2004 import SEED2004
 from hotremove.model.address_space import AddressSpace
+from hotremove_ext2.fstype import EXT2
 
 #: remove.strategy = "ext2-seed2004": the 2004 patch's own steps, in every kernel.
 SEED2004_POLICY = "ext2-seed2004"
@@ -70,6 +72,11 @@ def hotremove_register_filesystems(register: Callable[..., None]) -> None:
         description="buffer_head rebinding, no I/O (2004: the seed's rebinding)",
         policies=[SEED2004_POLICY],  # the 2004 patch, bugs included, for the lock checker
     )
+
+
+@hookimpl
+def hotremove_register_filesystem_types(register: Callable[[FilesystemType], None]) -> None:
+    register(EXT2)  # the type: images, tables, guest mount (hotremove_ext2.fstype)
 
 
 @hookimpl

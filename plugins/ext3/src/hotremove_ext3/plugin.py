@@ -21,10 +21,11 @@ a_ops                      kernel "2004"                                6.x (his
 * 2.6.16–4.2: ``ext3_ordered_aops`` / ``ext3_writeback_aops`` had ``.migratepage =
   buffer_migrate_page``; ``ext3_journalled_aops`` had none (fallback).
 
-Mount: when the ext3 driver mounts the image (``machine.kernel.driver("ext3") == "ext3"``)
-the filesystem gets a :mod:`hotremove.fs.jbd2` journal whose ordered mode puts journal heads on
-dirty data buffers (the old driver's ``t_sync_datalist``). The journal commits on its own
-timer (kjournald, 5 s), as the simulated clock runs.
+The filesystem type ``ext3`` (:mod:`hotremove_ext3.fstype`) says which driver mounts an image
+in each kernel, and attaches a :mod:`hotremove.fs.jbd2` journal on mount: with the ext3
+driver its ordered mode puts journal heads on dirty data buffers (the old driver's
+``t_sync_datalist``). The journal commits on its own timer (kjournald, 5 s), as the
+simulated clock runs.
 """
 
 from __future__ import annotations
@@ -32,12 +33,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from hotremove import hookimpl
-from hotremove.fs.jbd2 import attach_journal
+from hotremove.fs.fstype import FilesystemType
 from hotremove.kernels import Kernel
 from hotremove.mm.migrate import BUFFER_MIGRATE_FOLIO, MigrateStrategy, cite
 from hotremove.mm.seed2004 import SEED2004
-from hotremove.model.address_space import AddressSpace, SuperBlock
-from hotremove.model.machine import Machine
+from hotremove.model.address_space import AddressSpace
+from hotremove_ext3.fstype import EXT3
 
 #: a_ops → ``.migrate_folio`` in kernel "2004" (None: no callback, the fallback answers).
 SEED2004_STRATEGIES: dict[str, MigrateStrategy | None] = {
@@ -80,9 +81,8 @@ def hotremove_register_filesystems(register: Callable[..., None]) -> None:
 
 
 @hookimpl
-def hotremove_mount(machine: Machine, sb: SuperBlock) -> None:
-    if sb.s_type == "ext3" and machine.kernel.driver("ext3") == "ext3":
-        attach_journal(machine, sb, ordered_data_heads=True)
+def hotremove_register_filesystem_types(register: Callable[[FilesystemType], None]) -> None:
+    register(EXT3)
 
 
 @hookimpl

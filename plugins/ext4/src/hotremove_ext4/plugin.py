@@ -22,11 +22,14 @@ not rebind: the fallback writes the page back.
   that the table had no ``migrate_folio``: ``fallback_migrate_folio`` writes the dirty page out
   (``writeout()``) and moves it clean (Linux 6.1, kernel-reference "Observed on real kernels").
 
-Mount: the ext4 driver mounts ext4 images and, from v4.3 (c290ea01abb7 "fs: Remove ext3
-filesystem driver"), ext3 images too; both journal through :mod:`hotremove.fs.jbd2`. ext4 tracks
-ordered data per inode (``jbd2_inode``), not with journal heads on data buffers, so
-``ordered_data_heads=False``. (ext2 images keep the ext2 driver in hotremove; Debian mounts
-them with ext4 without a journal, which migrates them with ``buffer_migrate_folio`` too.)
+The filesystem type ``ext4`` (:mod:`hotremove_ext4.fstype`) makes the images, picks the
+table (``ext4_set_aops``) and attaches :mod:`hotremove.fs.jbd2` on mount, formatted as ext4's
+driver formats it (:mod:`hotremove_e2fs.journal`). From v4.3 (c290ea01abb7 "fs: Remove ext3
+filesystem driver") the ext4 driver mounts ext3 images too: their files get these tables (the
+``ext3`` type says so) and this plugin migrates them. ext4 tracks ordered data per inode
+(``jbd2_inode``), not with journal heads on data buffers, so ``ordered_data_heads=False``.
+(ext2 images keep the ext2 driver in hotremove; Debian mounts them with ext4 without a
+journal, which migrates them with ``buffer_migrate_folio`` too.)
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from hotremove import hookimpl
-from hotremove.fs.jbd2 import JournalFormat, attach_journal
+from hotremove.fs.fstype import FilesystemType
 from hotremove.kernels import Kernel
 from hotremove.mm.migrate import (
     BUFFER_MIGRATE_FOLIO,
@@ -43,13 +46,11 @@ from hotremove.mm.migrate import (
     MigrateStrategy,
     cite,
 )
-from hotremove.model.address_space import AddressSpace, SuperBlock
-from hotremove.model.machine import Machine
+from hotremove.model.address_space import AddressSpace
+from hotremove_ext4.fstype import EXT4
 
 #: The tables this plugin claims.
 AOPS = ("ext4_aops", "ext4_da_aops", "ext4_journalled_aops")
-#: Image types the ext4 driver mounts with a journal.
-JOURNALLED_TYPES = ("ext3", "ext4")
 
 
 #: ``ext4_journalled_aops.migrate_folio`` from v6.3 (Jan Kara's data=journal series, "mm:
@@ -86,46 +87,9 @@ def hotremove_register_filesystems(register: Callable[..., None]) -> None:
     )
 
 
-#: ``EXT4_MAX_EXTENT_DEPTH``
-EXT4_MAX_EXTENT_DEPTH = 5
-#: ``EXT4_META_TRANS_BLOCKS``: superblock, inode, xattr blocks (no quota feature)
-EXT4_META_TRANS_BLOCKS = 6
-
-
-def write_credits(sb: SuperBlock) -> int:
-    """The credits ``ext4_write_begin`` starts a data=journal page's handle with:
-    ``ext4_writepage_trans_blocks(inode) + 1`` (fs/ext4/inode.c, the same in 6.1 and 6.12) —
-    ``ext4_meta_trans_blocks(inode, bpp, bpp)`` (worst-case extent index blocks, a bitmap
-    and a group descriptor per group touched, ``EXT4_META_TRANS_BLOCKS``) plus the page's
-    ``bpp`` data blocks. ext4 images have extents and 64-byte group descriptors (mke2fs.conf:
-    ``extent``, ``64bit``); ext3 images indirect blocks (``ext4_ind_trans_blocks``: 3 a
-    block) and 32-byte descriptors. 35 for a 64 MiB 1 KiB-block ext4 image."""
-    bs = sb.s_blocksize
-    bpp = max(4096 // bs, 1)
-    extents = sb.s_type == "ext4"
-    idx = EXT4_MAX_EXTENT_DEPTH * (3 if bpp > 1 else 2) if extents else 3 * bpp
-    first_data_block = 1 if bs == 1024 else 0
-    ngroups = max(-(-(sb.s_bdev.nr_blocks - first_data_block) // (8 * bs)), 1)
-    gdb_count = -(-ngroups * (64 if extents else 32) // bs)
-    groups = gdpblocks = idx + bpp
-    groups = min(groups, ngroups)
-    if groups > gdb_count:
-        gdpblocks = gdb_count
-    return idx + groups + gdpblocks + EXT4_META_TRANS_BLOCKS + bpp + 1
-
-
-def journal_format(sb: SuperBlock) -> JournalFormat:
-    """jbd2's view of the image's journal: ext4 images have metadata_csum (csum v3: 16-byte
-    tags, ``journal_tag_bytes``), ext3 images neither csum nor 64bit (8-byte tags)."""
-    return JournalFormat(
-        tag_bytes=16 if sb.s_type == "ext4" else 8, write_credits=write_credits(sb)
-    )
-
-
 @hookimpl
-def hotremove_mount(machine: Machine, sb: SuperBlock) -> None:
-    if sb.s_type in JOURNALLED_TYPES and machine.kernel.driver(sb.s_type) == "ext4":
-        attach_journal(machine, sb, ordered_data_heads=False, fmt=journal_format(sb))
+def hotremove_register_filesystem_types(register: Callable[[FilesystemType], None]) -> None:
+    register(EXT4)
 
 
 @hookimpl

@@ -6,11 +6,11 @@ real on-disk format, never against the simulator's own bookkeeping.
 
 from __future__ import annotations
 
-from hotremove.extfs.blockmap import block_maps, file_maps, journal_blocks
-from hotremove.extfs.fsck import FsckVerdict, fsck
-from hotremove.extfs.mkfs import make_image
-from hotremove.extfs.readback import read_files
-from hotremove.extfs.tools import e2fsprogs_binary, run_tool
+from hotremove_e2fs.blockmap import block_maps, file_maps, journal_blocks
+from hotremove_e2fs.fsck import FsckVerdict, fsck
+from hotremove_e2fs.mkfs import make_image
+from hotremove_e2fs.readback import read_files
+from hotremove_e2fs.tools import e2fsprogs_binary, run_tool
 
 __all__ = [
     "FsckVerdict",

@@ -1,6 +1,6 @@
 """Finding and running e2fsprogs programs (mke2fs, debugfs, e2fsck, tune2fs).
 
-Everything in :mod:`hotremove.extfs` goes through :func:`run_tool`, so the locale is pinned
+Everything in :mod:`hotremove_e2fs` goes through :func:`run_tool`, so the locale is pinned
 (the parsers below read English output) and every failure becomes a one-line
 :class:`ImageError` instead of a traceback.
 """
@@ -16,7 +16,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hotremove.errors import E2fsprogsMissing, ImageError
+from hotremove.errors import ImageError, ToolMissing
+
+
+class E2fsprogsMissing(ToolMissing):
+    """A program from e2fsprogs (mke2fs, e2fsck, debugfs, tune2fs) is not installed."""
+
 
 #: Directories searched after PATH: e2fsprogs lives in sbin, which users' PATH often lacks.
 _SBIN_DIRS = ("/sbin", "/usr/sbin")

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hotremove.errors import ImageError
-from hotremove.extfs.tools import fs_path, run_debugfs
+from hotremove_e2fs.tools import fs_path, run_debugfs
 
 #: One data run in ``stat`` output: (first[-last][flag]):pfirst[-plast].
 _RUN = re.compile(r"\((\d+)(?:-(\d+))?(?:\[\w+\])?\):(\d+)(?:-(\d+))?")

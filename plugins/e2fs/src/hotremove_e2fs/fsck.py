@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hotremove.errors import ImageError
-from hotremove.extfs.tools import meaningful_lines, run_tool
+from hotremove_e2fs.tools import meaningful_lines, run_tool
 
 #: e2fsck's closing statistics, e.g. "home.img: 11/2048 files (0.0% non-contiguous), 1/8 blocks".
 _STATISTICS = re.compile(r"\d+/\d+ files .*\d+/\d+ blocks")

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from hotremove.errors import ImageError
-from hotremove.extfs.tools import fs_path, meaningful_lines, run_debugfs, run_tool
+from hotremove_e2fs.tools import fs_path, meaningful_lines, run_debugfs, run_tool
 
 FSTYPES = ("ext2", "ext3", "ext4")
 

@@ -1,4 +1,4 @@
-"""hotremove.extfs against real images made by the installed e2fsprogs (no mocks)."""
+"""hotremove_e2fs against real images made by the installed e2fsprogs (no mocks)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hotremove.errors import E2fsprogsMissing, ImageError
-from hotremove.extfs import (
+from hotremove.errors import ImageError, ToolMissing
+from hotremove_e2fs import (
     block_maps,
     e2fsprogs_binary,
     fsck,
@@ -17,6 +17,7 @@ from hotremove.extfs import (
     read_files,
     run_tool,
 )
+from hotremove_e2fs.tools import E2fsprogsMissing
 
 MiB = 1 << 20
 
@@ -229,6 +230,7 @@ def test_e2fsprogs_binary_finds_mke2fs_as_an_absolute_path() -> None:
 def test_e2fsprogs_binary_says_how_to_install_a_missing_tool() -> None:
     with pytest.raises(E2fsprogsMissing, match="apt-get install e2fsprogs") as caught:
         e2fsprogs_binary("mke2fs-does-not-exist")
+    assert isinstance(caught.value, ToolMissing), "the core's one-line error for a missing tool"
     assert "mke2fs-does-not-exist" in str(caught.value)
     assert "\n" not in str(caught.value)
 

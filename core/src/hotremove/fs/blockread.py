@@ -1,11 +1,12 @@
 """Reading file contents straight from an image's blocks, given each file's block map.
 
-debugfs ``dump`` (:mod:`hotremove.extfs.readback`) walks the on-disk metadata of every file
-and writes each one to a temporary file: seconds for a gigabyte of small files. Here the image
-is opened once and every file is read with one ``preadv`` per physically contiguous run of its
-blocks — the bytes come from the image all the same, and where they are is the block map the
-caller gives (verification checks that map against the image's own metadata, read by debugfs
-``stat``: see :mod:`hotremove.sim.verify`).
+A filesystem's own reader (``FilesystemType.read_files``, through its own tools) walks
+the on-disk metadata of every file and writes each one somewhere: seconds for a gigabyte of
+small files. Here the image is opened once and every file is read with one ``preadv`` per
+physically contiguous run of its blocks — the bytes come from the image all the same, and
+where they are is the block map the caller gives (verification checks that map against the
+image's own metadata, read by ``FilesystemType.map_files``: see :mod:`hotremove.sim.verify`).
+Nothing here knows a filesystem: a block is ``block_size`` bytes at ``block * block_size``.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hotremove.errors import ImageError
-from hotremove.extfs.tools import fs_path, run_debugfs
+from hotremove_e2fs.tools import fs_path, run_debugfs
 
 
 def read_files(image: Path, paths: Sequence[str]) -> dict[str, bytes]:
