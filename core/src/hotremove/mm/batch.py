@@ -1,7 +1,8 @@
 """The batched path: runs of ordinary page-cache pages moved with a few array operations.
 
 A ``migrate_pages_batch`` of 512 pages whose strategy is the core's own
-``buffer_migrate_folio`` (or ``_norefs``, or ``migrate_folio`` for buffer-less page cache)
+``buffer_migrate_folio`` (or ``_norefs``, or ``migrate_folio`` for buffer-less page cache, or
+``filemap_migrate_folio`` for pages whose ->private is a filesystem's folio state)
 and which nothing holds — not locked, no writeback, no extra reference, no locked (or, for
 ``_norefs``, referenced) buffer, not mapped, not compound — needs no decisions per page: the
 outcome of the kernel's steps is known in advance. So instead of ~40 Python operations per
@@ -10,7 +11,8 @@ page the engine does, for a whole run of such pages:
 * ``alloc_pages_bulk`` the destinations (the same frames, in the same order, as one-by-one
   ``alloc_page`` calls would give);
 * one gather/scatter per ``struct page`` field: ``folio_migrate_mapping`` (index, mapping,
-  page-cache reference, PG_dirty), ``folio_attach_private`` (->private and its reference),
+  page-cache reference, PG_dirty), ``folio_attach_private`` (->private and its reference: a
+  buffer ring's head, or a folio state moved from the old frame's entry to the new one's),
   ``folio_migrate_flags`` (the same mask as :data:`hotremove.mm.migrate.MIGRATED_FLAGS`, PG_active
   before PG_unevictable), then PG_lru and the allocation reference dropped;
 * one scatter of ``b_page`` over the buffer_head slab (``folio_set_bh`` for every buffer);
@@ -46,6 +48,7 @@ import numpy as np
 from hotremove.mm.migrate import (
     BUFFER_MIGRATE_FOLIO,
     BUFFER_MIGRATE_FOLIO_NOREFS,
+    FILEMAP_MIGRATE_FOLIO,
     MIGRATE_FOLIO,
     MIGRATED_FLAGS,
     MigrateStrategy,
@@ -79,12 +82,14 @@ if TYPE_CHECKING:
 #: How the batched path treats each of the core's strategies (others: per page), by the
 #: function they run (a cited copy — :func:`hotremove.mm.migrate.cite` — runs the same one);
 #: FALLBACK is a strategy declared ``fallback_migrate_folio``
-#: (:func:`hotremove.mm.migrate.declare_fallback`).
-PLAIN, BUFFERS, BUFFERS_NOREFS, FALLBACK = 1, 2, 3, 4
+#: (:func:`hotremove.mm.migrate.declare_fallback`); FILEMAP moves a folio state whole (a page
+#: with buffers goes per page).
+PLAIN, BUFFERS, BUFFERS_NOREFS, FALLBACK, FILEMAP = 1, 2, 3, 4, 5
 KIND: dict[FunctionType, int] = {
     MIGRATE_FOLIO.migrate_folio: PLAIN,
     BUFFER_MIGRATE_FOLIO.migrate_folio: BUFFERS,
     BUFFER_MIGRATE_FOLIO_NOREFS.migrate_folio: BUFFERS_NOREFS,
+    FILEMAP_MIGRATE_FOLIO.migrate_folio: FILEMAP,
 }
 
 
@@ -174,7 +179,9 @@ class BatchMover:
             & (mm.order[pfns] == 0)
             # unisolated, nobody else holds it: the cache's reference (+ ->private's)
             & (mm.refcount[pfns] == 1 + has_private)
-            & (has_private == (heads >= 0))  # ->private is a buffer ring, or nothing
+            # ->private is a buffer ring, or nothing — or, for filemap_migrate_folio, a folio
+            # state (never a ring: it would move without its buffers' b_page)
+            & np.where(kinds == FILEMAP, ~(heads >= 0), has_private == (heads >= 0))
             & ~(has_private & (kinds == PLAIN))  # migrate_folio: no private data to move
             # fallback_migrate_folio: a dirty page is written out (or refused), per page
             & ~((kinds == FALLBACK) & ((flags & PG_dirty) != 0))
@@ -226,6 +233,8 @@ class BatchMover:
             members, owners = self.free_buffers(srcs, release, members, owners)
             flags = mm.flags[srcs]
         private = (flags & PG_private) != 0
+        buffered = mm.private_bh[srcs] >= 0  # ->private is buffers (else a folio state, or none)
+        self.move_folio_states(srcs, dsts, private & ~buffered)
         active = flags & PG_active
         new_flags = (flags & KEPT) | active | PG_lru
         new_flags |= np.where(active != 0, 0, flags & PG_unevictable).astype(np.uint32)
@@ -248,7 +257,7 @@ class BatchMover:
             mm.mappings[mid].i_pages.store_many(mm.index[dsts[mine]], dsts[mine], mm)
             stats = self.kinds[mid][1]
             stats.migrated += int(mine.sum())
-            stats.rebound += int(private[mine].sum())
+            stats.rebound += int(buffered[mine].sum())
         if checks:  # before the free: a freed frame in an isolated block reads as zeros
             self.result.check_failures.extend(
                 self.verify(srcs, dsts, flags, new_flags, members, owners)
@@ -260,7 +269,7 @@ class BatchMover:
         mm.mapping_id[srcs] = np.where(flags & PG_anon != 0, mids, 0)
         mm.refcount[srcs] = 0
         memory.free_pages_bulk(srcs)
-        nr, nr_rebound = len(srcs), int(private.sum())
+        nr, nr_rebound = len(srcs), int(buffered.sum())
         mc.clock.cpu_seconds += mc.copy_seconds * nr
         mc.vmstat.nr_rebound += nr_rebound
         mc.vmstat.pgmigrate_success += nr
@@ -290,6 +299,14 @@ class BatchMover:
         mm.refcount[pfns] -= 1
         self.mc.vmstat.nr_buffers_freed += len(pfns)
         return members[~freed], owners[~freed]
+
+    def move_folio_states(self, srcs: np.ndarray, dsts: np.ndarray, which: np.ndarray) -> None:
+        """``folio_attach_private(dst, folio_detach_private(src))`` for the pages ``which`` whose
+        ->private is a folio state: the object itself goes to the new frame's entry (PG_private
+        and the reference follow with the flags and the refcount)."""
+        table = self.mm.private
+        for src, dst in zip(srcs[which].tolist(), dsts[which].tolist(), strict=True):
+            table[dst] = table.pop(src)
 
     def set_bh_pages(self, members: np.ndarray, pfns: np.ndarray) -> None:
         """``folio_set_bh`` for every buffer: same offset, new page."""
@@ -332,6 +349,13 @@ class BatchMover:
             failures.append(
                 CheckFailure(int(srcs[owners[i]]), "bh_page", "buffer not on the new page")
             )
+        table = self.mm.private
+        states = (new_flags & PG_private != 0) & (self.mm.private_bh[dsts] < 0)
+        for i in np.flatnonzero(states).tolist():
+            if int(dsts[i]) not in table or int(srcs[i]) in table:
+                failures.append(
+                    CheckFailure(int(srcs[i]), "private", "folio state not on the new page")
+                )
         return failures
 
 

@@ -256,8 +256,8 @@ def __buffer_migrate_folio(
     page busy (``-EAGAIN``), checked under ``private_lock`` as the kernel does.
     """
     head = src.private if src.flags & PG_private else None
-    if head is None:
-        return migrate_folio(mc, mapping, dst, src, mode)
+    if not isinstance(head, BufferHead):  # no buffers: a plain move (a folio state goes too)
+        return __migrate_folio(mc, mapping, dst, src, move_private=head is not None)
     if src._refcount != folio_expected_refs(mapping, src):
         return Errno.EAGAIN
     ring = buffer_ring(head)

@@ -25,7 +25,15 @@ from hotremove.model.buffer_head import (
 )
 from hotremove.model.locks import current
 from hotremove.model.machine import Machine
-from hotremove.model.page import PAGE_SIZE, Page, PG_dirty, PG_private, PG_writeback
+from hotremove.model.page import (
+    PAGE_SIZE,
+    Page,
+    PG_dirty,
+    PG_private,
+    PG_writeback,
+    detach_page_private,
+    page_has_buffers,
+)
 
 Block = tuple[int, np.ndarray]  # (disk block number, its bytes)
 
@@ -89,11 +97,12 @@ def submit_runs(
 def dirty_blocks(frames: np.ndarray, mapping: AddressSpace, page: Page) -> list[Block]:
     """The page's dirty blocks, cleaning their dirty bits (``test_clear_buffer_dirty``).
 
-    A page with buffers writes only its dirty buffers. A page without buffers (``nobh``)
-    writes every block that lies inside the file, found through the inode's block map.
+    A page with buffers writes only its dirty buffers. A page without buffers (``nobh``, or
+    one whose ->private is a filesystem's folio state) writes every block that lies inside
+    the file, found through the inode's block map.
     """
     frame = frames[page.pfn]
-    if page.flags & PG_private:
+    if page_has_buffers(page):
         blocks = []
         for bh in page_buffers(page):
             if bh.b_state & BH_Dirty:
@@ -169,7 +178,14 @@ def writeout(frames: np.ndarray, mapping: AddressSpace, page: Page) -> int:
 def filemap_release_folio(mapping: AddressSpace, page: Page) -> bool:
     """``filemap_release_folio``: drop the page's buffers if nothing holds them — through the
     journal's ``try_to_free_buffers`` when the filesystem journals (its heads on clean,
-    checkpointed buffers go first), else ``try_to_free_buffers``."""
+    checkpointed buffers go first), else ``try_to_free_buffers``. A folio state (no
+    buffers) is released as ``iomap_release_folio`` does: not while the page is dirty or
+    under writeback, else detached (``ifs_free``)."""
+    if page.flags & PG_private and not page_has_buffers(page):
+        if page.flags & (PG_dirty | PG_writeback):
+            return False
+        detach_page_private(page)
+        return True
     journal = mapping.host.i_sb.s_journal
     release = getattr(journal, "try_to_free_buffers", None)
     if release is not None:
@@ -190,7 +206,7 @@ def sync_mapping(frames: np.ndarray, mapping: AddressSpace) -> int:
     pool = mm.bh_pool
     pfns = slots.pfns(indices)
     flags = mm.flags[pfns]
-    private = flags & PG_private != 0
+    private = mm.private_bh[pfns] >= 0  # buffers (a folio state is written as a nobh page)
     members, owners = pool.rings(np.where(private, mm.private_bh[pfns], -1))
     dirty = pool.b_state[members] & BH_Dirty != 0
     bhs, bh_owners = members[dirty], owners[dirty]

@@ -295,15 +295,17 @@ class BufferHead:
 
 
 def buffer_ring(head: BufferHead | None) -> list[BufferHead]:
-    """The ring starting at ``head``, as a list (safe to modify the ring while iterating)."""
-    if head is None:
+    """The ring starting at ``head``, as a list (safe to modify the ring while iterating);
+    empty for anything that is not a buffer (a page's folio state, a swap entry, None)."""
+    if not isinstance(head, BufferHead):
         return []
     pool = head._pool
     return [BufferHead(pool, i) for i in _ring_indices(pool, head._bh_index)]
 
 
 def page_buffers(page: Page) -> list[BufferHead]:
-    """The buffers attached to ``page`` (``page_buffers`` + the ``b_this_page`` walk)."""
+    """The buffers attached to ``page`` (``page_buffers`` + the ``b_this_page`` walk); none
+    when ->private holds something else (a folio state)."""
     return buffer_ring(page.private)
 
 
@@ -400,6 +402,8 @@ def try_to_free_buffers(page: Page) -> bool:
     if not page.flags & PG_private:
         return True
     head = page.private
+    if not isinstance(head, BufferHead):
+        return False  # not buffers: the filesystem's ->release_folio decides (page_writeback)
     pool = head._pool
     ring = _ring_indices(pool, head._bh_index)
     state, count = pool._state, pool._count

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import sys
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, overload
 
 import numpy as np
@@ -337,7 +338,23 @@ def put_page(page: Page) -> None:
 
 
 def page_has_buffers(page: Page) -> bool:
-    return page.flags & PG_private != 0 and page.private is not None
+    """->private is a ring of buffer_heads (not a folio state, a swap entry or nothing)."""
+    return page.flags & PG_private != 0 and page._mm._private_bh[page.pfn] >= 0
+
+
+@dataclass(eq=False)
+class FolioState:
+    """->private of a page-cache page whose filesystem keeps per-folio state without
+    buffer_heads — iomap's ``struct iomap_folio_state`` (per-block uptodate and dirty bits,
+    the bytes of I/O in flight; fs/iomap/buffered-io.c), btrfs' subpage state — for an a_ops
+    whose ``private`` is ``"folio_state"``. The core never looks inside: it is attached when
+    the page is read (``folio_attach_private``: PG_private and one page reference) and moves
+    whole with the folio (``filemap_migrate_folio``). Compared by identity."""
+
+    owner: str  #: the a_ops table of the page it was attached to
+
+    def __repr__(self) -> str:
+        return f"<FolioState {self.owner} {id(self):#x}>"
 
 
 def attach_page_private(page: Page, data: Any) -> None:

@@ -27,6 +27,7 @@ from hotremove.model.page import (
     PG_private,
     PG_swapcache,
     PG_tail,
+    page_has_buffers,
 )
 
 POISON = np.frombuffer(np.uint32(0xDEADBEEF).tobytes() * 1024, dtype=np.uint8)
@@ -45,7 +46,7 @@ class CheckFailure:
 class PageCheck:
     """Snapshot of ``src`` before a migration attempt, checked against ``dst`` after it."""
 
-    __slots__ = ("bh_states", "flags", "src")
+    __slots__ = ("bh_states", "flags", "folio_state", "src")
 
     def __init__(self, frames: np.ndarray, src: Page, dst: Page) -> None:
         frames[dst.pfn : dst.pfn + (1 << src.order)] = POISON
@@ -53,6 +54,10 @@ class PageCheck:
         self.flags = src.flags
         self.bh_states = (
             [(bh, bh.b_state) for bh in page_buffers(src)] if src.flags & PG_private else []
+        )
+        #: a filesystem's folio state on src (->private that is not buffers), or None
+        self.folio_state = (
+            src.private if src.flags & PG_private and not page_has_buffers(src) else None
         )
 
     def verify(self, frames: np.ndarray, dst: Page, wrote_back: bool) -> list[CheckFailure]:
@@ -67,6 +72,15 @@ class PageCheck:
         lost_dirty = self.flags & PG_dirty and not dst.flags & PG_dirty and not wrote_back
         if changed or lost_dirty:
             failures.append(CheckFailure(pfn, "flags", f"flags: {self.flags:#x} -> {dst.flags:#x}"))
+        moved = self.folio_state
+        if (
+            moved is not None
+            and dst.flags & PG_private
+            and (dst.private is not moved or self.src.flags & PG_private)
+        ):
+            failures.append(
+                CheckFailure(pfn, "private", f"{self.folio_state!r} did not move to {dst!r}")
+            )
         if dst.flags & PG_private:
             for bh, state in self.bh_states:
                 if bh.b_page != dst:

@@ -80,7 +80,7 @@ def classify_frames(machine: Machine, pfns: np.ndarray) -> np.ndarray:
         (pc.FILE_DIRTY, (flags & PG_dirty != 0) | (state & BH_Dirty != 0)),
         (pc.JOURNAL_HELD, (state & BH_JBD != 0) & journalled),
         (pc.LOCKED_BUFFERS, state & BH_Lock != 0),
-        (pc.FILE_NOBH, flags & PG_private == 0),
+        (pc.FILE_NOBH, mm.private_bh[pfns] < 0),  # no buffers (nothing, or a folio state)
         (pc.ANON, anon),
         (pc.SWAPCACHE, anon & (flags & PG_swapcache != 0)),
         (pc.MLOCKED, anon & (flags & (PG_mlocked | PG_unevictable) != 0)),

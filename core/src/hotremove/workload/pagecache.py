@@ -1,6 +1,7 @@
 """The page cache a scenario asks for: frames chosen by placement, file pages read into
-them with buffer_heads on the real block numbers, and ``write()`` into cached pages (dirty
-buffers, PG_dirty) — the page cache only, never the image."""
+them with what their a_ops says a page carries (buffer_heads on the real block numbers, a
+filesystem's folio state, or nothing), and ``write()`` into cached pages (dirty buffers,
+PG_dirty) — the page cache only, never the image."""
 
 from __future__ import annotations
 
@@ -16,12 +17,14 @@ from hotremove.model.machine import Machine
 from hotremove.model.memory import PhysicalMemory
 from hotremove.model.page import (
     PAGE_SIZE,
+    FolioState,
     Page,
     PG_dirty,
     PG_lru,
     PG_mappedtodisk,
     PG_private,
     PG_uptodate,
+    page_has_buffers,
 )
 from hotremove.workload.golden import Golden
 
@@ -87,6 +90,12 @@ def cache_file(
     mm.index[pfns] = chosen
     mm.mapping_id[pfns] = mm.mapping_index(mapping)
     mapping.i_pages.store_many(chosen, pfns, mm)
+    if mapping.a_ops.private == "folio_state":  # folio_attach_private(folio, ifs)
+        for pfn in pfns.tolist():
+            mm.private[pfn] = FolioState(mapping.a_ops.name)
+        mm.refcount[pfns] += 1
+        mm.flags[pfns] |= np.uint32(PG_private)
+        return
     if not mapping.a_ops.buffers:
         return
     # create_page_buffers for every page at once: a ring per page on the real block numbers
@@ -142,7 +151,7 @@ def dirty_file(
     mm = machine.memory.pages
     pool = machine.memory.bh_pool
     pfns = mapping.i_pages.pfns(indices)
-    has_buffers = mm.flags[pfns] & PG_private != 0
+    has_buffers = mm.private_bh[pfns] >= 0  # a folio state is written like a nobh page
     members, owners = pool.rings(np.where(has_buffers, mm.private_bh[pfns], -1))
     mapped = pool.b_state[members] & BH_Mapped != 0
     members, owners = members[mapped], owners[mapped]
@@ -244,7 +253,7 @@ def page_cache_write(
     buffers), with bytes from ``randbytes`` — the explorer's writer actor."""
     inode = mapping.host
     base = page.index * PAGE_SIZE
-    if page.flags & PG_private:
+    if page_has_buffers(page):
         offsets = [bh.b_offset for bh in bhs]
         lengths = [min(bh.b_size, inode.i_size - base - bh.b_offset) for bh in bhs]
         indices = [bh._bh_index for bh in bhs]
