@@ -334,6 +334,9 @@ def test_plugins_json_lists_the_builtin_plugins_with_their_dists() -> None:
         assert {"name", "dist", "version", "hooks", "error"} <= info.keys()
     assert "ext2_aops" in plugins["ext2"]["aops"]
     assert "ext3_journalled_aops" in plugins["ext3"]["aops"]
+    # the filesystem types each plugin brings (hotremove_register_filesystem_types)
+    assert [plugins[n]["types"] for n in ("ext2", "ext3", "ext4")] == [["ext2"], ["ext3"], ["ext4"]]
+    assert plugins["generic_writeback"]["types"] == []
 
 
 def test_plugins_table() -> None:

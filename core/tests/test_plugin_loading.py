@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from hotremove import hookimpl
+from hotremove.errors import ScenarioError
+from hotremove.fs.registry import forget_installed, installed_types
 from hotremove.hooks import PluginError
 from hotremove.plugins import load_plugins
 from hotremove.testing import small_scenario
@@ -28,9 +30,11 @@ def site(tmp_path, monkeypatch):
     root = tmp_path / "site"
     root.mkdir()
     monkeypatch.syspath_prepend(str(root))
+    forget_installed()  # the registry of installed types is loaded once per process
     yield root
     for name in [m for m in sys.modules if m.startswith("hr_test_")]:
         del sys.modules[name]
+    forget_installed()
 
 
 def by_name(plugins):
@@ -194,3 +198,73 @@ def test_filesystem_types_are_registered_attributed_and_clashes_reported(site):
     assert "already registered by 'toy'" in report["toy2"].error
     assert "'Toy FS'" in report["toy3"].error and "Toy FS" not in plugins.fs_types
     assert report["ext2"].error is None
+
+
+TOOLLESS_TYPE = """
+    from hotremove import hookimpl
+    from hotremove.fs.fstype import FilesystemType
+
+
+    class Toolless(FilesystemType):
+        name = "toolless"
+        tools = {"hr-no-such-mkfs": "hr-no-such-package"}
+
+        def make_image(self, image, cfg, files): raise AssertionError("never built")
+        def map_files(self, image, cfg, paths): raise AssertionError("never built")
+        def check(self, image, cfg): raise AssertionError("never built")
+        def read_files(self, image, cfg, paths): raise AssertionError("never built")
+        def aops(self, cfg, kernel): raise AssertionError("never built")
+
+
+    @hookimpl
+    def hotremove_register_filesystem_types(register):
+        register(Toolless())
+"""
+
+
+def test_scenarios_accept_the_installed_types_and_name_them_for_an_unknown_one(site):
+    """filesystem.type is any type an installed plugin registers — whatever HOTREMOVE_PLUGINS
+    selects (types are the filesystems; the switch selects hooks) — with its block size by
+    default; an unknown type is one line naming the installed ones."""
+    from hotremove.scenario import loads
+
+    install_fake_distribution(
+        site, "hotremove-toy", "toy", "hr_test_toy", FAKE_TYPE.format(extra="")
+    )
+    table = '[[filesystem]]\nname = "a"\n'
+    cfg = loads(table + 'type = "toyfs"').filesystem[0]
+    assert (cfg.type, cfg.block_size) == ("toyfs", 4096), "the type's default block size"
+    assert {"ext2", "ext3", "ext4", "toyfs"} <= set(installed_types())
+    with pytest.raises(ScenarioError) as unknown:
+        loads(table + 'type = "nosuchfs"')
+    assert str(unknown.value) == (
+        "filesystem[0].type: unknown filesystem type 'nosuchfs' (installed: ext2, ext3, ext4, "
+        "toyfs)"
+    )
+    with pytest.raises(ScenarioError, match=r"^filesystem\[0\]\.options: toyfs has no option"):
+        loads(table + 'type = "toyfs"\noptions = ["nobh"]')
+
+
+def test_a_type_whose_tools_are_missing_is_one_line_when_run_not_when_checked(
+    site, tmp_path, capsys
+):
+    from hotremove.cli import run_cli
+
+    install_fake_distribution(
+        site, "hotremove-toolless", "toolless", "hr_test_toolless", TOOLLESS_TYPE
+    )
+    scenario = tmp_path / "toolless.toml"
+    scenario.write_text(
+        '[memory]\nsize = "32MiB"\nblock_size = "8MiB"\n'
+        '[[filesystem]]\nname = "a"\ntype = "toolless"\nsize = "8MiB"\nfiles = 4\n'
+    )
+    assert run_cli(["scenario", "check", str(scenario)]) == 0, "checked on any machine"
+    capsys.readouterr()
+
+    assert run_cli(["run", str(scenario), "--keep-images", str(tmp_path / "img")]) == 2
+
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(
+        "toolless: hr-no-such-mkfs not found (apt-get install hr-no-such-package)"
+    ), err
+    assert "\n" not in err
