@@ -44,8 +44,11 @@ def hotremove_register_filesystem_types(register: Callable[[FilesystemType], Non
     scenario's ``[[filesystem]]`` table of that ``type``, make its image, map and read its
     files, check it, choose its a_ops in each kernel and mount it in a guest. The core
     validates each type (a name another plugin already registered is refused and reported in
-    the load report) and attributes it to the plugin. Called once per plugin manager, after
-    loading. Return value ignored.
+    the load report) and attributes it to the plugin (``hotremove plugins`` lists its types).
+    Called once per plugin manager, after loading — and once per process over every
+    installed plugin, whatever ``HOTREMOVE_PLUGINS`` selects, for the registry of installed
+    types that scenario validation and runs fall back on (:mod:`hotremove.fs.registry`).
+    Return value ignored.
     """
 
 

@@ -23,6 +23,10 @@ with the attributes of :class:`FsConfig` (``hotremove.scenario.FilesystemConfig`
 a :class:`ProbeConfig` when the core asks which tables a type's files get, at load time and
 for ``hotremove kernels``): read those attributes only.
 
+Since 0.3, additively: :meth:`FilesystemType.data_mode` (the journal's data mode of a mount,
+defaults included), :attr:`FilesystemType.checker` (the checker's name in reports),
+:class:`FsConfig` and :class:`ProbeConfig`.
+
 Errors. :meth:`validate` raises ``ValueError("key: problem")`` naming the table's key
 (``options``, ``block_size``, ``size``, ``files``); the scenario loader prefixes the table
 (``filesystem[2].options: …``). Tool failures raise :class:`hotremove.errors.ImageError` with
@@ -222,7 +226,12 @@ class FilesystemType(ABC):
     def aops(self, cfg: FsConfig, kernel: Kernel) -> AddressSpaceOps:
         """The operations table a regular file gets when ``kernel`` mounts this image with
         ``cfg.options`` (ext3 images get ext4's tables from v4.3, say). Its ``private`` says
-        what a page carries: buffer_heads (one per block), a folio state, or nothing."""
+        what a page carries (:data:`hotremove.model.address_space.PrivateKind`):
+        ``"buffer_heads"`` (one per block), ``"folio_state"`` (a
+        :class:`hotremove.model.page.FolioState`, moved whole by ``filemap_migrate_folio``) or
+        ``"none"``. Asked per scenario table in a run, and over the type's default mount and
+        each of its :attr:`options` alone in every kernel when the core surveys the tables
+        (:mod:`hotremove.fs.tables`)."""
 
     def mount(self, machine: Machine, sb: SuperBlock) -> None:
         """The simulated mount: attach a journal (``sb.s_journal``) or other per-filesystem
@@ -232,7 +241,10 @@ class FilesystemType(ABC):
     # -- a real kernel --------------------------------------------------------------------
     def guest(self, cfg: FsConfig, kernel: Kernel) -> GuestMount:
         """How Debian's ``kernel`` mounts the image in a guest. The default: ``mount -t
-        <name> -o <options>`` after loading a module of the same name."""
+        <name> -o <options>`` after loading a module of the same name. Raise
+        ``ValueError("key: problem")`` for what a guest cannot mirror (the run refuses the
+        scenario in one line naming ``filesystem[N].key``). Every installed type's
+        ``modules`` (for its default mount) go into the guest's initramfs."""
         return GuestMount(self.name, tuple(cfg.options), (self.name,))
 
 
