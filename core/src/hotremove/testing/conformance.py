@@ -218,13 +218,15 @@ class ConformanceSuite(ConformanceChecks):
         scenario's default type when none can be built), for real inodes."""
         from hotremove.fs.registry import using
         from hotremove.scenario import DEFAULT_FS_TYPE
+        from hotremove.testing.contract import image_size
         from hotremove.workload import build
 
         suite = cls()
         types = suite.registered_types()
         named = sorted({c.fs_type for c in suite.all_cases()} & set(types)) or [DEFAULT_FS_TYPE]
+        kinds = [{"type": t, "files": 2, "size": image_size(types[t], 8 << 20)} for t in named]
         with using(types):
-            scenario = small_scenario(*({"type": t, "files": 2} for t in named))
+            scenario = small_scenario(*kinds)
         built = build(scenario, conformance_plugins.hooks, tmp_path_factory.mktemp("sample"))
         yield built
         built.machine.close()

@@ -296,7 +296,12 @@ class ConformanceChecks:
                 f"hotremove cannot build {case.fs_type!r} images (no installed plugin "
                 f"registers that type; registered: {', '.join(sorted(types)) or 'none'})"
             )
-        fs = {"type": case.fs_type, "block_size": self.block_size, "options": list(case.options)}
+        fs = {
+            "type": case.fs_type,
+            "block_size": self.block_size,
+            "options": list(case.options),
+            "size": image_size(types[case.fs_type], 8 << 20),
+        }
         try:
             with using(types):
                 return small_scenario(
@@ -454,7 +459,7 @@ class ConformanceChecks:
             "type": case.fs_type,
             "block_size": self.block_size,
             "options": list(case.options),
-            "size": "2MiB",
+            "size": image_size(self.registered_types()[case.fs_type], 2 << 20),
             "files": 4,
             "file_size": "12KiB",
         }
@@ -504,6 +509,12 @@ class ConformanceChecks:
                 f"plugin {self.plugin!r}, {case.id}: the interleaving explorer found "
                 f"(replay: seed 1):\n  " + "\n  ".join(problems[:8])
             )
+
+
+def image_size(fs_type: Any, small: int) -> int:
+    """``small`` bytes, or the smallest image the type's tools make when that is larger (an
+    image's size costs no simulated memory)."""
+    return max(small, int(getattr(fs_type, "min_size", 0)))
 
 
 #: the types of the plugin objects suites test (loaded once per suite class and object)
