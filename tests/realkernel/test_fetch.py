@@ -12,6 +12,7 @@ import pytest
 
 from hotremove.errors import HotremoveError
 from hotremove.realkernel.fetch import fetch_kernel
+from hotremove.realkernel.modules import filesystem_modules
 
 pytestmark = pytest.mark.realkernel
 
@@ -62,8 +63,12 @@ def test_fetch_lays_out_the_cache_and_a_second_call_downloads_nothing(
     assert members["init"].startswith(b"#!/bin/busybox sh")
     assert members["bin/busybox"][:4] == b"\x7fELF"
     order = members["lib/modules/load-order"].decode().split()
-    assert order[-1] == "ext4.ko" and order.index("jbd2.ko") < order.index("ext4.ko")
+    assert order.index("jbd2.ko") < order.index("ext4.ko")
     assert "virtio_blk.ko" in order
+    # every installed filesystem type's guest modules (the ext types' ext4; vfat, xfs, btrfs
+    # when their plugins are installed), each loaded after its dependencies
+    for name in filesystem_modules():
+        assert f"{name}.ko" in order, name
     for name in order:  # decompressed: busybox insmod cannot read .ko.xz
         assert members[f"lib/modules/{name}"][:4] == b"\x7fELF"
     mtimes = {p.name: p.stat().st_mtime_ns for p in entry.iterdir()}

@@ -179,8 +179,9 @@ def filemap_release_folio(mapping: AddressSpace, page: Page) -> bool:
     """``filemap_release_folio``: drop the page's buffers if nothing holds them — through the
     journal's ``try_to_free_buffers`` when the filesystem journals (its heads on clean,
     checkpointed buffers go first), else ``try_to_free_buffers``. A folio state (no
-    buffers) is released as ``iomap_release_folio`` does: not while the page is dirty or
-    under writeback, else detached (``ifs_free``)."""
+    buffers) is released as fs/iomap/buffered-io.c ``iomap_release_folio`` does: not while
+    the page is dirty or under writeback, else detached (``iomap_page_release`` in 6.1,
+    ``ifs_free`` since the 6.5 rename of ``iomap_page`` to ``iomap_folio_state``)."""
     if page.flags & PG_private and not page_has_buffers(page):
         if page.flags & (PG_dirty | PG_writeback):
             return False
