@@ -68,10 +68,13 @@ def test_forced_writeback_is_the_fallbacks(hotremove_plugins):
 
 
 def test_other_tables_are_not_answered(hotremove_plugins):
-    from hotremove.model.aops import AOPS
+    from hotremove.fs.registry import installed_types
+    from hotremove.fs.tables import all_tables
     from hotremove_vfat import plugin
 
-    for a_ops in AOPS.values():
+    others = [t for t in all_tables(installed_types().values()).values() if t.fs_type != "vfat"]
+    assert {"ext2_aops", "ext4_da_aops"} <= {t.name for t in others}
+    for a_ops in others:
         for version in KERNELS:
             mapping = probe_mapping(a_ops)
             assert plugin.hotremove_migrate_strategy(mapping, "auto", KERNELS[version]) is None

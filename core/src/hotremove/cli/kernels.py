@@ -77,7 +77,7 @@ def mount_rules(kernel: Kernel, types: Mapping[str, FilesystemType]) -> dict[str
             driver,
             Rule(
                 f"{name} images are mounted by {driver} ({', '.join(tables)})",
-                f"the {name} type's aops() ({type(fs_type).__module__})",
+                fs_type.aops_source or f"the {name} type's aops() ({type(fs_type).__module__})",
             ),
         )
     return rules

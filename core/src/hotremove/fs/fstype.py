@@ -25,7 +25,7 @@ for ``hotremove kernels``): read those attributes only.
 
 Since 0.3, additively: :meth:`FilesystemType.data_mode` (the journal's data mode of a mount,
 defaults included), :attr:`FilesystemType.checker` (the checker's name in reports),
-:class:`FsConfig` and :class:`ProbeConfig`.
+:attr:`FilesystemType.aops_source`, :class:`FsConfig` and :class:`ProbeConfig`.
 
 Errors. :meth:`validate` raises ``ValueError("key: problem")`` naming the table's key
 (``options``, ``block_size``, ``size``, ``files``); the scenario loader prefixes the table
@@ -130,6 +130,9 @@ class FilesystemType(ABC):
     tools: ClassVar[Mapping[str, str]] = {}
     #: what reports call the type's checker (``fsck.fat``, ``xfs_repair``; since 0.3, additive)
     checker: ClassVar[str] = "fsck"
+    #: where the kernel decides which table a file gets, when that is another driver's in
+    #: some kernel (``hotremove kernels`` cites it beside the rule; since 0.3, additive)
+    aops_source: ClassVar[str] = ""
 
     # -- the scenario ---------------------------------------------------------------------
     def validate(self, cfg: FsConfig) -> None:

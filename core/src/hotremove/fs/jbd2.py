@@ -75,7 +75,8 @@ JBD2_DEFAULT_MAX_COMMIT_AGE = 5.0
 _DESCRIPTOR_HEADER = 12 + 16
 #: ``struct jbd2_journal_block_tail``: a descriptor's checksum (csum v2/v3).
 _BLOCK_TAIL = 4
-#: bytes of an inode in the inode table (mke2fs.conf ``inode_size = 256``).
+#: bytes of an inode in the inode table unless the filesystem says otherwise
+#: (:attr:`JournalFormat.inode_size`).
 INODE_SIZE = 256
 
 
@@ -88,6 +89,8 @@ class JournalFormat:
     tag_bytes: int = 8
     #: credits of one page's write handle (``ext4_writepage_trans_blocks() + 1`` for ext4)
     write_credits: int = 1
+    #: bytes of an inode in the inode table: which table block a file's inode update dirties
+    inode_size: int = INODE_SIZE
 
 
 def tags_per_block(blocksize: int, tag_bytes: int) -> int:
@@ -182,7 +185,7 @@ class Jbd2Journal(Jbd2Log):
         running transaction (once per transaction)."""
         t = self.running
         inode = page.mapping.host
-        block = (inode.i_ino - 1) // max(self.sb.s_blocksize // INODE_SIZE, 1)
+        block = (inode.i_ino - 1) // max(self.sb.s_blocksize // self.fmt.inode_size, 1)
         if t is not None and block not in t.meta:
             t.meta.add(block)
             t.credits += 1

@@ -98,9 +98,7 @@ def decompress(rel: str, raw: bytes) -> bytes:
     return raw
 
 
-def module_files(
-    moddir: Path, wanted: tuple[str, ...] | None = None
-) -> list[tuple[str, bytes]]:
+def module_files(moddir: Path, wanted: tuple[str, ...] | None = None) -> list[tuple[str, bytes]]:
     """(file name, decompressed bytes) of every module to load (default:
     :func:`wanted_modules`), in load order. A filesystem's module that is neither there nor
     built in is a one-line error."""

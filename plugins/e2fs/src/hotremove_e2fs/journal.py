@@ -8,6 +8,9 @@ from __future__ import annotations
 from hotremove.fs.jbd2 import JournalFormat
 from hotremove.model.address_space import SuperBlock
 
+#: bytes of an inode in the inode table: mke2fs.conf ``inode_size = 256`` (the images made)
+INODE_SIZE = 256
+
 #: ``EXT4_MAX_EXTENT_DEPTH``
 EXT4_MAX_EXTENT_DEPTH = 5
 #: ``EXT4_META_TRANS_BLOCKS``: superblock, inode, xattr blocks (no quota feature)
@@ -40,8 +43,16 @@ def journal_format(sb: SuperBlock) -> JournalFormat:
     """jbd2's view of the image's journal: ext4 images have metadata_csum (csum v3: 16-byte
     tags, ``journal_tag_bytes``), ext3 images neither csum nor 64bit (8-byte tags)."""
     return JournalFormat(
-        tag_bytes=16 if sb.s_type == "ext4" else 8, write_credits=write_credits(sb)
+        tag_bytes=16 if sb.s_type == "ext4" else 8,
+        write_credits=write_credits(sb),
+        inode_size=INODE_SIZE,
     )
 
 
-__all__ = ["EXT4_MAX_EXTENT_DEPTH", "EXT4_META_TRANS_BLOCKS", "journal_format", "write_credits"]
+__all__ = [
+    "EXT4_MAX_EXTENT_DEPTH",
+    "EXT4_META_TRANS_BLOCKS",
+    "INODE_SIZE",
+    "journal_format",
+    "write_credits",
+]

@@ -40,6 +40,7 @@ class Ext3(ExtFamilyType):
     description = "ext3 images with a journal; ext3's tables in 2004, ext4's from v4.3"
     options: ClassVar[Mapping[str, str]] = DATA_MODES
     journalled = True
+    aops_source = "fs/ext3 removed in v4.3 (c290ea01abb7); fs/ext4/inode.c ext4_set_aops()"
 
     def aops(self, cfg: FsConfig, kernel: Kernel) -> AddressSpaceOps:
         if driver(kernel) == "ext4":
