@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from hotremove.mm.memory_hotplug import offline
+from hotremove.mm.memory_block import offline
 from hotremove.model.memory import ONLINE
 from hotremove.model.migrate_mode import MigrateMode
 from hotremove.sim.faults import FaultSettings

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from hotremove.mm.memory_hotplug import offline
+from hotremove.mm.memory_block import offline
 from hotremove.model.migrate_mode import MigrateMode
 from hotremove.sim.verify import verify
 from hotremove.testing import small_scenario

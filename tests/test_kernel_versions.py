@@ -144,7 +144,7 @@ def test_data_journal_on_6_12_with_writeback_on_leaves_clean_journal_held_pages(
 
 def test_after_sync_the_same_block_offlines_on_6_12(hotremove_plugins, tmp_path):
     """``sync`` commits and checkpoints the journal: the heads go and the block offlines."""
-    from hotremove.mm.memory_hotplug import offline
+    from hotremove.mm.memory_block import offline
     from hotremove.sim.verify import sync
     from hotremove.workload import build
 

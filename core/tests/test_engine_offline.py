@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hotremove import hookimpl
-from hotremove.mm.memory_hotplug import offline
+from hotremove.mm.memory_block import offline
 from hotremove.mm.migrate import MigrateControl, folio_migrate_flags, folio_migrate_mapping
 from hotremove.model.memory import OFFLINE, ONLINE
 from hotremove.model.migrate_mode import Errno, MigrateMode

@@ -54,7 +54,7 @@ def test_plugin_that_fails_to_import_is_reported_and_others_work(
     assert [p.name for p in plugins.errors] == ["broken"]
     assert {"ext2", "ext3", "generic_writeback"} <= {n for n, p in report.items() if not p.error}
 
-    from hotremove.mm.memory_hotplug import offline
+    from hotremove.mm.memory_block import offline
 
     built = hotremove_build(small_scenario({"type": "ext2"}), plugins=plugins)
     assert offline(built.machine, plugins.hooks, [1]).offlined

@@ -199,13 +199,16 @@ class WorkloadConfig(_Strict):
 
 class RemoveConfig(_Strict):
     blocks: list[int] = [1]
+    #: the order of the per-block offlines (one ``offline_pages`` call each): ascending
+    #: (``offline_and_remove_memory``'s), descending, or listed (as ``blocks`` are written)
+    order: Literal["ascending", "descending", "listed"] = "ascending"
     mode: Literal["async", "sync_light", "sync"] = MigrateMode.SYNC.value
     strategy: str = Field(default=DEFAULT_POLICY, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     checks: bool = True
     #: rounds of migrate_pages before giving up, in kernels that give up (the 2004 seed)
     max_rounds: int = Field(default=3, ge=1, le=100)
-    #: simulated seconds the offline may take before the user's signal stops it (-EINTR):
-    #: (``timeout 120`` around writing ``offline`` to ``memoryN/state``)
+    #: simulated seconds one block's offline may take before the user's signal stops it
+    #: (-EINTR): ``timeout 120`` around each write of ``offline`` to ``memoryN/state``
     timeout: float = Field(default=120.0, gt=0.0, le=86_400.0)
     #: simulated seconds from the workload's writes to the start of the offline; background
     #: work (jbd2's commit timer, the flusher) runs in between
@@ -312,6 +315,7 @@ class Scenario(_Strict):
             "kernel": get_kernel(self.kernel.version),
             "timeout": rm.timeout,
             "start": rm.start,
+            "order": rm.order,
         }
         kwargs.update({k: v for k, v in overrides.items() if v is not None})
         return kwargs

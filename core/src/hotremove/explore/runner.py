@@ -37,7 +37,7 @@ from hotremove.explore.scheduler import (
 from hotremove.explore.state import SavedState
 from hotremove.hooks import Hooks
 from hotremove.locking.lockdep import InstrumentedLocks, Lockdep
-from hotremove.mm.memory_hotplug import offline
+from hotremove.mm.memory_block import offline
 from hotremove.model.locks import Mutex, SpinLock, Task, set_tracker
 from hotremove.model.machine import Machine
 from hotremove.model.migrate_mode import Errno, MigrateMode

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import types
+from array import array
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,8 @@ class SavedState:
             add(("array", obj, obj.copy()))
         elif isinstance(obj, bytearray):
             add(("bytearray", obj, bytes(obj)))
+        elif isinstance(obj, array):  # the allocator's free lists
+            add(("pyarray", obj, array(obj.typecode, obj)))
         elif isinstance(obj, list):
             add(("list", obj, list(obj)))
             stack.extend(obj)
@@ -120,7 +123,7 @@ class SavedState:
                 obj.update(state)
             elif kind == "array":
                 obj[...] = state
-            elif kind == "bytearray":
+            elif kind in ("bytearray", "pyarray"):
                 obj[:] = state
             elif kind == "set":
                 obj.clear()

@@ -11,38 +11,40 @@ the same escalation, with a different count. Within a round ``-EAGAIN`` is retri
 ``NR_MAX_MIGRATE_PAGES_RETRY`` passes and any other error is final for that round;
 ``offline_pages`` rescans and tries again in SYNC, like the kernel, but gives up after
 ``max_rounds`` (the kernel loops until a signal) and reports the last reason of each page.
+
+One :class:`Offliner` is one call over one memory block; :mod:`hotremove.mm.memory_block`
+makes the calls, block by block.
 """
 
 from __future__ import annotations
 
-import gc
 import time
 from collections import Counter
-from collections.abc import Callable
 
 import numpy as np
 import structlog
 
-from hotremove.errors import HotremoveError
-from hotremove.hooks import Hooks
-from hotremove.kernels import Kernel
 from hotremove.mm.migrate_pages import (
     ATTEMPT_SECONDS,
     NR_MAX_MIGRATE_PAGES_RETRY,
     Interrupted,
     Migrator,
-    ProgressFn,
 )
 from hotremove.mm.page_writeback import wait_for_all
-from hotremove.mm.result import ANON, SWAP, OfflineResult, busy_reason, failure_reason
-from hotremove.model.locks import running
+from hotremove.mm.result import (
+    ANON,
+    SWAP,
+    BlockResult,
+    busy_reason,
+    failure_reason,
+)
 from hotremove.model.machine import Machine
 from hotremove.model.memory import ISOLATED, OFFLINE, ONLINE
-from hotremove.model.migrate_mode import DEFAULT_POLICY, Errno, MigrateMode
+from hotremove.model.migrate_mode import Errno, MigrateMode
 from hotremove.model.page import PG_UNMOVABLE, PageArray, PG_swapcache, PG_tail
 from hotremove.sim.checks import CheckFailure, check_machine
 from hotremove.sim.classify import CLASSES, classify_frames
-from hotremove.sim.faults import FaultSettings, eio_injector
+from hotremove.sim.faults import eio_injector
 
 log = structlog.get_logger("hotremove.mm")
 
@@ -54,17 +56,14 @@ DEFAULT_TIMEOUT = 120.0
 FATAL = {Errno.ENOMEM, Errno.EIO, Errno.EPLUGIN}
 
 
-class OfflineError(HotremoveError):
-    """The request itself is invalid (-EINVAL): nonexistent or already offline block."""
-
-
 class Offliner:
-    """One ``offline_pages`` call over some memory blocks."""
+    """One ``offline_pages`` call over one memory block (its result goes into the shared
+    :class:`OfflineResult`, and its own figures into a :class:`BlockResult`)."""
 
     def __init__(
         self,
         machine: Machine,
-        blocks: list[int],
+        block: int,
         migrator: Migrator,
         *,
         mode: MigrateMode,
@@ -76,7 +75,7 @@ class Offliner:
         self.memory = machine.memory
         self.migrator = migrator
         self.result = migrator.result
-        self.blocks = sorted(set(blocks))
+        self.blocks = [block]
         self.mode = mode
         self.max_rounds = max_rounds
         self.timeout = timeout
@@ -87,13 +86,11 @@ class Offliner:
         self.last_errors: dict[int, Errno] = {}
         #: how a signal ended the offline ("" when none did)
         self.interrupted = ""
-        #: every frame of the blocks being offlined, in order
-        self.region = np.concatenate(
-            [
-                np.arange(machine.memory.blocks[b].start_pfn, machine.memory.blocks[b].end_pfn)
-                for b in self.blocks
-            ]
-        )
+        #: the rounds of this call (the shared result counts every call's)
+        self.rounds = 0
+        #: every frame of the block being offlined
+        b = machine.memory.blocks[block]
+        self.region = np.arange(b.start_pfn, b.end_pfn)
 
     # -- isolation (mm/page_isolation.c) ---------------------------------------------------
     def start_isolate_page_range(self) -> bool:
@@ -110,7 +107,7 @@ class Offliner:
             log.info("isolation_failed", unmovable=len(unmovable), first_pfn=int(unmovable[0]))
             self.undo_isolate_page_range()
             return False
-        self.result.isolated_free = int(self.memory.free_map[region].sum())
+        self.result.isolated_free += int(self.memory.free_map[region].sum())
         return True
 
     def undo_isolate_page_range(self) -> None:
@@ -134,10 +131,14 @@ class Offliner:
     def do_migrate_range(self, mode: MigrateMode) -> dict[int, Errno]:
         return self.migrator.migrate_pages(self.scan_movable_pages(), mode)
 
-    def offline_pages(self) -> OfflineResult:
+    def offline_pages(self) -> BlockResult:
         start = time.perf_counter()
         result = self.result
-        result.pages_in_region = len(self.region)
+        clock = self.machine.clock
+        before = self._counters()
+        mine = BlockResult(self.blocks[0], pages_in_region=len(self.region))
+        nr_failed = len(result.failed)
+        result.pages_in_region += len(self.region)
         classes = self.classify_region()
         self.count_pages_per_strategy()  # also resolves each mapping's strategy once
         failed: dict[int, Errno] = {}
@@ -161,12 +162,12 @@ class Offliner:
                     bdev.fault = None
             if not failed and self.test_pages_isolated():
                 self.offline_isolated_pages()
-                result.offlined = True
+                mine.offlined = True
             else:
                 self.undo_isolate_page_range()
-                self.record_failures(failed)
+                mine.reason = self.record_failures(failed, nr_failed)
         else:
-            result.reason = "failure to isolate range: unmovable pages"
+            mine.reason = "failure to isolate range: unmovable pages"
         self.count_classes(classes)
         # bad_page(): the kernel checks every freed page, whatever the debug options
         result.check_failures.extend(
@@ -177,22 +178,45 @@ class Offliner:
             )
             for b in self.memory.bad_pages[bad_before:]
         )
-        result.totals()
         for label, stats in ((ANON, self.migrator.anon), (SWAP, self.migrator.swap)):
             if stats.pages:
                 result.per_aops[label] = stats
+        result.totals()
         if self.migrator.checks:
             result.check_failures.extend(check_machine(self.machine, self.blocks))
-        result.wall_seconds = time.perf_counter() - start
+        after = self._counters()
+        mine.migrated, mine.rebound, mine.written_back = (after[i] - before[i] for i in range(3))
+        mine.failed_attempts, mine.passes = after[3] - before[3], after[4] - before[4]
+        mine.failed = len(result.failed) - nr_failed
+        mine.rounds = self.rounds
+        mine.simulated_seconds = after[5] - before[5]
+        mine.elapsed_seconds = clock.now - self.started
+        mine.wall_seconds = time.perf_counter() - start
+        result.wall_seconds += mine.wall_seconds
+        result.per_block.append(mine)
         log.info(
             "offline_finished",
-            offlined=result.offlined,
-            migrated=result.migrated,
-            failed=len(result.failed),
-            passes=result.passes,
-            reason=result.reason or None,
+            block=mine.block,
+            offlined=mine.offlined,
+            migrated=mine.migrated,
+            failed=mine.failed,
+            passes=mine.passes,
+            reason=mine.reason or None,
         )
-        return result
+        return mine
+
+    def _counters(self) -> tuple[int, int, int, int, int, float]:
+        """The shared result's running totals a call's own figures are the difference of."""
+        r = self.result
+        clock = self.machine.clock
+        return (
+            r.migrated,
+            r.rebound,
+            r.written_back,
+            r.failed_attempts,
+            r.passes,
+            clock.cpu_seconds + clock.io_seconds,
+        )
 
     def bounded_rounds(self) -> dict[int, Errno]:
         """The 2004 seed's retries: at most ``max_rounds`` rounds of ``migrate_pages`` (the
@@ -200,7 +224,8 @@ class Offliner:
         it at once."""
         failed: dict[int, Errno] = {}
         for rnd in range(1, self.max_rounds + 1):
-            self.result.rounds = rnd
+            self.rounds += 1
+            self.result.rounds += 1
             mode = self.mode if rnd == 1 else MigrateMode.SYNC
             failed = self.do_migrate_range(mode)
             self.result.failed_attempts += len(failed)
@@ -223,6 +248,7 @@ class Offliner:
         waited = False  # the last round already let the holders finish, to no avail
         while True:
             result.rounds += 1
+            self.rounds += 1
             moved = result.migrated
             retries = Counter(result.retries)
             failed = self.do_migrate_range(self.mode)
@@ -252,6 +278,7 @@ class Offliner:
             spins = int(round((until - clock.now) / per_round, 6))
             if spins > 0:
                 result.rounds += spins
+                self.rounds += spins
                 result.spun_rounds += spins
                 result.failed_attempts += spins * len(failed)
                 for label, n in (Counter(result.retries) - retries).items():
@@ -268,9 +295,10 @@ class Offliner:
         return {p.pfn: Errno.EINTR for p in self.scan_movable_pages()}
 
     # -- accounting -------------------------------------------------------------------------
-    def record_failures(self, failed: dict[int, Errno]) -> None:
+    def record_failures(self, failed: dict[int, Errno], since: int) -> str:
         """Pages that never moved, with the reason of their last attempt (the kernel's error
-        name, and for -EAGAIN what held the page)."""
+        name, and for -EAGAIN what held the page); returns the call's reason line (its own
+        failures: ``result.failed[since:]``)."""
         result = self.result
         plugin_errors = self.migrator.plugin_errors
         for pfn, rc in sorted(failed.items()):
@@ -285,8 +313,8 @@ class Offliner:
             result.add_failure(pfn, reason, rc)
             self.migrator.strategy_for(page)[2].failed += 1
             self.machine.vmstat.pgmigrate_fail += 1
-        reasons = Counter(str(f["reason"]) for f in result.failed)
-        result.reason = failure_reason(failed, reasons, result.rounds, self.interrupted)
+        reasons = Counter(str(f["reason"]) for f in result.failed[since:])
+        return failure_reason(failed, reasons, self.rounds, self.interrupted)
 
     def classify_region(self) -> tuple[np.ndarray, np.ndarray]:
         """Every head page or free frame of the range, and its class (before anything
@@ -311,83 +339,11 @@ class Offliner:
         pfns, codes = classes
         failed = np.isin(pfns, [f["pfn"] for f in self.result.failed])
         moved = self.migrator.moved[pfns]
-        table: dict[str, dict[str, int]] = {}
+        table = self.result.classes
         for code in np.unique(codes).tolist():
             mine = codes == code
-            table[CLASSES[code]] = {
-                "pages": int(mine.sum()),
-                "migrated": int(moved[mine].sum()),
-                "failed": int(failed[mine].sum()),
-            }
+            row = table.setdefault(CLASSES[code], {"pages": 0, "migrated": 0, "failed": 0})
+            row["pages"] += int(mine.sum())
+            row["migrated"] += int(moved[mine].sum())
+            row["failed"] += int(failed[mine].sum())
         self.result.classes = dict(sorted(table.items()))
-
-
-def offline(
-    machine: Machine,
-    hooks: Hooks,
-    blocks: list[int],
-    *,
-    mode: MigrateMode = MigrateMode.SYNC,
-    policy: str = DEFAULT_POLICY,
-    checks: bool = True,
-    max_rounds: int = DEFAULT_MAX_ROUNDS,
-    progress: ProgressFn | None = None,
-    faults: FaultSettings | None = None,
-    fault_seed: int = 0,
-    should_stop: Callable[[], bool] | None = None,
-    batching: bool = True,
-    kernel: Kernel | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
-    start: float = 0.0,
-) -> OfflineResult:
-    """Offline memory ``blocks`` of ``machine``: move every in-use page out, or roll back.
-    ``batching=False`` sends every page through the per-page path (the reference the
-    batched path of :mod:`hotremove.mm.batch` is tested against).
-    ``should_stop`` is polled at batch boundaries (a pending signal: -EINTR, rolled back).
-    A scenario's settings come as ``**scenario.offline_kwargs()``."""
-    nr_blocks = len(machine.memory.blocks)
-    for b in blocks:
-        if not 0 <= b < nr_blocks:
-            raise OfflineError(
-                f"remove.blocks: block {b} does not exist (memory has blocks 0-{nr_blocks - 1})"
-            )
-        if machine.memory.block_state[b] != ONLINE:
-            raise OfflineError(f"remove.blocks: block {b} is {machine.memory.block_state[b]}")
-    if kernel is not None and kernel is not machine.kernel:
-        raise OfflineError(
-            f"kernel.version: this machine was built for kernel {machine.kernel.version}, "
-            f"not {kernel.version}"
-        )
-    result = OfflineResult(sorted(set(blocks)), mode, policy, kernel=machine.kernel.version)
-    migrator = Migrator(
-        machine,
-        hooks,
-        result,
-        policy=policy,
-        checks=checks,
-        faults=faults or FaultSettings(),
-        progress=progress,
-        should_stop=should_stop,
-        batching=batching,
-    )
-    # the time between the workload's writes and the offline
-    machine.timers.idle_until(machine.writes_end + start)
-    offliner = Offliner(
-        machine,
-        blocks,
-        migrator,
-        mode=mode,
-        max_rounds=max_rounds,
-        fault_seed=fault_seed,
-        timeout=timeout,
-    )
-    # A cyclic collection in the middle of the run (the per-page path makes many short-lived
-    # handles) is a cost the kernel does not have; the offline creates no reference cycles.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        with running(machine.task):
-            return offliner.offline_pages()
-    finally:
-        if collecting:
-            gc.enable()

@@ -34,9 +34,40 @@ class AopsStats:
 
 
 @dataclass
-class OfflineResult:
-    """What ``offline_pages`` did; :mod:`hotremove.sim.report` turns it into the user's report."""
+class BlockResult:
+    """One memory block's ``offline_pages`` call (one write of ``offline`` to its
+    ``memoryN/state``): what it moved, whether the block went, and why not."""
 
+    block: int
+    offlined: bool = False
+    pages_in_region: int = 0
+    migrated: int = 0
+    rebound: int = 0
+    written_back: int = 0
+    #: pages that never moved (the call's failures)
+    failed: int = 0
+    failed_attempts: int = 0
+    passes: int = 0
+    rounds: int = 0
+    reason: str = ""
+    #: simulated CPU and I/O time of the call (the report's ``simulated_seconds`` is the sum)
+    simulated_seconds: float = 0.0
+    #: simulated clock from the write to its return, waits and the timeout included (what
+    #: ``timeout`` around the write measures)
+    elapsed_seconds: float = 0.0
+    wall_seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return dict(vars(self))
+
+
+@dataclass
+class OfflineResult:
+    """What the ``offline_pages`` calls did (one per block, in ``blocks`` order, each in
+    ``per_block``); the counters are their sums. :mod:`hotremove.sim.report` turns it into
+    the user's report."""
+
+    #: the blocks in the order they were offlined (``remove.order``)
     blocks: list[int]
     mode: MigrateMode
     policy: str
@@ -68,6 +99,10 @@ class OfflineResult:
     spun_rounds: int = 0
     #: huge pages split because no 2 MiB destination was free (``thp_split_page``)
     thp_split: int = 0
+    #: ``remove.order``: ascending, descending or listed
+    order: str = "ascending"
+    #: one entry per ``offline_pages`` call, in call order
+    per_block: list[BlockResult] = field(default_factory=list)
 
     def add_failure(self, pfn: int, reason: str, rc: Errno) -> None:
         self.failed.append({"pfn": pfn, "reason": reason, "errno": rc.label})
@@ -119,4 +154,12 @@ def failure_reason(
     return f"gave up after {rounds} rounds of migrate_pages: {summary}"
 
 
-__all__ = ["ANON", "SWAP", "AopsStats", "OfflineResult", "busy_reason", "failure_reason"]
+__all__ = [
+    "ANON",
+    "SWAP",
+    "AopsStats",
+    "BlockResult",
+    "OfflineResult",
+    "busy_reason",
+    "failure_reason",
+]

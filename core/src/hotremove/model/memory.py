@@ -3,7 +3,8 @@
 All frames live in one contiguous numpy buffer (``frames[pfn]`` is a 4096-byte row), so a
 page copy is one memcpy. Memory is cut into memory blocks (the unit of hot-remove, 128 MiB on
 x86_64); a block is ``online``, ``isolated`` (MIGRATE_ISOLATE: the allocator no longer hands
-out its frames) or ``offline``.
+out its frames) or ``offline``. Which free frame the allocator hands out next is the buddy
+allocator's (:mod:`hotremove.model.buddy`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hotremove.model.bad_page import BadPage, free_page_is_bad
+from hotremove.model.buddy import FreeArea
 from hotremove.model.buffer_head import BufferHeadPool
 from hotremove.model.page import PAGE_SIZE, MemMap, Page
 
@@ -72,11 +74,8 @@ def pfn_runs(pfns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 class PhysicalMemory:
     """The machine's RAM: ``nr_pages`` frames, ``mem_map`` (a struct page per frame, see
-    :class:`~hotremove.model.page.MemMap`), the buffer_head slab and free lists per block.
-
-    Each block's free list is a LIFO stack in an int32 array (4 bytes a frame, no Python int
-    per free frame). Entries may be stale (a frame taken by ``alloc_page_at``): they are
-    checked against ``_free`` on pop, and a full stack is compacted before a push.
+    :class:`~hotremove.model.page.MemMap`), the buffer_head slab and the zone's buddy free
+    lists (:class:`~hotremove.model.buddy.FreeArea`: frames of online blocks only).
     """
 
     def __init__(self, size: int, block_size: int) -> None:
@@ -99,14 +98,8 @@ class PhysicalMemory:
         self._free = bytearray(b"\x01") * self.nr_pages
         #: the same bytes as an array (1: free), for the vectorised callers
         self.free_map = np.frombuffer(self._free, dtype=np.uint8)
-        ppb = self.pages_per_block
-        self._stack_arrays = [
-            np.arange(b.end_pfn - 1, b.start_pfn - 1, -1, dtype=np.int32) for b in self.blocks
-        ]
-        self._stacks = [memoryview(a) for a in self._stack_arrays]
-        self._top = [ppb] * len(self.blocks)  # entries in use at the bottom of each stack
         self._nr_free = [b.nr_pages for b in self.blocks]
-        self._alloc_hint = 0  # the block alloc_page tries first
+        self.free_area = FreeArea(self.nr_pages, self.pages_per_block)
         #: pages the kernel's free-time check refused (reported, never freed)
         self.bad_pages: list[BadPage] = []
 
@@ -117,8 +110,8 @@ class PhysicalMemory:
     @property
     def metadata_nbytes(self) -> int:
         """Bytes of mem_map, the buffer_head slab and the allocator's lists."""
-        stacks = sum(a.nbytes for a in self._stack_arrays)
-        return self.pages.nbytes + self.bh_pool.nbytes + stacks + len(self._free)
+        lists = self.free_area.nbytes
+        return self.pages.nbytes + self.bh_pool.nbytes + lists + len(self._free)
 
     def block_of(self, pfn: int) -> int:
         return pfn // self.pages_per_block
@@ -135,98 +128,46 @@ class PhysicalMemory:
 
     def alloc_page(self) -> Page | None:
         """Allocate a frame from an online block (never an isolated or offline one), with one
-        reference held by the caller. ``None`` is the simulator's -ENOMEM."""
-        hint = self._alloc_hint
-        if self.block_state[hint] == ONLINE:
-            pfn = self._pop(hint)
-            if pfn >= 0:
-                return self._take(pfn)
-        for block, state in enumerate(self.block_state):
-            if state == ONLINE and self._nr_free[block]:
-                pfn = self._pop(block)
-                if pfn >= 0:
-                    self._alloc_hint = block
-                    return self._take(pfn)
-        return None
+        reference held by the caller, in the buddy allocator's order. ``None`` is the
+        simulator's -ENOMEM."""
+        pfn = self._area().rmqueue(0)
+        return self._take(pfn) if pfn >= 0 else None
 
     def alloc_pages_bulk(self, nr: int) -> np.ndarray:
         """``alloc_pages_bulk``: up to ``nr`` frames, in exactly the order ``nr`` calls of
         :meth:`alloc_page` would return them, each with one reference. Fewer means the
         online blocks ran out (the caller's -ENOMEM for the rest)."""
-        taken: list[np.ndarray] = []
-        need = nr
-        free = self.free_map
-        blocks = [self._alloc_hint] + [b for b in range(len(self.blocks)) if b != self._alloc_hint]
-        for block in blocks:
-            if need == 0:
-                break
-            if self.block_state[block] != ONLINE or not self._nr_free[block]:
-                continue
-            stack, top = self._stack_arrays[block], self._top[block]
-            while need and top:
-                chunk = stack[max(0, top - need) : top][::-1]
-                # stale entries and repeats (a frame freed again) are skipped, as _pop does
-                _, first = np.unique(chunk, return_index=True)
-                keep = np.zeros(len(chunk), bool)
-                keep[first] = True
-                keep &= free[chunk].astype(bool)
-                got = chunk[keep]
-                top -= len(chunk)
-                free[got] = 0
-                self._nr_free[block] -= len(got)
-                need -= len(got)
-                taken.append(got)
-                if len(got) and block != self._alloc_hint:
-                    self._alloc_hint = block
-            self._top[block] = top
-        pfns = (np.concatenate(taken) if taken else np.zeros(0, np.int32)).astype(np.int64)
-        self.pages.refcount[pfns] = 1
-        self.populate(pfns)
+        pfns = self._area().rmqueue_bulk(nr)
+        if len(pfns):
+            self.free_map[pfns] = 0
+            blocks = pfns // self.pages_per_block
+            first, last = int(blocks.min()), int(blocks.max())
+            if first == last:
+                self._nr_free[first] -= len(pfns)
+            else:
+                for block, n in zip(*np.unique(blocks, return_counts=True), strict=True):
+                    self._nr_free[int(block)] -= int(n)
+            self.pages.refcount[pfns] = 1
+            self.populate(pfns)
         return pfns
 
-    def _pop(self, block: int) -> int:
-        """The top free frame of ``block``'s stack, or -1 (stale entries are dropped)."""
-        stack = self._stacks[block]
-        top = self._top[block]
-        free = self._free
-        while top:
-            top -= 1
-            pfn = stack[top]
-            if free[pfn]:
-                self._top[block] = top
-                return pfn
-        self._top[block] = 0
-        return -1
-
-    def _push(self, block: int, pfns: list[int] | np.ndarray) -> None:
-        """Push frames (not yet marked free) onto ``block``'s free list, compacting it first
-        when they do not fit: only stale entries or repeats can fill it."""
-        top = self._top[block]
-        stack = self._stack_arrays[block]
-        if top + len(pfns) > len(stack):
-            entries = stack[:top]
-            live = entries[self.free_map[entries] != 0]
-            _, last = np.unique(live[::-1], return_index=True)  # keep each frame's topmost
-            live = live[np.sort(len(live) - 1 - last)]
-            top = len(live)
-            stack[:top] = live
-        stack[top : top + len(pfns)] = pfns
-        self._top[block] = top + len(pfns)
+    def _area(self) -> FreeArea:
+        """The free lists, rebuilt first if the builder placed pages since (see
+        :mod:`hotremove.model.buddy`)."""
+        area = self.free_area
+        if area.stale:
+            online = np.repeat(self.block_state_array() == 0, self.pages_per_block)
+            area.rebuild((self.free_map != 0) & online)
+        return area
 
     def alloc_contig(self, order: int) -> Page | None:
-        """A naturally aligned run of ``1 << order`` free frames in online blocks, returned as
-        a compound folio (head with PG_head and ``order``, tails with PG_tail)."""
-        nr = 1 << order
-        usable = self.nr_pages // nr * nr
-        free = self.free_map[:usable].reshape(-1, nr)
-        candidates = np.flatnonzero(free.all(axis=1))
-        for chunk in candidates:
-            start = int(chunk) * nr
-            if self.block_state[self.block_of(start)] == ONLINE and self.block_of(
-                start + nr - 1
-            ) == self.block_of(start):
-                return self._take_compound(start, order)
-        return None
+        """A naturally aligned run of ``1 << order`` free frames in online blocks (the
+        buddy allocator's smallest fitting chunk), returned as a compound folio (head with
+        PG_head and ``order``, tails with PG_tail)."""
+        if order > self.free_area.max_order:
+            return None
+        pfn = self._area().rmqueue(order)
+        return self._take_compound(pfn, order) if pfn >= 0 else None
 
     def alloc_compound_at(self, pfn: int, order: int) -> Page:
         """The workload's placement of a huge page at an aligned, free, online range."""
@@ -235,6 +176,7 @@ class PhysicalMemory:
             raise ValueError(f"frames {pfn:#x}+{nr} are not an aligned free range")
         if self.block_state[self.block_of(pfn)] != ONLINE:
             raise ValueError(f"frame {pfn:#x} is not online")
+        self.free_area.stale = True
         return self._take_compound(pfn, order)
 
     def _take_compound(self, start: int, order: int) -> Page:
@@ -254,6 +196,7 @@ class PhysicalMemory:
         """Allocate a specific free frame (the workload's placement decides where pages live)."""
         if not self._free[pfn] or self.block_state[self.block_of(pfn)] != ONLINE:
             raise ValueError(f"frame {pfn:#x} is not free and online")
+        self.free_area.stale = True
         return self._take(pfn)
 
     def alloc_pages_at(self, pfns: np.ndarray) -> None:
@@ -266,6 +209,7 @@ class PhysicalMemory:
             or any(self.block_state[int(b)] != ONLINE for b in np.unique(blocks))
         ):
             raise ValueError("frames are not free and online")
+        self.free_area.stale = True
         free[pfns] = 0
         for block, n in zip(*np.unique(blocks, return_counts=True), strict=True):
             self._nr_free[int(block)] -= int(n)
@@ -312,15 +256,16 @@ class PhysicalMemory:
         mm._index[pfn] = 0
         mm._mapcount[pfn] = 0
         block = pfn // self.pages_per_block
-        self._push(block, [pfn])  # before marking it free: a compaction must not keep it twice
         self._free[pfn] = 1
         self._nr_free[block] += 1
         if self.block_state[block] != ONLINE:
             self._dead.append(pfn)  # given back by release_dead, once no copy reads it
+        elif not self.free_area.stale:
+            self.free_area.free_one(pfn)
 
     def free_pages_bulk(self, pfns: np.ndarray) -> None:
-        """:meth:`free_page` for many order-0 frames whose references are gone, pushed onto
-        the free lists in the given order (the same lists one-by-one frees would build)."""
+        """:meth:`free_page` for many order-0 frames whose references are gone, in the given
+        order (the same free lists one-by-one frees would leave)."""
         mm = self.pages
         free = self.free_map
         if mm.refcount[pfns].any() or free[pfns].any() or mm.order[pfns].any():
@@ -341,15 +286,13 @@ class PhysicalMemory:
         blocks = pfns // self.pages_per_block
         first, last = int(blocks.min()), int(blocks.max())
         for block in [first] if first == last else np.unique(blocks).tolist():
-            mine = pfns if first == last else pfns[blocks == block]
-            self._nr_free[block] += len(mine)
-            self._push(block, mine)
+            self._nr_free[block] += len(pfns) if first == last else int((blocks == block).sum())
         free[pfns] = 1
-        if first == last:
-            if self.block_state[first] != ONLINE:
-                self.release(pfns)
-        else:
-            self.release(pfns[self.block_state_array()[blocks] != 0])
+        offline = self.block_state_array()[blocks] != 0
+        self.release(pfns[offline])
+        if not self.free_area.stale and not offline.all():
+            for pfn in pfns[~offline].tolist():  # one by one, as free_unref_page would
+                self.free_area.free_one(pfn)
 
     def block_state_array(self) -> np.ndarray:
         """1 where a block is not online (isolated or offline), per block."""
@@ -392,10 +335,18 @@ class PhysicalMemory:
             self._frames_buf.madvise(advice, start * PAGE_SIZE, (end - start) * PAGE_SIZE)
 
     def set_block_state(self, block: int, state: str) -> None:
+        """Isolate, offline or (back) online a block; its free frames leave the allocator's
+        lists, or join them at the tails (``undo_isolate_page_range``, ``online_pages``)."""
         self.release_dead()  # before a block reopens (no batch is in flight here)
+        before = self.block_state[block]
         self.block_state[block] = state
+        b = self.blocks[block]
+        area = self.free_area
+        if before == ONLINE and state != ONLINE and not area.stale:
+            area.remove_block(b.start_pfn, b.end_pfn)
+        elif before != ONLINE and state == ONLINE and not area.stale:
+            area.add_block_to_tail(b.start_pfn, self.free_map[b.start_pfn : b.end_pfn] != 0)
         if state == OFFLINE:  # the block leaves the machine: so do its frames
-            b = self.blocks[block]
             self._frames_buf.madvise(
                 mmap.MADV_DONTNEED, b.start_pfn * PAGE_SIZE, b.nr_pages * PAGE_SIZE
             )

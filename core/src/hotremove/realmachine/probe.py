@@ -15,7 +15,7 @@ from pathlib import Path
 
 from hotremove.hooks import Hooks
 from hotremove.kernels import Kernel
-from hotremove.mm.memory_hotplug import offline
+from hotremove.mm.memory_block import offline
 from hotremove.model.migrate_mode import MigrateMode
 from hotremove.model.page import PAGE_SIZE
 from hotremove.realmachine.classes import decode_unit, unit_code

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from hotremove.mm.memory_hotplug import offline
+from hotremove.mm.memory_block import offline
 from hotremove.model.cost import PRESETS
 from hotremove.model.machine import Machine
 from hotremove.model.memory import pfn_runs

@@ -82,6 +82,8 @@ class Report:
             "mode": off.mode.value,
             "policy": off.policy,
             "blocks": off.blocks,
+            "order": off.order,
+            "per_block": [b.as_dict() for b in off.per_block],
             "pages_in_region": off.pages_in_region,
             "isolated_free": off.isolated_free,
             "migrated": off.migrated,
@@ -185,6 +187,8 @@ def render(report: Report, width: int | None = None) -> Group:
         for name, s in sorted(off.per_aops.items()):
             lines.append(Text.assemble(f"  {name}: ", s.strategy, (f" ({s.plugin})", "dim")))
     lines += [outcome, cost]
+    if len(off.blocks) > 1:
+        lines.extend(block_lines(off))
     busy = {name: row for name, row in off.classes.items() if name != "free" and row["pages"]}
     if busy:
         lines.append(
@@ -245,6 +249,29 @@ def render(report: Report, width: int | None = None) -> Group:
             verdict.append(f", {v.anon_checked} anon pages checked")
         lines.append(verdict)
     return Group(*lines)
+
+
+def block_lines(off: OfflineResult) -> list[Text]:
+    """One line per ``offline_pages`` call, in call order (``remove.order``)."""
+    lines = [Text(f"per block ({off.order}, one offline_pages call each):")]
+    for b in off.per_block:
+        line = Text(f"  block {b.block}: ")
+        line.append(
+            "offlined" if b.offlined else "NOT offlined",
+            style="green" if b.offlined else "red",
+        )
+        line.append(
+            f": {b.migrated} migrated, {b.written_back} written back, {b.failed} failed; "
+            f"simulated {format_seconds(b.simulated_seconds)}"
+        )
+        if b.reason:
+            line.append(f" — {b.reason}", style="red")
+        lines.append(line)
+    tried = {b.block for b in off.per_block}
+    for block in off.blocks:
+        if block not in tried:
+            lines.append(Text(f"  block {block}: not tried (interrupted)", style="red"))
+    return lines
 
 
 def print_report(report: Report, console: Console) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import structlog
 
 from hotremove.errors import ScenarioError, did_you_mean
-from hotremove.mm.memory_hotplug import offline
+from hotremove.mm.memory_block import offline
 from hotremove.mm.migrate_pages import ProgressFn
 from hotremove.plugins import PluginSet, load_plugins
 from hotremove.scenario import Scenario

@@ -90,7 +90,7 @@ def hotremove_machine(hotremove_build: Callable[..., Any]) -> Callable[..., Any]
 @pytest.fixture
 def hotremove_offline(hotremove_plugins: Any) -> Callable[..., Any]:
     """``offline(built, **kw) -> OfflineResult`` with the scenario's remove settings."""
-    from hotremove.mm.memory_hotplug import offline
+    from hotremove.mm.memory_block import offline
 
     def _offline(built: Any, plugins: Any = None, **kw: Any) -> Any:
         options = built.scenario.offline_kwargs(checks=True)

@@ -221,7 +221,7 @@ def run_offline(
     call watched by a :class:`~hotremove.testing.probe.StrategyProbe`, and the lock-order
     checker on when this hotremove has one (:func:`find_lockdep`; ``EngineRun.lockdep`` says
     whether it ran)."""
-    from hotremove.mm.memory_hotplug import offline
+    from hotremove.mm.memory_block import offline
     from hotremove.model.blockdev import IOStats
     from hotremove.testing.probe import StrategyProbe
 
