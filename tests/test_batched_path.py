@@ -18,11 +18,17 @@ FIELDS = ("flags", "refcount", "mapcount", "index", "order", "private_bh")
 
 
 def mixed_scenario(
-    mode: str, seed: int, strategy: str = "auto", kernel: str = "6.12", dirty: float = 0.3
+    mode: str,
+    seed: int,
+    strategy: str = "auto",
+    kernel: str = "6.12",
+    dirty: float = 0.3,
+    files: int = 16,
+    blocks: tuple[int, ...] = (0,),
 ):
     """Block 0 filled with ext2 (1 KiB blocks), ext3 data=journal and ext4 (generic
     writeback) page cache, with every disturbance the workload can make sprinkled in."""
-    fs = {"size": "8MiB", "files": 16, "file_size": "128KiB"}
+    fs = {"size": "8MiB", "files": files, "file_size": "128KiB"}
     return validate(
         {
             "kernel": {"version": kernel},
@@ -44,7 +50,7 @@ def mixed_scenario(
                 "swapcache": 0.3,
                 "mlocked": 0.1,
             },
-            "remove": {"blocks": [0], "mode": mode, "strategy": strategy},
+            "remove": {"blocks": list(blocks), "mode": mode, "strategy": strategy},
         }
     )
 
@@ -111,6 +117,32 @@ def test_batched_and_per_page_paths_leave_identical_machines(
     # ext4's pages with a buffer another task holds stay busy (generic_writeback cannot
     # drop a locked buffer and never sleeps on it): rolled back — the same on both paths
     assert not fast_result.check_failures
+    verdict = hotremove_verify(fast)
+    assert verdict.ok, verdict.as_dict()
+
+
+@pytest.mark.parametrize("kernel", ["6.1", "6.12"])
+def test_two_blocks_one_call_each_leave_identical_machines(
+    kernel, hotremove_build, hotremove_offline, hotremove_verify
+):
+    """Blocks 0 and 1, ascending: block 0's pages go to block 1's free frames (the buddy
+    allocator's order, bulk on one path, one by one on the other) and move again with it."""
+    runs = []
+    for batching in (True, False):
+        scenario = mixed_scenario("sync", 3, kernel=kernel, files=26, blocks=(0, 1))
+        built = hotremove_build(scenario)
+        result = hotremove_offline(built, checks=False, batching=batching)
+        runs.append((built, result, machine_state(built)))
+    (fast, fast_result, _), _ = runs
+    assert len(fast_result.per_block) == 2
+    assert fast_result.per_block[1].migrated > 1000, "block 1 received block 0's pages"
+    assert_identical(runs)
+    times = ("simulated_seconds", "elapsed_seconds", "wall_seconds")
+    for fast_b, slow_b in zip(fast_result.per_block, runs[1][1].per_block, strict=True):
+        counts = {k: v for k, v in vars(fast_b).items() if k not in times}
+        assert counts == {k: v for k, v in vars(slow_b).items() if k not in times}
+        # the same sums in another order: equal to rounding
+        assert fast_b.simulated_seconds == pytest.approx(slow_b.simulated_seconds, abs=1e-9)
     verdict = hotremove_verify(fast)
     assert verdict.ok, verdict.as_dict()
 

@@ -382,6 +382,9 @@ def plan_check_cmd(
 
 
 _SIM_KEYS = (
+    "blocks",
+    "order",
+    "per_block",
     "pages_in_region",
     "migrated",
     "rebound",

@@ -16,6 +16,7 @@ from typing import Any
 from hotremove.errors import HotremoveError
 from hotremove.fs.fstype import GuestMount
 from hotremove.kernels import KERNELS, Kernel, get_kernel
+from hotremove.mm.memory_block import removal_order
 from hotremove.realkernel import console, guest
 from hotremove.realkernel.fetch import KernelBundle, fetch_kernel
 from hotremove.realkernel.job import (
@@ -98,9 +99,16 @@ def check_mirrorable(scenario: Scenario, version: str | None = None) -> None:
 def not_comparable(scenario: Scenario) -> list[str]:
     """What the guest run does not reproduce, always named (never silently dropped)."""
     wl = scenario.workload
-    notes = [
-        "page placement: the kernel's allocator fills the DIMM's blocks, not "
-        f"workload.placement={wl.placement!r}; per-block counts differ",
+    notes = (
+        [
+            "page placement: the guest's page cache fills the DIMM's blocks lowest first "
+            "(placement 'fill', after the guest's own few pages), not "
+            f"workload.placement={wl.placement!r}; per-block counts differ"
+        ]
+        if wl.placement != "fill"
+        else []
+    )
+    notes += [
         "failed: the kernel counts failed migration attempts (pgmigrate_fail, every pass), "
         "the simulator failed pages",
         "times: guest seconds are of an emulated CPU, not the simulator's cost model",
@@ -214,7 +222,7 @@ def make_plan(
         filesystems=filesystems,
         writes=tuple(runs),
         payload=payload(built.golden.files, runs),
-        remove_blocks=tuple(scenario.remove.blocks) if remove_blocks is None else remove_blocks,
+        remove_blocks=ordered_blocks(scenario) if remove_blocks is None else remove_blocks,
         dimm_blocks=scenario.memory.size // X86_BLOCK_SIZE,
         offline_timeout=timeout,
         sysctls=sysctls,
@@ -228,6 +236,13 @@ def make_plan(
     except ValueError as exc:
         raise HotremoveError(str(exc)) from None
     return guest_plan
+
+
+def ordered_blocks(scenario: Scenario) -> tuple[int, ...]:
+    """The scenario's blocks in the order the guest offlines them: ``remove.order``, as the
+    simulator does (:func:`hotremove.mm.memory_block.removal_order`)."""
+    rm = scenario.remove
+    return tuple(removal_order(list(rm.blocks), getattr(rm, "order", "ascending")))
 
 
 def default_guest_timeout(scenario: Scenario, offline_seconds: int) -> float:
@@ -257,7 +272,8 @@ def run_in_guest(
     """Run ``scenario`` on Debian's Linux ``version`` in QEMU; ``workdir`` keeps the images,
     the job disk and the console log (its path is in every :class:`GuestError`).
 
-    ``remove_blocks``: the DIMM's blocks to offline, in this order (default: the scenario's).
+    ``remove_blocks``: the DIMM's blocks to offline, in this order (default: the scenario's,
+    in ``remove.order``).
     ``dump_dir``: copy the files ``hotremove snapshot`` reads there, as they were just before
     the first offline (:func:`hotremove.realmachine.snapshot.from_dump` reads them).
     ``remedies``: after the offlines, each in turn while a block is still online, followed by
@@ -314,7 +330,7 @@ def run_in_guest(
     check_finished(run.text, records, log)
     if dump_dir is not None:
         unpack_dump(out, dump_dir, log)
-    blocks = list(remove_blocks) if remove_blocks is not None else list(scenario.remove.blocks)
+    blocks = list(remove_blocks) if remove_blocks is not None else list(ordered_blocks(scenario))
     return build_report(
         records,
         scenario=name,
