@@ -38,6 +38,7 @@ from hotremove.realmachine.plan import Plan, resolve_fs
 from hotremove.realmachine.plan import plan as make_plan
 from hotremove.realmachine.plot import plot
 from hotremove.realmachine.remedy import advise
+from hotremove.realmachine.removal import plan_removal
 from hotremove.realmachine.snapshot import SnapshotError, load, take
 from hotremove.units import format_seconds, format_size
 
@@ -146,6 +147,13 @@ def snapshot_command(
 @kernel_option(
     f"The kernel whose rules the prediction uses ({', '.join(VERSIONS)}; default {DEFAULT_KERNEL})."
 )
+@click.option(
+    "--remove",
+    "remove",
+    metavar="N[,N|N-M...]",
+    help="Blocks to remove together: the plan finds the order that moves the fewest pages "
+    "(default: every ZONE_MOVABLE block that can go).",
+)
 @click.option("--json", "json_out", is_flag=True, help="Print the plan as one JSON object.")
 @click.option(
     "--plot",
@@ -165,6 +173,7 @@ def plan_command(
     flagless: str,
     journal_clean: str,
     kernel: str | None,
+    remove: str | None,
     json_out: bool,
     plot_path: Path | None,
 ) -> None:
@@ -173,7 +182,8 @@ def plan_command(
     Every frame is classified from its page flags; the installed plugins' strategies for the
     page cache's filesystem decide, page kind by page kind, whether pages move by rebinding
     their buffer_heads, by writeback or by a plain copy, and what that costs. Blocks that
-    cannot go are listed last, with the reason.
+    cannot go are listed last, with the reason. For several blocks removed together (--remove,
+    or the ZONE_MOVABLE ones), the order to offline them in that moves the fewest pages.
     """
     settings = begin(ctx)
     start = time.perf_counter()
@@ -194,6 +204,7 @@ def plan_command(
         journal_clean=journal_clean,
     )
     advise(p, plugins.hooks)
+    p.order = plan_removal(p, parse_blocks(remove) if remove is not None else None)
     if plot_path is not None:
         try:
             plot(p, plot_path)
@@ -321,8 +332,55 @@ def print_plan(p: Plan, console: Console) -> None:
                 style="dim",
             )
         )
+    print_order(p, console)
     legend = ", ".join(f"{name}: {desc}" for name, desc, _ in CLASSES[:9])
     console.print(Text(f"classes: {legend}", style="dim"))
+
+
+def parse_blocks(text: str) -> list[int]:
+    """``32,33`` or ``32-35`` (or both) → block numbers; a one-line error otherwise."""
+    blocks: list[int] = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        lo, sep, hi = part.partition("-")
+        try:
+            first, last = int(lo), int(hi) if sep else int(lo)
+        except ValueError:
+            raise SnapshotError(f"--remove: {part!r} is not a block number or range") from None
+        if first > last:
+            raise SnapshotError(f"--remove: empty range {part!r}")
+        blocks.extend(range(first, last + 1))
+    if not blocks:
+        raise SnapshotError("--remove: name at least one memory block")
+    return blocks
+
+
+def print_order(p: Plan, console: Console) -> None:
+    """The removal of several blocks: ascending's cost, descending's, the cheapest order."""
+    o = p.order
+    if o is None:
+        return
+    name = o.name
+    what = f"{len(o.blocks)} blocks ({', '.join(map(str, o.blocks))}), one offline_pages call each"
+    console.print(
+        Text(
+            f"removing {what}: ascending moves {o.moved['ascending']:,} pages, descending "
+            f"{o.moved['descending']:,}",
+            style="bold",
+        )
+    )
+    best = ", ".join(map(str, o.best))
+    saving = f"{o.saved:,} fewer than ascending" if o.saved else "as ascending"
+    console.print(
+        Text(f"  fewest: {name} ({best}): {o.moved['best']:,} pages, {saving}", style="cyan")
+    )
+    if name == "listed":
+        console.print(f'  scenario: remove.blocks = [{best}], remove.order = "listed"')
+    if o.left_out:
+        console.print(
+            Text(f"  left out (cannot go): {', '.join(map(str, o.left_out))}", style="yellow")
+        )
+    if o.short:
+        console.print(Text(f"  {o.short:,} pages find no free frame in these zones", style="red"))
 
 
 def _n(value: int) -> str:

@@ -52,6 +52,7 @@ from hotremove.realmachine.classes import (
     unit_codes,
     unit_name,
 )
+from hotremove.realmachine.order import OrderPlan
 from hotremove.realmachine.probe import UnitCost, hold_clean_journalled, probe_units
 from hotremove.realmachine.snapshot import Snapshot, SnapshotError
 from hotremove.realmachine.synthesize import (
@@ -192,6 +193,10 @@ class Plan:
     totals: dict[str, int]
     #: the modelled kernel whose rules the prediction uses
     kernel: str = DEFAULT_KERNEL
+    #: free frames of the online blocks (rows × frames), for :mod:`~hotremove.realmachine.order`
+    free: np.ndarray | None = field(default=None, repr=False)
+    #: the cheapest order to remove several blocks (:func:`~.removal.plan_removal`)
+    order: OrderPlan | None = None
 
     def block(self, index: int) -> BlockPlan:
         for b in self.blocks:
@@ -229,6 +234,7 @@ class Plan:
                 for c, u in sorted(self.probes.items())
             },
             "blocks": [b.as_dict() for b in self.blocks],
+            "order": self.order.as_dict() if self.order else None,
         }
 
 
@@ -359,6 +365,7 @@ def plan(
         probes,
         totals,
         kernel.version,
+        free=free,
     )
 
 
