@@ -100,3 +100,69 @@ def test_held_pages_within_ten_percent_or_sixteen() -> None:
     assert _rows({**sim, "failed": [{"pfn": 0}] * 12}, {**real, "held": 0})["held"]["agree"]
     # an offlined simulation holds nothing, whatever it failed on the way
     assert _rows({**SIM, "failed": [{"pfn": 1}]}, REAL)["held"]["simulated"] == 0
+
+
+def test_several_blocks_are_compared_block_by_block_in_the_simulators_order() -> None:
+    """Two blocks (ascending): the guest reports each offline; block 1's guest pages are the
+    ones in its last scan before its own offline (``prior``), moved-in ones included."""
+    sim = {
+        **SIM,
+        "migrated": 65536,
+        "per_block": [
+            {"block": 0, "offlined": True, "migrated": 32768, "written_back": 0},
+            {"block": 1, "offlined": True, "migrated": 32768, "written_back": 0},
+        ],
+    }
+    real = {
+        **REAL,
+        "migrated": 65466,
+        "per_block": [
+            {
+                "block": 0,
+                "offlined": True,
+                "migrated": 32726,
+                "written_back": 0,
+                "before": {"used": 32730, "file": 32689},
+            },
+            {
+                "block": 1,
+                "offlined": True,
+                "migrated": 32740,
+                "written_back": 0,
+                "before": {"used": 15350, "file": 15311},
+                "prior": {"used": 32762, "file": 32698},
+            },
+        ],
+    }
+    rows = _rows(sim, real)
+    assert [m for m in rows if m.startswith("block")] == [
+        "block 0.offlined",
+        "block 0.migrated",
+        "block 0.written_back",
+        "block 1.offlined",
+        "block 1.migrated",
+        "block 1.written_back",
+    ]
+    assert all_agree(list(rows.values()))
+    # 2 % of the larger count (33,473: 669.5) plus 64 guest pages: 733 apart agrees, 734 not
+    far = {
+        **sim,
+        "per_block": [sim["per_block"][0], {**sim["per_block"][1], "migrated": 32740 + 733}],
+    }
+    assert _rows(far, real)["block 1.migrated"]["agree"]
+    farther = {
+        **sim,
+        "per_block": [sim["per_block"][0], {**sim["per_block"][1], "migrated": 32740 + 734}],
+    }
+    assert not _rows(farther, real)["block 1.migrated"]["agree"]
+    # a block the kernel did not offline is a disagreement of its own
+    failed = {
+        **real,
+        "per_block": [real["per_block"][0], {**real["per_block"][1], "offlined": False}],
+    }
+    assert not _rows(sim, failed)["block 1.offlined"]["agree"]
+
+
+def test_one_block_has_no_per_block_rows() -> None:
+    one = {**SIM, "per_block": [{"block": 0, "offlined": True, "migrated": 2048}]}
+    assert not any(r["metric"].startswith("block") for r in compare(one, REAL))

@@ -2,8 +2,10 @@
 
 Where a migration's destination lands decides whether a later block's offline moves the page
 again (a page of block 1 moved into block 2 moves once more when block 2 goes), so the order
-follows the kernel's (Linux 6.1 mm/page_alloc.c, unifreq/linux-6.1.y @07badeaa490f; the same
-functions in 6.12, which renamed MAX_ORDER - 1 to MAX_PAGE_ORDER = 10):
+follows the kernel's (Linux 6.1 mm/page_alloc.c, unifreq/linux-6.1.y @07badeaa490f, and
+mm/memory_hotplug.c; 6.12 keeps the order: 6.8 renamed MAX_ORDER - 1 to MAX_PAGE_ORDER = 10,
+6.10 folded the split into ``page_del_and_expand`` whose ``expand`` still adds at the heads —
+read in those patches and the current tree, not in a 6.12 tree):
 
 * **Zone.** A hot-remove destination comes from ``alloc_migration_target`` (mm/migrate.c) with
   ``GFP_USER | __GFP_MOVABLE | __GFP_RETRY_MAYFAIL``, plus ``__GFP_HIGHMEM`` for a source in
