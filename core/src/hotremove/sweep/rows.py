@@ -68,6 +68,10 @@ def flatten_report(report: dict[str, Any]) -> dict[str, Any]:
         for k, v in report.items()
         if k not in REPORT_COLUMNS and k not in TIMING_COLUMNS and k not in PHASE_TIMES
     }
+    if "per_block" in extra:  # each call's wall time is a timing too
+        extra["per_block"] = [
+            {k: v for k, v in b.items() if k != "wall_seconds"} for b in extra["per_block"]
+        ]
     row["extra"] = _json(extra)
     row["wall_seconds"] = report.get("wall_seconds")
     return row
