@@ -60,6 +60,8 @@ def test_descending_moves_every_page_once(hotremove_build, hotremove_offline, ho
     assert [b.migrated for b in result.per_block] == [BLOCK_PAGES // 2, BLOCK_PAGES]
     assert result.migrated == 3 * BLOCK_PAGES // 2  # the page cache, once
     assert result.offlined
+    # block 0's files are first seen by the second call: they take the batched path as well
+    assert [b.batched for b in result.per_block] == [b.migrated for b in result.per_block]
     assert hotremove_verify(built).ok
 
 

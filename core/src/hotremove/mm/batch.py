@@ -153,7 +153,10 @@ class BatchMover:
         """Called once per address_space when its strategy is resolved."""
         kind = kind_of(strategy)
         if kind and isinstance(mapping, AddressSpace):
-            self.kinds[self.mm.mapping_index(mapping)] = (kind, stats)
+            mid = self.mm.mapping_index(mapping)
+            self.kinds[mid] = (kind, stats)
+            if mid < len(self._kind_table):  # learnt after the table was made (a later block)
+                self._kind_table[mid] = kind
 
     def kind_table(self) -> np.ndarray:
         """mapping_id → kind, for every mapping registered so far."""

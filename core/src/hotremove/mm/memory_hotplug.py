@@ -187,6 +187,7 @@ class Offliner:
         after = self._counters()
         mine.migrated, mine.rebound, mine.written_back = (after[i] - before[i] for i in range(3))
         mine.failed_attempts, mine.passes = after[3] - before[3], after[4] - before[4]
+        mine.batched = after[6] - before[6]
         mine.failed = len(result.failed) - nr_failed
         mine.rounds = self.rounds
         mine.simulated_seconds = after[5] - before[5]
@@ -205,7 +206,7 @@ class Offliner:
         )
         return mine
 
-    def _counters(self) -> tuple[int, int, int, int, int, float]:
+    def _counters(self) -> tuple[int, int, int, int, int, float, int]:
         """The shared result's running totals a call's own figures are the difference of."""
         r = self.result
         clock = self.machine.clock
@@ -216,6 +217,7 @@ class Offliner:
             r.failed_attempts,
             r.passes,
             clock.cpu_seconds + clock.io_seconds,
+            r.batched,
         )
 
     def bounded_rounds(self) -> dict[int, Errno]:

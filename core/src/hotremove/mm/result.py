@@ -49,6 +49,8 @@ class BlockResult:
     failed_attempts: int = 0
     passes: int = 0
     rounds: int = 0
+    #: of ``migrated``, pages the batched path moved (:mod:`hotremove.mm.batch`)
+    batched: int = 0
     reason: str = ""
     #: simulated CPU and I/O time of the call (the report's ``simulated_seconds`` is the sum)
     simulated_seconds: float = 0.0
