@@ -37,6 +37,7 @@ from hotremove.model.locks import running
 from hotremove.model.machine import Machine
 from hotremove.model.memory import ONLINE
 from hotremove.model.migrate_mode import DEFAULT_POLICY, MigrateMode
+from hotremove.sim.checks import check_machine
 from hotremove.sim.faults import FaultSettings
 
 
@@ -138,6 +139,8 @@ def offline(
     finally:
         if collecting:
             gc.enable()
+    if checks:  # the whole machine's invariants, once after the last call
+        result.check_failures.extend(check_machine(machine, ordered))
     conclude(result)
     return result
 

@@ -42,7 +42,7 @@ from hotremove.model.machine import Machine
 from hotremove.model.memory import ISOLATED, OFFLINE, ONLINE
 from hotremove.model.migrate_mode import Errno, MigrateMode
 from hotremove.model.page import PG_UNMOVABLE, PageArray, PG_swapcache, PG_tail
-from hotremove.sim.checks import CheckFailure, check_machine
+from hotremove.sim.checks import CheckFailure
 from hotremove.sim.classify import CLASSES, classify_frames
 from hotremove.sim.faults import eio_injector
 
@@ -182,8 +182,6 @@ class Offliner:
             if stats.pages:
                 result.per_aops[label] = stats
         result.totals()
-        if self.migrator.checks:
-            result.check_failures.extend(check_machine(self.machine, self.blocks))
         after = self._counters()
         mine.migrated, mine.rebound, mine.written_back = (after[i] - before[i] for i in range(3))
         mine.failed_attempts, mine.passes = after[3] - before[3], after[4] - before[4]
