@@ -21,12 +21,12 @@ def removal_set(p: Plan, remove: Sequence[int] | None = None) -> list[int]:
     known = {b.index for b in p.blocks}
     if remove is None:
         return sorted(b.index for b in p.blocks if b.zone == "Movable" and b.offlinable)
-    stray = [b for b in remove if b not in known]
-    if stray:
-        raise SnapshotError(
-            f"--remove: the snapshot has no memory block {stray[0]} "
-            f"(it has {min(known)}-{max(known)})"
-        )
+    for block in remove:
+        if block not in known:
+            try:
+                p.snapshot.row(block)  # says which blocks the snapshot has
+            except SnapshotError as exc:
+                raise SnapshotError(f"--remove: {exc}") from None
     return sorted(set(remove))
 
 
