@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hotremove.mm.memory_hotplug import offline
+from hotremove.mm.memory_block import offline
 from hotremove.model.buffer_head import page_buffers
 from hotremove.model.page import PG_private
 from hotremove.testing import small_scenario
