@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from fractions import Fraction
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -49,25 +50,36 @@ _UNITS = {
     "gb": 1000**3,
     "tb": 1000**4,
 }
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+_SIZE_RE = re.compile(r"^\s*([0-9]{1,24})(?:\.([0-9]{1,24}))?\s*([a-zA-Z]{0,3})\s*$", re.ASCII)
+#: no size hotremove meets is larger (4 EiB): a bigger one is a typo or hostile input, and
+#: must be refused before it becomes a float (inf) or a huge allocation
+MAX_SIZE = 1 << 62
 
 
 def parse_size(value: Any) -> int:
-    """``"512MiB"`` / ``"1 GiB"`` / ``4096`` → bytes."""
+    """``"512MiB"`` / ``"1 GiB"`` / ``"1.5GiB"`` / ``4096`` → bytes: ASCII digits, at most
+    :data:`MAX_SIZE`, a whole number of bytes (no float on the way: no overflow, no NaN)."""
     if isinstance(value, bool):
         raise ValueError('must be a size such as "64MiB" or a number of bytes')
     if isinstance(value, int):
         if value < 0:
             raise ValueError("must not be negative")
+        if value > MAX_SIZE:
+            raise ValueError(f"{value} bytes is more than any size hotremove handles (4 EiB)")
         return value
     if isinstance(value, str):
         match = _SIZE_RE.match(value)
-        if match and match.group(2).lower() in _UNITS:
-            size = float(match.group(1)) * _UNITS[match.group(2).lower()]
-            if size != int(size):
+        if match and match.group(3).lower() in _UNITS:
+            whole, frac, unit = match.group(1), match.group(2) or "", match.group(3).lower()
+            size = Fraction(int(whole + frac), 10 ** len(frac)) * _UNITS[unit]
+            if size.denominator != 1:
                 raise ValueError(f"{value!r} is not a whole number of bytes")
+            if size > MAX_SIZE:
+                raise ValueError(f"{value!r} is more than any size hotremove handles (4 EiB)")
             return int(size)
-    raise ValueError(f'{value!r} is not a size (use e.g. "64MiB", "1GiB" or bytes)')
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        raise ValueError(f'{shown!r} is not a size (use e.g. "64MiB", "1GiB" or bytes)')
+    raise ValueError(f'{value!r} is not a size (use e.g. "64MiB", "1GiB" or bytes)'[:200])
 
 
 Size = Annotated[int, BeforeValidator(parse_size)]
@@ -385,13 +397,13 @@ def validate(data: dict[str, Any]) -> Scenario:
 
 def load(path: Path | str) -> Scenario:
     """Read and validate a scenario file; every problem is a one-line ScenarioError."""
+    from hotremove.fileio import FileRefused, read_text
+
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioError(f"{path}: no such scenario file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError(f"{path}: cannot read scenario: {exc}") from None
+        text = read_text(path, what="scenario file")
+    except FileRefused as exc:  # a bounded read of a regular file only: no FIFO, no /dev/zero
+        raise ScenarioError(str(exc)) from None
     return loads(text, source=str(path))
 
 

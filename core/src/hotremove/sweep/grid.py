@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 
 from hotremove.errors import ScenarioError
+from hotremove.fileio import FileRefused, read_text
 from hotremove.scenario import FilesystemConfig, Scenario, validate
 from hotremove.sweep.columns import REPORT_COLUMNS
 
@@ -105,11 +106,9 @@ def load_grid(path: Path | str) -> Grid:
     """Read, validate and expand a grid file; every problem is a one-line :class:`GridError`."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise GridError(f"{path}: no such grid file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise GridError(f"{path}: cannot read grid: {exc}") from None
+        text = read_text(path, what="grid file")
+    except FileRefused as exc:
+        raise GridError(str(exc)) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -139,6 +138,7 @@ def parse_grid(
     if not isinstance(raw_axes, dict) or not raw_axes:
         raise fail('axes: missing (a table such as [axes] "workload.dirty" = [0, 0.5, 1])')
     axes = [_axis(key, spec, base, fail) for key, spec in _flatten_axes(raw_axes)]
+    _no_axis_twice(axes, base, fail)
     count = math.prod(len(a.values) for a in axes)
     if count > MAX_RUNS:
         raise fail(f"axes: {count} runs; a grid may have at most {MAX_RUNS}")
@@ -171,6 +171,29 @@ def _base(data: dict[str, Any], root: Path, fail: Callable[[str], GridError]) ->
         return validate(raw).model_dump()
     except ScenarioError as exc:
         raise fail(f"base.{exc}") from None
+
+
+def _no_axis_twice(
+    axes: list[Axis], base: dict[str, Any], fail: Callable[[str], GridError]
+) -> None:
+    """One key, one axis: ``"workload.dirty"`` and ``[axes.workload] dirty`` are the same
+    key (TOML keeps both), and ``filesystem[*].size`` overlaps ``filesystem[0].size``; either
+    would leave one of the two value lists silently unused."""
+    owner: dict[str, str] = {}
+    for axis in axes:
+        match = _KEY_RE.match(axis.key)
+        assert match is not None
+        section, index, name = match.group("section", "index", "field")
+        if index == "*":
+            cells = [f"{section}[{i}].{name}" for i in range(len(base.get(section, [])))]
+        else:
+            cells = [axis.key]
+        for cell in cells:
+            if cell in owner:
+                raise fail(
+                    f"axes.{axis.key}: sets the same key as axes.{owner[cell]} (give each key once)"
+                )
+            owner[cell] = axis.key
 
 
 def _flatten_axes(table: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -220,7 +243,7 @@ def _axis(key: str, spec: Any, base: dict[str, Any], fail: Callable[[str], GridE
     seen: list[Any] = []
     for value in values:
         if any(value == s and type(value) is type(s) for s in seen):
-            raise fail(f"{where}: value {json.dumps(value)} appears twice")
+            raise fail(f"{where}: value {_short(value)} appears twice")
         seen.append(value)
     return Axis(key, tuple(values))
 
@@ -245,11 +268,19 @@ def _axis_values(spec: Any, fail: Callable[[str], GridError]) -> list[Any]:
         ):
             raise fail("range must be [start, stop] with numbers (and a number step)")
         start, stop = bounds
+        if not all(isinstance(n, int) or math.isfinite(n) for n in numbers):
+            raise fail("range: start, stop and step must be finite numbers (no nan or inf)")
         if step <= 0 or stop < start:
             raise fail("range needs start <= stop and a positive step")
-        count = math.floor((stop - start) / step + 1e-9) + 1
+        if all(isinstance(n, int) for n in numbers):  # exact: no float of a huge integer
+            count = (stop - start) // step + 1
+        else:
+            try:
+                count = math.floor((stop - start) / step + 1e-9) + 1
+            except OverflowError:
+                count = MAX_AXIS_VALUES + 1
         if count > MAX_AXIS_VALUES:
-            raise fail(f"range has {count} values; an axis may have at most {MAX_AXIS_VALUES}")
+            raise fail(f"range has more than the {MAX_AXIS_VALUES} values an axis may have")
         if all(isinstance(n, int) for n in numbers):
             return [start + i * step for i in range(count)]
         return [round(start + i * step, 12) for i in range(count)]
@@ -323,12 +354,18 @@ def _blame(message: str, values: dict[str, Any], index: int) -> str:
     head, _, rest = message.partition(": ")
     for key, value in values.items():
         if _INDEX_RE.sub("[]", key) == _INDEX_RE.sub("[]", head):
-            return f"axes.{key} = {json.dumps(value)}: {rest}"
-    assignments = ", ".join(f"{k}={json.dumps(v)}" for k, v in values.items())
+            return f"axes.{key} = {_short(value)}: {rest}"
+    assignments = ", ".join(f"{k}={_short(v)}" for k, v in values.items())
     return f"run {index} ({assignments}): {message}"
 
 
 _INDEX_RE = re.compile(r"\[(\d+|\*)\]")
+
+
+def _short(value: Any, width: int = 40) -> str:
+    """A value as JSON, cut to ``width`` characters (a hostile value can be huge)."""
+    text = json.dumps(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _plot_spec(raw: Any, axes: list[Axis], fail: Callable[[str], GridError]) -> PlotSpec:
