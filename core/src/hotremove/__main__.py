@@ -1,6 +1,6 @@
 """``python -m hotremove``: the same as the ``hotremove`` command."""
 
-from hotremove.cli import main
+from hotremove.startup import main
 
 if __name__ == "__main__":
     main()

@@ -3,8 +3,9 @@ path (the contract in docs/cli.md).
 
 * A user's mistake (:class:`~hotremove.errors.HotremoveError`, a click usage error) is one line
   ``hotremove: error: <message>`` on stderr and exit status 2, never a traceback;
-* Ctrl-C is ``hotremove: interrupted`` and exit status 130; a reader that goes away (``| head``)
-  ends the command quietly;
+* Ctrl-C is ``hotremove: interrupted`` and exit status 130, SIGTERM ``hotremove: terminated``
+  and 143 (:mod:`hotremove.startup`); a reader that goes away (``| head``) ends the command
+  quietly;
 * a command's return value is its exit status.
 
 :func:`run_command` is that path. The console script runs the group through it
@@ -23,6 +24,7 @@ from typing import Any
 import click
 
 from hotremove.errors import HotremoveError
+from hotremove.startup import exit_status, stopped_line
 
 PROG = "hotremove"
 #: click settings every command shares (``-h``, and help text no wider than 100 columns).
@@ -64,7 +66,10 @@ def run_command(
         return rv if isinstance(rv, int) else 0
     except BrokenPipeError:
         return 141
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (startup.Terminated)
+        click.echo(stopped_line(exc), err=True)
+        return exit_status(exc)
+    except click.exceptions.Abort:
         click.echo(f"{PROG}: interrupted", err=True)
         return 130
     except _NO_ARGS_IS_HELP as exc:  # bare `hotremove`: help, not an error

@@ -12,6 +12,7 @@ the same either way:
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from hotremove.cli.display import progress_bar
 from hotremove.cli.output import print_table, print_text, stdout_console, wide_option
 from hotremove.cli.settings import begin, shared_options
 from hotremove.errors import HotremoveError
+from hotremove.startup import exit_status, stopped_line
 from hotremove.units import format_seconds
 
 
@@ -245,15 +247,16 @@ def sweep_command(
                 on_start=started,
                 on_row=landed,
             )
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the pool is stopped by now
             bar.stop()
             rows, _ = sw.existing_rows(grid, output, torn="drop")
             click.echo(
-                f"{PROG}: interrupted: {len(rows)} of {len(grid.runs)} runs have rows in "
-                f"{output}; continue with --resume",
+                f"{stopped_line(exc)}: {len(rows)} of {len(grid.runs)} runs have rows in "
+                f"{output}; continue with: {PROG} sweep {_quote(grid_file)} -o "
+                f"{_quote(output)} --resume",
                 err=True,
             )
-            return 130
+            return exit_status(exc)
     if not quiet:
         shown = [k for k in grid.axis_keys if k not in grid.aggregated]
         print_table(out, _summary_table(result), wide=wide, keys=len(shown) or 1)
@@ -283,6 +286,10 @@ def sweep_command(
         if not quiet:
             print_text(out, Text(f"figure: {plot_file} ({lines} lines)", style="dim"))
     return result.exit_status
+
+
+def _quote(path: Path) -> str:
+    return shlex.quote(str(path))
 
 
 def _check_memory(grid: sw.Grid, grid_file: Path, workers: int | None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import ctypes
 import multiprocessing
 import os
 import signal
@@ -35,10 +36,55 @@ class Pool(Protocol):
     def close(self, *, cancel: bool = False) -> None: ...
 
 
-def _init_local_worker(log_level: str) -> None:
-    # Ctrl-C belongs to the parent, which stops the sweep; a worker finishes its run quietly
+class _WorkerStopped(BaseException):
+    """SIGTERM in a worker while it runs: unwind the run (its temporary images go), then
+    leave."""
+
+
+_in_run = False
+#: prctl(2) PR_SET_PDEATHSIG: the signal a process gets when its parent dies
+_PR_SET_PDEATHSIG = 1
+
+
+def _worker_sigterm(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if _in_run:
+        raise _WorkerStopped
+    os._exit(128 + signal.SIGTERM)  # idle: nothing to clean up
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: SIGTERM when the sweep's process dies, however it dies (a worker left behind
+    would run on, orphaned, for nothing); a parent already gone ends the worker now."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the parent's clean-up stops the workers
+        pass
+    if os.getppid() != parent:
+        os._exit(128 + signal.SIGTERM)
+
+
+def _init_local_worker(log_level: str, parent: int | None = None) -> None:
+    # Ctrl-C belongs to the parent, which stops the sweep (and its workers, by SIGTERM)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _worker_sigterm)
+    if parent is not None:
+        _die_with_parent(parent)
     _prepare_worker(log_level)
+
+
+def _run_in_worker(*args: Any) -> dict[str, Any]:
+    """:func:`run_one` in a pool worker: SIGTERM unwinds the run — every temporary directory
+    and image it made is removed — and ends the process."""
+    global _in_run
+    try:
+        _in_run = True
+        return run_one(*args)
+    except _WorkerStopped:
+        os._exit(128 + signal.SIGTERM)
+    finally:
+        _in_run = False
 
 
 def default_workers() -> int:
@@ -57,12 +103,12 @@ class LocalPool:
             max_workers=self.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_local_worker,
-            initargs=(log_level,),
+            initargs=(log_level, os.getpid()),
         )
         self.description = f"local process pool, {self.workers} worker(s)"
 
     def submit(self, fn: Callable[..., Any], *args: Any, key: str) -> Any:
-        return self.executor.submit(fn, *args)
+        return self.executor.submit(_run_in_worker if fn is run_one else fn, *args)
 
     def as_completed(self, futures: list[Any]) -> Iterator[Any]:
         return concurrent.futures.as_completed(futures)
@@ -73,14 +119,17 @@ class LocalPool:
         if not cancel:
             self.executor.shutdown()
             return
-        terminate = getattr(self.executor, "terminate_workers", None)  # Python >= 3.14
-        if terminate is not None:
-            terminate()
-            return
         processes = list((getattr(self.executor, "_processes", None) or {}).values())
         self.executor.shutdown(wait=False, cancel_futures=True)
         for process in processes:
-            process.terminate()
+            with contextlib.suppress(Exception):
+                process.terminate()  # SIGTERM: the worker removes its run's images and exits
+        for process in processes:  # wait for that clean-up: nothing is left behind
+            with contextlib.suppress(Exception):
+                process.join(timeout=30)
+                if process.is_alive():
+                    process.kill()
+                    process.join(timeout=5)
 
 
 class DaskPool:
