@@ -23,6 +23,7 @@ import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from hotremove.errors import HotremoveError
 
@@ -58,15 +59,15 @@ def _where(label: str | None, path: Path) -> str:
     return f"{label}: {path}" if label else str(path)
 
 
-def read_bytes(path: Path | str, *, what: str, limit: int, label: str | None = None) -> bytes:
-    """The whole of regular file ``path``, at most ``limit`` bytes; anything else is a
-    one-line :class:`FileRefused` (``what`` names the file's role: "scenario file")."""
-    path = Path(path)
+def _open_checked(path: Path, *, what: str, limit: int, label: str | None) -> int:
+    """An open descriptor of regular file ``path`` no larger than ``limit``."""
     where = _where(label, path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except FileNotFoundError:
         raise FileRefused(f"{where}: no such {what}") from None
+    except IsADirectoryError:
+        raise FileRefused(f"{where}: is a directory, not a {what}") from None
     except OSError as exc:
         raise FileRefused(f"{where}: cannot read {what}: {exc.strerror or exc}") from None
     try:
@@ -77,6 +78,27 @@ def read_bytes(path: Path | str, *, what: str, limit: int, label: str | None = N
             raise FileRefused(
                 f"{where}: {_size(st.st_size)} is more than a {what} may be ({_size(limit)})"
             )
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_regular(path: Path | str, *, what: str, limit: int, label: str | None = None) -> BinaryIO:
+    """Regular file ``path`` (no larger than ``limit``) open for reading, for a reader that
+    takes a file object and reads only what it needs (a zip archive)."""
+    fd = _open_checked(Path(path), what=what, limit=limit, label=label)
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def read_bytes(path: Path | str, *, what: str, limit: int, label: str | None = None) -> bytes:
+    """The whole of regular file ``path``, at most ``limit`` bytes; anything else is a
+    one-line :class:`FileRefused` (``what`` names the file's role: "scenario file")."""
+    path = Path(path)
+    where = _where(label, path)
+    fd = _open_checked(path, what=what, limit=limit, label=label)
+    try:
         chunks: list[bytes] = []
         total = 0
         while True:  # the file may grow while it is read: never past the limit
@@ -163,4 +185,36 @@ def replace_file(
             tmp.unlink()
 
 
-__all__ = ["TEXT_LIMIT", "FileRefused", "check_output", "read_bytes", "read_text", "replace_file"]
+def check_png(path: Path | str, *, label: str, force: bool) -> None:
+    """A figure's path: it ends in ``.png`` (the figure is written as what its name says)
+    and may be written (:func:`check_output`) — checked before the work that draws it."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise FileRefused(f"{label}: {path}: name a .png file (the figure is a PNG)")
+    check_output(path, label=label, force=force)
+
+
+def save_figure(
+    fig: Any, path: Path | str, *, label: str = "--plot", force: bool = True, **savefig: Any
+) -> Path:
+    """``fig.savefig`` as a PNG at ``path`` through :func:`replace_file`."""
+    check_png(path, label=label, force=force)
+    with replace_file(path, label=label, force=force, what="figure") as tmp:
+        try:
+            fig.savefig(tmp, format="png", **savefig)
+        except ValueError as exc:
+            raise FileRefused(f"{label}: cannot draw {path}: {exc}") from None
+    return Path(path)
+
+
+__all__ = [
+    "TEXT_LIMIT",
+    "FileRefused",
+    "check_output",
+    "check_png",
+    "open_regular",
+    "read_bytes",
+    "read_text",
+    "replace_file",
+    "save_figure",
+]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 import structlog
+from click.core import ParameterSource
 from rich.text import Text
 
 from hotremove import scenario as scenario_mod
@@ -32,7 +33,7 @@ from hotremove.locking import lockdep
 from hotremove.model.migrate_mode import DEFAULT_POLICY, MigrateMode
 from hotremove.plugins import PluginSet
 from hotremove.scenario import Scenario
-from hotremove.sim.memguard import check_memory
+from hotremove.sim.memguard import check_memory, check_plan_memory
 from hotremove.sim.report import Report, print_report
 from hotremove.sim.runner import check_faults
 from hotremove.units import format_seconds
@@ -81,7 +82,11 @@ def demo(ctx: click.Context, opts: RunOptions) -> int:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Instead of a scenario: rebuild real memory blocks from `hotremove snapshot`.",
 )
-@click.option("--blocks", metavar="N[,N...]", help="With --snapshot: the memory blocks to remove.")
+@click.option(
+    "--blocks",
+    metavar="N[,N...]",
+    help="The memory blocks to remove (with a scenario: overrides remove.blocks).",
+)
 @click.option("--fs", "fs_type", metavar="TYPE", help="With --snapshot: page-cache filesystem.")
 @click.option("--fs-options", metavar="OPTS", help="With --snapshot: its options (comma list).")
 @click.option(
@@ -118,25 +123,53 @@ def run(
             raise HotremoveError(
                 f"--kernel: a --snapshot run simulates Linux {DEFAULT_KERNEL} only (for now)"
             )
+        # what a snapshot run does not use is refused, never silently ignored
+        for option, value in (
+            ("--seed", opts.seed),
+            ("--checks", opts.checks_mode),
+            ("--fault", opts.faults or None),
+        ):
+            if value is not None:
+                raise HotremoveError(f"{option}: not with --snapshot (a scenario file's option)")
         return _run_snapshot(ctx, snapshot_file, blocks, opts, fs_type, fs_options, flagless)
     if scenario_file is None:
         raise HotremoveError("missing SCENARIO.toml (or --snapshot SNAPSHOT --blocks N)")
+    for option, name in (
+        ("--fs", "fs_type"),
+        ("--fs-options", "fs_options"),
+        ("--flagless", "flagless"),
+    ):
+        if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT:
+            raise HotremoveError(
+                f"{option}: only with --snapshot (a scenario file names its own filesystems)"
+            )
+    scn = scenario_mod.load(scenario_file)
+    if blocks is not None:  # --blocks overrides remove.blocks, as every option overrides the file
+        scn = scn.with_overrides(remove={"blocks": _parse_blocks(blocks)})
     return show_run(
-        ctx,
-        opts.apply(scenario_mod.load(scenario_file)),
-        scenario_file.stem,
-        opts,
-        header=f"hotremove run: {scenario_file}",
+        ctx, opts.apply(scn), scenario_file.stem, opts, header=f"hotremove run: {scenario_file}"
     )
 
 
+#: more blocks than any machine has: a --blocks list past this is a typo or hostile input
+MAX_BLOCKS_LISTED = 1 << 16
+
+
 def _parse_blocks(blocks: str | None) -> list[int]:
+    """``--blocks 1,3``: memory block numbers, each given once."""
     if not blocks:
-        raise HotremoveError("--blocks: name the snapshot's memory blocks to remove (e.g. 12)")
-    try:
-        return [int(b) for b in blocks.split(",") if b.strip()]
-    except ValueError:
-        raise HotremoveError(f"--blocks: not a list of block numbers: {blocks!r}") from None
+        raise HotremoveError("--blocks: name the memory blocks to remove (e.g. 12)")
+    words = [b.strip() for b in blocks.split(",") if b.strip()]
+    if not words or len(words) > MAX_BLOCKS_LISTED:
+        raise HotremoveError(f"--blocks: not a list of block numbers: {blocks[:40]!r}")
+    numbers: list[int] = []
+    for word in words:
+        if not word.isascii() or not word.isdigit() or len(word) > 12:
+            raise HotremoveError(f"--blocks: {word[:40]!r} is not a block number")
+        if int(word) in numbers:
+            raise HotremoveError(f"--blocks: block {int(word)} is given twice")
+        numbers.append(int(word))
+    return numbers
 
 
 def _run_snapshot(
@@ -157,7 +190,7 @@ def _run_snapshot(
     plugins = plugins_for(settings)
     policy = opts.strategy or DEFAULT_POLICY
     check_strategy(policy, plugins)
-    snap = load_snapshot(snapshot_file)
+    snap = load_snapshot(snapshot_file, check_memory=None if opts.force else check_plan_memory)
     report = run_snapshot(
         snap,
         _parse_blocks(blocks),

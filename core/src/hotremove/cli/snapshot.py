@@ -30,6 +30,7 @@ from hotremove.cli.settings import (
     kernel_option,
     shared_options,
 )
+from hotremove.fileio import check_output, check_png
 from hotremove.kernels import DEFAULT_KERNEL, VERSIONS, get_kernel
 from hotremove.model.migrate_mode import DEFAULT_POLICY
 from hotremove.plugins import load_plugins
@@ -40,6 +41,7 @@ from hotremove.realmachine.plot import plot
 from hotremove.realmachine.remedy import advise
 from hotremove.realmachine.removal import plan_removal
 from hotremove.realmachine.snapshot import SnapshotError, load, take
+from hotremove.sim.memguard import check_plan_memory
 from hotremove.units import format_seconds, format_size
 
 
@@ -58,12 +60,18 @@ def _size(n: int) -> str:
     help="Snapshot file to write (default: snapshot-<time>.npz in the current directory).",
 )
 @click.option("--json", "json_out", is_flag=True, help="Print a summary as one JSON object.")
+@click.option("--force", is_flag=True, help="Replace the output file if it exists.")
 @click.option("--proc", default="/proc", hidden=True, type=click.Path(path_type=Path))
 @click.option("--sysfs", default="/sys", hidden=True, type=click.Path(path_type=Path))
 @shared_options
 @click.pass_context
 def snapshot_command(
-    ctx: click.Context, output: Path | None, json_out: bool, proc: Path, sysfs: Path
+    ctx: click.Context,
+    output: Path | None,
+    json_out: bool,
+    force: bool,
+    proc: Path,
+    sysfs: Path,
 ) -> None:
     """Snapshot this machine's page frames for `hotremove plan` (root only, read only).
 
@@ -72,9 +80,10 @@ def snapshot_command(
     """
     settings = begin(ctx)
     start = time.perf_counter()
-    snap = take(proc, sysfs)
     path = output or Path(f"snapshot-{time.strftime('%Y%m%d-%H%M%S')}.npz")
-    snap.save(path)
+    check_output(path, label="--output", force=force)  # before /proc is read: fail early
+    snap = take(proc, sysfs)
+    snap.save(path, force=force, label="--output")
     wall = time.perf_counter() - start
     root = snap.root
     summary = {
@@ -159,7 +168,14 @@ def snapshot_command(
     "--plot",
     "plot_path",
     type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE.png",
     help="Draw one cell per memory block into this PNG.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace the --plot file if it exists; plan even when the snapshot needs more "
+    "memory than this machine has available.",
 )
 @shared_options
 @click.pass_context
@@ -176,6 +192,7 @@ def plan_command(
     remove: str | None,
     json_out: bool,
     plot_path: Path | None,
+    force: bool,
 ) -> None:
     """Rank the memory blocks of SNAPSHOT, cheapest to offline first.
 
@@ -187,9 +204,9 @@ def plan_command(
     """
     settings = begin(ctx)
     start = time.perf_counter()
-    if plot_path is not None and not (plot_path.parent or Path(".")).is_dir():
-        raise SnapshotError(f"--plot: cannot write {plot_path}: no such directory")
-    snap = load(snapshot_file)
+    if plot_path is not None:
+        check_png(plot_path, label="--plot", force=force)  # before the work it would draw
+    snap = load(snapshot_file, check_memory=None if force else check_plan_memory)
     fs = resolve_fs(snap, fs_type, fs_options)
     plugins = load_plugins()
     check_strategy(policy, plugins, option="--strategy")
@@ -206,10 +223,7 @@ def plan_command(
     advise(p, plugins.hooks)
     p.order = plan_removal(p, parse_blocks(remove) if remove is not None else None)
     if plot_path is not None:
-        try:
-            plot(p, plot_path)
-        except OSError as exc:
-            raise SnapshotError(f"--plot: cannot write {plot_path}: {exc.strerror}") from None
+        plot(p, plot_path, force=force)
     wall = time.perf_counter() - start
     if json_out:
         out = p.as_dict()

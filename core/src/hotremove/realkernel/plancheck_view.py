@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.table import Table
 from rich.text import Text
 
+from hotremove.fileio import save_figure
 from hotremove.realkernel.plancheck import PlanCheck
 
 
@@ -85,7 +86,7 @@ def _call_colour(go: bool, reason_class: str, moved: int) -> tuple[str, str | No
     return colour, BLOCKED_HATCH
 
 
-def plot_plan_check(check: PlanCheck, path: Path | str) -> Path:
+def plot_plan_check(check: PlanCheck, path: Path | str, *, force: bool = True) -> Path:
     """``plan --plot`` for a plan-check: one column per DIMM block (in memoryN order), the
     plan's call above the kernel's, and for each remedy the guest applied a pair of rows
     (the plan's prediction after it, what the offline did). Cells are coloured as
@@ -224,5 +225,4 @@ def plot_plan_check(check: PlanCheck, path: Path | str) -> Path:
         x=0.01,
         ha="left",
     )
-    fig.savefig(path, bbox_inches="tight", pad_inches=0.15)
-    return path
+    return save_figure(fig, path, force=force, bbox_inches="tight", pad_inches=0.15)

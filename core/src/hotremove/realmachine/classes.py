@@ -268,10 +268,14 @@ def _folios(
     """Compound pages: tails take their head's class; an aligned anonymous PMD-sized folio
     becomes one simulated folio (head: its order, tails: K_TAIL)."""
     ppb = cls.shape[1]
-    head = np.flatnonzero(bit(KPF_COMPOUND_HEAD))
+    heads = bit(KPF_COMPOUND_HEAD).ravel()
+    head = np.flatnonzero(heads)
     if not head.size:
         return
-    starts = ~bit(KPF_COMPOUND_TAIL).ravel()  # a folio ends at a page that is no tail ...
+    # a folio ends at a page that is no tail, at the next head (a page flagged head and tail,
+    # as a damaged or hostile snapshot may say, starts a folio: so the folios never overlap
+    # and their tails add up to at most the block's pages — linear, not quadratic) ...
+    starts = ~bit(KPF_COMPOUND_TAIL).ravel() | heads
     starts[::ppb] = True  # ... or at the end of its memory block
     breaks = np.append(np.flatnonzero(starts), cls.size)
     end = breaks[np.searchsorted(breaks, head, side="right")]

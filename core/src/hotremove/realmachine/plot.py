@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from hotremove.fileio import save_figure
 from hotremove.realmachine.plan import Plan
 
 #: Largest buddy block (MAX_PAGE_ORDER 10 on x86_64): 4 MiB.
@@ -44,7 +45,7 @@ ABSENT_COLOUR = "#f0f0f0"
 BLOCKED_HATCH = "////"
 
 
-def plot(p: Plan, path: Path | str, *, columns: int = 16) -> Path:
+def plot(p: Plan, path: Path | str, *, columns: int = 16, force: bool = True) -> Path:
     """One cell per memory block (by ``memoryN`` number, holes left pale): offlinable blocks
     coloured by predicted simulated time, blocked ones (hatched) by their main blocker."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -153,8 +154,7 @@ def plot(p: Plan, path: Path | str, *, columns: int = 16) -> Path:
         x=0.01,
         ha="left",
     )
-    fig.savefig(path, bbox_inches="tight", pad_inches=0.15)
-    return path
+    return save_figure(fig, path, force=force, bbox_inches="tight", pad_inches=0.15)
 
 
 def _seconds_formatter(minor: bool = False) -> Any:

@@ -44,10 +44,8 @@ import json
 import os
 import platform
 import re
-import tempfile
 import time
-import zipfile
-import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -56,8 +54,10 @@ from typing import Any
 import numpy as np
 
 from hotremove.errors import HotremoveError
+from hotremove.fileio import FileRefused, open_regular, replace_file
 from hotremove.model.page import PAGE_SIZE
 from hotremove.realmachine.kpageflags import KPF_NOPAGE
+from hotremove.realmachine.snapshot_file import MAX_FILE, read_arrays
 
 FORMAT = "hotremove-snapshot/1"
 
@@ -166,84 +166,57 @@ class Snapshot:
             "note": self.note,
         }
 
-    def save(self, path: Path | str) -> Path:
-        """Write the snapshot (atomically: a temporary file renamed into place)."""
+    def save(self, path: Path | str, *, force: bool = True, label: str = "snapshot") -> Path:
+        """Write the snapshot: to a temporary file renamed into place, never over a path that
+        is not a regular file, over an existing file only with ``force``
+        (:func:`hotremove.fileio.replace_file`)."""
         path = Path(path)
         counts = _narrow(self.counts)
         flags = self.flags.astype("<u8", copy=False)
         fields = {**self.header(), "checksum": _checksum(flags, counts)}
         header = json.dumps(fields, separators=(",", ":")).encode()
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or ".")
-        except OSError as exc:
-            raise SnapshotError(f"cannot write {path}: {exc.strerror}") from None
-        try:
-            with os.fdopen(fd, "wb") as out:
+            with (
+                replace_file(path, label=label, force=force, what="snapshot") as tmp,
+                open(tmp, "wb") as out,
+            ):
                 np.savez_compressed(
-                    out,
-                    header=np.frombuffer(header, dtype=np.uint8),
-                    flags=flags,
-                    counts=counts,
+                    out, header=np.frombuffer(header, dtype=np.uint8), flags=flags, counts=counts
                 )
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except OSError as exc:
-            raise SnapshotError(f"cannot write {path}: {exc.strerror}") from None
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        except FileRefused as exc:
+            raise SnapshotError(str(exc)) from None
         return path
 
 
-def load(path: Path | str) -> Snapshot:
-    """Read a snapshot file; anything wrong with it is a one-line :class:`SnapshotError`."""
+def load(path: Path | str, *, check_memory: Callable[[int], None] | None = None) -> Snapshot:
+    """Read a snapshot file; anything wrong with it is a one-line :class:`SnapshotError`
+    (:mod:`hotremove.realmachine.snapshot_file`: bounded reads, every field checked).
+    ``check_memory(pages)`` may refuse a snapshot too large to plan before its arrays are
+    read."""
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as data:
-            missing = {"header", "flags", "counts"} - set(data.files)
-            if missing:
-                raise SnapshotError(
-                    f"{path}: not a hotremove snapshot (no {', '.join(sorted(missing))})"
-                )
-            header = json.loads(data["header"].tobytes().decode())
-            flags = data["flags"].astype(np.uint64, copy=False)
-            counts = data["counts"]
-    except FileNotFoundError:
-        raise SnapshotError(f"{path}: no such snapshot file") from None
-    except IsADirectoryError:
-        raise SnapshotError(f"{path}: is a directory, not a snapshot file") from None
-    except PermissionError:
-        raise SnapshotError(f"{path}: permission denied") from None
-    except (
-        zipfile.BadZipFile,
-        zlib.error,
-        ValueError,
-        OSError,
-        EOFError,
-        UnicodeDecodeError,
-    ) as exc:
-        raise SnapshotError(f"{path}: not a hotremove snapshot, or damaged ({exc})") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise SnapshotError(f"{path}: unknown snapshot format (expected {FORMAT})")
-    checksum = header.get("checksum")
-    if checksum is not None and checksum != _checksum(flags.astype("<u8", copy=False), counts):
+        f = open_regular(path, what="snapshot file", limit=MAX_FILE)
+    except FileRefused as exc:
+        raise SnapshotError(str(exc)) from None
+    with f:
+        try:
+            _, header, flags, counts = read_arrays(f, check_memory)
+        except ValueError as exc:
+            raise SnapshotError(f"{path}: {exc}") from None
+    if header.checksum != _checksum(flags.astype("<u8", copy=False), counts):
         raise SnapshotError(f"{path}: damaged snapshot (its page flags fail their checksum)")
-    if header.get("page_size") != PAGE_SIZE:
-        raise SnapshotError(f"{path}: page size {header.get('page_size')} is not {PAGE_SIZE}")
-    try:
-        return Snapshot(
-            block_size=int(header["block_size"]),
-            blocks=[BlockInfo(**b) for b in header["blocks"]],
-            flags=flags,
-            counts=counts,
-            mounts=[Mount(**{**m, "options": tuple(m["options"])}) for m in header["mounts"]],
-            kernel=str(header.get("kernel", "")),
-            taken=str(header.get("taken", "")),
-            source=str(header.get("source", "")),
-            meminfo={k: int(v) for k, v in header.get("meminfo", {}).items()},
-            note=str(header.get("note", "")),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise SnapshotError(f"{path}: damaged snapshot header ({exc})") from None
+    return Snapshot(
+        block_size=header.block_size,
+        blocks=[BlockInfo(**b.model_dump()) for b in header.blocks],
+        flags=flags,
+        counts=counts,
+        mounts=[Mount(m.device, m.mountpoint, m.fstype, tuple(m.options)) for m in header.mounts],
+        kernel=header.kernel,
+        taken=header.taken,
+        source=header.source,
+        meminfo=dict(header.meminfo),
+        note=header.note,
+    )
 
 
 # -- reading a live machine, or a directory of files dumped from one -----------------------------
@@ -491,8 +464,14 @@ def _with_data_mode(mounts: list[Mount], src: _Live | _Dump) -> list[Mount]:
 
 
 def _unescape(field_: str) -> str:
-    """/proc/mounts escapes space, tab, newline and backslash as octal."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field_)
+    """/proc/mounts escapes space, tab, newline and backslash as octal; control characters
+    stay escaped (a snapshot holds none: its strings reach a terminal)."""
+
+    def char(m: re.Match[str]) -> str:
+        c = chr(int(m.group(1), 8))
+        return m.group(0) if c < " " or "\x7f" <= c <= "\x9f" else c
+
+    return re.sub(r"\\([0-7]{3})", char, field_)
 
 
 def _meminfo(path: Path) -> dict[str, int]:

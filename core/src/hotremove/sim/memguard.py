@@ -93,3 +93,19 @@ def check_memory(scenario: Scenario, *, force: bool = False) -> None:
 
 def _gib(nbytes: int) -> str:
     return f"{nbytes / (1 << 30):.1f} GiB"
+
+
+#: plan's memory per page frame of a snapshot: flags and counts, the KPF bit masks, the
+#: classes, the layout and np.select's temporaries (measured ≈ 130 B with every bit set)
+PLAN_BYTES_PER_PAGE = 160
+
+
+def check_plan_memory(pages: int) -> None:
+    """Refuse (one line), before its arrays are read, a snapshot whose ``pages`` frames this
+    machine cannot classify and plan (``--force`` skips this check)."""
+    need, have = pages * PLAN_BYTES_PER_PAGE + BASELINE, available_bytes()
+    if have and need > have:
+        raise ScenarioError(
+            f"snapshot: planning its {pages:,} page frames needs about {_gib(need)} of RAM, "
+            f"{_gib(have)} is available (--force tries anyway)"
+        )

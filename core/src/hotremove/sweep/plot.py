@@ -11,7 +11,7 @@ from typing import Any
 
 import structlog
 
-from hotremove.errors import HotremoveError
+from hotremove.fileio import save_figure
 from hotremove.sweep.grid import Grid, PlotSpec, _show
 
 log = structlog.get_logger("hotremove.sweep")
@@ -71,7 +71,12 @@ def describe_base(grid: Grid) -> str:
 
 
 def plot(
-    grid: Grid, rows: dict[str, dict[str, Any]], path: Path, *, title: str | None = None
+    grid: Grid,
+    rows: dict[str, dict[str, Any]],
+    path: Path,
+    *,
+    title: str | None = None,
+    force: bool = True,
 ) -> int:
     """The grid's figure: ``plot.y`` against ``plot.x``, one line per combination of
     ``plot.lines`` (colour for the first axis, line style for the second, marker for the rest),
@@ -167,11 +172,7 @@ def plot(
         f"{len(rows)} of {len(grid.runs)} runs, {ok} verified ok · hotremove sweep {grid.name}"
     )
     ax.set_title("\n".join(_wrap("; ".join(notes), 110)), fontsize=8.5, color="#444444")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fig.savefig(path, dpi=150)
-    except (OSError, ValueError) as exc:
-        raise HotremoveError(f"--plot: cannot write {path}: {exc}") from None
+    save_figure(fig, path, force=force, dpi=150)
     return len(drawn)
 
 
