@@ -311,7 +311,7 @@ def test_an_interrupted_sweep_resumes_with_one_row_per_run(tmp_path):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
-    assert "continue with --resume" in err
+    assert f"-o {output} --resume" in err.splitlines()[-1]  # the command that resumes it
     assert len(csv_ids(output)) < len(grid.runs)
     assert output.read_bytes().startswith(kept)
 

@@ -27,6 +27,7 @@ from hotremove.cli.display import progress_bar
 from hotremove.cli.output import print_table, print_text, stdout_console, wide_option
 from hotremove.cli.settings import begin, shared_options
 from hotremove.errors import HotremoveError
+from hotremove.fileio import check_png
 from hotremove.startup import exit_status, stopped_line
 from hotremove.units import format_seconds
 
@@ -161,7 +162,7 @@ def _footer(result: sw.SweepResult) -> list[Text]:
     "--force",
     is_flag=True,
     help="Run even when the grid's largest run, once per worker, exceeds the memory this "
-    "machine has available.",
+    "machine has available; replace the --plot file if it exists.",
 )
 @wide_option
 @shared_options
@@ -201,6 +202,8 @@ def sweep_command(
         raise HotremoveError(
             f"--output {output}: results are CSV (Parquet would need pyarrow); name a .csv file"
         )
+    if plot_file is not None:
+        check_png(plot_file, label="--plot", force=force)  # before the runs it would draw
     from hotremove.plugins import load_plugins
 
     sw.check_strategies(grid, load_plugins().policies)
@@ -282,7 +285,7 @@ def sweep_command(
             err=True,
         )
     if plot_file is not None:
-        lines = sw.plot(grid, result.rows, plot_file)
+        lines = sw.plot(grid, result.rows, plot_file, force=force)
         if not quiet:
             print_text(out, Text(f"figure: {plot_file} ({lines} lines)", style="dim"))
     return result.exit_status

@@ -13,7 +13,7 @@ import structlog
 
 from hotremove.sweep.executors import Lost, default_workers, execute, open_pool
 from hotremove.sweep.grid import Grid, RunSpec
-from hotremove.sweep.results import ResultsFile, Torn
+from hotremove.sweep.results import ResultsError, ResultsFile, Torn
 from hotremove.sweep.rows import _cell, _json, header, parse_row
 
 log = structlog.get_logger("hotremove.sweep")
@@ -50,19 +50,24 @@ def existing_rows(
     """Typed rows of ``output`` that are runs of ``grid`` (first row per run), and how many
     rows are not; the file verified (format, checksums, the grid's columns) as it is read."""
     _, raw = ResultsFile.read(output, header(grid), torn=torn)
-    return _index_rows(grid, raw)
+    return _index_rows(grid, raw, output)
 
 
-def _index_rows(grid: Grid, raw: list[dict[str, str]]) -> tuple[dict[str, dict[str, Any]], int]:
+def _index_rows(
+    grid: Grid, raw: list[dict[str, str]], source: Path
+) -> tuple[dict[str, dict[str, Any]], int]:
     ids = {r.run_id for r in grid.runs}
     rows: dict[str, dict[str, Any]] = {}
     stray = 0
-    for r in raw:
+    for number, r in enumerate(raw, start=2):
         run_id = r.get("run_id", "")
         if run_id not in ids:
             stray += 1
         elif run_id not in rows:
-            rows[run_id] = parse_row(r, grid)
+            try:
+                rows[run_id] = parse_row(r, grid)
+            except ValueError as exc:  # typed and bounded even when its checksum holds
+                raise ResultsError(f"{source}: line {number}: {exc}") from None
     return rows, stray
 
 
@@ -89,7 +94,7 @@ def sweep(
     results = ResultsFile(output, header(grid))
     previous = results.open(resume=resume, overwrite=overwrite)
     try:
-        rows, stray = _index_rows(grid, previous)
+        rows, stray = _index_rows(grid, previous, output)
         todo = [r for r in grid.runs if r.run_id not in rows]
         result = SweepResult(grid, output, rows, skipped=len(rows), stray=stray)
         if not todo:

@@ -13,12 +13,14 @@ import fcntl
 import hashlib
 import io
 import os
+import stat
 from pathlib import Path
 from typing import Any, Literal
 
 import structlog
 
 from hotremove.errors import HotremoveError
+from hotremove.fileio import FileRefused, read_bytes
 from hotremove.sweep.columns import FORMAT, TRAILER_COLUMNS
 from hotremove.sweep.rows import _cell
 
@@ -27,6 +29,8 @@ log = structlog.get_logger("hotremove.sweep")
 #: What a reader does with a last line without its newline: a truncated file, or the line a
 #: kill tore in half. ``--resume`` drops it (its run runs again); anything else refuses it.
 Torn = Literal["error", "drop"]
+#: the largest results file read back (100,000 runs of a few KiB each fit)
+MAX_RESULTS = 2 << 30
 
 
 class ResultsError(HotremoveError):
@@ -63,12 +67,12 @@ class ResultsFile:
         """Header and rows, every row's format and checksum verified (and the header against
         ``columns`` when given); anything wrong is a one-line :class:`ResultsError`. No file,
         or an empty one, has no header and no rows."""
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
+        if not path.exists() and not path.is_symlink():
             return None, []
-        except OSError as exc:
-            raise ResultsError(f"{path}: cannot read results: {exc.strerror}") from None
+        try:
+            data = read_bytes(path, what="results file", limit=MAX_RESULTS)
+        except FileRefused as exc:
+            raise ResultsError(str(exc)) from None
         lines = data.split(b"\n")
         fragment = lines.pop()  # b"" when the file ends with its newline
         if fragment and torn == "drop":
@@ -89,8 +93,18 @@ class ResultsFile:
     def open(self, *, resume: bool, overwrite: bool) -> list[dict[str, str]]:
         """Lock and open for appending; returns the rows already there (``resume``)."""
         try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            st = None
+        except OSError as exc:
+            raise HotremoveError(f"{self.path}: cannot write results: {exc.strerror}") from None
+        if st is not None and not stat.S_ISREG(st.st_mode):  # a FIFO, /dev/null, a directory
+            raise HotremoveError(
+                f"--output: {self.path} exists and is not a regular file: results go to a file"
+            )
+        try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NONBLOCK, 0o644)
         except OSError as exc:
             raise HotremoveError(f"{self.path}: cannot write results: {exc.strerror}") from None
         rows: list[dict[str, str]] = []
@@ -115,17 +129,19 @@ class ResultsFile:
             os.ftruncate(fd, 0)
             self._write(_csv_line(self.columns).encode() + b"\n")
             return []
-        whole = self.path.read_bytes().rfind(b"\n") + 1
+        whole = self._bytes().rfind(b"\n") + 1
         if whole < os.fstat(fd).st_size:  # a line torn by a kill: cut it, the next row starts clean
             os.ftruncate(fd, whole)
         return rows
 
-    def _has_rows(self) -> bool:
+    def _bytes(self) -> bytes:
         try:
-            data = self.path.read_bytes()
-        except OSError as exc:
-            raise HotremoveError(f"{self.path}: cannot read results: {exc.strerror}") from None
-        return bool(data.partition(b"\n")[2])
+            return read_bytes(self.path, what="results file", limit=MAX_RESULTS)
+        except FileRefused as exc:
+            raise ResultsError(str(exc)) from None
+
+    def _has_rows(self) -> bool:
+        return bool(self._bytes().partition(b"\n")[2])
 
     def _write(self, data: bytes) -> None:
         assert self._fd is not None

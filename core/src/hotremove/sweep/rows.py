@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import socket
 import tempfile
 import time
@@ -14,7 +16,13 @@ import structlog
 
 from hotremove.scenario import validate
 from hotremove.sim.report import not_clean
-from hotremove.sweep.columns import HEAD_COLUMNS, REPORT_COLUMNS, TIMING_COLUMNS, TRAILER_COLUMNS
+from hotremove.sweep.columns import (
+    HEAD_COLUMNS,
+    REPORT_COLUMNS,
+    STATUSES,
+    TIMING_COLUMNS,
+    TRAILER_COLUMNS,
+)
 
 if TYPE_CHECKING:
     from hotremove.sweep.grid import Grid
@@ -192,18 +200,58 @@ def _cell(value: Any) -> str:
     return _json(value)
 
 
-def _parse(kind: str, text: str) -> Any:
+#: the largest count a row may hold (pages, I/Os, bytes): 2**62, far past any run
+MAX_COUNT = 1 << 62
+_INT_RE = re.compile(r"^-?[0-9]{1,19}$", re.ASCII)
+#: integer columns that may be negative (a seed is any integer)
+SIGNED = ("seed",)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number a row holds")
+
+
+def _parse(kind: str, text: str, column: str = "") -> Any:
+    """One cell back to its value, typed and bounded: an edited file whose checksums were
+    recomputed is still refused where a value is impossible (a ValueError naming why)."""
     if text == "" and kind != "str":
         return None
     if kind == "int":
-        return int(text)
+        if not _INT_RE.match(text):
+            raise ValueError(f"{text[:40]!r} is not an integer")
+        value = int(text)
+        if abs(value) > MAX_COUNT or (value < 0 and column not in SIGNED):
+            raise ValueError(f"{value} is out of range")
+        return value
     if kind == "float":
-        return float(text)
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"{text[:40]!r} is not a number") from None
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{text[:40]!r} is not a finite, non-negative number")
+        return value
     if kind == "bool":
+        if text not in ("true", "false"):
+            raise ValueError(f"{text[:40]!r} is not true or false")
         return text == "true"
     if kind == "json":
-        return json.loads(text)
+        try:
+            return json.loads(text, parse_constant=_no_constant)
+        except (json.JSONDecodeError, RecursionError):
+            raise ValueError("is not JSON") from None
     return text
+
+
+def _check_blocks(value: Any) -> None:
+    """``blocks``: memory block numbers, each once."""
+    if not isinstance(value, list) or not value:
+        raise ValueError("is not a list of memory blocks")
+    for b in value:
+        if not isinstance(b, int) or isinstance(b, bool) or not 0 <= b < 1 << 32:
+            raise ValueError(f"{json.dumps(b)[:40]} is not a memory block number")
+    if len(set(value)) != len(value):
+        raise ValueError("names a memory block twice")
 
 
 def parse_row(raw: dict[str, str], grid: Grid) -> dict[str, Any]:
@@ -212,5 +260,14 @@ def parse_row(raw: dict[str, str], grid: Grid) -> dict[str, Any]:
     row: dict[str, Any] = {}
     for key, text in raw.items():
         if key in kinds:
-            row[key] = _parse(kinds[key], text or "")
+            try:
+                row[key] = _parse(kinds[key], text or "", key)
+                if key == "blocks" and row[key] is not None:
+                    _check_blocks(row[key])
+            except ValueError as exc:
+                raise ValueError(f"{key}: {exc}") from None
+    if row.get("status") not in STATUSES:
+        raise ValueError(
+            f"status: {str(row.get('status'))[:40]!r} is not one of {', '.join(STATUSES)}"
+        )
     return row
