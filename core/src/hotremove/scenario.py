@@ -179,8 +179,12 @@ class FilesystemConfig(_Strict):
             return next((o[5:] for o in self.options if o.startswith("data=")), None)
 
 
+#: seeds are numpy SeedSequence entropy: a non-negative integer of at most 64 bits
+MAX_SEED = (1 << 64) - 1
+
+
 class WorkloadConfig(_Strict):
-    seed: int = 1
+    seed: int = Field(default=1, ge=0, le=MAX_SEED)
     cached: float = Field(default=1.0, ge=0.0, le=1.0)
     dirty: float = Field(default=0.3, ge=0.0, le=1.0)
     dirty_buffers: Literal["partial", "whole"] = "partial"

@@ -30,7 +30,7 @@ from hotremove import scenario as scenario_mod
 from hotremove.cli.base import CONTEXT_SETTINGS, PROG, Group, run_command
 from hotremove.cli.compare import compare, ratio
 from hotremove.cli.display import describe
-from hotremove.cli.output import emit_json, stdout_console
+from hotremove.cli.output import emit_json, print_table, stdout_console
 from hotremove.cli.run import builtin_text, demo, run
 from hotremove.cli.settings import begin, shared_options
 from hotremove.plugins import load_plugins
@@ -98,9 +98,8 @@ def plugins(ctx: click.Context, json_out: bool) -> int:
         return 0
     out = stdout_console()
     table = Table(title=f"hotremove plugins (entry-point group {PROG!r})")
-    for column in ("plugin", "distribution", "filesystems", "a_ops"):
-        table.add_column(column, overflow="fold")
-    table.add_column("hooks (hotremove_*)", no_wrap=True)
+    for column in ("plugin", "distribution", "filesystems", "a_ops", "hooks (hotremove_*)"):
+        table.add_column(column, no_wrap=True)
     for info in infos:
         # "(type)": the plugin brings the whole filesystem type (images, tables, mount)
         names = dict.fromkeys([*info["types"], *info["fs_types"]])
@@ -114,7 +113,7 @@ def plugins(ctx: click.Context, json_out: bool) -> int:
             "\n".join(info["aops"]) or "—",
             "\n".join(h.removeprefix("hotremove_") for h in info["hooks"]) or "—",
         )
-    out.print(table)
+    print_table(out, table, wide=False, keys=1)
     if not infos:
         out.print("no plugins installed: every run will fail (install hotremove-generic-writeback)")
     for info in infos:

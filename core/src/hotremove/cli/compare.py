@@ -25,6 +25,7 @@ from hotremove.cli.output import (
     wide_option,
 )
 from hotremove.cli.settings import (
+    SEED,
     Settings,
     apply_overrides,
     begin,
@@ -69,7 +70,7 @@ RUN_POLICIES = (DEFAULT_POLICY, WRITEBACK_POLICY)
 @click.command(cls=Command)
 @click.argument("scenario_file", metavar="SCENARIO.toml", type=click.Path(path_type=Path))
 @click.option("--json", "json_out", is_flag=True, help="Print {auto, writeback, ratios}.")
-@click.option("--seed", type=int, help="Override workload.seed (both runs).")
+@click.option("--seed", type=SEED, help="Override workload.seed (both runs).")
 @click.option(
     "--force",
     is_flag=True,

@@ -12,12 +12,14 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TextIO
 
 import click
 from rich.console import Console, RenderableType
 from rich.measure import Measurement
 from rich.table import Table
+
+from hotremove.errors import HotremoveError
 
 #: Width for human output when stdout is not a terminal (rich would default to 80 columns).
 PIPE_WIDTH = 120
@@ -27,11 +29,70 @@ def _piped(console: Console) -> bool:
     return not console.is_terminal and "COLUMNS" not in os.environ
 
 
+class _TrimmedLines:
+    """A pipe's or a file's stdout without the spaces rich pads lines with (a centred title,
+    a table's last column): a reader greps and diffs whole lines, not padding."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.pending = ""  # trailing spaces: written only if more text follows on the line
+
+    def write(self, text: str) -> int:
+        out: list[str] = []
+        for line, newline in _lines(self.pending + text):
+            if newline:
+                out.append(line.rstrip(" ") + "\n")
+                self.pending = ""
+            else:
+                body = line.rstrip(" ")
+                out.append(body)
+                self.pending = line[len(body) :]
+        self.stream.write("".join(out))
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    @property
+    def encoding(self) -> str:
+        return getattr(self.stream, "encoding", "utf-8")
+
+
+def _lines(text: str) -> list[tuple[str, bool]]:
+    """``text`` split into (line, ends with a newline) pieces."""
+    parts = text.split("\n")
+    return [(part, True) for part in parts[:-1]] + [(parts[-1], False)]
+
+
+def check_columns() -> None:
+    """``$COLUMNS`` must be a positive number of columns when set (0 or "abc" would make rich
+    print nothing at all, and say nothing about it)."""
+    value = os.environ.get("COLUMNS")
+    if value is None or value == "":
+        return
+    if not (value.isascii() and value.isdigit() and 0 < int(value) <= 100_000):
+        shown = value if len(value) <= 20 else value[:17] + "..."
+        raise HotremoveError(
+            f"COLUMNS: {shown!r} is not a number of columns (unset it, or give the terminal's "
+            "width)"
+        )
+
+
 def stdout_console() -> Console:
-    """Human results: the terminal's width, or :data:`PIPE_WIDTH` into a pipe or a file."""
+    """Human results: the terminal's width, or :data:`PIPE_WIDTH` into a pipe or a file —
+    where lines of prose are never wrapped (``soft_wrap``) and carry no trailing padding."""
+    check_columns()
     console = Console(highlight=False)
     if _piped(console):
         console.width = PIPE_WIDTH
+        console.soft_wrap = True
+        console.file = _TrimmedLines(sys.stdout)  # type: ignore[assignment]
     return console
 
 
@@ -72,7 +133,20 @@ def print_table(console: Console, table: Table, *, wide: bool | None = None, key
         console.print(table)
         return
     for part in split_table(console, table, keys=keys):
-        console.print(part)
+        _print_whole(console, part)
+
+
+def _print_whole(console: Console, table: Table) -> None:
+    """``table`` uncut even when one column and its keys are wider than the console (a very
+    narrow terminal): the console is widened for it (a terminal folds the long lines)."""
+    width = console.width
+    natural = natural_width(console, table)
+    if natural > width:
+        console.width = natural
+    try:
+        console.print(table)
+    finally:
+        console.width = width
 
 
 def split_table(console: Console, table: Table, *, keys: int = 1) -> list[Table]:
@@ -131,6 +205,7 @@ def emit_json(obj: Any) -> None:
 
 __all__ = [
     "PIPE_WIDTH",
+    "check_columns",
     "emit_json",
     "fit_table",
     "natural_width",

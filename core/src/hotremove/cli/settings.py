@@ -21,6 +21,7 @@ from click.core import ParameterSource
 
 from hotremove import log as hlog
 from hotremove.cli.base import PROG
+from hotremove.cli.output import check_columns
 from hotremove.errors import HotremoveError, ScenarioError
 from hotremove.kernels import VERSIONS, get_kernel
 from hotremove.model.cost import PRESETS
@@ -106,6 +107,7 @@ def begin(ctx: click.Context) -> Settings:
         progress=stored.get("progress"),
     )
     hlog.configure(settings.log_level, settings.log_format)
+    check_columns()  # refused before any work, not after it
     return settings
 
 
@@ -153,7 +155,10 @@ def _kernel_list(
     if not versions:
         raise ScenarioError(f"--kernel: name a version (modelled: {', '.join(VERSIONS)})")
     checked = [check_kernel(v) for v in versions]
-    return tuple(dict.fromkeys(checked))  # in the order given, each once
+    for i, version in enumerate(checked):  # twice would silently be once: say so instead
+        if version in checked[:i]:
+            raise ScenarioError(f"--kernel: {version} is given twice")
+    return tuple(checked)
 
 
 def kernel_option(
@@ -236,6 +241,10 @@ def apply_overrides(
     )
 
 
+#: ``--seed``: what ``workload.seed`` takes (a negative seed is refused in one line)
+SEED = click.IntRange(0, (1 << 64) - 1)
+
+
 def mode_option(help: str = "Override remove.mode.") -> Callable[..., Any]:
     return click.option("--mode", type=click.Choice(MODES), help=help)
 
@@ -253,7 +262,7 @@ _RUN = (
         help="Override remove.strategy (a variant listed by `hotremove plugins`).",
     ),
     mode_option("Override remove.mode (first round's migrate_mode)."),
-    click.option("--seed", type=int, help="Override workload.seed."),
+    click.option("--seed", type=SEED, help="Override workload.seed (0 to 2^64 - 1)."),
     device_option(),
     click.option(
         "--keep-images",
@@ -302,6 +311,7 @@ def run_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 __all__ = [
     "PROG",
+    "SEED",
     "RunOptions",
     "Settings",
     "apply_overrides",

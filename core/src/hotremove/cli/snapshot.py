@@ -13,6 +13,7 @@ commands run on their own (tests): :class:`hotremove.cli.base.Command`.
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from hotremove.cli.base import Command
-from hotremove.cli.output import emit_json, fit_table, stdout_console
+from hotremove.cli.output import emit_json, print_table, print_text, stdout_console, wide_option
 from hotremove.cli.settings import (
     begin,
     check_strategy,
@@ -177,6 +178,7 @@ def snapshot_command(
     help="Replace the --plot file if it exists; plan even when the snapshot needs more "
     "memory than this machine has available.",
 )
+@wide_option
 @shared_options
 @click.pass_context
 def plan_command(
@@ -193,6 +195,7 @@ def plan_command(
     json_out: bool,
     plot_path: Path | None,
     force: bool,
+    wide: bool,
 ) -> None:
     """Rank the memory blocks of SNAPSHOT, cheapest to offline first.
 
@@ -235,13 +238,13 @@ def plan_command(
     if settings.quiet:
         return
     console = stdout_console()
-    print_plan(p, console)
+    print_plan(p, console, wide=wide)
     if plot_path is not None:
-        console.print(f"picture: {plot_path}")
-    console.print(Text(f"planned in {wall:.2f} s", style="dim"))
+        print_text(console, Text(f"picture: {plot_path}"))
+    print_text(console, Text(f"planned in {wall:.2f} s", style="dim"))
 
 
-def print_plan(p: Plan, console: Console) -> None:
+def print_plan(p: Plan, console: Console, *, wide: bool = False) -> None:
     """The header (what decides), the ranked table, and a footer on the heuristics."""
     table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
     for name, justify in (
@@ -262,7 +265,7 @@ def print_plan(p: Plan, console: Console) -> None:
         ("time", "right"),
         ("verdict", "left"),
     ):
-        table.add_column(name, justify=justify, no_wrap=name != "verdict")  # type: ignore[arg-type]
+        table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for b in p.blocks:
         c = b.classes
         free = c.get("free", 0) + (c.get("flagless", 0) if p.flagless == "free" else 0)
@@ -287,10 +290,10 @@ def print_plan(p: Plan, console: Console) -> None:
             format_seconds(b.simulated_seconds, zero="0") if ok else "",
             Text("ok", style="green") if ok else Text("; ".join(b.reasons), style="red"),
         )
-    fit_table(console, table)  # into a pipe the table is never cropped
     snap = p.snapshot
     nok = sum(b.offlinable for b in p.blocks)
-    console.print(
+    say = functools.partial(print_text, console)
+    say(
         Text(
             f"{len(p.blocks)} memory blocks of {_size(snap.block_size)} "
             f"({snap.source} snapshot, kernel {snap.kernel or '?'}, {snap.taken or '?'}): "
@@ -298,12 +301,14 @@ def print_plan(p: Plan, console: Console) -> None:
             style="bold",
         )
     )
-    console.print(
-        f"  page cache   {p.fs.label}: {p.a_ops} → {p.strategy} (plugin {p.plugin}, "
-        f"{'rebinds buffer_heads, no I/O' if p.rebinds else 'no rebinding'})"
+    say(
+        Text(
+            f"  page cache   {p.fs.label}: {p.a_ops} → {p.strategy} (plugin {p.plugin}, "
+            f"{'rebinds buffer_heads, no I/O' if p.rebinds else 'no rebinding'})"
+        )
     )
-    console.print(f"  device       {p.device}    strategy policy {p.policy}")
-    console.print(f"  kernel       {get_kernel(p.kernel).title}")
+    say(Text(f"  device       {p.device}    strategy policy {p.policy}"))
+    say(Text(f"  kernel       {get_kernel(p.kernel).title}"))
     costs = ", ".join(
         f"{unit_name(c)}: "
         + (
@@ -318,27 +323,25 @@ def print_plan(p: Plan, console: Console) -> None:
         for c, u in sorted(p.probes.items())
     )
     if costs:
-        console.print(f"  per page     {costs}")
-    console.print(table)
+        say(Text(f"  per page     {costs}"))
+    print_table(console, table, wide=wide, keys=2)
     for b in sorted(p.blocks, key=lambda b: b.index):
         if b.remedy is None and not b.warnings:
             continue
         line = f"  block {b.index}: "
         for warning in b.warnings:
-            console.print(Text(line + warning, style="yellow"))
+            say(Text(line + warning, style="yellow"))
         r = b.remedy
         if r is not None:
             where = f" {' '.join(r['mounts'])}" if r.get("mounts") else ""
             after = "can go" if r["offlinable"] else "still cannot go"
-            console.print(
-                Text(f"{line}remedy {r['action']}{where} ({r['why']}) → {after}", style="cyan")
-            )
+            say(Text(f"{line}remedy {r['action']}{where} ({r['why']}) → {after}", style="cyan"))
     flagless = p.totals.get("flagless", 0)
     if flagless:
         memfree = snap.meminfo.get("MemFree")
         free = p.totals.get("free", 0)
         known = f"; MemFree says {memfree}" if memfree is not None else ""
-        console.print(
+        say(
             Text(
                 f"{flagless} pages carry no flags and no mapping; counted as "
                 f"{'free' if p.flagless == 'free' else 'unmovable'} (--flagless). "
@@ -348,7 +351,7 @@ def print_plan(p: Plan, console: Console) -> None:
         )
     print_order(p, console)
     legend = ", ".join(f"{name}: {desc}" for name, desc, _ in CLASSES[:9])
-    console.print(Text(f"classes: {legend}", style="dim"))
+    say(Text(f"classes: {legend}", style="dim"))
 
 
 def parse_blocks(text: str) -> list[int]:

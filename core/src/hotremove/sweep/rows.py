@@ -203,8 +203,8 @@ def _cell(value: Any) -> str:
 #: the largest count a row may hold (pages, I/Os, bytes): 2**62, far past any run
 MAX_COUNT = 1 << 62
 _INT_RE = re.compile(r"^-?[0-9]{1,19}$", re.ASCII)
-#: integer columns that may be negative (a seed is any integer)
-SIGNED = ("seed",)
+#: integer columns that may be negative
+SIGNED: tuple[str, ...] = ()
 
 
 def _no_constant(name: str) -> Any:
