@@ -55,14 +55,23 @@ def plugins_for(settings: Settings) -> PluginSet:
     return load_plugins(extra=extra)
 
 
-def keep_dir(path: Path | None) -> Path | None:
-    """``--keep-images``: the directory, created."""
+def keep_dir(path: Path | None, *, force: bool = False) -> Path | None:
+    """``--keep-images``: the directory, created. One that holds files already is refused
+    unless ``force``: the run would replace images someone kept."""
     if path is None:
         return None
+    if path.exists() and not path.is_dir():
+        raise HotremoveError(f"--keep-images: {path} exists and is not a directory")
     try:
         path.mkdir(parents=True, exist_ok=True)
+        held = next(path.iterdir(), None)
     except OSError as exc:
         raise HotremoveError(f"--keep-images: cannot create {path}: {exc.strerror}") from None
+    if held is not None and not force:
+        raise HotremoveError(
+            f"--keep-images: {path} is not empty (it holds {held.name}); --force replaces "
+            "the images in it"
+        )
     return path
 
 

@@ -14,8 +14,12 @@ simulator.
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
+import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -259,13 +263,12 @@ def new_plugin_command(
             param_hint="NAME",
         )
     target = directory or Path(f"hotremove-{name.replace('_', '-')}")
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        raise click.UsageError(f"{target} exists and is not a directory")
     if target.exists() and any(target.iterdir()):
         raise click.UsageError(f"{target} exists and is not empty")
     files = render(name, fs_type, [known[a] for a in claimed_names], type_distribution(fs_type))
-    for rel, text in files.items():
-        path = target / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+    _write_package(target, files)
     for a_ops in claimed_names:
         if a_ops in owners:
             click.echo(
@@ -278,12 +281,40 @@ def new_plugin_command(
     click.echo(f"created {target}/ (plugin {name!r} for {fs_type}: {', '.join(claimed_names)})")
     for rel in files:
         click.echo(f"  {rel}")
-    click.echo("next, inside hotremove's uv workspace (a dependency, so `uv sync` keeps it):")
-    click.echo(f"  uv add --editable {target}")
-    click.echo(f"  uv run pytest {target}/tests")
-    click.echo("  uv run hotremove plugins")
-    click.echo("or in any other environment:")
-    click.echo(f"  pip install -e '{target}[test]' && pytest {target}/tests && hotremove plugins")
+    for line in next_steps(target):
+        click.echo(line)
+
+
+def next_steps(target: Path) -> list[str]:
+    """The commands that install and test the new package, exactly as they must be typed
+    (a path uv cannot take for a package name: ``./`` in front of a relative one)."""
+    where = str(target) if target.is_absolute() else f"./{target}"
+    quoted = shlex.quote(where)
+    return [
+        "next, inside hotremove's uv workspace (a dependency, so `uv sync` keeps it):",
+        f"  uv add --editable {quoted}",
+        f"  uv run pytest {shlex.quote(where + '/tests')}",
+        "  uv run hotremove plugins",
+        "or in any other environment (a virtual environment with hotremove installed):",
+        f"  pip install -e {shlex.quote(where + '[test]')} && pytest "
+        f"{shlex.quote(where + '/tests')} && hotremove plugins",
+    ]
+
+
+def _write_package(target: Path, files: dict[str, str]) -> None:
+    """Every file into a temporary directory beside ``target``, renamed into place at the
+    end: an interrupted or failed write leaves nothing half made."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        for rel, text in files.items():
+            path = tmp / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        tmp.chmod(0o755)
+        os.replace(tmp, target)  # over an empty directory, or none
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 __all__ = ["default_aops", "new_plugin_command", "render", "tables_of"]

@@ -195,7 +195,7 @@ def _run_snapshot(
         snap,
         _parse_blocks(blocks),
         plugins=plugins,
-        workdir=keep_dir(opts.keep_images),
+        workdir=keep_dir(opts.keep_images, force=opts.force),
         fs=resolve_fs(snap, fs_type, fs_options),
         device=opts.device or "nvme",
         policy=policy,
@@ -233,7 +233,7 @@ def show_run(
     check_strategy(scn.remove.strategy, plugins)  # before any image is built
     check_faults(scn, plugins)
     check_memory(scn, force=opts.force)  # refused before anything is built
-    workdir = keep_dir(opts.keep_images)
+    workdir = keep_dir(opts.keep_images, force=opts.force)
     human = not opts.json_out and not settings.quiet
     out = stdout_console()
     if human and header:

@@ -290,7 +290,8 @@ _RUN = (
     click.option(
         "--force",
         is_flag=True,
-        help="Run even when the estimated memory need exceeds what this machine has available.",
+        help="Run even when the estimated memory need exceeds what this machine has available; "
+        "write into a --keep-images directory that holds files already.",
     ),
 )
 _RUN_NAMES = tuple(f.name for f in fields(RunOptions))
