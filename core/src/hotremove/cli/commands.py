@@ -122,24 +122,42 @@ def plugins(ctx: click.Context, json_out: bool) -> int:
     return 0
 
 
+#: ``scenario --example [NAME]``: the example scenarios shipped with hotremove
+EXAMPLES = {"every-key": "example.toml", "journal": "journal-lesson.toml"}
+
+
 @cli.group(invoke_without_command=True)
-@click.option("--example", is_flag=True, help="Print a commented example scenario (every key).")
+@click.option(
+    "--example",
+    "example",
+    is_flag=False,
+    flag_value="every-key",
+    default=None,
+    metavar="[NAME]",
+    help="Print a commented example scenario: every key (runs to exit 0), or NAME "
+    f"({', '.join(n for n in EXAMPLES if n != 'every-key')}: data=journal on 6.12, "
+    "not offlined).",
+)
 @click.option("--demo", "show_demo", is_flag=True, help="Print the demo's scenario.")
 @shared_options
 @click.pass_context
-def scenario(ctx: click.Context, example: bool, show_demo: bool) -> int:
+def scenario(ctx: click.Context, example: str | None, show_demo: bool) -> int:
     """Scenario files: print an example (--example) or validate one (check FILE)."""
-    if example and show_demo:
+    if example is not None and show_demo:
         raise click.UsageError("give either --example or --demo", ctx=ctx)
     if ctx.invoked_subcommand is not None:
-        if example or show_demo:
+        if example is not None or show_demo:
             raise click.UsageError(
-                f"--{'example' if example else 'demo'} takes no subcommand", ctx=ctx
+                f"--{'example' if example is not None else 'demo'} takes no subcommand", ctx=ctx
             )
         return 0
     begin(ctx)
-    if example or show_demo:
-        sys.stdout.write(builtin_text("example.toml" if example else "demo.toml"))
+    if example is not None and example not in EXAMPLES:
+        raise click.UsageError(
+            f"--example: no example {example[:40]!r} (examples: {', '.join(EXAMPLES)})", ctx=ctx
+        )
+    if example is not None or show_demo:
+        sys.stdout.write(builtin_text(EXAMPLES[example] if example else "demo.toml"))
         return 0
     click.echo(ctx.get_help())
     return 0
