@@ -41,6 +41,7 @@ class _LazyGroup(Group):
 
     lazy: ClassVar[dict[str, tuple[str, str]]] = {
         "bench": ("hotremove.cli.bench", "bench_command"),
+        "cache": ("hotremove.cli.cache", "cache_group"),
         "explore": ("hotremove.cli.explore", "explore"),
         "kernel": ("hotremove.cli.kernel", "kernel"),
         "kernels": ("hotremove.cli.kernels", "kernels_command"),

@@ -17,6 +17,7 @@ import numpy as np
 
 from hotremove.fs.fstype import FilesystemType
 from hotremove.scenario import FilesystemConfig
+from hotremove.workload import imagecache
 
 
 class GeneratedFiles(Mapping[str, bytearray]):
@@ -81,7 +82,10 @@ def cached_image(
     ).hexdigest()[:24]
     cached = cache / f"{cfg.type}-{key}.img"
     maps_file = cached.with_suffix(".maps.npz")
-    if not cached.exists():
+    if cached.exists() and not imagecache.intact(cached):  # damaged: made again, not trusted
+        imagecache.forget(cached)
+    changed = not cached.exists()
+    if changed:
         cache.mkdir(parents=True, exist_ok=True)
         maps_file.unlink(missing_ok=True)
         fs_type.make_image(cached, cfg, files)
@@ -97,6 +101,7 @@ def cached_image(
         starts = [0, *ends[:-1]]
         maps = {path: blocks[a:b] for path, a, b in zip(paths, starts, ends, strict=True)}
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):  # absent, old or torn
+        changed = True
         maps = _block_maps(fs_type, cached, cfg, paths)
         journal = fs_type.journal_blocks(cached, cfg)
         # a name of its own: a sweep's workers may fill the same cache entry at once
@@ -110,7 +115,11 @@ def cached_image(
                 JOURNAL_KEY: np.asarray([journal], np.int64),
             },
         )
-        os.replace(tmp, maps_file)
+        try:
+            os.replace(tmp, maps_file)
+        finally:
+            tmp.unlink(missing_ok=True)
+    imagecache.used(cached, changed=changed)  # checksum, last use, the size limit
     return cached, maps, journal
 
 
