@@ -20,11 +20,27 @@ A plugin author's public surface: :mod:`hotremove.hookspecs` (every hook),
 
 from __future__ import annotations
 
-import pluggy
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pluggy
 
 __version__ = "0.2.0"
 
-#: Marker for plugin hook implementations: ``@hotremove.hookimpl``.
-hookimpl = pluggy.HookimplMarker("hotremove")
+#: Marker for plugin hook implementations: ``@hotremove.hookimpl`` (made on first use, so that
+#: importing the package imports nothing: the command's signal handling starts at once,
+#: :mod:`hotremove.startup`).
+hookimpl: pluggy.HookimplMarker
+
+
+def __getattr__(name: str) -> Any:
+    if name == "hookimpl":
+        import pluggy
+
+        marker = pluggy.HookimplMarker("hotremove")
+        globals()["hookimpl"] = marker
+        return marker
+    raise AttributeError(f"module 'hotremove' has no attribute {name!r}")
+
 
 __all__ = ["__version__", "hookimpl"]

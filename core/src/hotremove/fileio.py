@@ -142,7 +142,8 @@ def check_output(path: Path | str, *, label: str, force: bool, what: str = "file
     if st is not None:
         if not stat.S_ISREG(st.st_mode):
             raise FileRefused(
-                f"{label}: {path} is {_kind(st.st_mode)}: hotremove writes only regular files"
+                f"{label}: {path} exists and is not a regular file ({_kind(st.st_mode)}): "
+                "hotremove writes only regular files"
             )
         if not force:
             raise FileRefused(f"{label}: {path} exists (--force replaces it)")
