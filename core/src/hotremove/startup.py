@@ -44,6 +44,13 @@ def exit_status(exc: BaseException) -> int:
     return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
 
 
+def _ending() -> None:
+    """The process is exiting after a signal: a second one could only cut that short."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(signum, signal.SIG_IGN)
+
+
 def stopped_line(exc: BaseException) -> str:
     """The one line an interrupted command prints."""
     return f"{PROG}: {'terminated' if isinstance(exc, Terminated) else 'interrupted'}"
@@ -73,6 +80,8 @@ def main() -> None:
         status = run_cli()
     except KeyboardInterrupt as exc:  # during start-up, or past the command's own handler
         status = _stopped(exc)
+    if status in (130, 143):
+        _ending()
     sys.exit(status)
 
 
