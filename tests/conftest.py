@@ -20,8 +20,22 @@ from typing import Any
 
 import structlog
 from click.testing import CliRunner
+from hypothesis import HealthCheck, settings
 
 from hotremove.cli import cli
+
+#: the generated-input tests' profile: derandomized (the same examples in every run, in CI
+#: and here), no example database, no deadline (a command's first run imports plenty); each
+#: test sets its own fixed budget of examples. HYPOTHESIS_PROFILE=hunt explores at random.
+settings.register_profile(
+    "hotremove",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.register_profile("hunt", parent=settings.get_profile("hotremove"), derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "hotremove"))
 
 
 def _inherited() -> list[str]:

@@ -337,9 +337,13 @@ def test_four_hundred_digit_sizes_are_one_line_everywhere(tmp_path):
     one_line(invoke("bench", "--size", HUGE_DIGITS), 2, "--size")
     one_line(invoke("scenario", "check", scenario, env={"HOTREMOVE_MEMORY_LIMIT": HUGE_DIGITS}))
     grid = tmp_path / "g.toml"
-    for axis in (f'"memory.size" = ["{HUGE_DIGITS}"]', '"workload.anon" = {range = [0, 1e400]}',
-                 '"workload.dirty" = {range = [0, nan]}', '"workload.dirty" = {range = [inf, 1]}',
-                 f'"workload.anon" = {{range = [0, 1{"0" * 400}]}}'):  # fmt: skip
+    for axis in (
+        f'"memory.size" = ["{HUGE_DIGITS}"]',
+        '"workload.anon" = {range = [0, 1e400]}',
+        '"workload.dirty" = {range = [0, nan]}',
+        '"workload.dirty" = {range = [inf, 1]}',
+        f'"workload.anon" = {{range = [0, 1{"0" * 400}]}}',
+    ):
         grid.write_text(f'name = "g"\n{GRID_BASE}[axes]\n{axis}\n')
         one_line(invoke("sweep", "--list", grid), 2, "axes.")
 
@@ -591,8 +595,15 @@ def test_a_signal_to_a_sweep_leaves_no_image_no_worker_and_says_how_to_resume(tm
     grid = tmp_path / "g.toml"
     grid.write_text(RESULTS_GRID.replace("[1]", "[1, 2, 3, 4, 5, 6]"))
     out = tmp_path / "out.csv"
-    proc = spawn("sweep", grid, "-o", out, "--workers", "2",
-                 env={"TMPDIR": str(tmp), "HOTREMOVE_CACHE": str(tmp_path / "cache")})  # fmt: skip
+    proc = spawn(
+        "sweep",
+        grid,
+        "-o",
+        out,
+        "--workers",
+        "2",
+        env={"TMPDIR": str(tmp), "HOTREMOVE_CACHE": str(tmp_path / "cache")},
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not any(tmp.glob("hotremove-sweep-*")):
         time.sleep(0.01)  # a worker is building a run's images now
@@ -615,8 +626,17 @@ def test_sigterm_on_run_is_one_line_exit_143_and_leaves_no_file(tmp_path, image_
     scenario = tmp_path / "s.toml"
     scenario.write_text(SMALL.replace('"32KiB"', '"256KiB"').replace("16", "12"))
     for extra in ((), ("--keep-images", keep)):
-        proc = spawn("run", scenario, "--json", "--log-level", "debug", "--log-format", "json",
-                     *extra, env={"TMPDIR": str(tmp), **image_cache})  # fmt: skip
+        proc = spawn(
+            "run",
+            scenario,
+            "--json",
+            "--log-level",
+            "debug",
+            "--log-format",
+            "json",
+            *extra,
+            env={"TMPDIR": str(tmp), **image_cache},
+        )
         assert proc.stderr is not None
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # the first page migrated: mid-offline
