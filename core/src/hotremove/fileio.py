@@ -186,23 +186,36 @@ def replace_file(
             tmp.unlink()
 
 
-def check_png(path: Path | str, *, label: str, force: bool) -> None:
-    """A figure's path: it ends in ``.png`` (the figure is written as what its name says)
-    and may be written (:func:`check_output`) — checked before the work that draws it."""
+def check_png(
+    path: Path | str, *, label: str, force: bool, formats: tuple[str, ...] = ("png",)
+) -> str:
+    """A figure's path: its suffix names one of ``formats`` (the figure is written as what
+    its name says) and it may be written (:func:`check_output`) — checked before the work
+    that draws it. Returns the format."""
     path = Path(path)
-    if path.suffix.lower() != ".png":
-        raise FileRefused(f"{label}: {path}: name a .png file (the figure is a PNG)")
+    fmt = path.suffix.lower().removeprefix(".")
+    if fmt not in formats:
+        names = " or ".join(f".{f}" for f in formats)
+        raise FileRefused(f"{label}: {path}: name a {names} file (the figure's format)")
     check_output(path, label=label, force=force)
+    return fmt
 
 
 def save_figure(
-    fig: Any, path: Path | str, *, label: str = "--plot", force: bool = True, **savefig: Any
+    fig: Any,
+    path: Path | str,
+    *,
+    label: str = "--plot",
+    force: bool = True,
+    formats: tuple[str, ...] = ("png",),
+    **savefig: Any,
 ) -> Path:
-    """``fig.savefig`` as a PNG at ``path`` through :func:`replace_file`."""
-    check_png(path, label=label, force=force)
+    """``fig.savefig`` at ``path``, in the format its suffix names, through
+    :func:`replace_file`."""
+    fmt = check_png(path, label=label, force=force, formats=formats)
     with replace_file(path, label=label, force=force, what="figure") as tmp:
         try:
-            fig.savefig(tmp, format="png", **savefig)
+            fig.savefig(tmp, format=fmt, **savefig)
         except ValueError as exc:
             raise FileRefused(f"{label}: cannot draw {path}: {exc}") from None
     return Path(path)

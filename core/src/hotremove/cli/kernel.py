@@ -32,6 +32,7 @@ from hotremove.cli.base import CONTEXT_SETTINGS, PROG, Group, error, run_command
 from hotremove.cli.output import emit_json, stdout_console
 from hotremove.cli.settings import begin, shared_options
 from hotremove.errors import HotremoveError
+from hotremove.fileio import check_png
 from hotremove.realkernel.apt import ArchiveError
 from hotremove.realkernel.fetch import KNOWN_VERSIONS, check_version, fetch_kernel
 from hotremove.realkernel.qemu import GuestError
@@ -305,6 +306,7 @@ def diff_cmd(
     default=None,
     help="Draw the plan's call and the kernel's for every DIMM block side by side (PNG, SVG).",
 )
+@click.option("--force", is_flag=True, help="Replace the --plot file if it exists.")
 @_guest_options
 def plan_check_cmd(
     ctx: click.Context,
@@ -313,6 +315,7 @@ def plan_check_cmd(
     remedies: str,
     sync_fs: tuple[str, ...],
     plot_path: Path | None,
+    force: bool,
     json_out: bool,
     timeout: float | None,
     offline_timeout: int | None,
@@ -339,8 +342,8 @@ def plan_check_cmd(
         raise HotremoveError(
             f"--sync-fs: no filesystem {stray[0]!r} in the scenario (it has: {', '.join(names)})"
         )
-    if plot_path is not None and not (plot_path.parent or Path(".")).is_dir():
-        raise HotremoveError(f"--plot: cannot write {plot_path}: no such directory")
+    if plot_path is not None:  # before the guest boots: minutes of work
+        check_png(plot_path, label="--plot", force=force, formats=("png", "svg"))
     version = _versions(version or _scenario_version(scn))[0]
     quiet = settings.quiet or json_out
     workdir = keep or Path(tempfile.mkdtemp(prefix=f"hotremove-plancheck-{version}-"))
@@ -365,10 +368,7 @@ def plan_check_cmd(
     if plot_path is not None:
         from hotremove.realkernel.plancheck_view import plot_plan_check
 
-        try:
-            plot_plan_check(result, plot_path)
-        except OSError as exc:
-            raise HotremoveError(f"--plot: cannot write {plot_path}: {exc.strerror}") from None
+        plot_plan_check(result, plot_path, force=force)
     if json_out:
         out = result.as_dict()
         if plot_path is not None:

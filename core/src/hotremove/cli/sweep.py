@@ -28,7 +28,7 @@ from hotremove.cli.output import print_table, print_text, stdout_console, wide_o
 from hotremove.cli.settings import begin, shared_options
 from hotremove.errors import HotremoveError
 from hotremove.fileio import check_png
-from hotremove.startup import exit_status, stopped_line
+from hotremove.startup import exit_status, install_handlers, stopped_line
 from hotremove.units import format_seconds
 
 
@@ -323,6 +323,7 @@ def _gib(nbytes: int) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """``python -c "from hotremove.cli.sweep import main; main()" GRID.toml ...``"""
+    install_handlers()  # SIGTERM unwinds (143) as it does under `hotremove sweep`
     sweep_command.main(args=argv, prog_name=f"{PROG} sweep")
 
 

@@ -225,4 +225,6 @@ def plot_plan_check(check: PlanCheck, path: Path | str, *, force: bool = True) -
         x=0.01,
         ha="left",
     )
-    return save_figure(fig, path, force=force, bbox_inches="tight", pad_inches=0.15)
+    return save_figure(
+        fig, path, force=force, formats=("png", "svg"), bbox_inches="tight", pad_inches=0.15
+    )
