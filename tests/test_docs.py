@@ -78,6 +78,7 @@ def test_relative_links_resolve(page: Path) -> None:
 
 _COMMANDS = {
     "bench",
+    "cache",
     "compare",
     "demo",
     "explore",

@@ -737,3 +737,40 @@ def test_new_plugin_prints_commands_that_name_a_path(tmp_path):
     assert "uv add --editable ./hotremove-hostile-y" in proc.stdout
     (tmp_path / "afile").write_text("x")
     one_line(invoke("new-plugin", "hostile_z", "--dir", tmp_path / "afile"), 2, "--dir")
+
+
+def test_the_clone_installs_as_a_tool_with_its_plugins(tmp_path):
+    """`uv tool install .` / `pipx install .` build the root's one wheel: the core, the
+    command line and the four built-in plugins. Built and installed here into a fresh
+    environment (from uv's cache: no network), it puts `hotremove` on PATH with them."""
+    import shutil
+    import zipfile
+
+    uv = os.environ.get("UV") or shutil.which("uv")
+    if uv is None:
+        pytest.skip("uv is not installed")
+    build = subprocess.run(
+        [uv, "build", "--wheel", "--out-dir", tmp_path / "dist", SOURCE],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert build.returncode == 0, build.stderr[-2000:]
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    for package in ("hotremove", "hotremove_ext2", "hotremove_ext3", "hotremove_ext4"):
+        assert f"{package}/__init__.py" in names
+    assert "hotremove/scenarios/example.toml" in names
+    venv = tmp_path / "venv"
+    subprocess.run([uv, "venv", "-q", venv], check=True, timeout=120)
+    install = subprocess.run(
+        [uv, "pip", "install", "-q", "--offline", "--python", venv / "bin" / "python", wheel],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert install.returncode == 0, install.stderr[-2000:]
+    proc = subprocess.run(
+        [venv / "bin" / "hotremove", "plugins", "--json"],
+        capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    plugins = json.loads(proc.stdout)["plugins"]
+    assert sorted(p["name"] for p in plugins) == ["ext2", "ext3", "ext4", "generic_writeback"]
+    assert not any(p["error"] for p in plugins)
