@@ -373,7 +373,7 @@ def test_plan_command_prints_a_ranked_table_json_and_a_picture(tmp_path: Path) -
         (["/nonexistent/s.npz"], "no such snapshot file"),
         ([__file__], "not a hotremove snapshot"),
         ([str(SYNTHETIC), "--fs-options", "bogus"], "--fs-options: unknown option 'bogus'"),
-        ([str(SYNTHETIC), "--plot", "/nonexistent/dir/p.png"], "--plot: cannot write"),
+        ([str(SYNTHETIC), "--plot", "/nonexistent/dir/p.png"], "--plot: /nonexistent/dir/p.png"),
         ([str(SYNTHETIC), "--strategy", "nope"], "--strategy: unknown strategy 'nope'"),
     ],
 )
@@ -393,8 +393,10 @@ def test_snapshot_command_writes_a_file_or_says_in_one_line_why_not(tmp_path: Pa
     ok = runner.invoke(snapshot_command, args)
     assert ok.exit_code == 0, ok.output
     assert f"wrote {out}" in ok.stdout and load(out).flags.shape == (2, 4)
+    again = runner.invoke(snapshot_command, args)  # never over a file without --force
+    assert again.exit_code == 2 and "exists (--force replaces it)" in again.stderr
     (proc / "kpageflags").unlink()
-    failed = runner.invoke(snapshot_command, args)
+    failed = runner.invoke(snapshot_command, [*args, "--force"])
     assert failed.exit_code == 2
     assert failed.stderr.strip().splitlines() == [
         f"hotremove: error: cannot read {proc}/kpageflags: No such file or directory"

@@ -4,7 +4,7 @@ path (the contract in docs/cli.md).
 * A user's mistake (:class:`~hotremove.errors.HotremoveError`, a click usage error) is one line
   ``hotremove: error: <message>`` on stderr and exit status 2, never a traceback;
 * Ctrl-C is ``hotremove: interrupted`` and exit status 130, SIGTERM ``hotremove: terminated``
-  and 143 (:mod:`hotremove.startup`); a reader that goes away (``| head``) ends the command
+  and 143 (:mod:`hotremove.signals`); a reader that goes away (``| head``) ends the command
   quietly;
 * a command's return value is its exit status.
 
@@ -24,7 +24,7 @@ from typing import Any
 import click
 
 from hotremove.errors import HotremoveError
-from hotremove.startup import exit_status, stopped_line
+from hotremove.signals import exit_status, stopped_line
 
 PROG = "hotremove"
 #: click settings every command shares (``-h``, and help text no wider than 100 columns).

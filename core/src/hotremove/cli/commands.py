@@ -34,6 +34,7 @@ from hotremove.cli.output import emit_json, print_table, stdout_console
 from hotremove.cli.run import builtin_text, demo, run
 from hotremove.cli.settings import begin, shared_options
 from hotremove.plugins import load_plugins
+from hotremove.signals import install_handlers
 
 
 class _LazyGroup(Group):
@@ -191,7 +192,10 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
 
 
 def main() -> None:
-    """Console-script entry point (``hotremove``)."""
+    """The ``hotremove`` command run from here (the console script is
+    :func:`hotremove.startup.main`, which sets the signals up before this module is even
+    imported)."""
+    install_handlers()
     sys.exit(run_cli())
 
 

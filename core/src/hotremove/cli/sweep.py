@@ -28,7 +28,7 @@ from hotremove.cli.output import print_table, print_text, stdout_console, wide_o
 from hotremove.cli.settings import begin, shared_options
 from hotremove.errors import HotremoveError
 from hotremove.fileio import check_png
-from hotremove.startup import exit_status, install_handlers, stopped_line
+from hotremove.signals import exit_status, install_handlers, stopped_line
 from hotremove.units import format_seconds
 
 

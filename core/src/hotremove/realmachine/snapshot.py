@@ -57,9 +57,7 @@ from hotremove.errors import HotremoveError
 from hotremove.fileio import FileRefused, open_regular, replace_file
 from hotremove.model.page import PAGE_SIZE
 from hotremove.realmachine.kpageflags import KPF_NOPAGE
-from hotremove.realmachine.snapshot_file import MAX_FILE, read_arrays
-
-FORMAT = "hotremove-snapshot/1"
+from hotremove.realmachine.snapshot_file import FORMAT, MAX_FILE, read_arrays
 
 #: Entries per read of /proc/kpageflags (512 KiB): one huge read fails with EINVAL.
 CHUNK_ENTRIES = 64 * 1024

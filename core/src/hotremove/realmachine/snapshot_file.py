@@ -40,6 +40,9 @@ from pydantic import (
 
 from hotremove.model.page import PAGE_SIZE
 
+#: the format a snapshot file's header names (see :mod:`hotremove.realmachine.snapshot`)
+FORMAT = "hotremove-snapshot/1"
+
 #: the largest snapshot file read (compressed): a 16 TiB machine's is well below
 MAX_FILE = 8 << 30
 #: the largest header (JSON): thousands of blocks and mounts fit in a few MiB
@@ -218,8 +221,6 @@ def _no_nan(name: str) -> Any:
 
 
 def _check_format(raw: Any) -> None:
-    from hotremove.realmachine.snapshot import FORMAT
-
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise ValueError(f"unknown snapshot format (expected {FORMAT})")
 
@@ -238,6 +239,7 @@ def printable(text: str) -> str:
 
 
 __all__ = [
+    "FORMAT",
     "MAX_FILE",
     "BlockFields",
     "Header",
