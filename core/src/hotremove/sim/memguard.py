@@ -65,6 +65,8 @@ def available_bytes() -> int:
             capped = parse_size(limit)
         except ValueError as exc:
             raise ScenarioError(f"HOTREMOVE_MEMORY_LIMIT: {exc}") from None
+        if capped <= 0:  # 0 would read as "unknown: no guard", the opposite of what it says
+            raise ScenarioError("HOTREMOVE_MEMORY_LIMIT: must be a positive size (e.g. 8GiB)")
         available = min(available, capped) if available else capped
     return available
 
