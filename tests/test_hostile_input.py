@@ -731,10 +731,10 @@ def test_the_example_scenario_runs_to_exit_0(tmp_path, image_cache):
 def test_new_plugin_prints_commands_that_name_a_path(tmp_path):
     proc = invoke("new-plugin", "hostile_x", "--dir", tmp_path / "pkg")
     assert proc.returncode == 0, proc.stderr
-    assert f"uv add --editable {tmp_path / 'pkg'}" in proc.stdout
+    assert f"uv add --dev --editable {tmp_path / 'pkg'}" in proc.stdout
     os.chdir(tmp_path)
     proc = invoke("new-plugin", "hostile_y")
-    assert "uv add --editable ./hotremove-hostile-y" in proc.stdout
+    assert "uv add --dev --editable ./hotremove-hostile-y" in proc.stdout
     (tmp_path / "afile").write_text("x")
     one_line(invoke("new-plugin", "hostile_z", "--dir", tmp_path / "afile"), 2, "--dir")
 

@@ -198,8 +198,8 @@ def test_generated_package_installs_and_its_tests_pass(plain_env, tmp_path):
 
 
 def test_a_plugin_added_the_documented_way_survives_uv_sync(tmp_path):
-    """docs/plugins.md: inside the workspace, `uv add --editable PATH` — the plugin is then a
-    dependency of the root, and `uv sync` (which removes whatever the lock does not name)
+    """docs/plugins.md: inside the workspace, `uv add --dev --editable PATH` — the plugin is
+    then in the root's dev group, and `uv sync` (which removes whatever the lock does not name)
     keeps it installed."""
     uv = find_uv()
     if uv is None or not (ROOT / ".git").exists():
@@ -221,7 +221,7 @@ def test_a_plugin_added_the_documented_way_survives_uv_sync(tmp_path):
 
     uv_run("sync", "--locked", "--quiet")
     uv_run("run", "--quiet", "hotremove", "new-plugin", "myfs", "--dir", "hotremove-myfs")
-    uv_run("add", "--quiet", "--editable", "./hotremove-myfs")
+    uv_run("add", "--quiet", "--dev", "--editable", "./hotremove-myfs")
     uv_run("sync", "--quiet")
     listed = json.loads(uv_run("run", "--quiet", "hotremove", "plugins", "--json").stdout)
     assert "myfs" in {p["name"] for p in listed["plugins"]}

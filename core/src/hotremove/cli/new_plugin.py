@@ -291,8 +291,9 @@ def next_steps(target: Path) -> list[str]:
     where = str(target) if target.is_absolute() else f"./{target}"
     quoted = shlex.quote(where)
     return [
-        "next, inside hotremove's uv workspace (a dependency, so `uv sync` keeps it):",
-        f"  uv add --editable {quoted}",
+        "next, inside hotremove's uv workspace (in its dev group, beside the built-in "
+        "plugins, so `uv sync` keeps it):",
+        f"  uv add --dev --editable {quoted}",
         f"  uv run pytest {shlex.quote(where + '/tests')}",
         "  uv run hotremove plugins",
         "or in any other environment (a virtual environment with hotremove installed):",
