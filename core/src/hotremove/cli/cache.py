@@ -20,7 +20,7 @@ from hotremove.cli.output import emit_json, print_table, print_text, stdout_cons
 from hotremove.cli.settings import begin, shared_options
 from hotremove.units import format_size
 from hotremove.workload import default_image_cache
-from hotremove.workload.imagecache import cache_limit, clear, entries
+from hotremove.workload.imagecache import cache_limit, check_cache_dir, clear, entries
 
 
 @click.group("cache", cls=Group)
@@ -36,7 +36,7 @@ def cache_group() -> None:
 def list_command(ctx: click.Context, json_out: bool) -> int:
     """The cached images, least recently used first, their size on disk and the limit."""
     settings = begin(ctx)
-    where = default_image_cache()
+    where = check_cache_dir(default_image_cache())
     limit = cache_limit()
     found = entries(where)
     total = sum(e.bytes for e in found)
@@ -89,7 +89,7 @@ def list_command(ctx: click.Context, json_out: bool) -> int:
 def clear_command(ctx: click.Context) -> int:
     """Remove every cached image (and what a killed run left half made there)."""
     settings = begin(ctx)
-    where = default_image_cache()
+    where = check_cache_dir(default_image_cache())
     gone = clear(where)
     if not settings.quiet:
         freed = format_size(sum(e.bytes for e in gone), sep=" ")

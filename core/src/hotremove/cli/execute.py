@@ -23,6 +23,7 @@ from hotremove.scenario import Scenario
 from hotremove.sim.report import Report, not_clean
 from hotremove.sim.runner import run_scenario
 from hotremove.workload import default_image_cache
+from hotremove.workload.imagecache import check_cache_dir
 
 # --------------------------------------------------------------------------- running
 
@@ -138,7 +139,7 @@ def execute(
     filesystem parameters, then shared copy-on-write and never written); with ``workdir``
     (``--keep-images DIR``) they are made afresh in that directory instead."""
     err = stderr_console()
-    image_cache = default_image_cache() if workdir is None else None
+    image_cache = check_cache_dir(default_image_cache()) if workdir is None else None
     show = settings.progress
     if show is None:
         show = not json_out and not settings.quiet and err.is_terminal

@@ -73,6 +73,18 @@ def cache_limit() -> int:
         raise HotremoveError(f"HOTREMOVE_CACHE_LIMIT: {exc}") from None
 
 
+def check_cache_dir(cache: Path) -> Path:
+    """The cache directory, or one line saying why it cannot be one (a file on the way)."""
+    for part in (cache, *cache.parents):
+        if part.exists():
+            if not part.is_dir():
+                raise HotremoveError(
+                    f"HOTREMOVE_CACHE: {part} is not a directory (the image cache goes in {cache})"
+                )
+            break
+    return cache
+
+
 def _identity(path: Path) -> list[int] | None:
     try:
         st = path.stat()
@@ -219,6 +231,7 @@ __all__ = [
     "DEFAULT_LIMIT",
     "Entry",
     "cache_limit",
+    "check_cache_dir",
     "clear",
     "entries",
     "evict",
