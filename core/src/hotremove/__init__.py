@@ -20,20 +20,15 @@ A plugin author's public surface: :mod:`hotremove.hookspecs` (every hook),
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    import pluggy
-
 __version__ = "0.2.0"
 
-#: Marker for plugin hook implementations: ``@hotremove.hookimpl`` (made on first use, so that
-#: importing the package imports nothing: the command's signal handling starts at once,
-#: :mod:`hotremove.startup`).
-hookimpl: pluggy.HookimplMarker
+#: Marker for plugin hook implementations: ``@hotremove.hookimpl`` (a
+#: ``pluggy.HookimplMarker``, made on first use, so that importing the package imports
+#: nothing: the command's signal handling starts at once, :mod:`hotremove.startup`).
+hookimpl: pluggy.HookimplMarker  # noqa: F821
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name == "hookimpl":
         import pluggy
 

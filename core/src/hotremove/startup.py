@@ -10,10 +10,12 @@ itself is imported inside the guard.
 
 from __future__ import annotations
 
-import contextlib
-import sys
-
 from hotremove.signals import ending, exit_status, install_handlers, stopped_line
+
+install_handlers()  # first: the imports below take a while, Ctrl-C must be ours meanwhile
+
+import contextlib  # noqa: E402
+import sys  # noqa: E402
 
 
 def _forgiving_streams() -> None:
@@ -33,7 +35,7 @@ def _stopped(exc: BaseException) -> int:
 def main() -> None:
     """Console-script entry point (``hotremove``, ``python -m hotremove``)."""
     try:
-        install_handlers()
+        install_handlers()  # again: ``main`` may be called without this module's import
         _forgiving_streams()
         from hotremove.cli.commands import run_cli
 
