@@ -373,7 +373,7 @@ def test_plan_command_prints_a_ranked_table_json_and_a_picture(tmp_path: Path) -
         (["/nonexistent/s.npz"], "no such snapshot file"),
         ([__file__], "not a hotremove snapshot"),
         ([str(SYNTHETIC), "--fs-options", "bogus"], "--fs-options: unknown option 'bogus'"),
-        ([str(SYNTHETIC), "--plot", "/nonexistent/dir/p.png"], "--plot: /nonexistent/dir/p.png"),
+        ([str(SYNTHETIC), "--plot", "/nonexistent/dir/p.png"], "--plot: cannot write"),
         ([str(SYNTHETIC), "--strategy", "nope"], "--strategy: unknown strategy 'nope'"),
     ],
 )

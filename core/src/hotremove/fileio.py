@@ -150,7 +150,7 @@ def check_output(path: Path | str, *, label: str, force: bool, what: str = "file
         return True
     parent = path.parent
     if not parent.is_dir():
-        raise FileRefused(f"{label}: {path}: no such directory {parent}")
+        raise FileRefused(f"{label}: cannot write {path}: no such directory {parent}")
     if path.is_symlink():  # a dangling link: the rename would replace the link, not follow it
         raise FileRefused(f"{label}: {path} is a dangling symbolic link")
     return False
