@@ -75,6 +75,8 @@ class BtrfsMigrateFolio:
 
     name: str
     ordered: int
+    #: where the kernel sets it, since which release (``hotremove kernels`` shows it)
+    source: str = ""
     rebinds: bool = False
 
     def migrate_folio(
@@ -95,13 +97,21 @@ class BtrfsMigrateFolio:
 
 
 #: 5.7 – 5.19: ``.migratepage = btrfs_migratepage``, PagePrivate2
-BTRFS_MIGRATEPAGE = BtrfsMigrateFolio("btrfs_migratepage", PG_private_2)
+BTRFS_MIGRATEPAGE = BtrfsMigrateFolio(
+    "btrfs_migratepage", PG_private_2, "fs/btrfs/inode.c .migratepage, v5.7 (f8e6608180a3)"
+)
 #: 6.0 – 6.12: ``.migrate_folio = btrfs_migrate_folio``, ``folio_test_private_2``
-BTRFS_MIGRATE_FOLIO = BtrfsMigrateFolio("btrfs_migrate_folio", PG_private_2)
+BTRFS_MIGRATE_FOLIO = BtrfsMigrateFolio(
+    "btrfs_migrate_folio", PG_private_2, "fs/btrfs/inode.c, v6.0 (e7a60a1787fc)"
+)
 #: 6.13 on: the ordered bit is ``PG_owner_2`` (the model's PG_mappedtodisk)
-BTRFS_MIGRATE_FOLIO_OWNER_2 = BtrfsMigrateFolio("btrfs_migrate_folio", PG_mappedtodisk)
+BTRFS_MIGRATE_FOLIO_OWNER_2 = BtrfsMigrateFolio(
+    "btrfs_migrate_folio", PG_mappedtodisk, "fs/btrfs/inode.c, PG_owner_2 from v6.13 (a6752a6e7fb0)"
+)
 #: 7.2: no ordered bit, ``filemap_migrate_folio`` alone
-BTRFS_MIGRATE_FOLIO_PLAIN = BtrfsMigrateFolio("btrfs_migrate_folio", 0)
+BTRFS_MIGRATE_FOLIO_PLAIN = BtrfsMigrateFolio(
+    "btrfs_migrate_folio", 0, "fs/btrfs/inode.c: filemap_migrate_folio alone (Debian 7.2.13)"
+)
 
 
 def migrate_folio_of(a_ops: str, kernel: Kernel) -> BtrfsMigrateFolio | None:

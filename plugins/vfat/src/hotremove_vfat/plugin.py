@@ -31,7 +31,7 @@ from collections.abc import Callable
 from hotremove import hookimpl
 from hotremove.fs.fstype import FilesystemType
 from hotremove.kernels import Kernel
-from hotremove.mm.migrate import BUFFER_MIGRATE_FOLIO, MigrateStrategy
+from hotremove.mm.migrate import BUFFER_MIGRATE_FOLIO, MigrateStrategy, cite
 from hotremove.model.address_space import AddressSpace
 from hotremove_vfat.fstype import FAT_AOPS, VfatType
 
@@ -40,13 +40,15 @@ AOPS = FAT_AOPS.name
 #: The first release whose ``fat_aops`` has ``.migrate_folio = buffer_migrate_folio``
 #: (ee649af0d9a6 "fat: remove ->writepage"; see the module doc).
 MIGRATE_FOLIO_SINCE = "6.2"
+#: fs/fat/inode.c ``fat_aops.migrate_folio``
+FAT_MIGRATE_FOLIO = cite(BUFFER_MIGRATE_FOLIO, "fs/fat/inode.c, v6.2 (ee649af0d9a6)")
 
 
 def migrate_folio_of(kernel: Kernel) -> MigrateStrategy | None:
     """``fat_aops->migrate_folio`` in ``kernel`` (None: the kernel has no callback)."""
     if kernel.version == "2004" or not kernel.at_least(MIGRATE_FOLIO_SINCE):
         return None
-    return BUFFER_MIGRATE_FOLIO
+    return FAT_MIGRATE_FOLIO
 
 
 @hookimpl

@@ -50,6 +50,7 @@ from hotremove.mm.migrate import (
     FILEMAP_MIGRATE_FOLIO,
     FunctionStrategy,
     MigrateStrategy,
+    cite,
     filemap_migrate_folio,
 )
 from hotremove.model.address_space import AddressSpaceOps
@@ -65,7 +66,11 @@ FILEMAP_MIGRATE_FOLIO_SINCE = "6.0"
 
 #: 4.19 … 5.19: fs/iomap's ``iomap_migrate_page`` — migrate_page_move_mapping, move
 #: ->private, migrate_page_copy: what 6.0 renamed filemap_migrate_folio, so the same steps.
-IOMAP_MIGRATE_PAGE = FunctionStrategy("iomap_migrate_page", False, filemap_migrate_folio)
+IOMAP_MIGRATE_PAGE = FunctionStrategy(
+    "iomap_migrate_page", False, filemap_migrate_folio, "fs/iomap/buffered-io.c, v4.19"
+)
+#: 6.0 on: ``.migrate_folio = filemap_migrate_folio`` (fs/xfs/xfs_aops.c)
+XFS_MIGRATE_FOLIO = cite(FILEMAP_MIGRATE_FOLIO, "fs/xfs/xfs_aops.c, v6.0 (2ec810d59602)")
 
 
 def is_seed(kernel: Kernel) -> bool:
@@ -93,7 +98,7 @@ def migrate_folio_of(a_ops: str, kernel: Kernel) -> MigrateStrategy | None:
     if a_ops != XFS_AOPS:
         return None
     if kernel.at_least(FILEMAP_MIGRATE_FOLIO_SINCE):
-        return FILEMAP_MIGRATE_FOLIO
+        return XFS_MIGRATE_FOLIO
     if kernel.at_least(IOMAP_SINCE):
         return IOMAP_MIGRATE_PAGE
     return BUFFER_MIGRATE_FOLIO  # buffer_migrate_page, before folios
