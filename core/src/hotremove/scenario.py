@@ -86,7 +86,9 @@ Size = Annotated[int, BeforeValidator(parse_size)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: TOML gives each key its type; "16", true or 1.0 where an integer belongs is a
+    # typo the user should hear about, not a value to coerce
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class MemoryConfig(_Strict):
@@ -296,6 +298,9 @@ class Scenario(_Strict):
                 raise ValueError(
                     f"remove.blocks: block {b} does not exist (memory has blocks 0-{nr_blocks - 1})"
                 )
+        if len(set(self.remove.blocks)) != len(self.remove.blocks):
+            twice = sorted({b for b in self.remove.blocks if self.remove.blocks.count(b) > 1})
+            raise ValueError(f"remove.blocks: block {twice[0]} is named twice")
         if len(set(self.remove.blocks)) == nr_blocks:
             raise ValueError("remove.blocks: cannot remove every memory block")
         cached_bytes = sum(

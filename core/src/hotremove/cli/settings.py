@@ -10,6 +10,7 @@ calls it first, under the group or on its own.
 from __future__ import annotations
 
 import functools
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -216,6 +217,15 @@ class RunOptions:
         )
 
 
+def _toml_value(text: str) -> Any:
+    """``--fault``'s VALUE as the same key would be in a scenario's ``[faults]`` table: a TOML
+    number or boolean when it reads as one (the scenario's types are strict), else the word."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
 def apply_overrides(
     scn: Scenario,
     *,
@@ -226,12 +236,12 @@ def apply_overrides(
     faults: tuple[str, ...] = (),
     kernel: str | None = None,
 ) -> Scenario:
-    injected: dict[str, str] = {}
+    injected: dict[str, Any] = {}
     for fault in faults:
         key, sep, value = fault.partition("=")
         if not sep or not key.strip():
             raise HotremoveError(f"--fault: expected KEY=VALUE, got {fault!r}")
-        injected[key.strip()] = value.strip()
+        injected[key.strip()] = _toml_value(value.strip())
     return scn.with_overrides(
         remove={"strategy": strategy, "mode": mode},
         workload={"seed": seed},

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import ClassVar
 
 from hotremove.fs.fstype import CheckVerdict, FileMap, FilesystemType, FsConfig
+from hotremove_e2fs import footprint
 from hotremove_e2fs.blockmap import file_maps
 from hotremove_e2fs.blockmap import journal_blocks as image_journal_blocks
 from hotremove_e2fs.fsck import fsck
-from hotremove_e2fs.mkfs import make_image
+from hotremove_e2fs.mkfs import human_size, make_image
 from hotremove_e2fs.readback import read_files
 from hotremove_e2fs.tools import run_tool
 
@@ -57,6 +58,8 @@ class ExtFamilyType(FilesystemType):
     checker: ClassVar[str] = "e2fsck"
     #: the image has a jbd2 journal (ext3, ext4) whose size :meth:`journal_blocks` reads
     journalled: ClassVar[bool] = False
+    #: files are mapped by extents (ext4), not by indirect blocks (ext2, ext3)
+    extents: ClassVar[bool] = False
 
     # -- the scenario ---------------------------------------------------------------------
     def validate(self, cfg: FsConfig) -> None:
@@ -64,6 +67,27 @@ class ExtFamilyType(FilesystemType):
         modes = [o for o in cfg.options if o.startswith("data=")]
         if len(modes) > 1:
             raise ValueError("options: give at most one data= mode")
+        where = f"a {human_size(cfg.size)} {self.name} image ({cfg.block_size}-byte blocks)"
+        blocks = cfg.size // cfg.block_size
+        if self.journalled and not footprint.journal_blocks(blocks):
+            raise ValueError(
+                f"size: {where} is too small for a journal "
+                f"(mke2fs needs {footprint.MIN_JOURNAL_FS_BLOCKS} blocks)"
+            )
+        need = footprint.least_blocks(
+            cfg.size,
+            cfg.block_size,
+            cfg.files,
+            cfg.file_size,
+            journalled=self.journalled,
+            extents=self.extents,
+        )
+        if need > blocks:
+            raise ValueError(
+                f"files: {cfg.files} files of {human_size(cfg.file_size)} do not fit in "
+                f"{where}: they, its inode tables and journal need at least {need} blocks, "
+                f"it has {blocks}"
+            )
 
     def data_mode(self, cfg: FsConfig) -> str | None:
         """A journalled ext filesystem is ``data=ordered`` unless told otherwise."""

@@ -142,7 +142,7 @@ def _mke2fs(
         "mke2fs", [*args, "-d", str(srcdir), str(image)], check=False, env=_fake_time()
     )
     problems = meaningful_lines(result.stderr.decode(errors="replace"))
-    where = f"a {_human_size(size_bytes)} {fstype} image ({block_size}-byte blocks)"
+    where = f"a {human_size(size_bytes)} {fstype} image ({block_size}-byte blocks)"
     if result.returncode != 0:
         if any("populat" in line for line in problems) and any(
             sign in line for line in problems for sign in _NO_SPACE_SIGNS
@@ -164,7 +164,7 @@ def _pin_ctimes(image: Path, entries: list[str]) -> None:
         raise ImageError(f"debugfs could not fix timestamps in {image}: {run.errors[0]}")
 
 
-def _human_size(size: int) -> str:
+def human_size(size: int) -> str:
     """4194304 → '4 MiB': sizes in messages should read the way users wrote them."""
     for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if size >= scale:

@@ -30,6 +30,7 @@ class Ext4(ExtFamilyType):
         "nodelalloc": "no delayed allocation: ext4_aops instead of ext4_da_aops",
     }
     journalled = True
+    extents = True
 
     def aops(self, cfg: FsConfig, kernel: Kernel) -> AddressSpaceOps:
         return ext4_set_aops(cfg.options, self.data_mode(cfg))
