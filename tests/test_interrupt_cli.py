@@ -39,7 +39,8 @@ def test_sigint_during_the_offline_rolls_back_and_reports() -> None:
     assert "Traceback" not in stderr
     report = json.loads(stdout)
     assert report["interrupted"] is True and report["offlined"] is False
-    assert report["reason"].startswith("signal backoff (-EINTR)")
+    # several blocks: the reason names the block whose offline the signal stopped
+    assert "signal backoff (-EINTR)" in report["reason"], report["reason"]
     assert report["migrated"] > 0, "it stopped part-way, at a page boundary"
     assert report["verify"]["ok"], "rolled back without losing a byte"
     assert '"interrupt_requested"' in stderr
