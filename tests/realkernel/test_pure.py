@@ -19,6 +19,7 @@ from hotremove.realkernel.fetch import (
     check_version,
     kernel_cache_root,
     load_order,
+    missing_modules,
     module_name,
     parse_modules_dep,
 )
@@ -77,6 +78,18 @@ def test_modules_come_after_their_dependencies() -> None:
     order = [module_name(p) for p in load_order(deps, ("virtio_pci", "virtio_blk", "ext4"))]
     assert order == ["virtio", "virtio_blk", "crc16", "mbcache", "jbd2", "ext4"]
     assert module_name("kernel/arch/x86/crypto/crc32c-intel.ko.zst") == "crc32c_intel"
+
+
+def test_an_entry_built_for_fewer_modules_is_stale(tmp_path: Path) -> None:
+    """A cached initramfs made before a filesystem plugin was installed lacks its modules:
+    fetch rebuilds it (the list each entry was built for is in its bundle.json)."""
+    wanted = ("virtio_blk", "ext4", "vfat", "nls_cp437", "xfs")
+    (tmp_path / "bundle.json").write_text('{"format": 1, "modules": ["ext4.ko"]}')
+    assert missing_modules(tmp_path, wanted) == wanted  # recorded nothing: rebuilt once
+    (tmp_path / "bundle.json").write_text('{"wanted": ["virtio_blk", "ext4", "vfat"]}')
+    assert missing_modules(tmp_path, wanted) == ("nls_cp437", "xfs")
+    assert missing_modules(tmp_path, ("ext4", "vfat")) == ()  # a superset serves
+    assert missing_modules(tmp_path / "absent", ("ext4",)) == ("ext4",)
 
 
 @pytest.mark.skipif(shutil.which("cpio") is None, reason="cpio not installed")

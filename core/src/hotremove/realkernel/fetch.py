@@ -9,7 +9,9 @@ and ``lib/modules/REL`` (5.10–6.12), and Debian 7.x's split, merged-/usr packa
 what a guest needs is kept: ``vmlinuz``, the kernel config, and an initramfs holding a static
 busybox, the modules of :mod:`hotremove.realkernel.modules` and the generic ``/init`` of
 :mod:`hotremove.realkernel.guest`. The entry is renamed into place only once complete, so a
-failed or interrupted fetch never leaves a half-written cache entry.
+failed or interrupted fetch never leaves a half-written cache entry. An entry whose
+initramfs was built for fewer modules than the installed filesystem types now ask for (a
+plugin installed since: vfat, xfs, btrfs …) is fetched again and replaced, by itself.
 """
 
 from __future__ import annotations
@@ -33,7 +35,13 @@ from hotremove.realkernel.apt import (
     packages_to_download,
     sources_for,
 )
-from hotremove.realkernel.modules import load_order, module_files, module_name, parse_modules_dep
+from hotremove.realkernel.modules import (
+    load_order,
+    module_files,
+    module_name,
+    parse_modules_dep,
+    wanted_modules,
+)
 from hotremove.realkernel.tools import require_tools, static_busybox
 
 #: Kernel versions the harness knows how to fetch (the suites that hold them: apt.SUITES).
@@ -108,8 +116,12 @@ def fetch_kernel(
     root = cache if cache is not None else kernel_cache_root()
     entry = root / version
     bundle = load_bundle(entry)
-    if bundle is not None:
+    wanted = wanted_modules()
+    lacking = missing_modules(entry, wanted) if bundle is not None else ()
+    if bundle is not None and not lacking:
         return bundle
+    if lacking:
+        say(f"the initramfs in {entry} lacks {', '.join(lacking)}: fetching {version} again")
     tools = require_tools("apt-get", "apt-cache", "dpkg", "depmod", "qemu-system-x86_64")
     busybox = static_busybox()
     root.mkdir(parents=True, exist_ok=True)
@@ -136,7 +148,7 @@ def fetch_kernel(
         _check_config(package, config)
         _run([tools["depmod"], "-b", str(tree), release], what="depmod")
         say("building the initramfs")
-        modules = module_files(moddir)
+        modules = module_files(moddir, wanted)
         entries = _initramfs_entries(busybox, modules)
         shutil.copyfile(_vmlinuz(package, tree, release, moddir), tmp / "vmlinuz")
         (tmp / "config").write_text(config)
@@ -150,15 +162,19 @@ def fetch_kernel(
             "package_version": package_version,
             "packages": parts,
             "modules": [name for name, _ in modules],
+            "wanted": list(wanted),
         }
         (tmp / "bundle.json").write_text(json.dumps(meta, indent=2) + "\n")
         tmp.chmod(0o755)  # mkdtemp made it private; the entry is an ordinary cache directory
         try:
             os.replace(tmp, entry)  # atomic; fails if another fetch finished first
         except OSError:
-            if load_bundle(entry) is None:
-                shutil.rmtree(entry, ignore_errors=True)  # a stale or foreign entry
+            if load_bundle(entry) is None or missing_modules(entry, wanted):
+                # a stale, foreign or too-small entry: set aside, then replaced in one rename
+                stale = Path(tempfile.mkdtemp(prefix=f".{version}.", suffix=".old", dir=root))
+                os.replace(entry, stale / "entry")
                 os.replace(tmp, entry)
+                shutil.rmtree(stale, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     bundle = load_bundle(entry)
@@ -166,6 +182,17 @@ def fetch_kernel(
         raise HotremoveError(f"kernel cache entry {entry} is incomplete after fetching")
     say(f"kernel {bundle.release} ready in {entry}")
     return bundle
+
+
+def missing_modules(entry: Path, wanted: tuple[str, ...]) -> tuple[str, ...]:
+    """The ``wanted`` module names the entry's initramfs was not built for (built-in ones
+    count as built for; an entry made before bundle.json recorded the list lacks them all)."""
+    try:
+        meta = json.loads((entry / "bundle.json").read_text())
+    except (OSError, ValueError):
+        return wanted
+    built = {module_name(m) for m in meta.get("wanted", ())}
+    return tuple(m for m in wanted if module_name(m) not in built)
 
 
 def _module_tree(package: str, tree: Path) -> tuple[str, Path]:
@@ -260,6 +287,7 @@ __all__ = [
     "kernel_cache_root",
     "load_bundle",
     "load_order",
+    "missing_modules",
     "module_name",
     "parse_modules_dep",
     "require_tools",

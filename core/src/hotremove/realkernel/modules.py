@@ -101,14 +101,18 @@ def decompress(rel: str, raw: bytes) -> bytes:
 def module_files(moddir: Path, wanted: tuple[str, ...] | None = None) -> list[tuple[str, bytes]]:
     """(file name, decompressed bytes) of every module to load (default:
     :func:`wanted_modules`), in load order. A filesystem's module that is neither there nor
-    built in is a one-line error."""
+    built in is a one-line error, unless :data:`WANTED_MODULES` lists it too (skipped when
+    absent, like the others there)."""
     deps = parse_modules_dep((moddir / "modules.dep").read_text())
     out = [
         (module_name(rel) + ".ko", decompress(rel, (moddir / rel).read_bytes()))
         for rel in load_order(deps, wanted_modules() if wanted is None else wanted)
     ]
     loaded = {name.removesuffix(".ko") for name, _ in out} | builtin(moddir)
-    missing = [m for m in filesystem_modules() if module_name(m) not in loaded]
+    # crc32c's providers are best effort wherever they are named (a filesystem's soft
+    # dependency up to 6.x; from 6.14 a library, built in on 7.2, with no such modules)
+    optional = {module_name(m) for m in WANTED_MODULES}
+    missing = [m for m in filesystem_modules() if module_name(m) not in loaded | optional]
     if missing:
         raise HotremoveError(f"no {', '.join(missing)} module in {moddir.name}")
     return out
