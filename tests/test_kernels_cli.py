@@ -121,6 +121,25 @@ def test_kernels_json_lists_every_version_and_the_plugins_answers() -> None:
     # ext3 images are mounted by ext4 in 6.x: its own tables are listed, not mounted
     assert not info["kernels"]["6.12"]["a_ops"]["ext3_ordered_aops"]["mounted"]
     assert info["kernels"]["2004"]["a_ops"]["ext3_ordered_aops"]["mounted"]
+    # the tables the vfat, xfs and btrfs plugins register: their strategy and source per version
+    plugin_tables = {
+        v: {
+            t: (k["a_ops"][t]["strategy"], k["a_ops"][t]["plugin"], k["a_ops"][t]["source"])
+            for t in ("fat_aops", "xfs_address_space_operations", "btrfs_aops")
+        }
+        for v, k in info["kernels"].items()
+    }
+    assert plugin_tables["5.10"]["fat_aops"][:2] == ("fallback_migrate_page", "generic_writeback")
+    assert plugin_tables["6.12"]["fat_aops"][:2] == ("buffer_migrate_folio", "vfat")
+    assert "ee649af0d9a6" in plugin_tables["7.2"]["fat_aops"][2]
+    assert plugin_tables["5.10"]["xfs_address_space_operations"][:2] == (
+        "iomap_migrate_page",
+        "xfs",
+    )
+    assert "v6.0" in plugin_tables["6.1"]["xfs_address_space_operations"][2]
+    assert plugin_tables["5.10"]["btrfs_aops"][:2] == ("btrfs_migratepage", "btrfs")
+    assert "f8e6608180a3" in plugin_tables["5.10"]["btrfs_aops"][2]
+    assert "e7a60a1787fc" in plugin_tables["6.1"]["btrfs_aops"][2]
 
 
 def test_kernels_human_output_fits_80_columns() -> None:
