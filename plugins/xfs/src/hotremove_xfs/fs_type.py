@@ -14,9 +14,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-from hotremove.errors import ImageError
+from hotremove.errors import ImageError, ToolMissing
 from hotremove.fs.fstype import CheckVerdict, FileMap, FilesystemType, GuestMount
-from hotremove_xfs import bmap, mkfs, ondisk
+from hotremove_xfs import bmap, fit, mkfs, ondisk
 from hotremove_xfs.aops import xfs_aops
 from hotremove_xfs.xfsprogs import TOOLS, meaningful_lines, run, version
 
@@ -62,9 +62,10 @@ class XfsType(FilesystemType):
 
     # -- the scenario ---------------------------------------------------------------------
     def validate(self, cfg: FilesystemConfig) -> None:
-        """The defaults, and: every file's blocks plus its inode must fit in the image. The
-        log and the allocation-group metadata come on top and depend on mkfs.xfs's sizing,
-        so a set that passes may still not fit: mkfs.xfs then says so (an ImageError)."""
+        """The defaults, and: every file's blocks plus its inode must fit in the image, beside
+        the log and the allocation-group metadata as mkfs.xfs sizes them — asked of mkfs.xfs
+        itself (:mod:`hotremove_xfs.fit`), so that ``scenario check`` refuses exactly what
+        ``run`` cannot build. Without xfsprogs that last part is left to the run."""
         super().validate(cfg)
         per_file = -(-cfg.file_size // cfg.block_size) * cfg.block_size + INODE_SIZE
         if cfg.files * per_file > cfg.size:
@@ -72,6 +73,16 @@ class XfsType(FilesystemType):
                 f"files: {cfg.files} files of {cfg.file_size} bytes need "
                 f"{cfg.files * per_file} bytes in {cfg.block_size}-byte blocks with their "
                 f"inodes; the image has {cfg.size}"
+            )
+        try:
+            tools = self.require_tools()
+        except ToolMissing:
+            return
+        if not fit.fits(tools, cfg.size, cfg.block_size, cfg.files, cfg.file_size):
+            raise ValueError(
+                f"files: {cfg.files} files of {cfg.file_size} bytes do not fit in a "
+                f"{cfg.size}-byte xfs image with {cfg.block_size}-byte blocks beside its log "
+                "and metadata (mkfs.xfs: no space left on device)"
             )
 
     # -- the host's tools -----------------------------------------------------------------
