@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import shutil
 import stat
@@ -12,7 +13,7 @@ import pytest
 
 from hotremove.errors import HotremoveError
 from hotremove.realkernel.fetch import fetch_kernel
-from hotremove.realkernel.modules import filesystem_modules
+from hotremove.realkernel.modules import WANTED_MODULES, filesystem_modules
 
 pytestmark = pytest.mark.realkernel
 
@@ -68,7 +69,8 @@ def test_fetch_lays_out_the_cache_and_a_second_call_downloads_nothing(
     # every installed filesystem type's guest modules (the ext types' ext4; vfat, xfs, btrfs
     # when their plugins are installed), each loaded after its dependencies
     for name in filesystem_modules():
-        assert f"{name}.ko" in order, name
+        if name not in WANTED_MODULES:  # crc32c's providers: best effort (7.2 has none)
+            assert f"{name}.ko" in order, name
     for name in order:  # decompressed: busybox insmod cannot read .ko.xz
         assert members[f"lib/modules/{name}"][:4] == b"\x7fELF"
     mtimes = {p.name: p.stat().st_mtime_ns for p in entry.iterdir()}
@@ -79,6 +81,18 @@ def test_fetch_lays_out_the_cache_and_a_second_call_downloads_nothing(
     again = fetch_kernel(version, cache=tmp_path, progress=messages.append)
     assert again == bundle
     assert {p.name: p.stat().st_mtime_ns for p in entry.iterdir()} == mtimes
+    if version != "6.1":
+        return
+    # an entry built before a plugin was installed lacks its modules: fetched again, by itself
+    monkeypatch.undo()
+    meta = json.loads((entry / "bundle.json").read_text())
+    meta["wanted"] = [m for m in meta["wanted"] if m not in ("vfat", "xfs")]
+    (entry / "bundle.json").write_text(json.dumps(meta))
+    messages.clear()
+    rebuilt = fetch_kernel(version, cache=tmp_path, progress=messages.append)
+    assert messages[0].endswith("lacks vfat, xfs: fetching 6.1 again"), messages
+    assert {"vfat.ko", "fat.ko", "xfs.ko"} <= set(rebuilt.modules)
+    assert sorted(os.listdir(tmp_path)) == [version, "no-tools"]  # the old entry is gone
 
 
 def test_a_damaged_package_leaves_no_cache_entry(
