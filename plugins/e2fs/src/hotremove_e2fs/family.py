@@ -19,7 +19,7 @@ from hotremove_e2fs import footprint
 from hotremove_e2fs.blockmap import file_maps
 from hotremove_e2fs.blockmap import journal_blocks as image_journal_blocks
 from hotremove_e2fs.fsck import fsck
-from hotremove_e2fs.mkfs import human_size, make_image
+from hotremove_e2fs.mkfs import human_size, make_image, needs_journal
 from hotremove_e2fs.readback import read_files
 from hotremove_e2fs.tools import run_tool
 
@@ -69,7 +69,8 @@ class ExtFamilyType(FilesystemType):
             raise ValueError("options: give at most one data= mode")
         where = f"a {human_size(cfg.size)} {self.name} image ({cfg.block_size}-byte blocks)"
         blocks = cfg.size // cfg.block_size
-        if self.journalled and not footprint.journal_blocks(blocks):
+        data_mode = self.data_mode(cfg) if self.journalled else None
+        if needs_journal(self.name, data_mode) and not footprint.journal_blocks(blocks):
             raise ValueError(
                 f"size: {where} is too small for a journal "
                 f"(mke2fs needs {footprint.MIN_JOURNAL_FS_BLOCKS} blocks)"

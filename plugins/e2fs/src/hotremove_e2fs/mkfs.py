@@ -75,6 +75,12 @@ def _needs_journal(fstype: str, mount_option: str | None) -> bool:
     return fstype == "ext3" or mount_option is not None
 
 
+def needs_journal(fstype: str, data_mode: str | None) -> bool:
+    """Whether an image too small for a journal is refused (ext3; ext4 in a data mode other
+    than ordered): an ext4 image in ordered mode is made without one, as mke2fs does."""
+    return _needs_journal(fstype, _mount_option(fstype, data_mode))
+
+
 def _mount_option(fstype: str, data_mode: str | None) -> str | None:
     """Check fstype and data_mode together; return the tune2fs -o option to set, if any."""
     if fstype not in FSTYPES:
