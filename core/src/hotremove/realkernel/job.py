@@ -83,6 +83,10 @@ class GuestPlan:
     staged: bool = False
     #: filesystems written back (``sync -f``, syncfs) after their writes: clean page cache
     synced: tuple[str, ...] = ()
+    #: seconds the guest waits between the last write and the scans before the first
+    #: offline (``kernel fuzz``'s time between the writes and the offline; jbd2's commit
+    #: timer and the flusher run on meanwhile)
+    idle: int = 0
 
 
 #: What the guest can apply to a block that did not go: ``sync``; ``fsfreeze`` (freeze and
@@ -368,6 +372,7 @@ else
     snap after_write
 fi
 
+[ "$IDLE" -gt 0 ] && sleep "$IDLE"
 scan_dimm before_offline
 # the snapshot as close to the first offline as it can be: after the scans (seconds under
 # TCG), by when jbd2 has committed the workload's transaction and dirtied its pages
@@ -473,6 +478,7 @@ def script(plan: GuestPlan) -> str:
             f"REMEDIES={_q(' '.join(plan.remedies))}",
             f"STAGED={'1' if plan.staged else ''}",
             f"SYNCFS={_q(' '.join(plan.synced))}",
+            f"IDLE={int(plan.idle)}",
         ]
     )
     head = SCRIPT_HEAD.replace("@VMSTAT@", "|".join(VMSTAT_KEYS)).replace(

@@ -1,0 +1,1 @@
+"""`hotremove kernel fuzz`: seeded random scenarios run in the simulator and in real kernels."""
