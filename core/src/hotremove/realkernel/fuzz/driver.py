@@ -45,10 +45,12 @@ class FuzzResult:
     new: int = 0
     wall_seconds: float = 0.0
     disagreements: list[dict[str, Any]] = field(default_factory=list)
+    types: list[str] = field(default_factory=list)  #: the filesystem types drawn from
 
     def as_dict(self) -> dict[str, Any]:
         hours = self.wall_seconds / 3600
         return {
+            "types": self.types,
             "totals": res.totals(self.rows),
             "table": res.summary(self.rows),
             "new_cases": self.new,
@@ -120,8 +122,12 @@ def _batches(todo: list[tuple[Case, str]], size: int) -> list[tuple[str, list[Ca
 
 
 def run_fuzz(opts: FuzzOptions, progress: Progress | None = None) -> FuzzResult:
+    from hotremove.realkernel.fetch import fetch_kernel
+    from hotremove.realkernel.fuzz.generate import mountable_types
+
     say = progress or (lambda *_: None)
-    all_cases = cases(opts.seed, opts.count, opts.versions)
+    types = mountable_types([fetch_kernel(v) for v in opts.versions])
+    all_cases = cases(opts.seed, opts.count, opts.versions, types)
     opts.out.mkdir(parents=True, exist_ok=True)
     results = ResultsFile(opts.out / "results.csv", res.COLUMNS)
     old = results.open(resume=True, overwrite=opts.fresh)
@@ -165,7 +171,9 @@ def run_fuzz(opts: FuzzOptions, progress: Progress | None = None) -> FuzzResult:
     finally:
         runner.close()
         results.close()
-    result = FuzzResult(rows=rows, new=new, wall_seconds=wall, disagreements=disagreements)
+    result = FuzzResult(
+        rows=rows, new=new, wall_seconds=wall, disagreements=disagreements, types=types
+    )
     (opts.out / "summary.json").write_text(json.dumps(result.as_dict(), indent=2) + "\n")
     return result
 

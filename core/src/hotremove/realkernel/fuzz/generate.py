@@ -52,10 +52,34 @@ class Case:
         return validate(self.data)
 
 
-def _types() -> dict[str, Any]:
+def _types(only: Sequence[str] | None = None) -> dict[str, Any]:
     from hotremove.fs.registry import installed_types
 
-    return dict(sorted(installed_types().items()))
+    return {n: t for n, t in sorted(installed_types().items()) if only is None or n in only}
+
+
+def mountable_types(bundles: Sequence[Any]) -> list[str]:
+    """The installed types every bundle's initramfs can mount: each module of the type's
+    guest mount is among the bundle's (a bundle cached before a type was installed lacks
+    its modules; ``kernel fetch`` into a new cache adds them)."""
+    from hotremove.kernels import get_kernel
+    from hotremove.realkernel.modules import module_name
+    from hotremove.scenario import FilesystemConfig
+
+    out = []
+    for name, fs_type in _types().items():
+        cfg = FilesystemConfig(name="probe", type=name)
+        ok = True
+        for bundle in bundles:
+            have = {module_name(m) for m in bundle.modules}
+            try:
+                mount = fs_type.guest(cfg, get_kernel(bundle.version))
+            except ValueError:
+                continue
+            ok = ok and all(module_name(m) in have for m in mount.modules)
+        if ok:
+            out.append(name)
+    return out
 
 
 def _pick(rng: np.random.Generator, items: Sequence[Any]) -> Any:
@@ -167,11 +191,14 @@ def accepted(data: dict[str, Any], versions: Sequence[str]) -> Scenario | None:
     return scn
 
 
-def generate(seed: int, number: int, versions: Sequence[str]) -> Case:
+def generate(
+    seed: int, number: int, versions: Sequence[str], types: Sequence[str] | None = None
+) -> Case:
     """Case ``number`` of ``seed``: the first draw of its own Generator that every kernel in
-    ``versions`` can mirror."""
+    ``versions`` can mirror (``types``: only these filesystem types; default every
+    installed one)."""
     rng = np.random.default_rng([seed, number])
-    types = _types()
+    types = _types(types)
     for _ in range(MAX_TRIES):
         data = draw(rng, types, versions)
         if accepted(data, versions) is not None:
@@ -179,5 +206,7 @@ def generate(seed: int, number: int, versions: Sequence[str]) -> Case:
     raise HotremoveError(f"fuzz: no mirrorable scenario in {MAX_TRIES} draws (case {number})")
 
 
-def cases(seed: int, count: int, versions: Sequence[str]) -> list[Case]:
-    return [generate(seed, i, versions) for i in range(count)]
+def cases(
+    seed: int, count: int, versions: Sequence[str], types: Sequence[str] | None = None
+) -> list[Case]:
+    return [generate(seed, i, versions, types) for i in range(count)]
