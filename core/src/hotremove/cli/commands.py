@@ -44,7 +44,7 @@ class _LazyGroup(Group):
         "bench": ("hotremove.cli.bench", "bench_command"),
         "cache": ("hotremove.cli.cache", "cache_group"),
         "explore": ("hotremove.cli.explore", "explore"),
-        "kernel": ("hotremove.cli.kernel", "kernel"),
+        "kernel": ("hotremove.cli.kernel_fuzz", "kernel_group"),
         "kernels": ("hotremove.cli.kernels", "kernels_command"),
         "new-plugin": ("hotremove.cli.new_plugin", "new_plugin_command"),
         "plan": ("hotremove.cli.snapshot", "plan_command"),

@@ -1,6 +1,9 @@
 """``hotremove kernel fuzz``: random scenarios, each run in the simulator and in the real
 kernels and judged with ``kernel diff``'s tolerances (issue #25).
 
+The command joins ``hotremove kernel`` here (:data:`kernel_group`, what the top-level group
+loads), which keeps :mod:`hotremove.cli.kernel` within its line budget.
+
 Exit status 0 when every case judged agrees, 1 when some disagree or had no guest result;
 bad input is one line and 2. Progress is a rich bar on stderr; ``--json`` prints the summary.
 """
@@ -180,3 +183,14 @@ def render(summary: dict[str, Any]) -> Table:
         )
     )
     return table
+
+
+def _kernel_group() -> click.Group:
+    from hotremove.cli.kernel import kernel
+
+    kernel.add_command(fuzz_cmd)
+    return kernel
+
+
+#: ``hotremove kernel`` with ``fuzz``
+kernel_group = _kernel_group()

@@ -152,7 +152,9 @@ def run_batch(
         fss = tuple(
             dataclasses.replace(fs, serial=f"c{k}f{i}") for i, fs in enumerate(plan.filesystems)
         )
-        plan = dataclasses.replace(plan, filesystems=fss, idle=int(scn.remove.start))
+        plan = dataclasses.replace(
+            plan, filesystems=fss, idle=int(scn.remove.start), scan_removed_only=True
+        )
         for fs in fss:
             disks.append(Disk(images[fs.name], fs.serial))
         for name, data in job_files(plan).items():
