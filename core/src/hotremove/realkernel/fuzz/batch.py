@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,9 @@ from hotremove.realkernel.run import (
     writeback_sysctls,
 )
 from hotremove.scenario import Scenario
+
+#: set when the fuzz run is interrupted: no further guest starts (a running one finishes)
+STOP = threading.Event()
 
 #: most virtio disks one guest gets (PCI slots of QEMU's i440fx machine, with room to spare)
 MAX_DISKS = 24
@@ -175,6 +179,8 @@ def run_batch(
     spec = MachineSpec(bundle, dimm_bytes=dimm, console=log, disks=disks, accel=accel)
     try:
         with machine_lock(lock):
+            if STOP.is_set():
+                raise GuestError("interrupted before this guest started")
             run = run_machine(spec, timeout=limit)
     except GuestError as exc:
         for k in prepared:

@@ -14,6 +14,7 @@ from typing import Any
 
 from hotremove.errors import HotremoveError
 from hotremove.realkernel.fuzz import results as res
+from hotremove.realkernel.fuzz.batch import STOP
 from hotremove.realkernel.fuzz.generate import Case, cases
 from hotremove.realkernel.fuzz.shrink import shrink
 from hotremove.realkernel.fuzz.task import run_task
@@ -139,6 +140,7 @@ def run_fuzz(opts: FuzzOptions, progress: Progress | None = None) -> FuzzResult:
     fresh_verdicts: dict[tuple[int, str], dict[str, Any]] = {}
     total = len(all_cases) * len(opts.versions)
     runner = _Runner(opts)
+    STOP.clear()
     t0 = time.monotonic()
     new = 0
     try:
@@ -168,6 +170,9 @@ def run_fuzz(opts: FuzzOptions, progress: Progress | None = None) -> FuzzResult:
             disagreements.append(
                 _shrunk(by_number[key[0]], key[1], fresh_verdicts.get(key), opts, runner, say)
             )
+    except BaseException:
+        STOP.set()  # Ctrl-C: no guest starts any more; the running ones finish
+        raise
     finally:
         runner.close()
         results.close()
@@ -212,7 +217,13 @@ def _shrunk(
             seen[json.dumps(d, sort_keys=True)] = v
         return [v["status"] == "disagree" for v in verdicts]
 
-    small, steps = shrink(case.data, still_disagrees, versions=[version], rounds=opts.shrink_rounds)
+    small, steps = shrink(
+        case.data,
+        still_disagrees,
+        versions=[version],
+        rounds=opts.shrink_rounds,
+        per_round=opts.per_guest,
+    )
     final = seen.get(json.dumps(small, sort_keys=True)) or verdict
     if final is None:  # a resumed disagreement not shrunk: run it again for its rows
         final = runner.run_now([(case.name, small)], version)[0]
