@@ -201,8 +201,8 @@ def _shrunk(
     say: Progress,
 ) -> dict[str, Any]:
     """Shrink one disagreement (unless an earlier run wrote it) and write its files."""
-    base = opts.out / "disagreements" / f"{case.name}-{version}"
-    done_file = base.with_suffix(".json")
+    stem = opts.out / "disagreements" / f"{case.name}-linux-{version}"
+    toml_file, done_file, text_file = (Path(f"{stem}.{ext}") for ext in ("toml", "json", "txt"))
     if done_file.exists():
         return json.loads(done_file.read_text())
     seen: dict[str, dict[str, Any]] = {}
@@ -227,14 +227,14 @@ def _shrunk(
     final = seen.get(json.dumps(small, sort_keys=True)) or verdict
     if final is None:  # a resumed disagreement not shrunk: run it again for its rows
         final = runner.run_now([(case.name, small)], version)[0]
-    base.parent.mkdir(parents=True, exist_ok=True)
+    stem.parent.mkdir(parents=True, exist_ok=True)
     header = (
         f"# kernel fuzz: case {case.number} of seed {case.seed} on Linux {version}, shrunk\n"
         f"# ({', '.join(steps) or 'no smaller variant still disagreed'});\n"
         f"# disagreeing metrics: {', '.join(final.get('failing') or []) or 'none on re-run'}\n"
-        f"#   hotremove kernel diff {base.with_suffix('.toml').name} --kernel {version}\n"
+        f"#   hotremove kernel diff {toml_file.name} --kernel {version}\n"
     )
-    base.with_suffix(".toml").write_text(header + dumps(small))
+    toml_file.write_text(header + dumps(small))
     entry = {
         "case": case.number,
         "seed": case.seed,
@@ -242,14 +242,14 @@ def _shrunk(
         "steps": steps,
         "status_after_shrink": final.get("status"),
         "failing": final.get("failing"),
-        "scenario": str(base.with_suffix(".toml")),
+        "scenario": str(toml_file),
         "rows": final.get("rows"),
         "timeline": final.get("timeline"),
         "original": case.data,
         "shrunk": small,
     }
     done_file.write_text(json.dumps(entry, indent=2) + "\n")
-    base.with_suffix(".txt").write_text(diff_text(entry))
+    text_file.write_text(diff_text(entry))
     return entry
 
 
