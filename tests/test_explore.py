@@ -7,8 +7,10 @@ CI runs a few hundred schedules; ``HOTREMOVE_EXPLORE_SCHEDULES=2000`` runs more 
 
 from __future__ import annotations
 
+import json
 import os
 import threading
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ from hypothesis import strategies as st
 
 from hotremove.cli.explore import explore as explore_command
 from hotremove.explore import ACTORS, Explorer, ListChooser
+from hotremove.explore.focus import choose_focus
 from hotremove.explore.scheduler import Scheduler
 from hotremove.explore.session import explore_scenario, load_scenario
 from hotremove.locking.lockdep import InstrumentedLocks, Lockdep
@@ -237,13 +240,70 @@ def test_explore_command_passes_the_merged_strategy():
     assert '"ok": true' in result.output and '"schedules_run": 5' in result.output
 
 
-def test_a_region_too_large_to_explore_is_refused_in_one_line(tmp_path):
+#: a machine whose offlined block holds 32,768 pages (8× what an unfocused schedule takes),
+#: 16,384 of them ext2 page cache (1 KiB blocks: four buffer_heads a page)
+BIG = (
+    '[memory]\nsize = "384MiB"\nblock_size = "128MiB"\n'
+    '[[filesystem]]\nname = "data"\ntype = "ext2"\nblock_size = 1024\nsize = "80MiB"\n'
+    'files = 256\nfile_size = "256KiB"\n'
+    '[workload]\nseed = 1\ndirty = 0.3\nplacement = "fill"\n[remove]\nblocks = [0]\n'
+)
+
+
+def test_an_unfocused_large_region_is_refused_in_one_line(tmp_path):
     big = tmp_path / "big.toml"
-    big.write_text(
-        '[memory]\nsize = "384MiB"\nblock_size = "128MiB"\n'
-        '[[filesystem]]\nname = "a"\nfiles = 4\n[remove]\nblocks = [1]\n'
-    )
-    proc = invoke("explore", big)
+    big.write_text(BIG)
+    proc = invoke("explore", big, "--focus", "0")
     assert proc.returncode == 2 and proc.stdout == "" and "Traceback" not in proc.stderr
     assert proc.stderr.count("\n") == 1
     assert "hold 32,768 pages" in proc.stderr and "at most 4,096" in proc.stderr
+
+
+def test_a_large_region_is_explored_focused_and_offlined_whole(tmp_path):
+    big = tmp_path / "big.toml"
+    big.write_text(BIG)
+    proc = invoke("explore", big, "--schedules", "3", "--seed", "5", "--json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["ok"] and out["schedules_run"] == 3 and out["offlined"] == 3
+    assert out["focus"].startswith("focus: 16 of the region's 32,768 pages (pfn ")
+    assert "chosen from the seed" in out["focus"]
+    assert out["context_switches"] > 3 * 10, "the actors interleaved in the window"
+
+
+def test_the_focused_explorer_finds_the_seeds_bug_on_a_large_scenario(plugins, tmp_path):
+    small = explore_scenario(
+        scenario("ext2", "ext2-seed2004"), schedules=1, seed=1, plugins=plugins
+    )
+    big = validate({**tomllib.loads(BIG), "remove": {"blocks": [0], "strategy": "ext2-seed2004"}})
+    large = explore_scenario(big, schedules=1, seed=1, plugins=plugins)
+    assert large.focus is not None and len(large.focus.pfns) == 16
+    assert small.failure is not None and large.failure is not None
+    assert large.failure.schedule == small.failure.schedule == 0
+    found, want = large.failure.findings[0], small.failure.findings[0]
+    assert found.kind == want.kind == "sleep_in_atomic"
+    assert found.message.startswith("BUG: sleeping function called from invalid context")
+    assert "private_lock held" in found.message
+    assert "Call Trace:\n  lock_buffer\n  remap_move_buffer_ext2" in found.details
+
+
+def test_the_focus_window_is_the_seeds(plugins, tmp_path):
+    scn = validate(tomllib.loads(BIG))
+    built = build(scn, plugins.hooks, tmp_path)
+    try:
+        one, again = (choose_focus(built.machine, [0], 1) for _ in range(2))
+        other = choose_focus(built.machine, [0], 2)
+        assert one.keys == again.keys and one.pfns.tolist() == again.pfns.tolist()
+        assert set(one.pfns.tolist()) != set(other.pfns.tolist())
+        region = built.machine.memory.blocks[0]
+        assert all(region.start_pfn <= p < region.end_pfn for p in one.pfns.tolist())
+        assert one.covers(built.machine.memory.pages[int(one.pfns[0])])
+        outside = next(
+            page
+            for mapping in built.machine.mappings
+            for _, page in mapping.i_pages.items()
+            if page.pfn not in set(one.pfns.tolist())
+        )
+        assert not one.covers(outside)
+    finally:
+        built.machine.close()

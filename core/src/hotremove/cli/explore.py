@@ -78,6 +78,11 @@ def _load_plugin(spec: str) -> tuple[str, ModuleType]:
     help="Also run the full verification (checker, read-back) every K schedules (always on "
     "the first).",
 )  # fmt: skip
+@click.option(
+    "--focus", type=click.IntRange(0), metavar="PAGES",
+    help="Let the actors touch, and preempt at, only a window of PAGES pages of the region "
+    "chosen from --seed (0: every page; default: 16 when the region holds more than 4,096).",
+)  # fmt: skip
 @click.option("--json", "json_out", is_flag=True, help="Print the outcome as one JSON object.")
 @shared_options
 @click.pass_context
@@ -93,6 +98,7 @@ def explore(
     plugin_specs: tuple[str, ...],
     trace_lines: int,
     full_every: int,
+    focus: int | None,
     json_out: bool,
 ) -> int:
     """Explore interleavings of the offline with writeback, writers, the journal and readers.
@@ -122,7 +128,7 @@ def explore(
     plugins = load_plugins(extra=[_load_plugin(spec) for spec in plugin_specs])
     check_strategy(scn.remove.strategy, plugins, option="--strategy")
     first, count = (only, 1) if only is not None else (0, schedules)
-    check_explorable(scn)  # before anything is built
+    check_explorable(scn, focus)  # before anything is built
     start = time.perf_counter()
     show = settings.progress
     if show is None:
@@ -131,12 +137,14 @@ def explore(
         task = bar.add_task(f"explore seed {seed}", total=count)
         result = explore_scenario(
             scn, schedules=count, seed=seed, actors=chosen, first=first, plugins=plugins,
-            full_every=full_every, progress=lambda _schedule: bar.advance(task),
+            full_every=full_every, progress=lambda _schedule: bar.advance(task), focus=focus,
         )  # fmt: skip
     wall = time.perf_counter() - start
     extra = [f"--strategy={strategy}"] if strategy else []
     extra += [f"--mode={mode}"] if mode else []
     extra += [f"--plugin={spec}" for spec in plugin_specs]
+    extra += [f"--focus={focus}"] if focus is not None else []
+    focused = result.focus.describe() if result.focus is not None else None
     failure = result.failure
     replay = (
         replay_command(scenario, seed, failure.schedule, actors=chosen, extra=extra)
@@ -155,6 +163,7 @@ def explore(
             "context_switches": result.switches,
             "wall_seconds": wall,
             "ok": result.ok,
+            "focus": focused,
             "failure": None,
         }
         if failure is not None:
@@ -170,6 +179,8 @@ def explore(
             }
         emit_json(out)
         return 0 if result.ok else 1
+    if focused is not None and not settings.quiet:
+        click.echo(focused)
     if failure is None:
         if settings.quiet:
             return 0

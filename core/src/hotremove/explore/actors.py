@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from hotremove.explore.focus import Focus
 from hotremove.locking.lockdep import hand_to_io
 from hotremove.mm.page_writeback import clear_page_dirty, writeout
 from hotremove.model.address_space import AddressSpace
@@ -120,13 +121,17 @@ class World:
     wait: Callable[[Callable[[], bool], str], None] = lambda until, what: None
     #: True once every actor but the I/O completion one is done
     quiet: Callable[[], bool] = lambda: True
+    #: a focused schedule's window (:mod:`hotremove.explore.focus`): the only pages touched
+    focus: Focus | None = None
 
     def cached(self, want: Callable[[AddressSpace], bool]) -> list[tuple[AddressSpace, int]]:
+        keys = self.focus.keys if self.focus is not None else None
         return [
             (mapping, index)
             for mapping in self.machine.mappings
             if want(mapping)
             for index in sorted(mapping.i_pages)
+            if keys is None or (id(mapping), index) in keys
         ]
 
     # -- I/O ----------------------------------------------------------------------------------
@@ -144,6 +149,9 @@ class World:
         self.inflight.append(io)
         if kind != "log":
             hand_to_io(bh)
+        if self.focus is not None and not self.focus.covers(bh):
+            self.complete(io)  # outside the window nobody can race with it: done at once
+            return io
         preempt("submit_bh" if kind != "log" else "submit_bh(log)", bh)
         return io
 
@@ -197,13 +205,8 @@ def writeback(world: World, ops: int) -> None:
     rng = world.rng
     for _ in range(ops):
         preempt("wb_scan")
-        dirty = [
-            (m, i)
-            for m in world.machine.mappings
-            if not m.a_ops.journalled_data
-            for i in sorted(m.dirty_tags)
-            if i in m.i_pages
-        ]
+        dirty = world.cached(lambda m: not m.a_ops.journalled_data)
+        dirty = [(m, i) for m, i in dirty if i in m.dirty_tags]
         if not dirty:
             continue
         mapping, index = dirty[rng.randrange(len(dirty))]

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hotremove.explore.actors import ACTORS, BODIES, World
+from hotremove.explore.focus import Focus
 from hotremove.explore.invariants import (
     SOUND_WHILE_RUNNING,
     Continuous,
@@ -87,6 +88,7 @@ class ExploreResult:
     wall_seconds: float = 0.0
     failure: ScheduleResult | None = None
     digests: list[str] = field(default_factory=list)
+    focus: Focus | None = None
 
     @property
     def ok(self) -> bool:
@@ -117,6 +119,7 @@ class Explorer:
         ops: int = 3,
         max_steps: int = 20_000,
         full_check: Callable[[], list[Finding]] | None = None,
+        focus: Focus | None = None,
     ) -> None:
         unknown = [a for a in actors if a not in ACTORS]
         if unknown:
@@ -130,6 +133,10 @@ class Explorer:
         self.ops = ops
         self.max_steps = max_steps
         self.full_check = full_check
+        #: the window a focused explorer interleaves at (None: every page of the region)
+        self.focus = focus
+        window = {mapping for mapping, _ in focus.keys} if focus is not None else set()
+        self.focus_files = [m for m in machine.mappings if id(m) in window]
         self.golden = golden if golden is not None else golden_from_machine(machine)
         journalled = [sb for sb in machine.superblocks if sb.s_journal is not None]
         #: actors that have something to do on this machine (no journal actor without one)
@@ -175,9 +182,13 @@ class Explorer:
         self.saved.restore()
         rng = random.Random(f"hotremove-explore/{seed}/{schedule}")
         chooser = chooser or RandomChooser(random.Random(rng.getrandbits(64)))
-        world = World(self.machine, self.golden, rng, journal_locks=self.journal_locks)
+        focus = self.focus
+        world = World(self.machine, self.golden, rng, journal_locks=self.journal_locks, focus=focus)
         scheduler = Scheduler(
-            chooser, max_steps=self.max_steps, check=Continuous(world, self.blocks)
+            chooser,
+            max_steps=self.max_steps,
+            check=Continuous(world, self.blocks),
+            covers=focus.covers if focus is not None else None,
         )
         machine = self.machine
         outcome: list[Any] = []
@@ -206,7 +217,9 @@ class Explorer:
             actor_world = replace(world, rng=random.Random(rng.getrandbits(64)))
             ops = rng.randint(1, self.ops)
             scheduler.add(task.name, actor_main(BODIES[name], actor_world, ops), task)
-        old = set_tracker(InstrumentedLocks(Lockdep(), scheduler=scheduler))
+        locks = InstrumentedLocks(Lockdep(), scheduler=scheduler)
+        locks.focus_pfns = focus.pfns if focus is not None else None
+        old = set_tracker(locks)
         try:
             scheduler.run()
         finally:
@@ -252,8 +265,12 @@ class Explorer:
         found += machine_findings(self.machine, self.blocks)
         if found:
             return found
-        sync(self.machine, self.hooks)
-        found += disk_findings(world)
+        # a focused schedule writes back and reads back the window's files (the first
+        # schedule's full check covers every file): the rest moved on the batched path,
+        # which check_machine and the per-page checks already vouch for
+        files = self.focus_files if self.focus is not None else None
+        sync(self.machine, self.hooks, flush=False, mappings=files)
+        found += disk_findings(world, files)
         if full and not found and self.full_check is not None:
             found += self.full_check()
         return found
@@ -270,7 +287,7 @@ class Explorer:
     ) -> ExploreResult:
         """Schedules ``first`` … ``first + schedules - 1``; stop at the first failure. The
         first schedule (and every ``full_every``-th) also runs the full verification."""
-        result = ExploreResult(seed, first)
+        result = ExploreResult(seed, first, focus=self.focus)
         start = time.perf_counter()
         for k in range(first, first + schedules):
             full = k == first or bool(full_every and (k - first) % full_every == 0)

@@ -112,8 +112,12 @@ class Scheduler:
         *,
         max_steps: int = 20_000,
         check: Callable[[], list[Finding]] | None = None,
+        covers: Callable[[object], bool] | None = None,
     ) -> None:
         self.chooser = chooser
+        #: which objects' preemption points interleave (a focused schedule's window, see
+        #: :mod:`hotremove.explore.focus`); None: all of them
+        self.covers = covers
         self.max_steps = max_steps
         self.check = check
         self.actors: list[Actor] = []
@@ -242,7 +246,7 @@ class Scheduler:
 
     def point(self, label: str, obj: object = None) -> None:
         """A preemption point (see :class:`hotremove.locking.lockdep.Scheduler`)."""
-        if self.stopping:
+        if self.stopping or (self.covers is not None and not self.covers(obj)):
             return
         me = self.current
         assert me is not None

@@ -2,7 +2,8 @@
 
 Built-in tiny scenarios (a handful of pages, so thousands of schedules run in seconds) are
 the TOML files in ``hotremove/explore/scenarios``, named without ``.toml`` (:data:`BUILTIN`);
-any scenario file works, but keep the region small: every schedule migrates all of it.
+any scenario file works: a region of more than :data:`MAX_REGION_PAGES` pages is explored
+*focused* on a window of its pages (:mod:`hotremove.explore.focus`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from hotremove import scenario as scenario_mod
 from hotremove.errors import ScenarioError
 from hotremove.explore.actors import ACTORS
+from hotremove.explore.focus import FOCUS_PAGES, choose_focus
 from hotremove.explore.runner import Explorer, ExploreResult, ScheduleResult
 from hotremove.explore.scheduler import Finding
 from hotremove.model.migrate_mode import MigrateMode
@@ -46,21 +48,35 @@ def load_scenario(name_or_path: str) -> Scenario:
     return scenario_mod.load(path)
 
 
-#: the most pages the offlined blocks may hold: the explorer preempts at every lock of every
-#: page, so a schedule's length grows with the region (16 MiB: seconds a schedule)
+#: the most pages the offlined blocks may hold for an unfocused schedule: it preempts at every
+#: lock of every page, so its length grows with the region (16 MiB: seconds a schedule);
+#: past it the explorer focuses on a window of FOCUS_PAGES pages (hotremove.explore.focus)
 MAX_REGION_PAGES = 4096
 
 
-def check_explorable(scenario: Scenario) -> None:
-    """Refuse, up front and in one line, a region too large to explore schedule by schedule."""
-    pages = len(set(scenario.remove.blocks)) * scenario.memory.block_size // PAGE_SIZE
-    if pages > MAX_REGION_PAGES:
+def region_pages(scenario: Scenario) -> int:
+    """The pages in the blocks ``scenario`` offlines."""
+    return len(set(scenario.remove.blocks)) * scenario.memory.block_size // PAGE_SIZE
+
+
+def focus_size(scenario: Scenario, focus: int | None = None) -> int:
+    """The window's size in pages (0: unfocused). ``focus`` None: focused past
+    :data:`MAX_REGION_PAGES`; an unfocused schedule of a larger region is refused in one line."""
+    pages = region_pages(scenario)
+    if focus is None:
+        return FOCUS_PAGES if pages > MAX_REGION_PAGES else 0
+    if focus == 0 and pages > MAX_REGION_PAGES:
         raise ScenarioError(
-            f"remove.blocks: the blocks to offline hold {pages:,} pages; the explorer preempts "
-            f"at every lock of every page and takes at most {MAX_REGION_PAGES:,} "
-            f"({MAX_REGION_PAGES * PAGE_SIZE >> 20} MiB) — use smaller memory blocks or a "
-            "smaller machine (see the scenarios in hotremove/explore/scenarios)"
+            f"--focus 0: the blocks to offline hold {pages:,} pages; an unfocused schedule "
+            f"preempts at every lock of every page and takes at most {MAX_REGION_PAGES:,} "
+            f"({MAX_REGION_PAGES * PAGE_SIZE >> 20} MiB) — leave the focus on"
         )
+    return focus
+
+
+def check_explorable(scenario: Scenario, focus: int | None = None) -> None:
+    """Refuse, up front and in one line, what cannot be explored (see :func:`focus_size`)."""
+    focus_size(scenario, focus)
 
 
 def explore_scenario(
@@ -74,11 +90,13 @@ def explore_scenario(
     workdir: Path | None = None,
     full_every: int = 0,
     progress: Callable[[ScheduleResult], None] | None = None,
+    focus: int | None = None,
 ) -> ExploreResult:
     """Build ``scenario`` once and explore schedules ``first`` … ``first + schedules - 1`` of
     ``seed``; the full verification (sync, the images' checkers, the read-back) runs on the
-    first schedule and every ``full_every``-th."""
-    check_explorable(scenario)
+    first schedule and every ``full_every``-th. ``focus``: the window's size in pages (see
+    :func:`focus_size`); the window is chosen from ``seed``."""
+    window = focus_size(scenario, focus)
     plugins = plugins or load_plugins()
     rm = scenario.remove
     with ExitStack() as stack:
@@ -106,6 +124,7 @@ def explore_scenario(
             actors=actors,
             golden=built.golden.files.hold(),
             full_check=full_check,
+            focus=choose_focus(built.machine, rm.blocks, seed, window) if window else None,
         )
         result = explorer.explore(
             seed, schedules, first=first, full_every=full_every, progress=progress

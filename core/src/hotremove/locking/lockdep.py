@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hotremove.locking.lockgraph import Dependency, Held, Lockdep, LockdepStop
 from hotremove.model.buffer_head import BH_Lock, BufferHead
@@ -45,6 +45,9 @@ from hotremove.model.locks import (
     tracker as get_tracker,
 )
 from hotremove.model.page import Page, PG_locked, PG_writeback
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class Scheduler(Protocol):
@@ -83,6 +86,10 @@ class InstrumentedLocks:
         self.lockdep = lockdep
         self.scheduler = scheduler
         self.strict = strict
+        #: the pfns other tasks may touch while the engine migrates (a focused explorer's
+        #: window): every other page may take the batched path, which takes no lock. None:
+        #: every page goes page by page, through these primitives
+        self.focus_pfns: np.ndarray | None = None
         self._target: object = None  # what the lock primitive calling might_sleep() locks
 
     # -- reporting --------------------------------------------------------------------------

@@ -218,11 +218,14 @@ class Migrator(FolioSteps):
         enomem = False
         # batched copies only when nobody else runs: under the explorer (or lockdep) another
         # task may look at the new page as soon as it is unlocked
-        self.mc.defer_copies = not self.checks and tracker() is None
+        locks = tracker()
+        self.mc.defer_copies = not self.checks and locks is None
+        # a focused explorer names the pages other tasks touch: the rest may be batched
+        focus = getattr(locks, "focus_pfns", None) if locks is not None else None
         batched = (
             self.batching
             and len(batch) >= MIN_RUN  # a shorter batch has no run worth the arrays
-            and tracker() is None
+            and (locks is None or focus is not None)
             and self._alloc_budget is None
             and not self.hooks.wants_page_events
         )
@@ -238,7 +241,10 @@ class Migrator(FolioSteps):
                 else np.fromiter((page.pfn for page in batch), np.int64, len(batch))
             )
             per_page_ran = False
-            for start, end, fast in pieces(mover.eligible(pfns)):
+            eligible = mover.eligible(pfns)
+            if focus is not None:
+                eligible &= ~np.isin(pfns, focus)
+            for start, end, fast in pieces(eligible):
                 rest = batch[start:end]
                 if fast:
                     if should_stop is not None and should_stop():

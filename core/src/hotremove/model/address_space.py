@@ -7,7 +7,7 @@ way a filesystem's table points ``.migrate_folio`` at ``buffer_migrate_folio``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -189,6 +189,21 @@ class XArray(MutableMapping[int, "Page"]):
     @property
     def nbytes(self) -> int:
         return self._slots.nbytes
+
+
+def gather_trees(trees: Sequence[XArray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every cached page of many files at once: (which tree, index, pfn), in tree order then
+    index order — what ``for t in trees: for i in t`` visits, for whole-machine checks."""
+    if not trees:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty
+    slots = [tree._slots for tree in trees]
+    sizes = np.fromiter((len(s) for s in slots), np.int64, len(slots))
+    flat = np.concatenate(slots)
+    present = np.flatnonzero(flat >= 0)
+    which = np.repeat(np.arange(len(slots)), sizes)[present]
+    starts = np.cumsum(sizes) - sizes
+    return which, present - starts[which], flat[present].astype(np.int64)
 
 
 class AddressSpace:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hotremove.model.address_space import AddressSpace, AnonVma
+from hotremove.model.address_space import AnonVma, gather_trees
 from hotremove.model.buffer_head import BH_Lock, page_buffers
 from hotremove.model.machine import Machine
 from hotremove.model.memory import PhysicalMemory
@@ -90,30 +90,39 @@ class PageCheck:
         return failures
 
 
-def _check_page_cache(
-    machine: Machine, mapping: AddressSpace, failures: list[CheckFailure]
-) -> np.ndarray:
-    """One file's tree: entries point at pages of this mapping at that index, no buffer is
-    left locked (unless its holder is registered), every buffer points at its page.
-    Returns the cached frames (their references are checked with the others)."""
+def _check_page_caches(machine: Machine, failures: list[CheckFailure]) -> np.ndarray:
+    """Every file's tree: entries point at pages of this mapping at that index, no buffer is
+    left locked (unless its holder is registered), every buffer points at its page. One set
+    of array operations for all files (a machine holds thousands); failures come file by
+    file as a loop over the files would give them. Returns the cached frames (their
+    references are checked with the others)."""
     memory = machine.memory
     mm, pool = memory.pages, memory.bh_pool
-    indices = np.asarray(list(mapping.i_pages), np.int64)
-    pfns = mapping.i_pages.pfns(indices)
-    stale = (mm.index[pfns] != indices) | (mm.mapping_id[pfns] != mm.mapping_index(mapping))
+    mappings = machine.mappings
+    which, indices, pfns = gather_trees([m.i_pages for m in mappings])
+    ids = np.fromiter((mm.mapping_index(m) for m in mappings), np.int64, len(mappings))
+    found: list[tuple[int, int, int, CheckFailure]] = []  # (file, kind, order, failure)
+    stale = (mm.index[pfns] != indices) | (mm.mapping_id[pfns] != ids[which])
     for i in np.flatnonzero(stale).tolist():
-        failures.append(CheckFailure(int(pfns[i]), "mapping", "page tree entry stale"))
+        found.append((int(which[i]), 0, i, CheckFailure(int(pfns[i]), "mapping", STALE)))
     has_buffers = mm.flags[pfns] & PG_private != 0
     members, owners = pool.rings(np.where(has_buffers, mm.private_bh[pfns], -1))
-    locked = np.flatnonzero(pool.b_state[members] & BH_Lock)
-    for i in locked.tolist():
+    for i in np.flatnonzero(pool.b_state[members] & BH_Lock).tolist():
         bh = pool.handle(int(members[i]))
         if bh not in machine.waiters:
-            failures.append(CheckFailure(int(pfns[owners[i]]), "bh_lock", f"{bh!r} still locked"))
+            pfn = int(pfns[owners[i]])
+            failure = CheckFailure(pfn, "bh_lock", f"{bh!r} still locked")
+            found.append((int(which[owners[i]]), 1, i, failure))
     for i in np.flatnonzero(pool.b_page[members] != pfns[owners]).tolist():
         bh = pool.handle(int(members[i]))
-        failures.append(CheckFailure(int(pfns[owners[i]]), "bh_page", f"{bh!r} points away"))
+        failure = CheckFailure(int(pfns[owners[i]]), "bh_page", f"{bh!r} points away")
+        found.append((int(which[owners[i]]), 2, i, failure))
+    found.sort(key=lambda entry: entry[:3])
+    failures.extend(entry[3] for entry in found)
     return pfns
+
+
+STALE = "page tree entry stale"
 
 
 def compound_head(memory: PhysicalMemory, pfn: int) -> Page:
@@ -141,7 +150,7 @@ def check_machine(machine: Machine, removed: list[int]) -> list[CheckFailure]:
         names = ", ".join(lock.name for lock in machine.task.held_spinlocks)
         failures.append(CheckFailure(-1, "spinlock", f"still held: {names}"))
     pages: list[Page] = []
-    cached = [_check_page_cache(machine, mapping, failures) for mapping in machine.mappings]
+    cached = [_check_page_caches(machine, failures)]
     memory = machine.memory
     for vma in machine.anon_vmas:
         for vpn, pfn in vma.ptes.items():
