@@ -140,3 +140,26 @@ def test_bench_repeat_reports_medians_and_ranges(tmp_path):
     assert row["pages_per_second"] == speeds[1], "the median of three"
     assert row["range"]["pages_per_second"] == [speeds[0], speeds[2]]
     assert row["verified"] and all(r["verified"] for r in out["samples"])
+
+
+def test_first_run_is_a_whole_uncached_run_beside_a_cached_one(tmp_path):
+    from hotremove.scenario import validate
+    from hotremove.sim.firstrun import FIRST_RUN, run_first
+
+    small = {
+        **FIRST_RUN,
+        "memory": {"size": "64MiB", "block_size": "8MiB"},
+        "filesystem": [{**FIRST_RUN["filesystem"][0], "size": "32MiB", "files": 64}],
+        "remove": {"blocks": [0, 1]},
+    }
+    seen = []
+    out = run_first(2, seen.append, validate(small))
+    assert out["ok"] is True
+    assert seen == ["first run, uncached", "first run, cached"] * 2
+    for kind in ("uncached", "cached"):
+        run = out["runs"][kind]
+        assert run["verified"] and run["offlined"]
+        assert len(out["samples"][kind]) == 2
+        lo, hi = run["whole_seconds_range"]
+        assert lo <= run["whole_seconds"] <= hi
+        assert run["whole_seconds"] >= run["build_seconds"] + run["verify_seconds"]

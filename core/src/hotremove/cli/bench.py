@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.table import Table
@@ -76,6 +77,11 @@ def _region_size(value: str, option: str = "--size") -> int:
     show_default=True,
     help="Run each configuration this many times; report medians and ranges.",
 )
+@click.option(
+    "--first-run", is_flag=True,
+    help="Instead: a whole run of a new 1 GiB scenario with its images not cached, beside "
+    "the same run cached (build, offline, verification).",
+)  # fmt: skip
 @click.option("--json", "json_out", is_flag=True, help="One JSON object on stdout.")
 @click.option("--force", is_flag=True, help="Run even when the memory estimate says it won't fit.")
 @wide_option
@@ -91,12 +97,15 @@ def bench_command(
     cache: Path | None,
     no_cache: bool,
     repeat: int,
+    first_run: bool,
     json_out: bool,
     force: bool,
     wide: bool,
 ) -> int:
     """Offline a region full of ext2 page cache; print pages/s, memory and simulated cost."""
     settings = begin(ctx)
+    if first_run:
+        return _first_run(settings, repeat, json_out, force, wide)
     region = _region_size(size)
     plugins = load_plugins()
     for strategy in strategies:
@@ -215,3 +224,38 @@ def _print(out: dict, wide: bool) -> None:
         lines.append(f"scaling ({flat}): {rows}")
     for line in lines:
         print_text(console, line)
+
+
+def _first_run(settings: Any, repeat: int, json_out: bool, force: bool, wide: bool) -> int:
+    """``--first-run``: see :mod:`hotremove.sim.firstrun`."""
+    from hotremove.sim.firstrun import first_run_scenario, run_first
+
+    check_memory(first_run_scenario(), force=force)
+    show = settings.progress
+    if show is None:
+        show = not (json_out or settings.quiet) and sys.stderr.isatty()
+    with progress_bar(disable=not show) as bar:
+        task = bar.add_task("bench", total=2 * repeat)
+        started = [0]
+
+        def starting(what: str) -> None:
+            bar.update(task, completed=started[0], description=f"bench {what}")
+            started[0] += 1
+
+        out = run_first(repeat, starting)
+        bar.update(task, completed=2 * repeat, description="bench")
+    if json_out:
+        emit_json(out)
+    elif not settings.quiet:
+        table = Table(title="whole run of a new 1 GiB scenario (4,000 × 256 KiB, ext2, 30 % dirty)")
+        for column in ("images", "build s", "offline s", "verify s", "whole s", "verified"):
+            table.add_column(column, justify="left" if column == "images" else "right")
+        for kind, r in out["runs"].items():
+            cells = [
+                f"{r[key]:.2f}" + (f" [{lo:.2f}–{hi:.2f}]" if repeat > 1 else "")
+                for key in ("build_seconds", "offline_seconds", "verify_seconds", "whole_seconds")
+                for lo, hi in [r[f"{key}_range"]]
+            ]
+            table.add_row(kind, *cells, "yes" if r["verified"] else "NO")
+        print_table(stdout_console(), table, wide=wide)
+    return 0 if out["ok"] else 1
