@@ -31,7 +31,7 @@ from hotremove.model.memory import PhysicalMemory
 from hotremove.scenario import FilesystemConfig, Scenario
 from hotremove.workload.anon import alloc_thp, anon_pages
 from hotremove.workload.golden import Golden
-from hotremove.workload.images import cached_image, file_contents
+from hotremove.workload.images import cached_image, file_contents, wait_for_records
 from hotremove.workload.pagecache import FrameAllocator, cache_file, dirty_file
 from hotremove.workload.planted import plant_page_classes, unmovable_pages
 
@@ -128,6 +128,7 @@ def build(
     plant_page_classes(machine, rng, wl)
     anon_pages(machine, golden, frames, rng, wl, huge)
     unmovable_pages(machine, frames, wl.unmovable, wl.unmovable_blocks)
+    wait_for_records()  # a new cache entry is recorded before anyone may evict or reuse it
     log.info(
         "machine_built",
         pages=memory.nr_pages - memory.nr_free(),

@@ -10,6 +10,7 @@ import os
 import secrets
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
@@ -119,8 +120,23 @@ def cached_image(
             os.replace(tmp, maps_file)
         finally:
             tmp.unlink(missing_ok=True)
-    imagecache.used(cached, changed=changed)  # checksum, last use, the size limit
+    if changed:  # the checksum of a new entry reads it whole: overlapped with the build
+        _RECORDS.append(_RECORDER.submit(imagecache.used, cached, changed=True))
+    else:
+        imagecache.used(cached, changed=False)  # last use, the size limit
     return cached, maps, journal
+
+
+#: checksums of new cache entries being taken (``zlib.crc32`` releases the GIL): the build
+#: reads the page cache meanwhile and waits for them at its end (:func:`wait_for_records`)
+_RECORDER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="image-record")
+_RECORDS: list[Future[None]] = []
+
+
+def wait_for_records() -> None:
+    """Wait until every new cache entry is recorded (its errors raised here)."""
+    while _RECORDS:
+        _RECORDS.pop(0).result()
 
 
 def _block_maps(
