@@ -37,6 +37,8 @@ def test_bench_json_has_the_figures(tmp_path):
             "whole_seconds",
             "plain_copy_seconds",
             "offline_over_plain_copy",
+            "kernel_pages_per_second",
+            "offline_over_kernel",
             "peak_rss_over_ram",
             "peak_rss_over_in_use",
         ):
@@ -90,7 +92,7 @@ def test_bench_table_is_readable_at_80_columns_and_whole_with_wide(tmp_path, wid
     proc = invoke(*args, *(["--wide"] if wide else []), env={"COLUMNS": "80"})
     assert proc.returncode == 0, proc.stderr
     assert "…" not in proc.stdout
-    headers = ("pages/s", "× copy", "whole s", "÷ in use", "meta B/page", "verified")
+    headers = ("pages/s", "× copy", "× kernel", "whole s", "÷ in use", "meta B/page", "verified")
     assert all(h in proc.stdout for h in headers)
     header_lines = [line for line in proc.stdout.splitlines() if "strategy" in line]
     if wide:
@@ -99,6 +101,7 @@ def test_bench_table_is_readable_at_80_columns_and_whole_with_wide(tmp_path, wid
         assert len(header_lines) > 1, "split into tables that each name the run"
         assert all(len(line) <= 80 for line in proc.stdout.splitlines())
     assert "plain copy of the region's bytes" in proc.stdout
+    assert "pages/s (move_pages(2), 4 KiB pages" in " ".join(proc.stdout.split())
     assert "per-step checks" not in proc.stdout, "one check mode: no ratio to give"
 
 

@@ -18,7 +18,7 @@ from hotremove.errors import ScenarioError
 from hotremove.model.migrate_mode import BUILTIN_POLICIES
 from hotremove.plugins import load_plugins
 from hotremove.scenario import parse_size
-from hotremove.sim.bench import bench_scenario, run_bench, run_scaling
+from hotremove.sim.bench import KERNEL_REFERENCE, bench_scenario, run_bench, run_scaling
 from hotremove.sim.memguard import check_memory
 from hotremove.workload import default_image_cache as default_cache
 
@@ -151,6 +151,7 @@ COLUMNS: list[tuple[str, Callable[[dict], str]]] = [
     ("pages/s", lambda r: f"{r['pages_per_second']:,.0f}"),
     ("offline s", lambda r: f"{r['offline_seconds']:.3f}"),
     ("× copy", lambda r: f"{r['offline_over_plain_copy']:.1f}"),
+    ("× kernel", lambda r: f"{r['offline_over_kernel']:.1f}" if r["offline_over_kernel"] else "–"),
     ("verified", lambda r: "yes" if r["verified"] else "NO"),
     ("build s", lambda r: f"{r['build_seconds']:.2f}"),
     ("image s", lambda r: f"{r['image_copy_seconds']:.2f}"),
@@ -204,6 +205,10 @@ def _print(out: dict, wide: bool) -> None:
     lines.append(
         f"plain copy of the region's bytes (numpy.copyto): {first['plain_copy_seconds']:.3f} s; "
         "× copy = offline ÷ plain copy"
+    )
+    lines.append(
+        f"the kernel's own migration: {first['kernel_pages_per_second']:,.0f} pages/s "
+        f"({KERNEL_REFERENCE}); × kernel = offline ÷ the kernel's time for as many pages"
     )
     if "checks_slowdown" in out:
         lines.append(f"per-step checks on ÷ off: {out['checks_slowdown']:.2f}×")
