@@ -57,6 +57,11 @@ class Focus:
 
     def describe(self) -> str:
         """One line for the output: what the window is and how it was chosen."""
+        if not len(self.pfns):
+            return (
+                f"focus: none of the region's {self.region_pages:,} pages is page cache: the "
+                "actors have nothing to touch, the region moves on the batched path"
+            )
         lo, hi = int(self.pfns[0]), int(self.pfns[-1])
         return (
             f"focus: {len(self.pfns)} of the region's {self.region_pages:,} pages "
