@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from hotremove.model import hostmem
+
 _ATOMIC = (
     int,
     float,
@@ -107,6 +109,7 @@ class SavedState:
 
     def restore(self) -> None:
         """Write the recorded state back into the same objects, and the images' bytes."""
+        hostmem.drain()  # no frame given back late, over the bytes written back here
         setattr_ = object.__setattr__
         for kind, obj, state in self.entries:
             if kind == "slots":

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hotremove.model import hostmem
 from hotremove.model.bad_page import BadPage, free_page_is_bad
 from hotremove.model.buddy import FreeArea
 from hotremove.model.buffer_head import BufferHeadPool
@@ -325,7 +326,11 @@ class PhysicalMemory:
         they held is dead (the allocator hands them out again only once the block is back
         online, and a frame given back reads as zeros). ``MADV_DONTNEED`` per run of
         consecutive frames, so a migrated block costs a few calls, not one per page."""
-        if len(pfns):
+        if not len(pfns):
+            return
+        if hostmem.available():  # off the migration's path (see hotremove.model.hostmem)
+            hostmem.release_async(self.frames, *pfn_runs(pfns))
+        else:
             self._advise(mmap.MADV_DONTNEED, pfns)
 
     def _advise(self, advice: int, pfns: np.ndarray) -> None:
@@ -338,6 +343,7 @@ class PhysicalMemory:
         """Isolate, offline or (back) online a block; its free frames leave the allocator's
         lists, or join them at the tails (``undo_isolate_page_range``, ``online_pages``)."""
         self.release_dead()  # before a block reopens (no batch is in flight here)
+        hostmem.drain()  # ... and its frames given back before any is handed out again
         before = self.block_state[block]
         self.block_state[block] = state
         b = self.blocks[block]
