@@ -102,3 +102,36 @@ def test_five_types_in_one_block(version, hotremove_plugins, tmp_path):
         assert {f["reason"] for f in off.failed} == {"busy: buffer held by jbd2 (journal_head)"}
         held = len(off.failed)
         assert 0 < held < 24 * 32 and off.migrated == 5 * 24 * 32 - held
+
+
+def test_compare_across_kernels_shows_how_each_filesystems_pages_moved() -> None:
+    """`compare --kernel` on the mixed scenario: one row per a_ops, one column per kernel, the
+    strategy and what it did — vfat's pages written back by 6.1's fallback and rebound by 7.2's
+    buffer_migrate_folio, xfs's moved without buffers on both, ext2's rebound on both."""
+    from .conftest import invoke
+
+    proc = invoke(
+        "compare", EXAMPLES / "mixed-small.toml", "--kernel", "6.1,7.2", "--wide", "--quiet"
+    )
+    assert proc.returncode == 1, proc.stderr  # 7.2: -EINTR on the journal-held pages
+    proc = invoke("compare", EXAMPLES / "mixed-small.toml", "--kernel", "6.1,7.2", "--wide")
+    rows = {}
+    lines = proc.stdout.splitlines()
+    for i, line in enumerate(lines):
+        cells = [c.strip() for c in line.strip("│").split("│")]
+        if (
+            line.startswith("│")
+            and len(cells) == 3
+            and cells[0] not in ("", "a_ops")
+            and lines[i + 1].startswith("│")
+        ):
+            below = [c.strip() for c in lines[i + 1].strip("│").split("│")]
+            rows[cells[0]] = list(zip(cells[1:], below[1:], strict=True))
+    assert (
+        rows["fat_aops"][0][0] == "fallback_migrate_folio" and "written" in rows["fat_aops"][0][1]
+    )
+    assert rows["fat_aops"][1] == ("buffer_migrate_folio", "768 rebound")
+    assert rows["ext2_aops"] == [("buffer_migrate_folio", "768 rebound")] * 2
+    assert all(what == "768 moved" for _, what in rows["btrfs_aops"])
+    assert rows["xfs_address_space_operations"] == [("filemap_migrate_folio", "768 moved")] * 2
+    assert "failed" in rows["ext4_journalled_aops"][1][1]

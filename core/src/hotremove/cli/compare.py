@@ -196,11 +196,45 @@ def _compare_kernels(
             ),
         )
         print_kernels(out, None, reports, detail=True, wide=wide)
+        print_table(out, _per_aops_by_kernel(reports), wide=wide)
     if status and (json_out or settings.quiet):
         for version, r in reports.items():
             if not r.ok:
                 click.echo(f"{PROG}: {version}: {failure_line(r)}", err=True)
     return status
+
+
+def _per_aops_by_kernel(reports: dict[str, Report]) -> Table:
+    """What each kernel did with each a_ops' pages: its strategy, and how many it rebound
+    (buffer_heads repointed), moved without buffers (a plain copy, ->private moved), wrote
+    back first, or could not move — where each filesystem of a mixed scenario differs."""
+    per = {v: r.as_dict()["per_aops"] for v, r in reports.items()}
+    table = Table(title="each a_ops' pages on each kernel")
+    table.add_column("a_ops", no_wrap=True)
+    for version in reports:
+        table.add_column(f"Linux {version}" if version != "2004" else "2004 seed")
+    for aops in sorted(set().union(*per.values())):
+        cells = []
+        for version in reports:
+            stats = per[version].get(aops)
+            if not stats:
+                cells.append("—")
+                continue
+            rebound, written = stats.get("rebound", 0), stats.get("written_back", 0)
+            plain = stats.get("migrated", 0) - rebound
+            parts = [
+                f"{n} {what}"
+                for n, what in (
+                    (rebound, "rebound"),
+                    (plain, "moved"),
+                    (written, "written"),
+                    (stats.get("failed", 0), "failed"),
+                )
+                if n
+            ]
+            cells.append(f"{stats.get('strategy', '?')}\n{', '.join(parts) or 'none'}")
+        table.add_row(aops, *cells)
+    return table
 
 
 def _progress(settings: Settings, json_out: bool) -> tuple[bool, Settings]:
