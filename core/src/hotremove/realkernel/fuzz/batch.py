@@ -49,7 +49,7 @@ set -u
 restore() {
     for m in /mnt/*; do umount "$m" 2>/dev/null; done
     sync
-    echo 3 > /proc/sys/vm/drop_caches
+    echo 3 > "/proc/sys/vm/drop_caches"  # in the guest, like the sysctls
     M=/sys/devices/system/memory
     for n in $(ls $M | sed -n 's/^memory//p' | sort -n -r); do
         grep -q Movable "$M/memory$n/valid_zones" 2>/dev/null || continue
