@@ -316,6 +316,23 @@ def test_sweep_results_path_that_is_a_fifo_is_refused_without_blocking(tmp_path)
     one_line(invoke("sweep", grid, "-o", fifo), 2, "not a regular file")
 
 
+@pytest.mark.parametrize("resume", [(), ("--resume",)])
+@pytest.mark.parametrize("through_link", [False, True])
+def test_a_one_line_file_that_is_not_a_results_file_is_refused_and_kept(
+    tmp_path, resume, through_link
+):
+    grid = tmp_path / "g.toml"
+    grid.write_text(f'name = "g"\n{GRID_BASE}[axes]\n"workload.seed" = [1]\n')
+    precious = tmp_path / "important.json"
+    precious.write_text('{"precious": true}\n')
+    out = precious
+    if through_link:
+        out = tmp_path / "link_to_file"
+        out.symlink_to(precious.name)
+    one_line(invoke("sweep", grid, "-o", out, *resume), 2, "not a hotremove-sweep/1 results")
+    assert precious.read_text() == '{"precious": true}\n'
+
+
 # -- bounded reads ---------------------------------------------------------------------------
 @pytest.mark.parametrize("command", [("scenario", "check"), ("run",), ("sweep", "--list")])
 def test_a_device_or_a_fifo_given_as_an_input_file_is_refused_at_once(tmp_path, command):

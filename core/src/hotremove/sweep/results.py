@@ -113,8 +113,12 @@ class ResultsFile:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 raise HotremoveError(f"{self.path}: another sweep is writing this file") from None
-            # a file without rows (a sweep whose cluster never came up) has nothing to keep
-            if not overwrite and self._has_rows():
+            # a file without rows (a sweep whose cluster never came up) has nothing to keep;
+            # but a one-line file is reused only when that line is a results file's header
+            data = b"" if overwrite else self._bytes()
+            if data and not data.partition(b"\n")[2]:
+                self.read(self.path)  # a one-line file that is not a header is refused
+            if data.partition(b"\n")[2]:
                 if not resume:
                     raise HotremoveError(
                         f"{self.path}: results file exists "
@@ -139,9 +143,6 @@ class ResultsFile:
             return read_bytes(self.path, what="results file", limit=MAX_RESULTS)
         except FileRefused as exc:
             raise ResultsError(str(exc)) from None
-
-    def _has_rows(self) -> bool:
-        return bool(self._bytes().partition(b"\n")[2])
 
     def _write(self, data: bytes) -> None:
         assert self._fd is not None
