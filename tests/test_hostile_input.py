@@ -294,6 +294,23 @@ def test_keep_images_into_a_directory_that_holds_files_is_refused_without_force(
     assert (keep / "fs.img").read_bytes() == b"someone's image"
 
 
+def test_keep_images_never_writes_over_a_fifo_or_a_symlink_even_with_force(
+    tmp_path, small, image_cache
+):
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    os.mkfifo(keep / "fs.img")
+    args = ("run", small, "--keep-images", keep, "--force")
+    one_line(invoke(*args, env=image_cache), 2, "fs.img", "not a regular file")
+    assert stat.S_ISFIFO(os.lstat(keep / "fs.img").st_mode)
+    (keep / "fs.img").unlink()
+    target = tmp_path / "existing.txt"
+    target.write_text("hello\n")
+    (keep / "fs.img").symlink_to(target)
+    one_line(invoke(*args, env=image_cache), 2, "fs.img", "not a regular file")
+    assert target.read_text() == "hello\n"
+
+
 def test_plot_paths_must_be_png_and_are_written_exactly_there(tmp_path):
     one_line(invoke("plan", SYNTHETIC, "--fs", "ext2", "--plot", tmp_path / "noext"), 2, ".png")
     assert list(tmp_path.iterdir()) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -73,7 +74,21 @@ def keep_dir(path: Path | None, *, force: bool = False) -> Path | None:
             f"--keep-images: {path} is not empty (it holds {held.name}); --force replaces "
             "the images in it"
         )
+    # --force replaces images, never a FIFO, a device, a directory or a symlink named like one
+    odd = next((e for e in sorted(path.iterdir()) if e.suffix == ".img" and _odd(e)), None)
+    if odd is not None:
+        raise HotremoveError(
+            f"--keep-images: {odd} exists and is not a regular file: images are written over "
+            "regular files only (even with --force)"
+        )
     return path
+
+
+def _odd(entry: Path) -> bool:
+    try:
+        return not stat.S_ISREG(entry.lstat().st_mode)
+    except FileNotFoundError:
+        return False
 
 
 @dataclass
