@@ -732,6 +732,25 @@ def test_a_damaged_cached_image_is_made_again_not_reported_as_failed(small, imag
     assert "image_cache_damaged" in again.stderr
 
 
+def test_cache_clear_never_follows_a_symlink_nor_removes_files_it_did_not_make(
+    small, image_cache, tmp_path
+):
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "ext2-abc.img").write_bytes(b"someone's image")
+    cache = Path(image_cache["HOTREMOVE_CACHE"])
+    cache.mkdir()
+    (cache / "images").symlink_to(user)
+    one_line(invoke("cache", "clear", env=image_cache), 2, "HOTREMOVE_CACHE", "symlink")
+    assert (user / "ext2-abc.img").read_bytes() == b"someone's image"
+    (cache / "images").unlink()
+    assert invoke("run", small, env=image_cache).returncode == 0
+    (cache / "images" / "ext2-abc.img").write_bytes(b"someone's image")  # no record: not ours
+    proc = invoke("cache", "clear", env=image_cache)
+    assert proc.returncode == 0 and "removed 1 image(s)" in proc.stdout, proc.stdout
+    assert [p.name for p in (cache / "images").iterdir()] == ["ext2-abc.img"]
+
+
 def test_the_image_cache_is_listed_cleared_and_kept_under_its_limit(small, image_cache, tmp_path):
     from hotremove.workload import imagecache
 

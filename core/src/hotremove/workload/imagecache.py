@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import tempfile
 import time
 import zlib
@@ -74,7 +75,13 @@ def cache_limit() -> int:
 
 
 def check_cache_dir(cache: Path) -> Path:
-    """The cache directory, or one line saying why it cannot be one (a file on the way)."""
+    """The cache directory, or one line saying why it cannot be one (a file on the way, or a
+    symlink: ``cache clear`` would remove images from wherever it points)."""
+    if cache.is_symlink():
+        raise HotremoveError(
+            f"HOTREMOVE_CACHE: {cache} is a symlink (to {os.readlink(cache)}); the image cache "
+            "must be a directory of its own"
+        )
     for part in (cache, *cache.parents):
         if part.exists():
             if not part.is_dir():
@@ -194,6 +201,13 @@ def entries(cache: Path) -> list[Entry]:
     return sorted(out, key=lambda e: e.last_used)
 
 
+def _regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except OSError:
+        return False
+
+
 def evict(cache: Path, limit: int, *, keep: set[Path] = frozenset()) -> list[Entry]:  # type: ignore[assignment]
     """Remove the least recently used entries until the cache holds at most ``limit``
     bytes (never those in ``keep``, nor one used in the last :data:`RECENT` seconds)."""
@@ -215,8 +229,10 @@ def evict(cache: Path, limit: int, *, keep: set[Path] = frozenset()) -> list[Ent
 
 
 def clear(cache: Path) -> list[Entry]:
-    """Remove every entry (and temporary files a killed run left), nothing else."""
-    gone = entries(cache)
+    """Remove every entry the cache made — a regular image with its checksum record — (and
+    temporary files a killed run left), nothing else: an ``.img`` without a record may be
+    someone's own file."""
+    gone = [e for e in entries(cache) if e.recorded and _regular(e.image)]
     for entry in gone:
         forget(entry.image)
     with contextlib.suppress(OSError):
