@@ -364,6 +364,14 @@ def test_a_snapshot_that_is_not_a_regular_file_is_refused(tmp_path):
 
 
 # -- sizes and numbers ---------------------------------------------------------------------------
+@pytest.mark.parametrize("depth", [200, 2000])
+@pytest.mark.parametrize("command", [("scenario", "check"), ("run",), ("sweep", "--list")])
+def test_deeply_nested_toml_is_one_line_naming_the_key(tmp_path, command, depth):
+    deep = tmp_path / "deep.toml"
+    deep.write_text("x = " + "[" * depth + "]" * depth + "\n")
+    one_line(invoke(*command, deep), 2, "x: nested too deep")
+
+
 def test_four_hundred_digit_sizes_are_one_line_everywhere(tmp_path):
     scenario = tmp_path / "s.toml"
     scenario.write_text(f'[memory]\nsize = "{HUGE_DIGITS}"\n')

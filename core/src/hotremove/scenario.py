@@ -27,6 +27,7 @@ from hotremove.model.cost import PRESETS
 from hotremove.model.migrate_mode import DEFAULT_POLICY, MigrateMode
 from hotremove.model.page import PAGE_SIZE
 from hotremove.sim.faults import FaultSettings
+from hotremove.tomltext import TomlError, parse_toml
 
 #: simulated RAM. Its frames cost this machine what is used of them (plus ~110 B of mem_map
 #: a frame); whether a run fits is the memory guard's call (hotremove.sim.memguard)
@@ -418,8 +419,8 @@ def load(path: Path | str) -> Scenario:
 
 def loads(text: str, source: str = "<scenario>") -> Scenario:
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+        data = parse_toml(text)
+    except TomlError as exc:
         raise ScenarioError(f"{source}: invalid TOML: {exc}") from None
     if not data:
         raise ScenarioError(

@@ -10,7 +10,6 @@ calls it first, under the group or on its own.
 from __future__ import annotations
 
 import functools
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -27,6 +26,7 @@ from hotremove.errors import HotremoveError, ScenarioError
 from hotremove.kernels import VERSIONS, get_kernel
 from hotremove.model.cost import PRESETS
 from hotremove.model.migrate_mode import MODES
+from hotremove.tomltext import TomlError, parse_toml
 
 if TYPE_CHECKING:
     from hotremove.plugins import PluginSet
@@ -221,8 +221,8 @@ def _toml_value(text: str) -> Any:
     """``--fault``'s VALUE as the same key would be in a scenario's ``[faults]`` table: a TOML
     number or boolean when it reads as one (the scenario's types are strict), else the word."""
     try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+        return parse_toml(f"v = {text}")["v"]
+    except TomlError:
         return text
 
 

@@ -8,7 +8,6 @@ import itertools
 import json
 import math
 import re
-import tomllib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from hotremove.errors import ScenarioError
 from hotremove.fileio import FileRefused, read_text
 from hotremove.scenario import FilesystemConfig, Scenario, validate
 from hotremove.sweep.columns import REPORT_COLUMNS
+from hotremove.tomltext import TomlError, parse_toml
 
 log = structlog.get_logger("hotremove.sweep")
 
@@ -110,8 +110,8 @@ def load_grid(path: Path | str) -> Grid:
     except FileRefused as exc:
         raise GridError(str(exc)) from None
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+        data = parse_toml(text)
+    except TomlError as exc:
         raise GridError(f"{path}: invalid TOML: {exc}") from None
     default_name = re.sub(r"[^A-Za-z0-9_.-]", "-", path.stem)[:64] or "grid"
     return parse_grid(data, source=str(path), root=path.parent, default_name=default_name)
