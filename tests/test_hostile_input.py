@@ -661,6 +661,35 @@ def test_a_signal_to_a_sweep_leaves_no_image_no_worker_and_says_how_to_resume(tm
     assert alive == [], "a pool worker outlived the sweep"
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="Linux signals and /proc")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("delay", [0.2, 0.5, 0.8])
+def test_a_signal_to_the_group_while_workers_start_prints_no_worker_traceback(
+    tmp_path, signum, delay
+):
+    grid = tmp_path / "g.toml"
+    grid.write_text(RESULTS_GRID.replace("[1]", "[1, 2, 3, 4]"))
+    proc = spawn(
+        "sweep",
+        grid,
+        "-o",
+        tmp_path / "out.csv",
+        "-j",
+        "2",
+        env={"HOTREMOVE_CACHE": str(tmp_path / "cache")},
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not _children(proc.pid):
+        time.sleep(0.005)  # the pool's workers are starting: Python, then their imports
+    time.sleep(delay)
+    os.killpg(proc.pid, signum)  # as a terminal's Ctrl-C (or a kill of the job) does
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signum, err
+    assert "Traceback" not in err and "Error" not in err, err
+    assert [line for line in err.splitlines() if line.startswith("hotremove:")], err
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="POSIX signals")
 def test_sigterm_on_run_is_one_line_exit_143_and_leaves_no_file(tmp_path, image_cache):
     tmp, keep = tmp_path / "tmp", tmp_path / "keep"

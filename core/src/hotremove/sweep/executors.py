@@ -65,10 +65,18 @@ def _die_with_parent(parent: int) -> None:
         os._exit(128 + signal.SIGTERM)
 
 
+#: blocked while a worker is spawned: the mask survives exec(2), so the new worker's Python
+#: start-up and imports (the parent's ``__main__`` installs the command's handlers) cannot be
+#: interrupted into a traceback; its initializer unblocks them once its own handlers are in
+_STARTING = frozenset({signal.SIGINT, signal.SIGTERM})
+
+
 def _init_local_worker(log_level: str, parent: int | None = None) -> None:
     # Ctrl-C belongs to the parent, which stops the sweep (and its workers, by SIGTERM)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _worker_sigterm)
+    # a SIGTERM that came while starting is delivered now: an idle worker leaves quietly
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STARTING)
     if parent is not None:
         _die_with_parent(parent)
     _prepare_worker(log_level)
@@ -108,7 +116,13 @@ class LocalPool:
         self.description = f"local process pool, {self.workers} worker(s)"
 
     def submit(self, fn: Callable[..., Any], *args: Any, key: str) -> Any:
-        return self.executor.submit(_run_in_worker if fn is run_one else fn, *args)
+        # submit spawns the workers (on demand): they start with SIGINT/SIGTERM blocked; a
+        # signal meanwhile waits for the parent's unblock and is handled as usual then
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, _STARTING)
+        try:
+            return self.executor.submit(_run_in_worker if fn is run_one else fn, *args)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
     def as_completed(self, futures: list[Any]) -> Iterator[Any]:
         return concurrent.futures.as_completed(futures)
