@@ -396,6 +396,21 @@ def test_full_width_digits_are_not_a_size(tmp_path):
     one_line(invoke("scenario", "check", scenario), 2, "memory.size")
 
 
+@pytest.mark.parametrize("value", ["\uff11", "1_000", " 1", "+1", "1_0", "\uff12"])
+@pytest.mark.parametrize(
+    "command",
+    [("run", "--seed"), ("compare", "--seed"), ("bench", "--repeat"), ("sweep", "-j")],
+)
+def test_integer_options_take_ascii_digits_only(tmp_path, small, command, value):
+    grid = tmp_path / "g.toml"
+    grid.write_text(f'name = "g"\n{GRID_BASE}[axes]\n"workload.seed" = [1]\n')
+    name, option = command
+    target = grid if name == "sweep" else small
+    extra = ("-o", tmp_path / "out.csv") if name == "sweep" else ()
+    one_line(invoke(name, target, *extra, option, value), 2, option, "ASCII digits")
+    assert not (tmp_path / "out.csv").exists()
+
+
 def test_a_negative_seed_is_refused_in_one_line_by_check_and_by_every_command(tmp_path, small):
     negative = tmp_path / "neg.toml"
     negative.write_text(SMALL + "[workload]\nseed = -1\n")

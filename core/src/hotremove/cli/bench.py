@@ -13,6 +13,7 @@ from rich.table import Table
 from hotremove.cli.base import Command
 from hotremove.cli.display import progress_bar
 from hotremove.cli.output import emit_json, print_table, print_text, stdout_console, wide_option
+from hotremove.cli.params import Digits
 from hotremove.cli.settings import begin, check_strategy, shared_options
 from hotremove.errors import ScenarioError
 from hotremove.model.migrate_mode import BUILTIN_POLICIES
@@ -72,7 +73,7 @@ def _region_size(value: str, option: str = "--size") -> int:
 @click.option("--no-cache", is_flag=True, help="Always build fresh images.")
 @click.option(
     "--repeat",
-    type=click.IntRange(1, 100),
+    type=Digits(1, 100),
     default=1,
     show_default=True,
     help="Run each configuration this many times; report medians and ranges.",

@@ -20,6 +20,7 @@ import click
 from hotremove.cli.base import PROG, Command
 from hotremove.cli.display import progress_bar
 from hotremove.cli.output import emit_json
+from hotremove.cli.params import Digits
 from hotremove.cli.settings import begin, check_strategy, mode_option, shared_options
 from hotremove.errors import HotremoveError
 
@@ -51,12 +52,12 @@ def _load_plugin(spec: str) -> tuple[str, ModuleType]:
 @click.command("explore", cls=Command)
 @click.argument("scenario", metavar="SCENARIO.toml")
 @click.option(
-    "-n", "--schedules", type=click.IntRange(1), default=200, show_default=True,
+    "-n", "--schedules", type=Digits(1), default=200, show_default=True,
     help="Number of schedules to run (stops at the first failure).",
 )  # fmt: skip
-@click.option("--seed", type=int, default=1, show_default=True, help="Seed of every schedule.")
+@click.option("--seed", type=Digits(), default=1, show_default=True, help="Seed of every schedule.")
 @click.option(
-    "--schedule", "only", type=click.IntRange(0), metavar="K",
+    "--schedule", "only", type=Digits(0), metavar="K",
     help="Replay only schedule K of --seed (as printed by a failure).",
 )  # fmt: skip
 @click.option(
@@ -70,16 +71,16 @@ def _load_plugin(spec: str) -> tuple[str, ModuleType]:
     help="Load this plugin module beside the installed ones (repeatable).",
 )  # fmt: skip
 @click.option(
-    "--trace-lines", type=click.IntRange(0), default=30, show_default=True,
+    "--trace-lines", type=Digits(0), default=30, show_default=True,
     help="Steps of the failing interleaving to print (all of them with --schedule).",
 )  # fmt: skip
 @click.option(
-    "--full-every", type=click.IntRange(0), default=0, metavar="K",
+    "--full-every", type=Digits(0), default=0, metavar="K",
     help="Also run the full verification (checker, read-back) every K schedules (always on "
     "the first).",
 )  # fmt: skip
 @click.option(
-    "--focus", type=click.IntRange(0), metavar="PAGES",
+    "--focus", type=Digits(0), metavar="PAGES",
     help="Let the actors touch, and preempt at, only a window of PAGES pages of the region "
     "chosen from --seed (0: every page; default: 16 when the region holds more than 4,096).",
 )  # fmt: skip

@@ -29,6 +29,7 @@ from hotremove import scenario as scenario_mod
 from hotremove.cli.base import CONTEXT_SETTINGS, PROG, Group, error, run_command
 from hotremove.cli.kernel_tables import render, render_rows
 from hotremove.cli.output import emit_json, stdout_console
+from hotremove.cli.params import Digits
 from hotremove.cli.settings import begin, shared_options
 from hotremove.errors import HotremoveError
 from hotremove.fileio import check_png
@@ -146,7 +147,7 @@ _timeout_opt = click.option(
 )
 _offline_opt = click.option(
     "--offline-timeout",
-    type=click.IntRange(min=1, max=3600),
+    type=Digits(1, 3600),
     default=None,
     help="Give up one block's offline after this many seconds (signal → -EINTR); "
     "default: the scenario's remove.timeout.",

@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hotremove.cli.output import emit_json, stdout_console
+from hotremove.cli.params import Digits
 from hotremove.cli.settings import begin, shared_options
 from hotremove.errors import HotremoveError
 from hotremove.realkernel.fetch import check_version
@@ -40,8 +41,8 @@ def _versions(value: str) -> list[str]:
     show_default=True,
     help="Kernel versions, comma-separated (every case runs on each).",
 )
-@click.option("--cases", "count", type=click.IntRange(1, 100_000), default=20, show_default=True)
-@click.option("--seed", type=click.IntRange(0, 2**31), default=1, show_default=True)
+@click.option("--cases", "count", type=Digits(1, 100_000), default=20, show_default=True)
+@click.option("--seed", type=Digits(0, 2**31), default=1, show_default=True)
 @click.option(
     "--out",
     type=click.Path(path_type=Path, file_okay=False),
@@ -50,14 +51,14 @@ def _versions(value: str) -> list[str]:
 )
 @click.option(
     "--per-guest",
-    type=click.IntRange(1, 16),
+    type=Digits(1, 16),
     default=4,
     show_default=True,
     help="Cases run in one guest boot.",
 )
 @click.option(
     "--workers",
-    type=click.IntRange(1, 64),
+    type=Digits(1, 64),
     default=1,
     show_default=True,
     help="Guests at once (local threads).",
@@ -70,7 +71,7 @@ def _versions(value: str) -> list[str]:
 )
 @click.option(
     "--shrink-rounds",
-    type=click.IntRange(0, 50),
+    type=Digits(0, 50),
     default=4,
     show_default=True,
     help="Rounds of shrinking per disagreement (one guest boot each).",

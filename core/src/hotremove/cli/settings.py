@@ -22,6 +22,7 @@ from click.core import ParameterSource
 from hotremove import log as hlog
 from hotremove.cli.base import PROG
 from hotremove.cli.output import check_columns
+from hotremove.cli.params import Digits
 from hotremove.errors import HotremoveError, ScenarioError
 from hotremove.kernels import VERSIONS, get_kernel
 from hotremove.model.cost import PRESETS
@@ -252,7 +253,7 @@ def apply_overrides(
 
 
 #: ``--seed``: what ``workload.seed`` takes (a negative seed is refused in one line)
-SEED = click.IntRange(0, (1 << 64) - 1)
+SEED = Digits(0, (1 << 64) - 1)
 
 
 def mode_option(help: str = "Override remove.mode.") -> Callable[..., Any]:

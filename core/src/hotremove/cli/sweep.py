@@ -25,6 +25,7 @@ from hotremove import sweep as sw
 from hotremove.cli.base import CONTEXT_SETTINGS, PROG, Command
 from hotremove.cli.display import progress_bar
 from hotremove.cli.output import print_table, print_text, stdout_console, wide_option
+from hotremove.cli.params import Digits
 from hotremove.cli.settings import begin, shared_options
 from hotremove.errors import HotremoveError
 from hotremove.fileio import check_png
@@ -142,7 +143,7 @@ def _footer(result: sw.SweepResult) -> list[Text]:
 @click.option(
     "-j",
     "--workers",
-    type=int,
+    type=Digits(),
     help="Worker processes (default: the machine's CPUs; not with --scheduler).",
 )
 @click.option("--resume", is_flag=True, help="Skip the runs that already have a row in the output.")
