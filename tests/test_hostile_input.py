@@ -447,6 +447,11 @@ def test_run_file_blocks_overrides_the_scenario_and_snapshot_options_are_refused
     one_line(invoke("run", "--snapshot", SYNTHETIC, "--blocks", "1", "--seed", "3"), 2, "--seed")
 
 
+@pytest.mark.parametrize("kernels", ["6.1,", ",6.1", "6.1,,7.2", "6.1, ,7.2"])
+def test_compare_with_an_empty_kernel_item_is_refused(small, kernels):
+    one_line(invoke("compare", small, "--kernel", kernels), 2, "--kernel", "empty item")
+
+
 def test_compare_with_one_kernel_given_twice_is_refused(small):
     one_line(invoke("compare", small, "--kernel", "6.1,6.1"), 2, "--kernel", "twice")
 

@@ -153,9 +153,11 @@ def _kernel_list(
 ) -> tuple[str, ...] | None:
     if value is None:
         return None
-    versions = [v for v in (part.strip() for part in value.split(",")) if v]
-    if not versions:
+    versions = [part.strip() for part in value.split(",")]
+    if not any(versions):
         raise ScenarioError(f"--kernel: name a version (modelled: {', '.join(VERSIONS)})")
+    if not all(versions):  # "6.1," or "6.1,,7.2": a version left out by mistake, say so
+        raise ScenarioError(f"--kernel: {value!r} has an empty item between its commas")
     checked = [check_kernel(v) for v in versions]
     for i, version in enumerate(checked):  # twice would silently be once: say so instead
         if version in checked[:i]:
