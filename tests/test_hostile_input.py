@@ -311,6 +311,10 @@ def test_keep_images_never_writes_over_a_fifo_or_a_symlink_even_with_force(
     assert target.read_text() == "hello\n"
 
 
+def test_plan_with_a_filesystem_type_no_plugin_registers_is_refused():
+    one_line(invoke("plan", SYNTHETIC, "--fs", "ntfs"), 2, "--fs", "'ntfs'", "installed:", "ext2")
+
+
 def test_plot_paths_must_be_png_and_are_written_exactly_there(tmp_path):
     one_line(invoke("plan", SYNTHETIC, "--fs", "ext2", "--plot", tmp_path / "noext"), 2, ".png")
     assert list(tmp_path.iterdir()) == []

@@ -120,9 +120,8 @@ def snapshot_command(
     "--fs",
     "fs_type",
     metavar="TYPE",
-    help="Filesystem that owns the page cache: a type a plugin registers (`hotremove "
-    "plugins`), or any other name (its pages get the fallback) (default: the snapshot's "
-    "root filesystem).",
+    help="Filesystem that owns the page cache: a type an installed plugin registers "
+    "(`hotremove plugins`) (default: the snapshot's root filesystem, whatever its type).",
 )
 @click.option(
     "--fs-options",

@@ -260,7 +260,7 @@ def resolve_fs(
     elif fs is None or (fs == root.type and options is None):
         spec = root
     else:
-        spec = FsSpec.from_mount(fs)
+        spec = FsSpec.chosen(fs)
     if options is not None:
         opts = tuple(o.strip() for o in options.split(",") if o.strip())
         known = type_options(spec.type)

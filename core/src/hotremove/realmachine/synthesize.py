@@ -13,7 +13,7 @@ import numpy as np
 
 from hotremove.errors import ImageError, ScenarioError
 from hotremove.fs.fstype import FilesystemType, ProbeConfig
-from hotremove.fs.registry import installed_types, resolve
+from hotremove.fs.registry import installed_types, known, resolve
 from hotremove.hooks import Hooks
 from hotremove.kernels import DEFAULT_KERNEL, Kernel, get_kernel
 from hotremove.mm.page_writeback import start_writeback
@@ -131,6 +131,16 @@ class FsSpec:
             raise SnapshotError(f"--fs: not a filesystem type: {fstype!r}")
         known = type_options(fstype)
         return cls(fstype, tuple(o for o in options if o in known))
+
+    @classmethod
+    def chosen(cls, fstype: str) -> FsSpec:
+        """``--fs TYPE``: only a type an installed plugin registers (any other would be
+        planned as the fallback without a word); a snapshot's own mounts take any type."""
+        try:
+            known(fstype, key="--fs")
+        except ValueError as exc:
+            raise SnapshotError(str(exc)) from None
+        return cls.from_mount(fstype)
 
     @property
     def fs_type(self) -> FilesystemType | None:
