@@ -354,6 +354,20 @@ def test_a_one_line_file_that_is_not_a_results_file_is_refused_and_kept(
     assert precious.read_text() == '{"precious": true}\n'
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        ("--scheduler", "tcp://127.0.0.1:1"),
+        ("--executor", "dask", "--scheduler", "tcp://127.0.0.1:1", "-j", "2"),
+    ],
+)
+def test_a_refused_sweep_leaves_no_results_file(tmp_path, options):
+    grid = tmp_path / "g.toml"
+    grid.write_text(f'name = "g"\n{GRID_BASE}[axes]\n"workload.seed" = [1]\n')
+    one_line(invoke("sweep", grid, "-o", tmp_path / "s55.csv", *options), 2)
+    assert not (tmp_path / "s55.csv").exists()
+
+
 # -- bounded reads ---------------------------------------------------------------------------
 @pytest.mark.parametrize("command", [("scenario", "check"), ("run",), ("sweep", "--list")])
 def test_a_device_or_a_fifo_given_as_an_input_file_is_refused_at_once(tmp_path, command):

@@ -11,7 +11,7 @@ from typing import Any
 
 import structlog
 
-from hotremove.sweep.executors import Lost, default_workers, execute, open_pool
+from hotremove.sweep.executors import Lost, check_pool, default_workers, execute, open_pool
 from hotremove.sweep.grid import Grid, RunSpec
 from hotremove.sweep.results import ResultsError, ResultsFile, Torn
 from hotremove.sweep.rows import _cell, _json, header, parse_row
@@ -91,6 +91,7 @@ def sweep(
     propagates; the rows written so far stay.
     """
     started = time.perf_counter()
+    check_pool(executor, scheduler=scheduler, workers=workers)  # before the file is made
     results = ResultsFile(output, header(grid))
     previous = results.open(resume=resume, overwrite=overwrite)
     try:

@@ -200,15 +200,21 @@ def open_pool(
     workers: int | None = None,
     log_level: str = "warning",
 ) -> Pool:
+    check_pool(executor, scheduler=scheduler, workers=workers)
     if executor == "local":
-        if scheduler is not None:
-            raise HotremoveError("--scheduler: only with --executor dask")
         return LocalPool(workers, log_level)
-    if executor == "dask":
-        if scheduler is not None and workers is not None:
-            raise HotremoveError("--workers: the cluster at --scheduler has its own workers")
-        return DaskPool(scheduler, workers)
-    raise HotremoveError(f"--executor: unknown executor {executor!r} (local or dask)")
+    return DaskPool(scheduler, workers)
+
+
+def check_pool(executor: str, *, scheduler: str | None, workers: int | None) -> None:
+    """The executor options that cannot go together: refused before the results file is
+    made (a refused sweep leaves nothing behind)."""
+    if executor == "local" and scheduler is not None:
+        raise HotremoveError("--scheduler: only with --executor dask")
+    if executor == "dask" and scheduler is not None and workers is not None:
+        raise HotremoveError("--workers: the cluster at --scheduler has its own workers")
+    if executor not in ("local", "dask"):
+        raise HotremoveError(f"--executor: unknown executor {executor!r} (local or dask)")
 
 
 @dataclass
