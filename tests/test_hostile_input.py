@@ -470,6 +470,12 @@ def test_compare_with_an_empty_kernel_item_is_refused(small, kernels):
     one_line(invoke("compare", small, "--kernel", kernels), 2, "--kernel", "empty item")
 
 
+def test_a_filesystem_option_given_twice_is_refused(tmp_path):
+    scn = tmp_path / "twice.toml"
+    scn.write_text(SMALL + 'type = "ext2"\noptions = ["nobh", "nobh"]\n')
+    one_line(invoke("scenario", "check", scn), 2, "options", "'nobh' is given twice")
+
+
 def test_compare_with_one_kernel_given_twice_is_refused(small):
     one_line(invoke("compare", small, "--kernel", "6.1,6.1"), 2, "--kernel", "twice")
 

@@ -150,6 +150,9 @@ class FilesystemConfig(_Strict):
     def _by_type(self) -> FilesystemConfig:
         if not 1 << 20 <= self.size <= MAX_IMAGE:
             raise ValueError(f"size: must be between 1MiB and {MAX_IMAGE >> 30}GiB")
+        twice = next((o for i, o in enumerate(self.options) if o in self.options[:i]), None)
+        if twice is not None:  # twice would silently be once: say so instead
+            raise ValueError(f"options: {twice!r} is given twice")
         fs_type = registry.known(self.type)
         try:
             fs_type.validate(self)
