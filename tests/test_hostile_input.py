@@ -476,6 +476,11 @@ def test_a_filesystem_option_given_twice_is_refused(tmp_path):
     one_line(invoke("scenario", "check", scn), 2, "options", "'nobh' is given twice")
 
 
+def test_hotremove_plugins_naming_no_installed_plugin_is_named_in_the_error(small):
+    proc = invoke("run", small, env={"HOTREMOVE_PLUGINS": "ext2,nonexistent"})
+    one_line(proc, 2, "HOTREMOVE_PLUGINS", "'nonexistent'", "installed:")
+
+
 def test_compare_with_one_kernel_given_twice_is_refused(small):
     one_line(invoke("compare", small, "--kernel", "6.1,6.1"), 2, "--kernel", "twice")
 

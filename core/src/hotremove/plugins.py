@@ -22,6 +22,7 @@ import pluggy
 import structlog
 
 from hotremove import hookspecs
+from hotremove.errors import HotremoveError
 from hotremove.fs.fstype import FilesystemType
 from hotremove.fs.registry import TYPE_NAME as TYPE_NAME  # what a type may be called
 from hotremove.fs.registry import collect_types
@@ -251,6 +252,12 @@ def load_plugins(
             report.append(info)
             if plugin is not None:
                 _register(pm, info, plugin)
+        unknown = sorted((allowed or set()) - {ep.name for ep in eps})
+        if unknown and allow is None:  # a typo would silently load fewer plugins: say so
+            raise HotremoveError(
+                f"HOTREMOVE_PLUGINS: no installed plugin is named {unknown[0]!r} (installed: "
+                f"{', '.join(ep.name for ep in eps) or 'none'})"
+            )
     for name, plugin in extra:
         info = PluginInfo(name=name)
         report.append(info)
