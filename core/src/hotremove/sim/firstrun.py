@@ -2,7 +2,7 @@
 of it once its images are cached.
 
 A user's first ``hotremove run`` of a new scenario pays for what later runs take from the
-image cache: the files generated, the image made by the type's own tools (``mke2fs -d``), its
+image cache: the files generated, the image made by the type's own tools (its mkfs), its
 block maps read. The figure is the whole run (build, offline, verification) in this process,
 uncached then cached, with each phase — into an image cache of its own, emptied first, so
 "uncached" means it whatever the user's cache holds.
