@@ -36,9 +36,12 @@ package (see :meth:`FilesystemType.require_tools`).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Protocol
@@ -256,3 +259,23 @@ def _size(n: int) -> str:
         if n >= 1 << shift and n % (1 << shift) == 0:
             return f"{n >> shift}{unit}"
     return f"{n} bytes"
+
+
+@contextlib.contextmanager
+def temporary_image(image: Path) -> Iterator[Path]:
+    """A temporary file beside ``image`` (same filesystem, so a type's final rename into
+    place is atomic; mode 0644), removed unless it was renamed: a failed ``make_image`` leaves
+    nothing half-written where the image belongs."""
+    from hotremove.errors import ImageError
+
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{image.name}.", suffix=".tmp", dir=image.parent)
+    except OSError as exc:
+        raise ImageError(f"cannot create an image in {image.parent}: {exc.strerror}") from exc
+    os.fchmod(fd, 0o644)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+    finally:
+        tmp.unlink(missing_ok=True)

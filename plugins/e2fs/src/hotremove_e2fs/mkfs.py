@@ -10,12 +10,13 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
 from hotremove.errors import ImageError
+from hotremove.fs.fstype import temporary_image
 from hotremove_e2fs.tools import fs_path, meaningful_lines, run_debugfs, run_tool
 
 FSTYPES = ("ext2", "ext3", "ext4")
@@ -59,7 +60,7 @@ def make_image(
         raise ImageError(f"image size must be positive, not {size_bytes}")
     image = Path(image)
     source = tempfile.TemporaryDirectory(dir=_source_dir(files))
-    with _temporary_image(image) as tmp_image, source as srcdir:
+    with temporary_image(image) as tmp_image, source as srcdir:
         entries = _write_tree(Path(srcdir), files)
         with open(tmp_image, "r+b") as handle:
             handle.truncate(size_bytes)
@@ -104,22 +105,6 @@ def _mount_option(fstype: str, data_mode: str | None) -> str | None:
             raise ImageError("data_mode 'journal' needs ext3 or ext4: ext2 has no journal")
         return None
     return _DATA_MODE_OPTIONS[data_mode]
-
-
-@contextlib.contextmanager
-def _temporary_image(image: Path) -> Iterator[Path]:
-    """A temp file beside `image` (same filesystem: the rename is atomic), removed on error."""
-    try:
-        fd, name = tempfile.mkstemp(prefix=f".{image.name}.", suffix=".tmp", dir=image.parent)
-    except OSError as exc:
-        raise ImageError(f"cannot create an image in {image.parent}: {exc.strerror}") from exc
-    os.fchmod(fd, 0o644)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 #: where the tree mke2fs -d copies from goes when it fits: memory (tmpfs), not the disk the

@@ -23,16 +23,21 @@ logical_sector_size)`` when larger), and ``fat_read_bpb`` accepts 512 to 4096 by
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from hotremove.errors import ImageError
-from hotremove.fs.fstype import CheckVerdict, FileMap, FilesystemType, GuestMount
+from hotremove.fs.fstype import (
+    CheckVerdict,
+    FileMap,
+    FilesystemType,
+    GuestMount,
+    temporary_image,
+)
 from hotremove.model.address_space import AddressSpaceOps
 from hotremove_vfat import ondisk
 from hotremove_vfat.tools import first_complaint, is_banner, run, version
@@ -148,7 +153,7 @@ class VfatType(FilesystemType):
                 raise ImageError(f"vfat: {other!r} and {path!r} differ only in case")
         where = f"a {cfg.size}-byte vfat image with {cfg.block_size}-byte sectors"
         image = Path(image)
-        with _temporary_image(image) as tmp, tempfile.TemporaryDirectory() as scratch:
+        with temporary_image(image) as tmp, tempfile.TemporaryDirectory() as scratch:
             with open(tmp, "r+b") as handle:
                 handle.truncate(cfg.size)
             self._mkfs(tools["mkfs.fat"], tmp, cfg, len(names), where)
@@ -285,20 +290,3 @@ def _first_problem(lines: list[str]) -> str:
     if lines[0].startswith("/") and len(lines) > 1:
         return f"{lines[0]}: {lines[1]}"
     return lines[0]
-
-
-@contextlib.contextmanager
-def _temporary_image(image: Path) -> Iterator[Path]:
-    """A temporary file beside ``image`` (same filesystem, so the final rename is atomic),
-    removed unless it was renamed into place."""
-    try:
-        fd, name = tempfile.mkstemp(prefix=f".{image.name}.", suffix=".tmp", dir=image.parent)
-    except OSError as exc:
-        raise ImageError(f"cannot create an image in {image.parent}: {exc.strerror}") from exc
-    os.fchmod(fd, 0o644)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-    finally:
-        tmp.unlink(missing_ok=True)
